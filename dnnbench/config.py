@@ -1,0 +1,218 @@
+"""Frozen, validated configuration: what a trial is, split into static structure and numbers.
+
+A trial's *structure* (layer sizes, activation, optimizer kind, batch size, epochs, ...) decides
+the compiled program; its *numbers* (learning rate and other optimizer hyperparameters, seed,
+L1/L2 strength, dropout rate, noise, early-stopping patience) are arrays fed to that program, so
+trials that differ only in numbers train together under one ``jax.vmap``. ``TrialSpec.structure``
+is the grouping key. Every dataclass validates itself on construction and raises ``InputError``
+naming the field and the bad value; derive new configs with ``dataclasses.replace``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from dnnbench import optim
+from dnnbench.errors import InputError, one_of
+
+ACTIVATION_NAMES = ("relu", "sigmoid", "tanh", "gelu", "elu", "leaky_relu", "selu", "swish", "linear")
+LOSSES = {"ce": "categorical cross-entropy of the softmax output", "mse": "mean squared error of the softmax output against the one-hot target"}
+LOSS_ALIASES = {"cross-entropy": "ce", "crossentropy": "ce", "categorical_crossentropy": "ce", "mean_squared_error": "mse"}
+MONITORS = ("val_loss", "val_acc")
+DROPOUT_MODES = ("inverted", "scale-at-test")
+PRECISIONS = ("fp32", "bf16")
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise InputError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def _finite(name: str, value: Any, lo: float = 0.0, hi: float = math.inf, hi_open: bool = False) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(number) or number < lo or number > hi or (hi_open and number >= hi):
+        bound = f"[{lo:g}, {hi:g})" if hi_open else f"[{lo:g}, {hi:g}]"
+        raise InputError(f"{name} must be in {bound}, got {value!r}")
+    return number
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The MLP: hidden layer widths, activation, residual skips, matmul precision."""
+
+    hidden: tuple[int, ...] = (500, 500)
+    activation: str = "relu"
+    residual: bool = False
+    precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hidden", tuple(self.hidden))
+        if not self.hidden:
+            raise InputError("hidden must name at least one layer width, e.g. 500,500")
+        for width in self.hidden:
+            _positive_int("hidden size", width)
+        if self.activation not in ACTIVATION_NAMES:
+            raise one_of("activation", self.activation, ACTIVATION_NAMES)
+        if self.precision not in PRECISIONS:
+            raise one_of("precision", self.precision, PRECISIONS)
+
+
+@dataclass(frozen=True)
+class Regularization:
+    """The overfitting remedies of the recipe, each off by default.
+
+    ``l1``/``l2`` penalise the weight matrices only (biases are not penalised):
+    ``loss + l1 * sum|W| + l2 * sum W^2``. ``dropout`` is the drop probability of every hidden
+    layer's inputs. ``early_stopping`` watches ``monitor`` on the validation set after every
+    epoch, stops after ``patience`` epochs without an improvement larger than ``min_delta`` and
+    restores the best epoch's weights. ``augment_shift`` (pixels, image data only) and
+    ``augment_noise`` (std of Gaussian noise) perturb every training batch. ``train_fraction``
+    trains on that fraction of the training set.
+    """
+
+    l1: float = 0.0
+    l2: float = 0.0
+    dropout: float = 0.0
+    dropout_mode: str = "inverted"
+    early_stopping: bool = False
+    monitor: str = "val_loss"
+    patience: int = 5
+    min_delta: float = 0.0
+    augment_shift: int = 0
+    augment_noise: float = 0.0
+    train_fraction: float = 1.0
+
+    def __post_init__(self) -> None:
+        _finite("l1", self.l1)
+        _finite("l2", self.l2)
+        _finite("dropout", self.dropout, 0.0, 1.0, hi_open=True)
+        if self.dropout_mode not in DROPOUT_MODES:
+            raise one_of("dropout mode", self.dropout_mode, DROPOUT_MODES)
+        if self.monitor not in MONITORS:
+            raise one_of("early-stopping monitor", self.monitor, MONITORS)
+        _positive_int("patience", self.patience)
+        _finite("min_delta", self.min_delta)
+        if isinstance(self.augment_shift, bool) or not isinstance(self.augment_shift, int) or self.augment_shift < 0:
+            raise InputError(f"augment shift must be a whole number of pixels >= 0, got {self.augment_shift!r}")
+        _finite("augment noise", self.augment_noise)
+        if not 0.0 < _finite("train fraction", self.train_fraction, 0.0, 1.0):
+            raise InputError(f"train fraction must be in (0, 1], got {self.train_fraction!r}")
+
+    @property
+    def numbers(self) -> dict[str, float]:
+        """The per-trial numbers the compiled program reads as arrays."""
+        return {
+            "l1": self.l1,
+            "l2": self.l2,
+            "dropout": self.dropout,
+            "early_stopping": float(self.early_stopping),
+            "patience": float(self.patience),
+            "min_delta": self.min_delta,
+            "augment_noise": self.augment_noise,
+        }
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How long and in what steps to train, and on which loss."""
+
+    epochs: int = 20
+    batch_size: int = 100
+    loss: str = "ce"
+
+    def __post_init__(self) -> None:
+        _positive_int("epochs", self.epochs)
+        _positive_int("batch size", self.batch_size)
+        loss = LOSS_ALIASES.get(self.loss, self.loss)
+        if loss not in LOSSES:
+            raise one_of("loss", self.loss, LOSSES)
+        object.__setattr__(self, "loss", loss)
+
+
+@dataclass(frozen=True)
+class Structure:
+    """Everything that decides the compiled program: trials with equal structures share one."""
+
+    optimizer: str
+    hyperparam_names: tuple[str, ...]
+    model: ModelConfig
+    train: TrainConfig
+    dropout_mode: str
+    monitor: str
+    augment_shift: int
+    train_fraction: float
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """One trial: an optimizer with its numbers, a seed, a model, a training plan, regularizers.
+
+    ``tags`` are free labels carried into the results row (e.g. ``{"regularizer": "l2"}``).
+    """
+
+    optimizer: str = "adam"
+    hyperparams: tuple[tuple[str, float], ...] = ()
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    reg: Regularization = field(default_factory=Regularization)
+    tags: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        given = dict(self.hyperparams)
+        lr = given.pop("learning_rate", None)
+        full = optim.resolve(self.optimizer, lr, **given)
+        object.__setattr__(self, "hyperparams", tuple(full.items()))
+        object.__setattr__(self, "tags", tuple(dict(self.tags).items()))
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise InputError(f"seed must be an integer >= 0, got {self.seed!r}")
+
+    @property
+    def learning_rate(self) -> float:
+        return dict(self.hyperparams)["learning_rate"]
+
+    @property
+    def structure(self) -> Structure:
+        return Structure(
+            optimizer=self.optimizer,
+            hyperparam_names=tuple(name for name, _ in self.hyperparams),
+            model=self.model,
+            train=self.train,
+            dropout_mode=self.reg.dropout_mode,
+            monitor=self.reg.monitor,
+            augment_shift=self.reg.augment_shift,
+            train_fraction=self.reg.train_fraction,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready description: the full config of this trial."""
+        return {
+            "optimizer": self.optimizer,
+            "hyperparams": dict(self.hyperparams),
+            "seed": self.seed,
+            "model": dataclasses.asdict(self.model),
+            "train": dataclasses.asdict(self.train),
+            "regularization": dataclasses.asdict(self.reg),
+            "tags": dict(self.tags),
+        }
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which data, and how much of the training set is held out for validation."""
+
+    dataset: str = "digits"
+    path: str | None = None
+    val_split: float = 0.1
+    data_dir: str | None = None
+    verify: bool = True
+
+    def __post_init__(self) -> None:
+        _finite("val split", self.val_split, 0.0, 1.0, hi_open=True)

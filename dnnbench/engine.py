@@ -1,0 +1,249 @@
+"""The engine: the ONE place where jit, vmap, scan and device placement happen.
+
+A *group* is a list of trials with the same ``Structure`` (optimizer kind, model shape, batch
+size, epochs, ...). The group trains as one compiled program: every per-trial number (learning
+rate, optimizer hyperparameters, seed, L1/L2, dropout rate, noise, patience) is an array with a
+leading trial axis and the pure per-trial functions in ``dnnbench.step`` are ``jax.vmap``-ed over
+it. One epoch -- shuffle, every minibatch as a ``lax.scan`` step, evaluation on train/val/test,
+early-stopping bookkeeping -- is one call of one compiled executable. Executables are cached by
+structure and shapes, so a second group of the same shape does not compile again.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dnnbench import step as core
+from dnnbench.config import TrialSpec
+from dnnbench.data import Dataset, with_train_fraction
+from dnnbench.errors import InputError
+
+#: Rows per evaluation chunk: bounds the activations held at once when evaluating big sets.
+EVAL_CHUNK = 2048
+
+#: Epoch-metric names, in the order of the history arrays.
+METRICS = core.METRICS
+
+
+@dataclass(frozen=True, eq=False)
+class GroupOutput:
+    """What training a group produced, per trial (leading axis of every array = trial)."""
+
+    specs: tuple[TrialSpec, ...]
+    history: dict[str, np.ndarray]  # metric -> (epochs_run, trials); grad_norm -> (epochs, trials, layers)
+    best_epoch: np.ndarray  # (trials,) 0-based epoch of the best monitored value (early stopping)
+    stopped_epoch: np.ndarray  # (trials,) 0-based epoch training stopped at, -1 = ran to the end
+    params: Any  # final parameters per trial (restored best for early-stopping trials)
+    graphdef: Any  # the model's nnx.GraphDef: nnx.merge(graphdef, params_of_one_trial) is a model
+    compile_s: float
+    train_s: float
+    samples_seen: int  # training samples processed per trial
+
+
+class _Programs(NamedTuple):
+    init_params: Any
+    init: Any
+    epoch: Any
+    graphdef: Any
+
+
+_EXECUTABLES: dict[tuple, Any] = {}
+#: How many executables were compiled in this process (tests assert a second call adds none).
+compile_count = 0
+
+
+def clear_cache() -> None:
+    _EXECUTABLES.clear()
+
+
+def _compiled(key: tuple, build: Callable[[], Any]) -> Any:
+    global compile_count
+    if key not in _EXECUTABLES:
+        _EXECUTABLES[key] = build()
+        compile_count += 1
+    return _EXECUTABLES[key]
+
+
+def _programs(plan: core.Plan, numbers: core.Numbers, data: core.DeviceData) -> _Programs:
+    """The group's compiled executables, from the cache when the shapes were seen before.
+
+    The weight initialisation depends on the model shape only, so the optimizers of a
+    comparison share it; ``init`` (optimizer state) and ``epoch`` are per structure.
+    """
+    n = int(numbers.seed.shape[0])
+    shapes = jax.tree.map(lambda a: (a.shape, str(a.dtype)), data)
+    s = plan.sizes
+    model_key = ("init_params", plan.structure.model, s.n_features, s.n_classes, n)
+    init_params_fn = core.make_init_params(plan)
+    init_params = _compiled(model_key, lambda: jax.jit(jax.vmap(init_params_fn)).lower(numbers.seed).compile())
+    init_fn, epoch_fn, graphdef = core.make_trial_fns(plan)
+    params_shape = jax.eval_shape(jax.vmap(init_params_fn), numbers.seed)
+    init = _compiled(("init", plan, n), lambda: jax.jit(jax.vmap(init_fn)).lower(params_shape, numbers).compile())
+    state_shape = jax.eval_shape(jax.vmap(init_fn), params_shape, numbers)
+    epoch = _compiled(
+        ("epoch", plan, n, shapes),
+        lambda: jax.jit(jax.vmap(epoch_fn, in_axes=(0, 0, None)), donate_argnums=0)
+        .lower(state_shape, numbers, data)
+        .compile(),
+    )
+    return _Programs(init_params, init, epoch, graphdef)
+
+
+def _as_means(sums: dict[str, np.ndarray], sizes: core.Sizes) -> dict[str, np.ndarray]:
+    """Per-split sums of losses and correct counts -> means, in float64 on the host."""
+    out = dict(sums)
+    for split, n in (("train", sizes.n_train), ("val", sizes.n_val), ("test", sizes.n_test)):
+        for what in ("loss", "acc"):
+            name = f"{split}_{what}"
+            out[name] = np.asarray(sums[name], np.float64) / n if n else np.full_like(sums[name], np.nan, np.float64)
+    return out
+
+
+def to_device(data: Dataset, train_fraction: float = 1.0) -> tuple[core.DeviceData, core.Sizes]:
+    """Move a dataset to the default device as float32, padded for chunked evaluation."""
+    data = with_train_fraction(data, train_fraction)
+
+    def put(x: np.ndarray, y: np.ndarray) -> tuple[jax.Array, jax.Array, int]:
+        n = len(y)
+        chunk = min(EVAL_CHUNK, max(n, 1))
+        padded = math.ceil(max(n, 1) / chunk) * chunk
+        xd = jnp.asarray(x)
+        # uint8 images travel to the device as bytes and are scaled there.
+        xd = xd.astype(jnp.float32) / 255.0 if xd.dtype == jnp.uint8 else xd.astype(jnp.float32)
+        yd = jnp.asarray(y, jnp.int32)
+        if padded != n:
+            xd = jnp.pad(xd if n else jnp.zeros((0, x.shape[1]), jnp.float32), ((0, padded - n), (0, 0)))
+            yd = jnp.pad(yd, (0, padded - n))
+        return xd, yd, n
+
+    xt, yt, nt = put(data.x_train, data.y_train)
+    xv, yv, nv = put(data.x_val, data.y_val)
+    xs, ys, ns = put(data.x_test, data.y_test)
+    sizes = core.Sizes(
+        n_train=nt,
+        n_val=nv,
+        n_test=ns,
+        n_features=data.n_features,
+        n_classes=data.n_classes,
+        image_shape=data.image_shape,
+    )
+    return core.DeviceData(xt, yt, xv, yv, xs, ys), sizes
+
+
+def _numbers(specs: Sequence[TrialSpec]) -> core.Numbers:
+    hp_names = [name for name, _ in specs[0].hyperparams]
+    stack = lambda values: jnp.asarray(np.asarray(values, np.float32))  # noqa: E731
+    regs = [spec.reg.numbers for spec in specs]
+    return core.Numbers(
+        hyperparams={name: stack([dict(s.hyperparams)[name] for s in specs]) for name in hp_names},
+        seed=jnp.asarray(np.asarray([s.seed for s in specs], np.uint32)),
+        **{key: stack([r[key] for r in regs]) for key in core.REG_KEYS},
+    )
+
+
+def train_group(
+    specs: Sequence[TrialSpec],
+    data: Dataset,
+    *,
+    on_epoch: Callable[[int, dict[str, np.ndarray]], None] | None = None,
+) -> GroupOutput:
+    """Train trials that share one structure together, as one vmapped compiled program."""
+    specs = tuple(specs)
+    structures = {spec.structure for spec in specs}
+    if len(structures) != 1:
+        raise ValueError("train_group needs trials of one structure; group them with runner.group_by_structure")
+    structure = structures.pop()
+    device_data, sizes = to_device(data, structure.train_fraction)
+    plan = core.Plan(
+        structure=structure,
+        sizes=sizes,
+        uses_dropout=any(s.reg.dropout > 0 for s in specs),
+        uses_noise=any(s.reg.augment_noise > 0 for s in specs),
+        uses_early_stopping=any(s.reg.early_stopping for s in specs),
+    )
+    _check_plan(plan)
+    numbers = _numbers(specs)
+
+    compile_start = time.perf_counter()
+    programs = _programs(plan, numbers, device_data)
+    compile_s = time.perf_counter() - compile_start
+
+    train_start = time.perf_counter()
+    state = programs.init(programs.init_params(numbers.seed), numbers)
+    epochs = structure.train.epochs
+    rows: list[dict[str, np.ndarray]] = []
+    for epoch in range(epochs):
+        state, metrics = programs.epoch(state, numbers, device_data)
+        host = _as_means(jax.device_get(metrics), sizes)
+        rows.append(host)
+        if on_epoch is not None:
+            on_epoch(epoch, host)
+        if plan.uses_early_stopping and bool(np.all(jax.device_get(state.stopped))):
+            break
+    final_params = state.params
+    if plan.uses_early_stopping:  # early-stopping trials end with their best epoch's weights
+        restore = lambda best, last: jnp.where(  # noqa: E731
+            (numbers.early_stopping > 0).reshape((-1,) + (1,) * (last.ndim - 1)), best, last)
+        final_params = jax.tree.map(restore, state.best_params, state.params)
+    jax.block_until_ready(final_params)
+    train_s = time.perf_counter() - train_start
+
+    history = {name: np.stack([row[name] for row in rows]) for name in rows[0]}
+    stopped = np.asarray(jax.device_get(state.stop_epoch))
+    return GroupOutput(
+        specs=specs,
+        history=history,
+        best_epoch=np.asarray(jax.device_get(state.best_epoch)),
+        stopped_epoch=stopped,
+        params=final_params,
+        graphdef=programs.graphdef,
+        compile_s=compile_s,
+        train_s=train_s,
+        samples_seen=len(rows) * (sizes.n_train // structure.train.batch_size) * structure.train.batch_size,
+    )
+
+
+def _check_plan(plan: core.Plan) -> None:
+    sizes, structure = plan.sizes, plan.structure
+    if structure.train.batch_size > sizes.n_train:
+        raise InputError(
+            f"batch size {structure.train.batch_size} is larger than the training set ({sizes.n_train} samples)"
+        )
+    if plan.uses_early_stopping and sizes.n_val == 0:
+        raise InputError("early stopping needs a validation set; use --val-split > 0")
+    if structure.augment_shift > 0:
+        shape = sizes.image_shape
+        if shape is None or shape[0] * shape[1] != sizes.n_features:
+            raise InputError("augment shift needs single-channel image data (e.g. digits, mnist)")
+
+
+def evaluate(graphdef: Any, params: Any, x: np.ndarray, y: np.ndarray, *, loss: str = "ce",
+             dropout_rate: float = 0.0, dropout_mode: str = "inverted") -> dict[str, float]:
+    """Loss and accuracy of ONE trial's params on (x, y): the test-mode forward pass."""
+    xd = jnp.asarray(x, jnp.float32) / (255.0 if x.dtype == np.uint8 else 1.0)
+    fn = jax.jit(core.eval_fn, static_argnames=("graphdef", "loss", "dropout_mode"))
+    total, correct = fn(graphdef, params, xd, jnp.asarray(y, jnp.int32), jnp.float32(dropout_rate),
+                        loss=loss, dropout_mode=dropout_mode)
+    n = max(len(y), 1)
+    return {"loss": float(total) / n, "acc": float(correct) / n}
+
+
+def predict_proba(graphdef: Any, params: Any, x: np.ndarray, *, dropout_rate: float = 0.0,
+                  dropout_mode: str = "inverted") -> np.ndarray:
+    """Class probabilities of ONE trial's params for samples ``x`` (test mode)."""
+    xd = jnp.asarray(x.reshape(len(x), -1), jnp.float32) / (255.0 if x.dtype == np.uint8 else 1.0)
+    fn = jax.jit(core.proba_fn, static_argnames=("graphdef", "dropout_mode"))
+    return np.asarray(fn(graphdef, params, xd, jnp.float32(dropout_rate), dropout_mode=dropout_mode))
+
+
+def trial_params(output: GroupOutput, index: int) -> Any:
+    """The final parameters of trial ``index`` of a group (un-stacked from the trial axis)."""
+    return jax.tree.map(lambda leaf: leaf[index], output.params)
