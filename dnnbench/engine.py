@@ -211,6 +211,17 @@ def train_group(
     )
 
 
+def check_specs(specs: Sequence[TrialSpec], data: Dataset) -> None:
+    """Raise ``InputError`` if any trial cannot run on ``data`` -- before anything is trained."""
+    for structure in dict.fromkeys(spec.structure for spec in specs):
+        members = [spec for spec in specs if spec.structure == structure]
+        n_train = len(with_train_fraction(data, structure.train_fraction).y_train)
+        sizes = core.Sizes(n_train, len(data.y_val), len(data.y_test), data.n_features, data.n_classes,
+                           data.image_shape)
+        _check_plan(core.Plan(structure, sizes, uses_dropout=False, uses_noise=False,
+                              uses_early_stopping=any(spec.reg.early_stopping for spec in members)))
+
+
 def _check_plan(plan: core.Plan) -> None:
     sizes, structure = plan.sizes, plan.structure
     if structure.train.batch_size > sizes.n_train:

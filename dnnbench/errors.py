@@ -22,7 +22,7 @@ class DataError(InputError):
     """A data file is missing, unreadable, corrupt or inconsistent (exit code 2)."""
 
 
-def one_of(kind: str, value: object, valid: "list[str] | tuple[str, ...] | set[str]") -> InputError:
+def one_of(kind: str, value: object, valid: list[str] | tuple[str, ...] | set[str]) -> InputError:
     """An InputError for an unknown name, listing the valid ones."""
     names = ", ".join(sorted(valid))
     return InputError(f"unknown {kind} {value!r}; valid: {names}")

@@ -1,0 +1,176 @@
+"""The command line: parse options, build a config, call the library, render. Nothing else.
+
+JAX is imported lazily (inside commands), so ``dnnbench --help`` answers at once. Every
+``DnnbenchError`` and every usage error becomes one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dnnbench.errors import DnnbenchError, InputError
+
+app = typer.Typer(
+    name="dnnbench",
+    help="Optimizer and regularization benchmarking of deep networks: one task, many optimizers, honest numbers.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+DATA = "Data"
+MODEL = "Model"
+TRAIN = "Training"
+REG = "Regularization"
+OUTPUT = "Output"
+
+Dataset = Annotated[str, typer.Option(help="digits | synthetic[:train=N,test=N,features=D,classes=C,seed=S] | mnist | fashion-mnist.", rich_help_panel=DATA)]
+DataFile = Annotated[Path | None, typer.Option("--data", help="An .npz in Keras's layout (x_train, y_train, x_test, y_test); overrides --dataset.", rich_help_panel=DATA)]
+DataDir = Annotated[Path | None, typer.Option(help="Where MNIST-like datasets are cached (default: $DNNBENCH_DATA_DIR or the user cache).", rich_help_panel=DATA)]
+NoVerify = Annotated[bool, typer.Option("--no-verify", help="Skip the SHA-256 check of dataset files (your own copies).", rich_help_panel=DATA)]
+ValSplit = Annotated[float, typer.Option(help="Fraction of the training set held out for validation, in [0, 1).", rich_help_panel=DATA)]
+Hidden = Annotated[str, typer.Option(help="Hidden layer widths, comma-separated.", rich_help_panel=MODEL)]
+Activation = Annotated[str, typer.Option(help="relu | sigmoid | tanh | gelu | elu | leaky_relu | selu | swish | linear.", rich_help_panel=MODEL)]
+Residual = Annotated[bool, typer.Option("--residual", help="Skip connections around equal-width hidden layers.", rich_help_panel=MODEL)]
+Precision = Annotated[str, typer.Option(help="fp32 | bf16 (bfloat16 matmul inputs, float32 accumulation and weights).", rich_help_panel=MODEL)]
+Loss = Annotated[str, typer.Option(help="ce (categorical cross-entropy) | mse (softmax vs one-hot).", rich_help_panel=TRAIN)]
+Epochs = Annotated[int, typer.Option(help="Training epochs.", rich_help_panel=TRAIN)]
+BatchSize = Annotated[int, typer.Option(help="Minibatch size.", rich_help_panel=TRAIN)]
+Seeds = Annotated[int, typer.Option(help="Number of seeds per configuration (seed, seed+1, ...).", rich_help_panel=TRAIN)]
+Seed = Annotated[int, typer.Option(help="First seed: initial weights, batch order and dropout masks.", rich_help_panel=TRAIN)]
+MaxParallel = Annotated[int | None, typer.Option(help="At most this many trials per compiled program.", rich_help_panel=TRAIN)]
+L1 = Annotated[float, typer.Option(help="L1 penalty strength on weight matrices.", rich_help_panel=REG)]
+L2 = Annotated[float, typer.Option(help="L2 penalty strength on weight matrices.", rich_help_panel=REG)]
+Dropout = Annotated[float, typer.Option(help="Dropout rate of every hidden layer's inputs, in [0, 1).", rich_help_panel=REG)]
+DropoutMode = Annotated[str, typer.Option(help="inverted | scale-at-test (the recipe's W*(1-p) at test).", rich_help_panel=REG)]
+EarlyStopping = Annotated[bool, typer.Option("--early-stopping", help="Stop when the monitored value stops improving; restore the best epoch.", rich_help_panel=REG)]
+Monitor = Annotated[str, typer.Option(help="val_loss | val_acc (early stopping).", rich_help_panel=REG)]
+Patience = Annotated[int, typer.Option(help="Epochs without improvement before stopping.", rich_help_panel=REG)]
+MinDelta = Annotated[float, typer.Option(help="Smallest change that counts as an improvement.", rich_help_panel=REG)]
+AugmentShift = Annotated[int, typer.Option(help="Random shifts of up to this many pixels (image data).", rich_help_panel=REG)]
+AugmentNoise = Annotated[float, typer.Option(help="Std of Gaussian noise added to every training batch.", rich_help_panel=REG)]
+TrainFraction = Annotated[float, typer.Option(help="Train on this fraction of the training set, in (0, 1].", rich_help_panel=REG)]
+Out = Annotated[Path | None, typer.Option(help="Write results as JSON Lines to this file.", rich_help_panel=OUTPUT)]
+Json = Annotated[bool, typer.Option("--json", help="Write the results lines to stdout instead of a table.", rich_help_panel=OUTPUT)]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.", rich_help_panel=OUTPUT)]
+
+
+# The options every training command shares: (parameter name, annotated type, default).
+SHARED_OPTIONS: list[tuple[str, object, object]] = [
+    ("dataset", Dataset, "digits"), ("data", DataFile, None), ("data_dir", DataDir, None),
+    ("no_verify", NoVerify, False), ("val_split", ValSplit, 0.1),
+    ("hidden", Hidden, "500,500"), ("activation", Activation, "relu"), ("residual", Residual, False),
+    ("precision", Precision, "fp32"), ("loss", Loss, "ce"), ("epochs", Epochs, 20),
+    ("batch_size", BatchSize, 100), ("seeds", Seeds, 1), ("seed", Seed, 0), ("max_parallel", MaxParallel, None),
+    ("l1", L1, 0.0), ("l2", L2, 0.0), ("dropout", Dropout, 0.0), ("dropout_mode", DropoutMode, "inverted"),
+    ("early_stopping", EarlyStopping, False), ("monitor", Monitor, "val_loss"), ("patience", Patience, 5),
+    ("min_delta", MinDelta, 0.0), ("augment_shift", AugmentShift, 0), ("augment_noise", AugmentNoise, 0.0),
+    ("train_fraction", TrainFraction, 1.0), ("out", Out, None), ("json", Json, False), ("quiet", Quiet, False),
+]
+_OUTPUT_KEYS = ("out", "json", "quiet")
+
+
+def shared_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Give ``command`` the shared options; it receives them as ``job`` (a built, validated
+    ``commands.Job``) and ``output`` (``out``, ``json``, ``quiet``). One list, many commands."""
+    own = [p for p in inspect.signature(command).parameters.values() if p.name not in ("job", "output")]
+    extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+             for name, annotation, default in SHARED_OPTIONS]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: object) -> None:
+        from dnnbench import commands
+
+        shared = {name: kwargs.pop(name) for name, _, _ in SHARED_OPTIONS}
+        output = {key: shared.pop(key) for key in _OUTPUT_KEYS}
+        command(job=commands.Job.from_cli(**shared), output=output, **kwargs)
+
+    wrapper.__signature__ = inspect.Signature(own + extra)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in own + extra}
+    return wrapper
+
+
+def _names(text: str, valid: tuple[str, ...], what: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise InputError(f"--{what} names nothing; valid: {', '.join(valid)}")
+    for name in names:
+        if name not in valid:
+            raise InputError(f"unknown {what[:-1]} {name!r}; valid: {', '.join(valid)}")
+    return list(dict.fromkeys(names))
+
+
+@app.command()
+@shared_options
+def optimizers(
+    job: object,
+    output: dict,
+    optimizers: Annotated[str, typer.Option("--optimizers", help="Comma-separated optimizers to compare.", rich_help_panel=TRAIN)] = "sgd,momentum,adagrad,rmsprop,adam",
+    lr: Annotated[str | None, typer.Option(help="Learning rate for all (0.01) or per optimizer (adam=1e-3,sgd=0.1); default: each optimizer's own.", rich_help_panel=TRAIN)] = None,
+    list_: Annotated[bool, typer.Option("--list", help="List the optimizers, their update rules and defaults, and exit.")] = False,
+) -> None:
+    """Train the same task with each optimizer (same seeds, same initial weights, same batches) and compare."""
+    from dnnbench import commands, optim, report
+
+    if list_:
+        report.make_console().print(report.optimizers_list_table())
+        return
+    commands.compare_optimizers(job, _names(optimizers, optim.NAMES, "optimizers"), lr, **output)
+
+
+@app.command()
+@shared_options
+def diagnose(
+    job: object,
+    output: dict,
+    optimizer: Annotated[str, typer.Option(help="The optimizer.", rich_help_panel=TRAIN)] = "adam",
+    lr: Annotated[float | None, typer.Option(help="Learning rate (default: the optimizer's own).", rich_help_panel=TRAIN)] = None,
+) -> None:
+    """Train one configuration and say whether it underfits, overfits or fits, with the next commands to try."""
+    from dnnbench import commands
+
+    commands.diagnose_one(job, optimizer, lr, **output)
+
+
+@app.command()
+def datasets(data_dir: DataDir = None) -> None:
+    """List the datasets: input shape, classes, sizes, source, and whether they are available offline."""
+    from dnnbench import commands
+
+    commands.list_datasets(data_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: run the app, turn every expected failure into one line and a code."""
+    try:
+        code = app(args=argv, prog_name="dnnbench", standalone_mode=False)
+    except DnnbenchError as exc:
+        print(f"dnnbench: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except typer.TyperException as exc:  # usage errors: unknown option, bad number, ...
+        ctx = getattr(exc, "ctx", None)
+        if argv is not None and not argv or (ctx is not None and type(exc).__name__ == "NoArgsIsHelpError"):
+            print(ctx.get_help() if ctx is not None else str(exc))
+            return 0
+        print(f"dnnbench: error: {exc.format_message()}", file=sys.stderr)
+        return getattr(exc, "exit_code", 2)
+    except (typer.Abort, KeyboardInterrupt):
+        print("dnnbench: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    if code == 130:
+        print("dnnbench: interrupted", file=sys.stderr)
+    return code if isinstance(code, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

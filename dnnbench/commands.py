@@ -1,0 +1,167 @@
+"""What each command does, between the Typer layer and the library: no parsing, no Typer.
+
+A command: validate everything into a ``Job`` (frozen configs), load the data, check that the
+trials fit it, and only then open the results file, train (rows streamed as groups finish) and
+render. So bad input never leaves a half-written file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dnnbench import data as datamod
+from dnnbench import engine, results, runner
+from dnnbench.config import DataConfig, ModelConfig, Regularization, TrainConfig, TrialSpec
+from dnnbench.errors import InputError
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything the shared options say: data, model, training, regularization, seeds."""
+
+    data: DataConfig
+    model: ModelConfig
+    train: TrainConfig
+    reg: Regularization
+    seeds: tuple[int, ...]
+    max_parallel: int | None = None
+
+    @classmethod
+    def from_cli(cls, *, dataset: str, data: Path | None, data_dir: Path | None, no_verify: bool,
+                 val_split: float, hidden: str, activation: str, residual: bool, precision: str, loss: str,
+                 epochs: int, batch_size: int, seeds: int, seed: int, max_parallel: int | None,
+                 l1: float, l2: float, dropout: float, dropout_mode: str, early_stopping: bool, monitor: str,
+                 patience: int, min_delta: float, augment_shift: int, augment_noise: float,
+                 train_fraction: float) -> Job:
+        if seeds <= 0:
+            raise InputError(f"seeds must be a positive integer, got {seeds}")
+        if seed < 0:
+            raise InputError(f"seed must be an integer >= 0, got {seed}")
+        if max_parallel is not None and max_parallel <= 0:
+            raise InputError(f"max parallel must be a positive integer, got {max_parallel}")
+        return cls(
+            data=DataConfig(dataset=dataset, path=str(data) if data else None, val_split=val_split,
+                            data_dir=str(data_dir) if data_dir else None, verify=not no_verify),
+            model=ModelConfig(hidden=parse_hidden(hidden), activation=activation, residual=residual,
+                              precision=precision),
+            train=TrainConfig(epochs=epochs, batch_size=batch_size, loss=loss),
+            reg=Regularization(l1=l1, l2=l2, dropout=dropout, dropout_mode=dropout_mode,
+                               early_stopping=early_stopping, monitor=monitor, patience=patience,
+                               min_delta=min_delta, augment_shift=augment_shift, augment_noise=augment_noise,
+                               train_fraction=train_fraction),
+            seeds=tuple(range(seed, seed + seeds)),
+            max_parallel=max_parallel,
+        )
+
+    def describe(self) -> dict[str, Any]:
+        import dataclasses
+
+        return {key: dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+                for key, value in dataclasses.asdict(self).items()}
+
+
+def parse_hidden(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise InputError(f"--hidden must be comma-separated positive integers like 500,500, got {text!r}") from None
+
+
+def execute(job: Job, specs: Sequence[TrialSpec], *, out: Path | None, json_lines: bool, quiet: bool,
+            extra_config: dict[str, Any] | None = None) -> list[results.TrialResult]:
+    """Load data, check, then train ``specs`` streaming rows to ``out`` / stdout; returns the results."""
+    from dnnbench import report
+
+    run = runner.Run(specs=tuple(specs), data=job.data, max_parallel=job.max_parallel)
+    show_progress = not quiet and not json_lines and sys.stderr.isatty()
+    data = datamod.load(job.data, progress=show_progress)
+    engine.check_specs(run.specs, data)
+    head = results.header({**job.describe(), **(extra_config or {})}, data.describe())
+    sinks: list[results.ResultsWriter] = []
+    with contextlib.ExitStack() as stack:
+        if out is not None:
+            sinks.append(results.ResultsWriter(stack.enter_context(results.open_results(out))))
+        if json_lines:
+            sinks.append(results.ResultsWriter(sys.stdout))
+        for sink in sinks:
+            sink.write(head)
+        progress = stack.enter_context(_progress(report, run, show_progress))
+
+        def on_result(result: results.TrialResult) -> None:
+            for sink in sinks:
+                sink.write(result.to_row())
+
+        return runner.execute(run, data, on_result=on_result, on_epoch=progress.on_epoch,
+                              on_group=progress.on_group)
+
+
+@contextlib.contextmanager
+def _progress(report: Any, run: runner.Run, enabled: bool) -> Iterator[Any]:
+    with report.TrainingProgress(run, enabled=enabled) as progress:
+        yield progress
+
+
+def compare_optimizers(job: Job, names: Sequence[str], lr: str | None, *, out: Path | None = None,
+                       json: bool = False, quiet: bool = False) -> list[results.TrialResult]:
+    """``dnnbench optimizers``: the paired comparison of ``names`` on one task."""
+    from dnnbench import report, stats
+
+    lrs = runner.parse_lr(lr, names)
+    specs = runner.optimizer_specs(names, lrs, job.seeds, model=job.model, train=job.train, reg=job.reg)
+    trials = execute(job, specs, out=out, json_lines=json, quiet=quiet,
+                     extra_config={"command": "optimizers", "optimizers": list(names), "lr": lr})
+    if not json:
+        summaries = stats.summarize(trials, lambda t: t.optimizer)
+        title = f"Optimizers on {_data_label(job)}: {_model_label(job)}, {job.train.epochs} epochs, batch {job.train.batch_size}"
+        report.make_console().print(report.comparison_table(summaries, title=title, label_header="optimizer"))
+    return trials
+
+
+def diagnose_one(job: Job, optimizer: str, lr: float | None, *, out: Path | None = None, json: bool = False,
+                 quiet: bool = False) -> list[results.TrialResult]:
+    """``dnnbench diagnose``: one configuration, its verdict, evidence and next commands."""
+    from dnnbench import report
+
+    hyper = (("learning_rate", lr),) if lr is not None else ()
+    specs = [TrialSpec(optimizer=optimizer, hyperparams=hyper, seed=s, model=job.model, train=job.train,
+                       reg=job.reg) for s in job.seeds]
+    trials = execute(job, specs, out=out, json_lines=json, quiet=quiet, extra_config={"command": "diagnose"})
+    if not json:
+        console = report.make_console()
+        for trial in trials:
+            console.print(report.diagnosis_panel(trial))
+    return trials
+
+
+def list_datasets(data_dir: Path | None) -> None:
+    """``dnnbench datasets``: the catalogue and what is available offline / cached."""
+    from dnnbench import report
+    from dnnbench.data import mnist, sources
+
+    rows = []
+    for name, info in sources.CATALOG.items():
+        row = {"name": name, **info}
+        if name in mnist.INFO:
+            status = mnist.dataset_status(name, data_dir)
+            row["source"] = mnist.INFO[name]["source"]
+            row["offline"] = status["cached"]
+            row["where"] = status["path"] + (f" ({status['form']})" if status["form"] else " (not cached)")
+        else:
+            row["where"] = "bundled" if name == "digits" else "generated on the fly"
+        rows.append(row)
+    report.make_console().print(report.datasets_table(rows))
+
+
+def _data_label(job: Job) -> str:
+    return Path(job.data.path).name if job.data.path else job.data.dataset
+
+
+def _model_label(job: Job) -> str:
+    m = job.model
+    return f"MLP {'-'.join(map(str, m.hidden))} {m.activation}{' residual' if m.residual else ''}"
+

@@ -1,0 +1,239 @@
+"""Rendering: rich tables and panels from result rows and summaries. Computes no metric.
+
+The only module that imports rich (the CLI aside, which hands it consoles).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from dnnbench import optim
+from dnnbench.results import TrialResult
+from dnnbench.stats import Stat, Summary
+
+LABEL_STYLE = {
+    "good fit": "green",
+    "overfitting": "yellow",
+    "underfitting": "magenta",
+    "still improving": "cyan",
+    "diverged": "bold red",
+}
+
+
+def _fmt(stat: Stat, digits: int = 4, scale: float = 1.0) -> str:
+    if stat.n == 0 or math.isnan(stat.mean):
+        return "-"
+    mean = stat.mean * scale
+    if stat.n > 1:
+        return f"{mean:.{digits}f} ± {stat.std * scale:.{digits}f}"
+    return f"{mean:.{digits}f}"
+
+
+def _best(summaries: Sequence[Summary], metric: str, higher: bool) -> int | None:
+    values = [(s.stats[metric].mean, i) for i, s in enumerate(summaries)
+              if s.stats[metric].n and not math.isnan(s.stats[metric].mean)]
+    if len(values) < 2:
+        return None
+    return (max(values) if higher else min(values))[1]
+
+
+def _status(summary: Summary) -> Text:
+    parts = []
+    for status, count in summary.statuses.items():
+        text = status if count == len(summary.trials) else f"{status} ×{count}"
+        if status == "diverged":
+            epochs = sorted({t.diverged_epoch for t in summary.trials if t.diverged_epoch})
+            text += " @ epoch " + ",".join(map(str, epochs))
+        parts.append(text)
+    style = "bold red" if "diverged" in summary.statuses or "error" in summary.statuses else ""
+    return Text("; ".join(parts), style=style)
+
+
+def _diagnosis(summary: Summary) -> Text:
+    text = Text()
+    for i, (label, count) in enumerate(sorted(summary.diagnoses.items(), key=lambda kv: -kv[1])):
+        if i:
+            text.append(", ")
+        suffix = "" if count == len(summary.trials) else f" ×{count}"
+        text.append(label + suffix, style=LABEL_STYLE.get(label, ""))
+    return text
+
+
+def comparison_table(summaries: Sequence[Summary], *, title: str, label_header: str = "optimizer",
+                     show_epochs: bool = False) -> Table:
+    """One row per summary: rate, losses, accuracies, best epoch, diagnosis, timings, status."""
+    table = Table(title=title, title_justify="left", header_style="bold")
+    columns = [
+        (label_header, None, None),
+        ("lr", None, None),
+        ("train loss", "train_loss", False),
+        ("train acc", "train_acc", True),
+        ("best val acc (epoch)", "best_val_acc", True),
+        ("test acc", "test_acc", True),
+        ("gap", None, None),
+        ("diagnosis", None, None),
+        ("compile s", "compile_s", False),
+        ("train s", "train_s", False),
+        ("samples/s", "samples_per_s", True),
+        ("status", None, None),
+    ]
+    if not show_epochs:
+        columns = [c for c in columns if c[0] != "gap"]
+    for header, _, _ in columns:
+        table.add_column(header, justify="left" if header in (label_header, "diagnosis", "status") else "right")
+    best = {metric: _best(summaries, metric, higher) for _, metric, higher in columns if metric}
+    for i, s in enumerate(summaries):
+        st = s.stats
+        cells: list[Text | str] = []
+        for header, metric, _ in columns:
+            if header == label_header:
+                cells.append(Text(s.label, style="bold"))
+            elif header == "lr":
+                cells.append(",".join(f"{lr:g}" for lr in s.learning_rates))
+            elif header == "best val acc (epoch)":
+                cells.append(f"{_fmt(st['best_val_acc'])} ({_fmt(st['best_epoch'], 0)})")
+            elif header == "gap":
+                gap = Stat(st["train_acc"].mean - st["test_acc"].mean, 0.0, 1, (math.nan, math.nan))
+                cells.append(_fmt(gap, 3) if st["train_acc"].n else "-")
+            elif header == "diagnosis":
+                cells.append(_diagnosis(s))
+            elif header == "status":
+                cells.append(_status(s))
+            elif metric in ("compile_s", "train_s"):
+                cells.append(_fmt(Stat(st[metric].mean, 0.0, 1, st[metric].ci95), 2))
+            elif metric == "samples_per_s":
+                value = st[metric].mean
+                cells.append("-" if math.isnan(value) else f"{value:,.0f}")
+            else:
+                cells.append(_fmt(st[metric]))
+            if metric and best.get(metric) == i and isinstance(cells[-1], str):
+                cells[-1] = Text(cells[-1], style="bold green")
+        table.add_row(*cells)
+    n_seeds = max((len(s.trials) for s in summaries), default=1)
+    if n_seeds > 1:
+        table.caption = f"mean ± std over {n_seeds} seeds; best of each column in green"
+    else:
+        table.caption = "best of each column in green; compile and train times are per compiled group"
+    return table
+
+
+def optimizers_list_table() -> Table:
+    """``dnnbench optimizers --list``: names, update rules, defaults."""
+    table = Table(title="Optimizers", title_justify="left", header_style="bold")
+    table.add_column("name", style="bold")
+    table.add_column("update rule (g = gradient)")
+    table.add_column("defaults")
+    for name in optim.NAMES:
+        defaults = ", ".join(f"{k}={v:g}" for k, v in optim.DEFAULTS[name].items())
+        marker = "" if name in optim.RECIPE else " (extra)"
+        table.add_row(name + marker, optim.RULES[name], defaults)
+    return table
+
+
+def diagnosis_panel(result: TrialResult) -> Panel:
+    """``dnnbench diagnose``: the verdict, the numbers behind it and the next commands."""
+    d = result.diagnosis or {"label": result.status, "evidence": {}, "remedies": []}
+    label = d["label"]
+    evidence = Table.grid(padding=(0, 2))
+    evidence.add_column(style="dim")
+    evidence.add_column()
+    for key, value in d["evidence"].items():
+        evidence.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+    remedies = Text()
+    for i, line in enumerate(d["remedies"], 1):
+        remedies.append(f"{i}. {line}\n")
+    body = Group(
+        Text.assemble("verdict: ", (label, LABEL_STYLE.get(label, "bold"))),
+        Text("\nevidence", style="bold"),
+        evidence,
+        Text("\nnext experiments (the recipe's remedies, in order)", style="bold") if d["remedies"] else Text(""),
+        remedies,
+    )
+    m = result.metrics
+    title = (f"{result.optimizer} lr={result.spec.learning_rate:g} seed={result.spec.seed}: "
+             f"test acc {m.get('test_acc', float('nan')):.4f}")
+    return Panel(body, title=title, title_align="left", border_style=LABEL_STYLE.get(label, "white"))
+
+
+def make_console(*, stderr: bool = False, quiet: bool = False) -> Console:
+    """A console that honours NO_COLOR and drops styling when not on a terminal."""
+    import os
+    import sys
+
+    stream = sys.stderr if stderr else sys.stdout
+    # Piped or in CI, rich would assume 80 columns and squeeze the table; give it room instead.
+    width = None if stream.isatty() or os.environ.get("COLUMNS") else 200
+    return Console(stderr=stderr, quiet=quiet, highlight=False, soft_wrap=False, width=width)
+
+
+def datasets_table(rows: Sequence[dict]) -> Table:
+    """``dnnbench datasets``: name, input shape, classes, sizes, source, availability."""
+    table = Table(title="Datasets", title_justify="left", header_style="bold")
+    for header in ("name", "input shape", "classes", "train", "test", "offline", "where", "source"):
+        table.add_column(header, justify="right" if header in ("classes", "train", "test") else "left")
+    for row in rows:
+        shape = "x".join(map(str, row["input_shape"]))
+        table.add_row(Text(row["name"], style="bold"), shape, str(row["classes"]), str(row["train"]),
+                      str(row["test"]), Text("yes", style="green") if row["offline"] else Text("no (downloads)", style="yellow"),
+                      row["where"], row["source"])
+    return table
+
+
+class TrainingProgress:
+    """Live progress on stderr: one bar per compiled group, epochs done, current val accuracy.
+
+    Disabled (all methods no-ops) when stderr is not a terminal, with ``--quiet`` or ``--json``.
+    """
+
+    def __init__(self, run: object, *, enabled: bool) -> None:
+        self.enabled = enabled
+        self._progress = None
+        self._task = None
+
+    def __enter__(self) -> TrainingProgress:
+        if self.enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self._progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("epochs"),
+                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
+                console=make_console(stderr=True), transient=True,
+            )
+            self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+
+    def on_group(self, index: int, total: int, specs: Sequence) -> None:
+        if self._progress is None:
+            return
+        first = specs[0]
+        label = f"[{index + 1}/{total}] {first.optimizer}"
+        if first.tags:
+            label += " " + ",".join(dict(first.tags).values())
+        label += f" ×{len(specs)} trials"
+        self._task = self._progress.add_task(label, total=first.train.epochs, status="compiling…")
+
+    def on_epoch(self, group: int, epoch: int, metrics: dict) -> None:
+        if self._progress is None or self._task is None:
+            return
+        val = metrics.get("val_acc")
+        status = ""
+        if val is not None and len(val) and not all(v != v for v in val):
+            status = f"val acc {max(v for v in val if v == v):.4f} (best trial)"
+        self._progress.update(self._task, completed=epoch + 1, status=status)

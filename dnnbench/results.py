@@ -1,0 +1,250 @@
+"""Results as plain rows: one ``TrialResult`` per trial, JSON Lines on disk.
+
+File format ``dnnbench/1``: the first line is ``{"type": "header", ...}`` (environment, command
+line, full config), then one ``{"type": "trial", ...}`` line per trial. Epochs are numbered from
+1 in every row. Losses are the data loss (cross-entropy or MSE) without the L1/L2 penalty, so
+runs with and without regularization compare on one scale.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from dnnbench.config import TrialSpec
+
+SCHEMA = "dnnbench/1"
+STATUSES = ("ok", "diverged", "error", "interrupted")
+#: A training loss above this (or NaN / inf) marks a trial ``diverged``. Chance-level
+#: cross-entropy on 10 classes is 2.3 and MSE is at most 2, so 1000 is unambiguous.
+DIVERGENCE_LOSS = 1e3
+FINAL_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
+
+
+def trial_id(spec: TrialSpec, data_key: dict[str, Any]) -> str:
+    """A stable id from the trial's full config, seed and data: equal ids, equal experiments."""
+    blob = json.dumps({"trial": spec.as_dict(), "data": data_key}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass
+class TrialResult:
+    """One finished trial: what ran, how it ended, its numbers. Plain data, no behaviour."""
+
+    id: str
+    spec: TrialSpec
+    status: str
+    metrics: dict[str, float]
+    history: dict[str, list]
+    best_epoch: int
+    stopped_epoch: int | None
+    diverged_epoch: int | None
+    timing: dict[str, float]
+    extra: dict[str, Any] = field(default_factory=dict)
+    diagnosis: dict[str, Any] | None = None
+    params: Any = None  # final weights (not serialised)
+    graphdef: Any = None  # the model structure: nnx.merge(graphdef, params) is the trained model
+
+    @property
+    def optimizer(self) -> str:
+        return self.spec.optimizer
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return dict(self.spec.tags)
+
+    def to_row(self) -> dict[str, Any]:
+        row = {
+            "type": "trial",
+            "id": self.id,
+            "optimizer": self.spec.optimizer,
+            "hyperparams": dict(self.spec.hyperparams),
+            "seed": self.spec.seed,
+            **self.tags,
+            "config": self.spec.as_dict(),
+            "status": self.status,
+            "metrics": self.metrics,
+            "best_epoch": self.best_epoch,
+            "stopped_epoch": self.stopped_epoch,
+            "diverged_epoch": self.diverged_epoch,
+            "history": self.history,
+            "timing": self.timing,
+            **self.extra,
+        }
+        if self.diagnosis is not None:
+            row["diagnosis"] = self.diagnosis
+        return _json_safe(row)
+
+
+def from_group(output: Any, index: int, data_key: dict[str, Any], n_trials: int) -> TrialResult:
+    """The ``index``-th trial of an engine ``GroupOutput`` as a ``TrialResult``."""
+    spec: TrialSpec = output.specs[index]
+    hist = {name: output.history[name][:, index] for name in output.history}
+    stop = int(output.stopped_epoch[index])
+    early = spec.reg.early_stopping
+    ran = stop + 1 if early and stop >= 0 else len(hist["train_loss"])
+    history: dict[str, list] = {k: v[:ran].tolist() for k, v in hist.items()}
+
+    bad = ~np.isfinite(hist["train_loss"][:ran]) | (hist["train_loss"][:ran] > DIVERGENCE_LOSS)
+    bad |= ~np.isfinite(hist["step_loss"][:ran])
+    diverged_epoch = int(np.argmax(bad)) + 1 if bad.any() else None
+
+    val_acc = np.nan_to_num(hist["val_acc"][:ran], nan=-1.0)
+    if early:
+        final_index = int(output.best_epoch[index])
+    else:
+        final_index = ran - 1
+    best_index = final_index if early else int(np.argmax(val_acc))
+    metrics = {key: float(hist[key][final_index]) for key in FINAL_KEYS}
+    metrics["best_val_acc"] = float(hist["val_acc"][best_index])
+    extra: dict[str, Any] = {}
+    if early:
+        last_test = float(hist["test_acc"][ran - 1])
+        extra["early_stopping"] = {
+            "restored_epoch": final_index + 1,
+            "last_epoch_test_acc": last_test,
+            "restored_minus_last_test_acc": metrics["test_acc"] - last_test,
+        }
+    samples = output.samples_seen
+    timing = {
+        "compile_s": output.compile_s,
+        "train_s": output.train_s,
+        "samples_per_s": samples * n_trials / output.train_s if output.train_s > 0 else float("nan"),
+        "group_size": n_trials,
+        "epochs_run": ran,
+    }
+    return TrialResult(
+        id=trial_id(spec, data_key),
+        spec=spec,
+        status="diverged" if diverged_epoch is not None else "ok",
+        metrics=metrics,
+        history=history,
+        best_epoch=best_index + 1,
+        stopped_epoch=stop + 1 if early and stop >= 0 else None,
+        diverged_epoch=diverged_epoch,
+        timing=timing,
+        extra=extra,
+    )
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN / inf become null (strict JSON); numpy scalars become Python numbers."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def environment() -> dict[str, Any]:
+    """Versions, device and git commit: enough to say where numbers came from."""
+    import flax
+    import jax
+    import jaxlib
+    import optax
+
+    import dnnbench
+
+    device = jax.devices()[0]
+    return {
+        "dnnbench": dnnbench.__version__,
+        "jax": jax.__version__,
+        "jaxlib": jaxlib.__version__,
+        "flax": flax.__version__,
+        "optax": optax.__version__,
+        "backend": jax.default_backend(),
+        "device_kind": device.device_kind,
+        "device_count": jax.device_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "git_commit": _git_commit(),
+    }
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=2,
+                             cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def header(config: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "header",
+        "schema": SCHEMA,
+        "environment": environment(),
+        "command": sys.argv[:],
+        "config": _json_safe(config),
+        "data": _json_safe(data),
+    }
+
+
+class ResultsWriter:
+    """Writes a header then trial lines, each flushed as it is written (survives interruption)."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+
+    def write(self, row: dict[str, Any]) -> None:
+        self.stream.write(json.dumps(row, allow_nan=False) + "\n")
+        self.stream.flush()
+
+
+def open_results(path: Path) -> IO[str]:
+    """Open ``path`` for writing results, creating its folder; a clear error if it cannot."""
+    from dnnbench.errors import InputError
+
+    if path.exists() and path.is_dir():
+        raise InputError(f"--out {path}: is a directory")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return open(path, "w", encoding="utf-8")  # noqa: SIM115 -- the caller closes it
+    except OSError as exc:
+        raise InputError(f"--out {path}: cannot write ({exc.strerror})") from None
+
+
+def read_results(path: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The header and trial rows of a results file; ``DataError`` for anything malformed."""
+    from dnnbench.errors import DataError
+
+    if not path.is_file():
+        raise DataError(f"{path}: no such results file")
+    head, trials = None, []
+    with open(path, encoding="utf-8") as stream:
+        for number, line in enumerate(stream, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+            if not isinstance(row, dict) or row.get("type") not in ("header", "trial"):
+                raise DataError(f"{path}:{number}: not a dnnbench row (no type header/trial)")
+            if row["type"] == "header":
+                head = row
+            else:
+                trials.append(row)
+    return head, trials
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file and a rename: never half a file."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
