@@ -8,6 +8,7 @@ render. So bad input never leaves a half-written file behind.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ class Job:
 
     @classmethod
     def from_cli(cls, *, dataset: str, data: Path | None, data_dir: Path | None, no_verify: bool,
-                 val_split: float, hidden: str, activation: str, residual: bool, precision: str, loss: str,
+                 val_split: float, label_noise: float, hidden: str, activation: str, residual: bool, precision: str, loss: str,
                  epochs: int, batch_size: int, seeds: int, seed: int, max_parallel: int | None,
                  l1: float, l2: float, dropout: float, dropout_mode: str, early_stopping: bool, monitor: str,
                  patience: int, min_delta: float, augment_shift: int, augment_noise: float,
@@ -46,7 +47,8 @@ class Job:
             raise InputError(f"max parallel must be a positive integer, got {max_parallel}")
         return cls(
             data=DataConfig(dataset=dataset, path=str(data) if data else None, val_split=val_split,
-                            data_dir=str(data_dir) if data_dir else None, verify=not no_verify),
+                            data_dir=str(data_dir) if data_dir else None, verify=not no_verify,
+                            label_noise=label_noise),
             model=ModelConfig(hidden=parse_hidden(hidden), activation=activation, residual=residual,
                               precision=precision),
             train=TrainConfig(epochs=epochs, batch_size=batch_size, loss=loss),
@@ -120,6 +122,46 @@ def compare_optimizers(job: Job, names: Sequence[str], lr: str | None, *, out: P
         title = f"Optimizers on {_data_label(job)}: {_model_label(job)}, {job.train.epochs} epochs, batch {job.train.batch_size}"
         report.make_console().print(report.comparison_table(summaries, title=title, label_header="optimizer"))
     return trials
+
+
+def compare_regularizers(job: Job, methods: str | None, optimizer: str, lr: float | None, *,
+                         out: Path | None = None, json: bool = False, quiet: bool = False) -> list[results.TrialResult]:
+    """``dnnbench regularizers``: each remedy on the same task, seeds and initial weights."""
+    from dnnbench import regularizers, report, stats
+
+    image_like = _image_like(job)
+    names = regularizers.parse_methods(methods, image_like)
+    r = job.reg
+    default = regularizers.Strengths()
+    strengths = regularizers.Strengths(
+        l1=r.l1 or default.l1, l2=r.l2 or default.l2, dropout=r.dropout or default.dropout,
+        patience=r.patience, augment_shift=r.augment_shift or default.augment_shift,
+        augment_noise=r.augment_noise or default.augment_noise,
+    )
+    hyper = (("learning_rate", lr),) if lr is not None else ()
+    base = TrialSpec(optimizer=optimizer, hyperparams=hyper, model=job.model, train=job.train, reg=job.reg)
+    if "early_stopping" in names or "all" in names:
+        if job.data.val_split == 0:
+            raise InputError("early stopping needs a validation set; use --val-split > 0 or leave it out of --methods")
+    specs = regularizers.method_specs(names, base, job.seeds, strengths, image_like)
+    trials = execute(job, specs, out=out, json_lines=json, quiet=quiet,
+                     extra_config={"command": "regularizers", "methods": names,
+                                   "strengths": dataclasses.asdict(strengths)})
+    if not json:
+        summaries = stats.summarize(trials, lambda t: t.tags.get("regularizer", "?"))
+        title = (f"Regularizers on {_data_label(job)} (train fraction {job.reg.train_fraction:g}): "
+                 f"{_model_label(job)}, {optimizer}, {job.train.epochs} epochs, batch {job.train.batch_size}")
+        report.make_console().print(report.comparison_table(summaries, title=title, label_header="regularizer",
+                                                            show_epochs=True))
+    return trials
+
+
+def _image_like(job: Job) -> bool:
+    """Whether the data are single-channel images (augmentation by shifts makes sense)."""
+    if job.data.path:
+        return True  # checked against the loaded data by the engine; a clear error if not
+    name = job.data.dataset.split(":")[0]
+    return name in ("digits", "mnist", "fashion-mnist")
 
 
 def diagnose_one(job: Job, optimizer: str, lr: float | None, *, out: Path | None = None, json: bool = False,

@@ -116,6 +116,7 @@ class Regularization:
             "patience": float(self.patience),
             "min_delta": self.min_delta,
             "augment_noise": self.augment_noise,
+            "augment_shift": float(self.augment_shift),
         }
 
 
@@ -146,7 +147,6 @@ class Structure:
     train: TrainConfig
     dropout_mode: str
     monitor: str
-    augment_shift: int
     train_fraction: float
 
 
@@ -187,7 +187,6 @@ class TrialSpec:
             train=self.train,
             dropout_mode=self.reg.dropout_mode,
             monitor=self.reg.monitor,
-            augment_shift=self.reg.augment_shift,
             train_fraction=self.reg.train_fraction,
         )
 
@@ -213,6 +212,8 @@ class DataConfig:
     val_split: float = 0.1
     data_dir: str | None = None
     verify: bool = True
+    label_noise: float = 0.0  # fraction of TRAINING labels replaced by another class (fixed seed)
 
     def __post_init__(self) -> None:
         _finite("val split", self.val_split, 0.0, 1.0, hi_open=True)
+        _finite("label noise", self.label_noise, 0.0, 1.0, hi_open=True)

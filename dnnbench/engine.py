@@ -168,6 +168,7 @@ def train_group(
         uses_dropout=any(s.reg.dropout > 0 for s in specs),
         uses_noise=any(s.reg.augment_noise > 0 for s in specs),
         uses_early_stopping=any(s.reg.early_stopping for s in specs),
+        max_shift=max(s.reg.augment_shift for s in specs),
     )
     _check_plan(plan)
     numbers = _numbers(specs)
@@ -219,7 +220,8 @@ def check_specs(specs: Sequence[TrialSpec], data: Dataset) -> None:
         sizes = core.Sizes(n_train, len(data.y_val), len(data.y_test), data.n_features, data.n_classes,
                            data.image_shape)
         _check_plan(core.Plan(structure, sizes, uses_dropout=False, uses_noise=False,
-                              uses_early_stopping=any(spec.reg.early_stopping for spec in members)))
+                              uses_early_stopping=any(spec.reg.early_stopping for spec in members),
+                              max_shift=max(spec.reg.augment_shift for spec in members)))
 
 
 def _check_plan(plan: core.Plan) -> None:
@@ -230,7 +232,7 @@ def _check_plan(plan: core.Plan) -> None:
         )
     if plan.uses_early_stopping and sizes.n_val == 0:
         raise InputError("early stopping needs a validation set; use --val-split > 0")
-    if structure.augment_shift > 0:
+    if plan.max_shift > 0:
         shape = sizes.image_shape
         if shape is None or shape[0] * shape[1] != sizes.n_features:
             raise InputError("augment shift needs single-channel image data (e.g. digits, mnist)")

@@ -7,6 +7,7 @@ grows while a long run goes on).
 
 from __future__ import annotations
 
+import dataclasses
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -55,6 +56,8 @@ def data_args(config: DataConfig) -> list[str]:
     args = ["--data", config.path] if config.path else ["--dataset", config.dataset]
     if config.val_split != 0.1:
         args += ["--val-split", f"{config.val_split:g}"]
+    if config.label_noise:
+        args += ["--label-noise", f"{config.label_noise:g}"]
     return args
 
 
@@ -67,6 +70,10 @@ def execute(run: Run, data: Dataset, *, on_result: Callable[[results.TrialResult
             on_group: Callable[[int, int, Sequence[TrialSpec]], None] | None = None) -> list[results.TrialResult]:
     """Train every trial of ``run`` on ``data``; results in the order of ``run.specs``."""
     groups = group_by_structure(run.specs, run.max_parallel)
+    thresholds = run.thresholds
+    if run.data.label_noise > 0:  # wrong labels cap the reachable training accuracy
+        ceiling = thresholds.underfit_train_acc * (1.0 - run.data.label_noise)
+        thresholds = dataclasses.replace(thresholds, underfit_train_acc=ceiling)
     key = data_key(run.data, data)
     out: dict[int, results.TrialResult] = {}
     for g, members in enumerate(groups):
@@ -90,7 +97,7 @@ def execute(run: Run, data: Dataset, *, on_result: Callable[[results.TrialResult
             result.graphdef = output.graphdef
             base = diagnosis.command_for(result.spec, data_args(run.data))
             result.diagnosis = diagnosis.diagnose(result.history, result.status, spec=result.spec,
-                                                  base_command=base, thresholds=run.thresholds)
+                                                  base_command=base, thresholds=thresholds)
             out[i] = result
             if on_result:
                 on_result(result)

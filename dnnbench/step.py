@@ -21,7 +21,7 @@ from dnnbench.config import Structure
 from dnnbench.models import MLP, layer_kernels
 
 METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
-REG_KEYS = ("l1", "l2", "dropout", "early_stopping", "patience", "min_delta", "augment_noise")
+REG_KEYS = ("l1", "l2", "dropout", "early_stopping", "patience", "min_delta", "augment_noise", "augment_shift")
 
 # Key streams derived from a trial's seed (fold_in constants keep them independent).
 _INIT, _SHUFFLE, _NOISE = 0, 1, 2
@@ -46,6 +46,7 @@ class Plan:
     uses_dropout: bool
     uses_noise: bool
     uses_early_stopping: bool
+    max_shift: int = 0  # the largest augmentation shift of the group (pads the images)
 
 
 class DeviceData(NamedTuple):
@@ -69,6 +70,7 @@ class Numbers(NamedTuple):
     patience: jax.Array
     min_delta: jax.Array
     augment_noise: jax.Array
+    augment_shift: jax.Array
 
 
 class TrialState(NamedTuple):
@@ -103,18 +105,23 @@ def penalty(params: Any, l1: jax.Array, l2: jax.Array) -> jax.Array:
     return l1 * sum(jnp.sum(jnp.abs(k)) for k in kernels) + l2 * sum(jnp.sum(k * k) for k in kernels)
 
 
-def augment(x: jax.Array, key: jax.Array, noise: jax.Array, plan: Plan) -> jax.Array:
-    """Random shifts of up to ``augment_shift`` pixels (zero fill) and Gaussian noise, per sample."""
-    shift = plan.structure.augment_shift
+def augment(x: jax.Array, key: jax.Array, nums: Numbers, plan: Plan) -> jax.Array:
+    """Random shifts of up to ``augment_shift`` pixels (zero fill) and Gaussian noise, per sample.
+
+    The images are padded by the group's largest shift; each trial draws offsets within its own
+    shift, so trials with different shifts (0 included) still share one compiled program.
+    """
+    pad = plan.max_shift
     k_shift, k_noise = jax.random.split(key)
-    if shift > 0:
+    if pad > 0:
         h, w = plan.sizes.image_shape  # type: ignore[misc]
-        images = jnp.pad(x.reshape(-1, h, w), ((0, 0), (shift, shift), (shift, shift)))
-        offsets = jax.random.randint(k_shift, (x.shape[0], 2), 0, 2 * shift + 1)
+        images = jnp.pad(x.reshape(-1, h, w), ((0, 0), (pad, pad), (pad, pad)))
+        shift = nums.augment_shift.astype(jnp.int32)
+        offsets = pad + jax.random.randint(k_shift, (x.shape[0], 2), -shift, shift + 1)
         crop = lambda img, o: jax.lax.dynamic_slice(img, (o[0], o[1]), (h, w))  # noqa: E731
         x = jax.vmap(crop)(images, offsets).reshape(x.shape)
     if plan.uses_noise:
-        x = x + noise * jax.random.normal(k_noise, x.shape, x.dtype)
+        x = x + nums.augment_noise * jax.random.normal(k_noise, x.shape, x.dtype)
     return x
 
 
@@ -194,7 +201,7 @@ def make_trial_fns(plan: Plan):
             params, opt_state = carry
             i, idx = inputs
             k_aug, k_drop = jax.random.split(jax.random.fold_in(noise_key, i))
-            xb = augment(data.x_train[idx], k_aug, nums.augment_noise, plan)
+            xb = augment(data.x_train[idx], k_aug, nums, plan)
             loss, grads = jax.value_and_grad(objective)(params, xb, data.y_train[idx], nums, k_drop)
             updates, new_opt = tx.update(grads, opt_state, params)
             new_params = optax.apply_updates(params, updates)

@@ -72,7 +72,23 @@ def load(config: DataConfig, *, progress: bool = False) -> Dataset:
         if name not in sources.CATALOG:
             raise one_of("dataset", config.dataset, dataset_names())
         raw = sources.load_named(name, options, data_dir=config.data_dir, verify=config.verify, progress=progress)
-    return split(raw, config.val_split)
+    data = split(raw, config.val_split)
+    return with_label_noise(data, config.label_noise)
+
+
+def with_label_noise(data: Dataset, fraction: float) -> Dataset:
+    """Replace ``fraction`` of the training labels by a different, random class.
+
+    Validation and test labels stay clean. Noisy labels are what a network can only memorise,
+    so they make overfitting -- and what each remedy does against it -- plainly visible.
+    """
+    if fraction <= 0:
+        return data
+    rng = np.random.default_rng(SPLIT_SEED + 1)
+    y = data.y_train.copy()
+    flip = rng.random(len(y)) < fraction
+    y[flip] = (y[flip] + rng.integers(1, data.n_classes, flip.sum())) % data.n_classes
+    return dataclasses.replace(data, y_train=y.astype(y.dtype), source=f"{data.source} (label noise {fraction:g})")
 
 
 def split(raw: sources.RawData, val_split: float) -> Dataset:

@@ -1,0 +1,43 @@
+# Every target is a one-liner over the CLI. `make help` lists them.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+RESULTS ?= results/optimizers.jsonl
+
+.PHONY: help install run test lint bench optimizers regularizers diagnose datasets clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+
+$(BIN)/dnnbench: pyproject.toml
+	$(PY) -m venv $(VENV) && $(BIN)/pip install -q -e '.[test]'
+	@touch $@
+
+install: $(BIN)/dnnbench  ## create .venv and install dnnbench with its test tools
+
+run: install  ## the main job: dnnbench optimizers on the bundled digits
+	$(BIN)/dnnbench optimizers
+
+test: install  ## the test suite (the same command CI runs)
+	$(BIN)/pytest
+
+lint: install  ## ruff over the package, tests and benchmarks
+	$(BIN)/ruff check dnnbench tests benchmarks
+
+bench: install  ## speed benchmarks (see benchmarks/README.md)
+	$(BIN)/python benchmarks/speed.py
+
+optimizers: install  ## the optimizer comparison, results to $(RESULTS)
+	$(BIN)/dnnbench optimizers --seeds 3 --out $(RESULTS)
+
+regularizers: install  ## the regularization comparison
+	$(BIN)/dnnbench regularizers --out results/regularizers.jsonl
+
+diagnose: install  ## diagnose the reference model
+	$(BIN)/dnnbench diagnose
+
+datasets: install  ## list the datasets and what is cached
+	$(BIN)/dnnbench datasets
+
+clean:  ## remove the virtual environment and caches
+	rm -rf $(VENV) .pytest_cache .ruff_cache results

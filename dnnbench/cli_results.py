@@ -1,0 +1,136 @@
+"""Commands that read results files and never train: ``check``, ``plot``, ``export``, ``report``.
+
+Thin: parse, call the library, render. ``register(app)`` adds them to the main Typer app. Errors
+are ``DnnbenchError``s, which the app's ``main()`` turns into one line and exit code 2; ``check``
+itself exits 1 when the current results regress against the baseline (for CI).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from dnnbench.errors import DataError, InputError, one_of
+
+CHECK_FORMATS = ("table", "markdown", "github-benchmark")
+
+Results = Annotated[Path, typer.Argument(help="A results file (JSON Lines) written with --out.", show_default=False)]
+Metrics = Annotated[list[str] | None, typer.Option("--metric", help="A metric (repeat for several), e.g. test_acc, val_loss.", show_default=False)]
+
+
+def _load(path: Path, *, need_trials: bool = True) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    from dnnbench.results import read_results
+
+    header, rows = read_results(path)
+    if need_trials and not rows:
+        raise DataError(f"{path}: no trial rows")
+    return header, rows
+
+
+def _append_summary(text: str) -> None:
+    """Add ``text`` to the GitHub Actions job summary when running there; a warning if it cannot."""
+    target = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not target:
+        return
+    try:
+        with open(target, "a", encoding="utf-8") as stream:
+            stream.write(text + "\n")
+    except OSError as exc:
+        print(f"dnnbench: warning: cannot append to $GITHUB_STEP_SUMMARY {target} ({exc.strerror})", file=sys.stderr)
+
+
+def check(
+    baseline: Annotated[Path, typer.Argument(help="The reference results file.", show_default=False)],
+    current: Annotated[Path, typer.Argument(help="The results file to judge.", show_default=False)],
+    tolerance: Annotated[float, typer.Option(help="Allowed change before a metric counts as worse (absolute, e.g. 0.01 = 1 point of accuracy).")] = 0.01,
+    metric: Metrics = None,
+    format_: Annotated[str, typer.Option("--format", help="table | markdown | github-benchmark (customBiggerIsBetter JSON of CURRENT).")] = "table",
+) -> None:
+    """Compare CURRENT with BASELINE trial by trial; exit 1 if a metric got worse, a trial newly diverged or went missing."""
+    from dnnbench import checking
+
+    if format_ not in CHECK_FORMATS:
+        raise one_of("--format", format_, CHECK_FORMATS)
+    metrics = tuple(metric or ("test_acc",))
+    _, base_rows = _load(baseline, need_trials=False)
+    _, cur_rows = _load(current, need_trials=False)
+    result = checking.check(base_rows, cur_rows, tolerance=tolerance, metrics=metrics)
+    summary = checking.markdown(result)
+    if format_ == "github-benchmark":
+        print(json.dumps(checking.github_benchmark(cur_rows, metrics=metrics), indent=2))
+    elif format_ == "markdown":
+        print(summary)
+    else:
+        from dnnbench import report_results
+
+        report_results.console().print(report_results.check_table(result))
+    _append_summary(summary)
+    if result.failed:
+        raise typer.Exit(1)
+
+
+def plot(
+    results: Results,
+    out: Annotated[Path, typer.Option(help="The figure to write: .png, .svg or .pdf.")] = Path("curves.png"),
+    metric: Metrics = None,
+    terminal: Annotated[bool, typer.Option("--terminal", help="Draw text charts on stdout instead of writing a figure.")] = False,
+) -> None:
+    """Learning curves per epoch: one panel per metric, one line per optimizer (mean over seeds, min–max band)."""
+    from dnnbench import plotting
+
+    header, rows = _load(results)
+    if terminal:
+        for i, name in enumerate(metric or ("val_acc",)):
+            print(("\n" if i else "") + plotting.terminal_curves(rows, name))
+        return
+    written = plotting.plot_curves(rows, out, metrics=tuple(metric or plotting.DEFAULT_METRICS), header=header)
+    print(f"wrote {written}")
+
+
+def export(
+    results: Results,
+    csv: Annotated[bool, typer.Option("--csv", help="CSV, one line per trial (the default and only format for now).")] = False,
+    out: Annotated[Path | None, typer.Option(help="Write to this file (atomically) instead of stdout.")] = None,
+) -> None:
+    """Flatten a results file into a table: ids, optimizer, seed, status, hyperparameters, tags, final metrics, timings."""
+    from dnnbench import export as flat
+
+    _, rows = _load(results)
+    text = flat.to_csv(rows)
+    if out is None:
+        sys.stdout.write(text)
+        return
+    from dnnbench.results import atomic_write_text
+
+    if out.is_dir():
+        raise InputError(f"--out {out}: is a directory")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out, text)
+    except OSError as exc:
+        raise InputError(f"--out {out}: cannot write ({exc.strerror})") from None
+    print(f"wrote {out} ({len(rows)} trials)", file=sys.stderr)
+
+
+def report(results: Results) -> None:
+    """Re-render the comparison table of a results file (mean ± std over seeds) without training."""
+    from dnnbench import export as flat
+    from dnnbench import report_results
+
+    header, rows = _load(results)
+    data = (header or {}).get("data") or {}
+    title = f"{results.name}: {data.get('source') or data.get('name') or 'results'}, {len(rows)} trials"
+    report_results.console().print(report_results.results_table(flat.summarize(rows), title=title))
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``check``, ``plot``, ``export`` and ``report`` to ``app``."""
+    app.command()(check)
+    app.command()(plot)
+    app.command()(export)
+    app.command()(report)

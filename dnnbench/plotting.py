@@ -1,0 +1,177 @@
+"""Learning curves from results rows: a PNG/SVG/PDF figure, or a plain-text chart for a terminal.
+
+One panel per metric, one line per label (optimizer + tag values + swept config, see
+``export.label``): the mean over seeds with a shaded min–max band, epochs numbered from 1.
+Matplotlib is driven through ``Figure`` and the Agg canvas, never pyplot, so plotting is headless
+and leaves the caller's global matplotlib state (backend, open figures) alone.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dnnbench import export
+from dnnbench.errors import DataError, InputError
+
+Row = dict[str, Any]
+
+SUFFIXES = (".png", ".svg", ".pdf")
+DEFAULT_METRICS = ("train_loss", "val_loss", "train_acc", "val_acc")
+PLOTTABLE = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "step_loss")
+MARKERS = "*o+x#@%&=~"
+
+
+def curves(rows: Sequence[Row], metric: str) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, int]]:
+    """Per label: (mean, min, max) over seeds at each epoch, and the number of seeds.
+
+    Trials may stop at different epochs (early stopping) or hold nulls (divergence): each epoch
+    averages the seeds that have a finite value there, and is NaN where none has.
+    """
+    if metric not in PLOTTABLE:
+        raise InputError(f"cannot plot {metric!r}; valid: {', '.join(PLOTTABLE)}")
+    if not rows:
+        raise DataError("no trials to plot")
+    export.require(rows)
+    out = {}
+    for name, members in export.group(rows).items():
+        series = [[export.number(v) for v in (r.get("history") or {}).get(metric) or []] for r in members]
+        length = max((len(s) for s in series), default=0)
+        if length == 0:
+            continue
+        table = np.full((len(series), length), np.nan)
+        for i, s in enumerate(series):
+            table[i, : len(s)] = s
+        with np.errstate(all="ignore"):
+            seen = np.isfinite(table).any(axis=0)
+            safe = np.where(np.isfinite(table), table, np.nan)
+            mean = np.array([np.nanmean(c) if k else np.nan for c, k in zip(safe.T, seen)])
+            low = np.array([np.nanmin(c) if k else np.nan for c, k in zip(safe.T, seen)])
+            high = np.array([np.nanmax(c) if k else np.nan for c, k in zip(safe.T, seen)])
+        out[name] = (mean, low, high, len(members))
+    if not out:
+        raise DataError(f"no trial has a {metric} history")
+    return out
+
+
+def _dataset(header: Row | None) -> str:
+    header = header or {}
+    return str((header.get("data") or {}).get("name")
+               or ((header.get("config") or {}).get("data") or {}).get("dataset") or "results")
+
+
+def _check_out(out: Path) -> None:
+    if out.suffix.lower() not in SUFFIXES:
+        raise InputError(f"--out {out}: the file name must end in {', '.join(SUFFIXES)}")
+    if out.is_dir():
+        raise InputError(f"--out {out}: is a directory")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"--out {out}: cannot create its folder ({exc.strerror})") from None
+
+
+def plot_curves(rows: Sequence[Row], out: Path, *, metrics: Sequence[str] = DEFAULT_METRICS,
+                header: Row | None = None) -> Path:
+    """Draw ``metrics`` per epoch, one panel each, and write the figure to ``out`` atomically.
+
+    The format follows the suffix (.png, .svg, .pdf); ``header`` (the results file's first line)
+    names the dataset in the title.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    out = Path(out)
+    _check_out(out)
+    metrics = list(dict.fromkeys(metrics)) or list(DEFAULT_METRICS)
+    data = {m: curves(rows, m) for m in metrics}
+    labels = list(dict.fromkeys(name for per in data.values() for name in per))
+    colors = {name: f"C{i % 10}" for i, name in enumerate(labels)}
+    styles = {name: ("-", "--", ":", "-.")[(i // 10) % 4] for i, name in enumerate(labels)}
+
+    ncols = 1 if len(metrics) == 1 else 2
+    nrows = math.ceil(len(metrics) / ncols)
+    legend_cols = max(1, min(len(labels), 5 if max(map(len, labels), default=0) <= 16 else 3))
+    fig = Figure(figsize=(6.0 * ncols, 3.8 * nrows + 0.6 + 0.25 * math.ceil(len(labels) / legend_cols)),
+                 layout="constrained", dpi=110)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax, metric in zip(axes, metrics):
+        per = data[metric]
+        for name, (mean, low, high, _) in per.items():
+            epochs = np.arange(1, len(mean) + 1)
+            ax.plot(epochs, mean, color=colors[name], linestyle=styles[name], linewidth=1.8,
+                    marker="o" if len(mean) <= 30 else None, markersize=3, label=name)
+            ax.fill_between(epochs, low, high, color=colors[name], alpha=0.18, linewidth=0)
+        finite = np.concatenate([v[0][np.isfinite(v[0])] for v in per.values()])
+        if metric.endswith("_loss") and finite.size and finite.min() > 0 and finite.max() / finite.min() > 100:
+            ax.set_yscale("log")  # a diverging trial would flatten every other curve
+        ax.set_title(metric.replace("_", " "))
+        # step_loss is the mean minibatch objective of the epoch: dropout on, L1/L2 penalty included.
+        ax.set_xlabel("epoch" if metric != "step_loss" else "epoch (mean minibatch objective)")
+        ax.set_ylabel("accuracy" if metric.endswith("_acc") else "loss")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(True, alpha=0.3)
+    for ax in axes[len(metrics):]:
+        ax.set_visible(False)
+    seeds = max(n for per in data.values() for *_, n in per.values())
+    band = f"mean over {seeds} seeds, band = min–max" if seeds > 1 else "one seed"
+    fig.suptitle(f"{_dataset(header)}: learning curves ({band})", fontweight="bold")
+    legend: dict[str, Any] = {}
+    for ax in axes[: len(metrics)]:
+        for handle, name in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(name, handle)
+    names = list(legend)
+    fig.legend(list(legend.values()), names, loc="outside lower center", ncols=legend_cols, frameon=False)
+
+    tmp = out.with_name(f".{out.stem}.tmp-{os.getpid()}{out.suffix}")
+    try:
+        fig.savefig(tmp, format=out.suffix[1:].lower())
+        os.replace(tmp, out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise InputError(f"--out {out}: cannot write ({exc.strerror})") from None
+    return out
+
+
+def terminal_curves(rows: Sequence[Row], metric: str = "val_acc", width: int = 60, height: int = 15) -> str:
+    """A plain-text chart of ``metric`` per epoch: one marker character per label, then a legend."""
+    if width < 10 or height < 3:
+        raise InputError(f"terminal chart needs width >= 10 and height >= 3, got {width}x{height}")
+    per = curves(rows, metric)
+    finite = np.concatenate([v[0][np.isfinite(v[0])] for v in per.values()])
+    if finite.size == 0:
+        raise DataError(f"no finite {metric} value to plot")
+    lo, hi = float(finite.min()), float(finite.max())
+    if hi - lo < 1e-12:
+        lo, hi = lo - 0.5, hi + 0.5
+    epochs = max(len(v[0]) for v in per.values())
+    grid = [[" "] * width for _ in range(height)]
+    for k, (mean, *_rest) in enumerate(per.values()):
+        mark = MARKERS[k % len(MARKERS)]
+        # One point per column, linearly interpolated between epochs, so a line of markers is drawn.
+        xs = np.linspace(1, epochs, width)
+        known = np.isfinite(mean)
+        points = np.arange(1, len(mean) + 1)[known]
+        for col, x in enumerate(xs):
+            if not points.size or x < points.min() - 1e-9 or x > points.max() + 1e-9:
+                continue
+            y = float(np.interp(x, points, mean[known]))
+            row = round((hi - y) / (hi - lo) * (height - 1))
+            grid[row][col] = mark
+    ticks = {0: hi, (height - 1) // 2: (hi + lo) / 2, height - 1: lo}
+    lines = [f"{metric} per epoch (mean over seeds)"]
+    for r, cells in enumerate(grid):
+        axis = f"{ticks[r]:>9.4g} ┤" if r in ticks else f"{'':>9} │"
+        lines.append(axis + "".join(cells).rstrip())
+    lines.append(f"{'':>9} └" + "─" * width)
+    right = f"epoch {epochs}"
+    lines.append(f"{'':>11}1{right:>{width - 1}}")
+    for k, (name, (*_, n)) in enumerate(per.items()):
+        lines.append(f"  {MARKERS[k % len(MARKERS)]} {name} ({n} seed{'s' if n != 1 else ''})")
+    return "\n".join(lines)

@@ -1,0 +1,91 @@
+"""Rendering for the commands that read results files: rich tables of a check and of a results file.
+
+Reads ``CheckReport`` and ``export.GroupSummary`` objects and computes nothing. Kept apart from
+``dnnbench.report`` so these commands start without importing the training stack.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from dnnbench.checking import CheckReport
+from dnnbench.export import GroupSummary
+from dnnbench.stats import Stat
+
+VERDICT_STYLE = {"ok": "", "better": "green", "new": "cyan", "worse": "bold red",
+                 "newly diverged": "bold red", "missing": "bold red"}
+LABEL_STYLE = {"good fit": "green", "overfitting": "yellow", "underfitting": "magenta",
+               "still improving": "cyan", "diverged": "bold red"}
+
+
+def console(*, stderr: bool = False) -> Console:
+    """A console that honours NO_COLOR and, piped or in CI, does not squeeze tables to 80 columns."""
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() or os.environ.get("COLUMNS") else 200
+    return Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
+
+
+def _num(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{value:+.4f}" if signed else f"{value:.4f}"
+
+
+def check_table(report: CheckReport, *, only_changes: bool = False) -> Table:
+    """One line per trial and metric: baseline, current, difference, verdict (failures in red)."""
+    table = Table(title="dnnbench check", title_justify="left", header_style="bold")
+    for header in ("trial", "id", "metric", "baseline", "current", "Δ", "verdict"):
+        table.add_column(header, justify="right" if header in ("baseline", "current", "Δ") else "left")
+    for e in report.entries:
+        if only_changes and e.verdict == "ok":
+            continue
+        table.add_row(e.label, e.trial_id, e.metric, _num(e.baseline), _num(e.current),
+                      _num(e.difference, True), Text(e.verdict, style=VERDICT_STYLE.get(e.verdict, "")))
+    table.caption = report.summary()
+    table.caption_style = "bold red" if report.failed else "bold green"
+    return table
+
+
+def _stat(stat: Stat, digits: int = 4) -> str:
+    if stat.n == 0 or math.isnan(stat.mean):
+        return "-"
+    if stat.n > 1:
+        return f"{stat.mean:.{digits}f} ± {stat.std:.{digits}f}"
+    return f"{stat.mean:.{digits}f}"
+
+
+def _counts(counts: dict[str, int], total: int, styles: dict[str, str]) -> Text:
+    text = Text()
+    for i, (name, n) in enumerate(sorted(counts.items(), key=lambda kv: -kv[1])):
+        if i:
+            text.append(", ")
+        text.append(name + ("" if n == total else f" ×{n}"), style=styles.get(name, ""))
+    return text
+
+
+def results_table(summaries: Sequence[GroupSummary], *, title: str) -> Table:
+    """``dnnbench report``: one line per label, mean ± std over the seeds that finished ok."""
+    table = Table(title=title, title_justify="left", header_style="bold")
+    columns = [("label", None), ("lr", None), ("train loss", "train_loss"), ("train acc", "train_acc"),
+               ("best val acc", "best_val_acc"), ("test acc", "test_acc"), ("best epoch", "best_epoch"),
+               ("diagnosis", None), ("status", None)]
+    for header, metric in columns:
+        table.add_column(header, justify="right" if metric or header == "lr" else "left")
+    status_style = {"diverged": "bold red", "error": "bold red", "interrupted": "yellow"}
+    for s in summaries:
+        cells: list[str | Text] = [Text(s.label, style="bold"), ",".join(f"{lr:g}" for lr in s.learning_rates)]
+        for _, metric in columns[2:7]:
+            cells.append(_stat(s.stats[metric], 1 if metric == "best_epoch" else 4))
+        cells.append(_counts(s.diagnoses, len(s.rows), LABEL_STYLE))
+        cells.append(_counts(s.statuses, len(s.rows), status_style))
+        table.add_row(*cells)
+    seeds = max((len(s.rows) for s in summaries), default=1)
+    table.caption = f"mean ± std over {seeds} seeds (ok trials only)" if seeds > 1 else "one seed per row"
+    return table

@@ -1,0 +1,259 @@
+"""``dnnbench check``: verdicts per trial and metric, CI exit codes, markdown and benchmark JSON."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from dnnbench import checking
+from dnnbench.cli_results import register
+from dnnbench.errors import DataError, InputError
+
+OPTIMIZERS = {"sgd": 0.1, "momentum": 0.1, "adam": 0.001}
+
+
+def trial_row(optimizer: str = "adam", seed: int = 0, *, lr: float = 0.001, test_acc: float = 0.8,
+              test_loss: float = 0.5, status: str = "ok", tags: dict | None = None) -> dict:
+    """A results row shaped like ``TrialResult.to_row()``, with chosen final numbers."""
+    tags = dict(tags or {})
+    config = {"optimizer": optimizer, "hyperparams": {"learning_rate": lr}, "seed": seed,
+              "model": {"hidden": [32], "activation": "relu"}, "tags": tags}
+    metrics = {"train_loss": 0.4, "train_acc": 0.9, "val_loss": 0.6, "val_acc": 0.75, "test_loss": test_loss,
+               "test_acc": test_acc, "best_val_acc": 0.78}
+    return {"type": "trial", "id": f"{optimizer}-{lr:g}-{'-'.join(tags.values())}-{seed}", "optimizer": optimizer,
+            "hyperparams": {"learning_rate": lr}, "seed": seed, **tags, "config": config, "status": status,
+            "metrics": metrics, "best_epoch": 3, "stopped_epoch": None, "diverged_epoch": None,
+            "history": {"val_acc": [0.5, 0.7, 0.78, 0.75]}, "timing": {"compile_s": 1.5, "train_s": 0.2},
+            "diagnosis": {"label": "good fit", "evidence": {}, "remedies": []}}
+
+
+def rows_of(offsets: dict[str, float] | None = None) -> list[dict]:
+    """Three optimizers x two seeds; test_acc 0.70 + 0.05 * index + ``offsets[id]``."""
+    rows = []
+    for i, (name, lr) in enumerate(OPTIMIZERS.items()):
+        for seed in (0, 1):
+            rows.append(trial_row(name, seed, lr=lr, test_acc=round(0.70 + 0.05 * i + 0.01 * seed, 4)))
+    for row in rows:
+        row["metrics"]["test_acc"] += (offsets or {}).get(row["id"], 0.0)
+    return rows
+
+
+def write(path: Path, rows: list[dict]) -> Path:
+    header = {"type": "header", "schema": "dnnbench/1", "data": {"name": "synthetic"}, "config": {}}
+    path.write_text("".join(json.dumps(r) + "\n" for r in [header, *rows]))
+    return path
+
+
+def verdicts(report: checking.CheckReport) -> dict[str, str]:
+    return {e.trial_id: e.verdict for e in report.entries}
+
+
+# --- library -----------------------------------------------------------------------------------
+
+
+def test_identical_results_pass_with_zero_differences():
+    report = checking.check(rows_of(), rows_of())
+    assert not report.failed
+    assert len(report.entries) == 6
+    assert set(verdicts(report).values()) == {"ok"}
+    assert all(e.difference == 0.0 for e in report.entries)
+    assert report.summary().startswith("PASS: 6 trials")
+
+
+def test_drop_beyond_tolerance_is_worse_and_fails():
+    base = rows_of()
+    report = checking.check(base, rows_of({"momentum-0.1--1": -0.2}))
+    assert report.failed
+    entry = next(e for e in report.entries if e.trial_id == "momentum-0.1--1")
+    assert entry.verdict == "worse"
+    assert entry.baseline == pytest.approx(0.76)
+    assert entry.current == pytest.approx(0.56)
+    assert entry.difference == pytest.approx(-0.2)
+    assert entry.label == "momentum seed=1"
+    assert [e.verdict for e in report.entries].count("ok") == 5
+    assert report.counts["worse"] == 1
+
+
+@pytest.mark.parametrize(("change", "verdict"), [(-0.005, "ok"), (-0.01, "ok"), (-0.0101, "worse"),
+                                                 (0.01, "ok"), (0.02, "better")])
+def test_accuracy_tolerance_boundary(change, verdict):
+    report = checking.check(rows_of(), rows_of({"adam-0.001--0": change}), tolerance=0.01)
+    assert verdicts(report)["adam-0.001--0"] == verdict
+    assert report.failed is (verdict == "worse")
+
+
+def test_loss_metrics_are_worse_when_they_rise():
+    base, cur = rows_of(), rows_of()
+    cur[0]["metrics"]["test_loss"] = 0.56  # baseline 0.5: +0.06 > 0.05
+    cur[1]["metrics"]["test_loss"] = 0.40  # -0.10: better
+    cur[2]["metrics"]["test_loss"] = 0.54  # +0.04: within
+    report = checking.check(base, cur, tolerance=0.05, metrics=["test_loss", "test_acc"])
+    by = {(e.trial_id, e.metric): e.verdict for e in report.entries}
+    assert by[(cur[0]["id"], "test_loss")] == "worse"
+    assert by[(cur[1]["id"], "test_loss")] == "better"
+    assert by[(cur[2]["id"], "test_loss")] == "ok"
+    assert by[(cur[0]["id"], "test_acc")] == "ok"
+    assert len(report.entries) == 12 and report.failed
+
+
+def test_newly_diverged_missing_and_new_trials():
+    base = rows_of()
+    cur = rows_of()
+    cur[0]["status"] = "diverged"
+    cur[0]["metrics"] = {k: None for k in cur[0]["metrics"]}
+    del cur[3]
+    cur.append(trial_row("rmsprop", 0, lr=0.001))
+    report = checking.check(base, cur)
+    v = verdicts(report)
+    assert v[base[0]["id"]] == "newly diverged"
+    assert v[base[3]["id"]] == "missing"
+    assert v["rmsprop-0.001--0"] == "new"
+    assert report.entries[-1].trial_id == "rmsprop-0.001--0"  # new trials come last
+    assert report.counts == {"ok": 4, "worse": 0, "better": 0, "newly diverged": 1, "missing": 1, "new": 1}
+    assert report.failed
+
+
+def test_still_diverged_is_not_a_regression_and_new_trials_alone_pass():
+    base, cur = rows_of(), rows_of()
+    for rows in (base, cur):
+        rows[0]["status"] = "diverged"
+        rows[0]["metrics"]["test_acc"] = None
+    cur.append(trial_row("rmsprop", 0))
+    report = checking.check(base, cur)
+    assert verdicts(report)[base[0]["id"]] == "ok"
+    assert not report.failed
+
+
+def test_bad_arguments_and_malformed_rows():
+    with pytest.raises(InputError, match="best_epoch"):
+        checking.check(rows_of(), rows_of(), metrics=["best_epoch"])
+    with pytest.raises(InputError, match="tolerance"):
+        checking.check(rows_of(), rows_of(), tolerance=-0.1)
+    rows = rows_of()
+    with pytest.raises(DataError, match="appears twice"):
+        checking.check(rows + rows[:1], rows)
+    del rows[2]["id"]
+    with pytest.raises(DataError, match="current: trial 3 has no 'id'"):
+        checking.check(rows_of(), rows)
+
+
+def test_labels_name_tags_and_swept_settings():
+    rows = [trial_row("sgd", 0, lr=0.1, tags={"regularizer": "l2"}), trial_row("sgd", 0, lr=0.01, tags={"regularizer": "l2"}),
+            trial_row("adam", 1, lr=0.001, tags={"regularizer": "dropout"})]
+    names = [e.label for e in checking.check(rows, rows).entries]
+    assert names == ["sgd l2 lr=0.1 seed=0", "sgd l2 lr=0.01 seed=0", "adam dropout seed=1"]
+
+
+def test_markdown_has_one_table_line_per_entry_and_a_verdict():
+    text = checking.markdown(checking.check(rows_of(), rows_of({"sgd-0.1--0": -0.2})))
+    lines = text.splitlines()
+    assert "| trial | id | metric | baseline | current | Δ | verdict |" in lines
+    assert sum(line.startswith("| ") for line in lines) == 7  # header + 6 trials
+    worse = next(line for line in lines if "`sgd-0.1--0`" in line)
+    assert "| 0.7000 | 0.5000 | -0.2000 | ❌ worse |" in worse
+    assert lines[-2].startswith("**FAIL**: 1 worse")
+
+
+def test_github_benchmark_shape():
+    rows = rows_of()
+    rows[0]["metrics"]["test_acc"] = None  # diverged: no point rather than a fake 0
+    entries = checking.github_benchmark(rows, metrics=("test_acc", "val_acc"))
+    assert len(entries) == 6 * 2 - 1
+    assert all(set(e) == {"name", "unit", "value", "extra"} and e["unit"] == "accuracy" for e in entries)
+    assert all(isinstance(e["value"], float) for e in entries)
+    assert len({e["name"] for e in entries}) == len(entries)
+    assert {"name": "adam seed=1 test_acc", "unit": "accuracy", "value": pytest.approx(0.81),
+            "extra": "id adam-0.001--1, status ok"} in entries
+    json.dumps(entries, allow_nan=False)
+    with pytest.raises(InputError, match="loss"):
+        checking.github_benchmark(rows, metrics=("test_loss",))
+
+
+# --- command -----------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def cli():
+    app = typer.Typer(pretty_exceptions_enable=False, rich_markup_mode=None, add_completion=False)
+    register(app)
+    runner = CliRunner()
+    return lambda *args, env=None: runner.invoke(app, [str(a) for a in args], env=env or {"GITHUB_STEP_SUMMARY": None})
+
+
+def test_check_file_against_its_copy_exits_0(cli, tmp_path):
+    base = write(tmp_path / "base.jsonl", rows_of())
+    copy_path = tmp_path / "copy.jsonl"
+    copy_path.write_bytes(base.read_bytes())
+    result = cli("check", base, copy_path)
+    assert result.exit_code == 0, result.output
+    assert "PASS: 6 trials within tolerance 0.01 on test_acc" in result.stdout
+
+
+def test_check_lowered_accuracy_exits_1_and_marks_the_trial(cli, tmp_path):
+    rows = rows_of()
+    base = write(tmp_path / "base.jsonl", rows)
+    worse = copy.deepcopy(rows)
+    worse[4]["metrics"]["test_acc"] -= 0.2
+    result = cli("check", base, write(tmp_path / "cur.jsonl", worse))
+    assert result.exit_code == 1
+    line = next(line for line in result.stdout.splitlines() if "adam seed=0" in line)
+    assert "worse" in line and "-0.2000" in line
+    assert sum("worse" in line for line in result.stdout.splitlines()) == 2  # the row + the caption
+
+
+def test_check_newly_diverged_and_missing_exit_1(cli, tmp_path):
+    base = write(tmp_path / "base.jsonl", rows_of())
+    diverged = rows_of()
+    diverged[2]["status"] = "diverged"
+    assert cli("check", base, write(tmp_path / "d.jsonl", diverged)).exit_code == 1
+    result = cli("check", base, write(tmp_path / "m.jsonl", rows_of()[1:]))
+    assert result.exit_code == 1
+    assert "missing" in next(line for line in result.stdout.splitlines() if "sgd seed=0" in line)
+
+
+def test_check_appends_markdown_to_github_step_summary(cli, tmp_path):
+    summary = tmp_path / "summary.md"
+    summary.write_text("earlier step\n")
+    base = write(tmp_path / "base.jsonl", rows_of())
+    cur = write(tmp_path / "cur.jsonl", rows_of({"sgd-0.1--1": -0.2}))
+    result = cli("check", base, cur, "--format", "markdown", env={"GITHUB_STEP_SUMMARY": str(summary)})
+    assert result.exit_code == 1
+    text = summary.read_text()
+    assert text.startswith("earlier step\n### dnnbench check")
+    assert "| trial | id | metric | baseline | current | Δ | verdict |" in text
+    assert "**FAIL**: 1 worse" in text
+    assert "**FAIL**: 1 worse" in result.stdout
+
+
+def test_check_github_benchmark_format_prints_current_values(cli, tmp_path):
+    base = write(tmp_path / "base.jsonl", rows_of())
+    result = cli("check", base, base, "--format", "github-benchmark", "--metric", "test_acc", "--metric", "val_acc")
+    assert result.exit_code == 0
+    entries = json.loads(result.stdout)
+    assert len(entries) == 12
+    assert entries[0] == {"name": "sgd seed=0 test_acc", "unit": "accuracy", "value": 0.7,
+                          "extra": "id sgd-0.1--0, status ok"}
+
+
+def test_check_errors_are_dnnbench_errors(cli, tmp_path):
+    base = write(tmp_path / "base.jsonl", rows_of())
+    assert isinstance(cli("check", base, tmp_path / "nope.jsonl").exception, DataError)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{not json\n")
+    assert isinstance(cli("check", base, bad).exception, DataError)
+    assert isinstance(cli("check", base, base, "--format", "html").exception, InputError)
+    assert isinstance(cli("check", base, base, "--metric", "speed").exception, InputError)
+
+
+def test_report_renders_mean_and_std_over_seeds(cli, tmp_path):
+    result = cli("report", write(tmp_path / "r.jsonl", rows_of()))
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.stdout.splitlines() if "momentum" in line)
+    # test_acc 0.75 and 0.76: mean 0.755, sample std 0.00707
+    assert "0.7550 ± 0.0071" in line and "good fit" in line and "ok" in line
+    assert "mean ± std over 2 seeds" in result.stdout
