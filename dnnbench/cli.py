@@ -174,6 +174,11 @@ def datasets(data_dir: DataDir = None) -> None:
     commands.list_datasets(data_dir)
 
 
+from dnnbench.cli_results import register as _register_results  # noqa: E402 -- check, plot, export, report
+
+_register_results(app)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the app, turn every expected failure into one line and a code."""
     try:

@@ -65,17 +65,18 @@ def _base(row: Row) -> str:
     return " ".join([row["optimizer"], *tags(row).values()])
 
 
-def swept_keys(rows: Sequence[Row]) -> list[str]:
-    """Config keys whose value differs between trials of one optimizer and tag set (a sweep)."""
+def swept_keys(rows: Sequence[Row]) -> dict[str, list[str]]:
+    """Per optimizer and tag set: the config keys whose value differs between its trials (a sweep).
+
+    Only differences inside a group count, so ``optimizers`` (each with its own default rate)
+    labels ``sgd`` and ``adam``, while an lr sweep of sgd labels ``sgd lr=0.1`` and ``sgd lr=0.01``.
+    """
     seen: dict[str, dict[str, set[str]]] = {}
-    order: dict[str, None] = {}
     for row in rows:
         values = seen.setdefault(_base(row), {})
         for key, value in _settings(row).items():
             values.setdefault(key, set()).add(repr(value))
-            order.setdefault(key)
-    swept = {k for values in seen.values() for k, v in values.items() if len(v) > 1}
-    return [k for k in order if k in swept]
+    return {base: [k for k, v in values.items() if len(v) > 1] for base, values in seen.items()}
 
 
 def _short(key: str, keys: Sequence[str]) -> str:
@@ -92,15 +93,15 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-def label(row: Row, swept: Sequence[str] = ()) -> str:
-    """``adam l2 lr=0.01``: optimizer, tag values and the swept values of this trial."""
+def label(row: Row, swept: dict[str, list[str]] | None = None) -> str:
+    """``adam l2 lr=0.01``: optimizer, tag values and this trial's values of its group's sweep."""
+    base = _base(row)
+    keys = (swept or {}).get(base, [])
     settings = _settings(row)
-    parts = [_base(row)]
-    parts += [f"{_short(k, swept)}={_show(settings[k])}" for k in swept if k in settings]
-    return " ".join(parts)
+    return " ".join([base] + [f"{_short(k, keys)}={_show(settings[k])}" for k in keys if k in settings])
 
 
-def trial_label(row: Row, swept: Sequence[str] = ()) -> str:
+def trial_label(row: Row, swept: dict[str, list[str]] | None = None) -> str:
     """``label`` plus the seed: names one trial, stable across runs of the same command."""
     return f"{label(row, swept)} seed={row.get('seed')}"
 

@@ -50,9 +50,9 @@ def curves(rows: Sequence[Row], metric: str) -> dict[str, tuple[np.ndarray, np.n
         with np.errstate(all="ignore"):
             seen = np.isfinite(table).any(axis=0)
             safe = np.where(np.isfinite(table), table, np.nan)
-            mean = np.array([np.nanmean(c) if k else np.nan for c, k in zip(safe.T, seen)])
-            low = np.array([np.nanmin(c) if k else np.nan for c, k in zip(safe.T, seen)])
-            high = np.array([np.nanmax(c) if k else np.nan for c, k in zip(safe.T, seen)])
+            mean = np.array([np.nanmean(c) if k else np.nan for c, k in zip(safe.T, seen, strict=True)])
+            low = np.array([np.nanmin(c) if k else np.nan for c, k in zip(safe.T, seen, strict=True)])
+            high = np.array([np.nanmax(c) if k else np.nan for c, k in zip(safe.T, seen, strict=True)])
         out[name] = (mean, low, high, len(members))
     if not out:
         raise DataError(f"no trial has a {metric} history")
@@ -93,6 +93,11 @@ def plot_curves(rows: Sequence[Row], out: Path, *, metrics: Sequence[str] = DEFA
     labels = list(dict.fromkeys(name for per in data.values() for name in per))
     colors = {name: f"C{i % 10}" for i, name in enumerate(labels)}
     styles = {name: ("-", "--", ":", "-.")[(i // 10) % 4] for i, name in enumerate(labels)}
+    # Curves often coincide (a weak regularizer changes nothing): earlier series are drawn wider
+    # with bigger markers of their own shape, so a curve hidden under another still shows.
+    spread = {name: (len(labels) - 1 - i) / max(len(labels) - 1, 1) for i, name in enumerate(labels)}
+    shapes = {name: "os^Dv<>PXh"[i % 10] for i, name in enumerate(labels)}
+    alpha = 0.18 if len(labels) <= 3 else 0.10
 
     ncols = 1 if len(metrics) == 1 else 2
     nrows = math.ceil(len(metrics) / ncols)
@@ -101,13 +106,14 @@ def plot_curves(rows: Sequence[Row], out: Path, *, metrics: Sequence[str] = DEFA
                  layout="constrained", dpi=110)
     FigureCanvasAgg(fig)
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    for ax, metric in zip(axes, metrics):
+    for ax, metric in zip(axes, metrics, strict=False):
         per = data[metric]
         for name, (mean, low, high, _) in per.items():
             epochs = np.arange(1, len(mean) + 1)
-            ax.plot(epochs, mean, color=colors[name], linestyle=styles[name], linewidth=1.8,
-                    marker="o" if len(mean) <= 30 else None, markersize=3, label=name)
-            ax.fill_between(epochs, low, high, color=colors[name], alpha=0.18, linewidth=0)
+            ax.plot(epochs, mean, color=colors[name], linestyle=styles[name], linewidth=1.3 + 1.5 * spread[name],
+                    marker=shapes[name] if len(mean) <= 40 else None, markersize=3.5 + 4 * spread[name],
+                    markerfacecolor="none" if spread[name] > 0 else colors[name], label=name)
+            ax.fill_between(epochs, low, high, color=colors[name], alpha=alpha, linewidth=0)
         finite = np.concatenate([v[0][np.isfinite(v[0])] for v in per.values()])
         if metric.endswith("_loss") and finite.size and finite.min() > 0 and finite.max() / finite.min() > 100:
             ax.set_yscale("log")  # a diverging trial would flatten every other curve
@@ -124,7 +130,7 @@ def plot_curves(rows: Sequence[Row], out: Path, *, metrics: Sequence[str] = DEFA
     fig.suptitle(f"{_dataset(header)}: learning curves ({band})", fontweight="bold")
     legend: dict[str, Any] = {}
     for ax in axes[: len(metrics)]:
-        for handle, name in zip(*ax.get_legend_handles_labels()):
+        for handle, name in zip(*ax.get_legend_handles_labels(), strict=True):
             legend.setdefault(name, handle)
     names = list(legend)
     fig.legend(list(legend.values()), names, loc="outside lower center", ncols=legend_cols, frameon=False)

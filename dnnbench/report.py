@@ -158,7 +158,7 @@ def diagnosis_panel(result: TrialResult) -> Panel:
     m = result.metrics
     title = (f"{result.optimizer} lr={result.spec.learning_rate:g} seed={result.spec.seed}: "
              f"test acc {m.get('test_acc', float('nan')):.4f}")
-    return Panel(body, title=title, title_align="left", border_style=LABEL_STYLE.get(label, "white"))
+    return Panel(body, title=title, title_align="left", border_style=LABEL_STYLE.get(label, "white"), expand=False)
 
 
 def make_console(*, stderr: bool = False, quiet: bool = False) -> Console:

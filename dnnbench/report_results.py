@@ -42,7 +42,8 @@ def check_table(report: CheckReport, *, only_changes: bool = False) -> Table:
     """One line per trial and metric: baseline, current, difference, verdict (failures in red)."""
     table = Table(title="dnnbench check", title_justify="left", header_style="bold")
     for header in ("trial", "id", "metric", "baseline", "current", "Δ", "verdict"):
-        table.add_column(header, justify="right" if header in ("baseline", "current", "Δ") else "left")
+        table.add_column(header, justify="right" if header in ("baseline", "current", "Δ") else "left",
+                         no_wrap=header in ("trial", "id"))
     for e in report.entries:
         if only_changes and e.verdict == "ok":
             continue
@@ -77,7 +78,7 @@ def results_table(summaries: Sequence[GroupSummary], *, title: str) -> Table:
                ("best val acc", "best_val_acc"), ("test acc", "test_acc"), ("best epoch", "best_epoch"),
                ("diagnosis", None), ("status", None)]
     for header, metric in columns:
-        table.add_column(header, justify="right" if metric or header == "lr" else "left")
+        table.add_column(header, justify="right" if metric or header == "lr" else "left", no_wrap=header == "label")
     status_style = {"diverged": "bold red", "error": "bold red", "interrupted": "yellow"}
     for s in summaries:
         cells: list[str | Text] = [Text(s.label, style="bold"), ",".join(f"{lr:g}" for lr in s.learning_rates)]

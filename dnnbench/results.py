@@ -2,8 +2,10 @@
 
 File format ``dnnbench/1``: the first line is ``{"type": "header", ...}`` (environment, command
 line, full config), then one ``{"type": "trial", ...}`` line per trial. Epochs are numbered from
-1 in every row. Losses are the data loss (cross-entropy or MSE) without the L1/L2 penalty, so
-runs with and without regularization compare on one scale.
+1 in every row. Losses are the data loss (cross-entropy or MSE) in test mode, without the L1/L2
+penalty, so runs with and without regularization compare on one scale -- except
+``history["step_loss"]``, the mean minibatch objective the optimizer saw during the epoch
+(penalty, dropout and augmentation included).
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
-from dnnbench.config import TrialSpec
+if TYPE_CHECKING:  # reading results files must not load JAX
+    from dnnbench.config import TrialSpec
 
 SCHEMA = "dnnbench/1"
 STATUSES = ("ok", "diverged", "error", "interrupted")

@@ -156,7 +156,7 @@ def test_markdown_has_one_table_line_per_entry_and_a_verdict():
     assert sum(line.startswith("| ") for line in lines) == 7  # header + 6 trials
     worse = next(line for line in lines if "`sgd-0.1--0`" in line)
     assert "| 0.7000 | 0.5000 | -0.2000 | ❌ worse |" in worse
-    assert lines[-2].startswith("**FAIL**: 1 worse")
+    assert lines[-1].startswith("**FAIL**: 1 worse (6 trials, tolerance 0.01 on test_acc)")
 
 
 def test_github_benchmark_shape():
@@ -182,7 +182,9 @@ def cli():
     app = typer.Typer(pretty_exceptions_enable=False, rich_markup_mode=None, add_completion=False)
     register(app)
     runner = CliRunner()
-    return lambda *args, env=None: runner.invoke(app, [str(a) for a in args], env=env or {"GITHUB_STEP_SUMMARY": None})
+    # Wide enough that rich never wraps a row (pytest-xdist workers set COLUMNS=80).
+    env = {"GITHUB_STEP_SUMMARY": None, "COLUMNS": "200"}
+    return lambda *args, env=env: runner.invoke(app, [str(a) for a in args], env=env)
 
 
 def test_check_file_against_its_copy_exits_0(cli, tmp_path):
@@ -221,7 +223,7 @@ def test_check_appends_markdown_to_github_step_summary(cli, tmp_path):
     summary.write_text("earlier step\n")
     base = write(tmp_path / "base.jsonl", rows_of())
     cur = write(tmp_path / "cur.jsonl", rows_of({"sgd-0.1--1": -0.2}))
-    result = cli("check", base, cur, "--format", "markdown", env={"GITHUB_STEP_SUMMARY": str(summary)})
+    result = cli("check", base, cur, "--format", "markdown", env={"GITHUB_STEP_SUMMARY": str(summary), "COLUMNS": "200"})
     assert result.exit_code == 1
     text = summary.read_text()
     assert text.startswith("earlier step\n### dnnbench check")
