@@ -158,6 +158,16 @@ def test_npy_instead_of_npz_is_one_line_and_exit_2(tmp_path, capsys):
     _assert_one_error_line(code, captured.out, captured.err, ["arrays.npy"])
 
 
+@pytest.mark.xfail(strict=True, raises=OverflowError, reason=(
+    "package bug: dnnbench/commands.py Job.from_cli builds tuple(range(seed, seed + seeds)) without an "
+    "upper bound: --seeds 10**20 raises OverflowError (and --seeds 5000000000 a MemoryError) as a "
+    "traceback instead of one error line"))
+def test_absurd_seed_count_is_one_line_and_exit_2(capsys):
+    code = main(["optimizers", "--quiet", "--seeds", str(10**20)])
+    captured = capsys.readouterr()
+    _assert_one_error_line(code, captured.out, captured.err, ["seeds"])
+
+
 # ---- successful runs (tiny: two compiled programs, shared by both runs in one process)
 
 
