@@ -85,7 +85,7 @@ def shared_options(command: Callable[..., None] | None = None, **defaults: objec
     ``@shared_options(epochs=40)`` changes a default for that command only."""
     if command is None:
         return functools.partial(shared_options, **defaults)  # type: ignore[return-value]
-    own = [p for p in inspect.signature(command).parameters.values() if p.name not in ("job", "output")]
+    own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name not in ("job", "output")]
     extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=defaults.get(name, default),
                                annotation=annotation)
              for name, annotation, default in SHARED_OPTIONS]

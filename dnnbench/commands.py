@@ -17,7 +17,7 @@ from typing import Any
 
 from dnnbench import data as datamod
 from dnnbench import engine, results, runner
-from dnnbench.config import DataConfig, ModelConfig, Regularization, TrainConfig, TrialSpec
+from dnnbench.config import MAX_SEED, MAX_SEEDS, DataConfig, ModelConfig, Regularization, TrainConfig, TrialSpec
 from dnnbench.errors import InputError
 
 
@@ -39,10 +39,10 @@ class Job:
                  l1: float, l2: float, dropout: float, dropout_mode: str, early_stopping: bool, monitor: str,
                  patience: int, min_delta: float, augment_shift: int, augment_noise: float,
                  train_fraction: float) -> Job:
-        if seeds <= 0:
-            raise InputError(f"seeds must be a positive integer, got {seeds}")
-        if seed < 0:
-            raise InputError(f"seed must be an integer >= 0, got {seed}")
+        if not 0 < seeds <= MAX_SEEDS:
+            raise InputError(f"seeds must be a positive integer up to {MAX_SEEDS}, got {seeds}")
+        if not 0 <= seed or seed + seeds - 1 > MAX_SEED:
+            raise InputError(f"seeds {seed}..{seed + seeds - 1} must lie in [0, {MAX_SEED}]")
         if max_parallel is not None and max_parallel <= 0:
             raise InputError(f"max parallel must be a positive integer, got {max_parallel}")
         return cls(

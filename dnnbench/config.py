@@ -22,6 +22,8 @@ ACTIVATION_NAMES = ("relu", "sigmoid", "tanh", "gelu", "elu", "leaky_relu", "sel
 LOSSES = {"ce": "categorical cross-entropy of the softmax output", "mse": "mean squared error of the softmax output against the one-hot target"}
 LOSS_ALIASES = {"cross-entropy": "ce", "crossentropy": "ce", "categorical_crossentropy": "ce", "mean_squared_error": "mse"}
 MONITORS = ("val_loss", "val_acc")
+MAX_SEED = 2**32 - 1  # seeds travel to the device as uint32
+MAX_SEEDS = 10_000
 DROPOUT_MODES = ("inverted", "scale-at-test")
 PRECISIONS = ("fp32", "bf16")
 
@@ -171,8 +173,8 @@ class TrialSpec:
         full = optim.resolve(self.optimizer, lr, **given)
         object.__setattr__(self, "hyperparams", tuple(full.items()))
         object.__setattr__(self, "tags", tuple(dict(self.tags).items()))
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise InputError(f"seed must be an integer >= 0, got {self.seed!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+            raise InputError(f"seed must be an integer in [0, {MAX_SEED}], got {self.seed!r}")
 
     @property
     def learning_rate(self) -> float:

@@ -132,12 +132,6 @@ def test_help_in_a_real_process():
     assert proc.stderr == ""
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "package bug: dnnbench/cli.py shared_options sets wrapper.__signature__ from "
-    "inspect.signature(command), whose annotations are unevaluated strings (from __future__ import "
-    "annotations); typer's inspect.signature(func, eval_str=True) then returns them as-is, so the "
-    "Annotated typer.Option metadata of command-specific options is lost: --list becomes --list-, "
-    "and --lr/--optimizers/--optimizer lose their help text"))
 def test_optimizers_list_prints_every_name_and_rule(capsys, monkeypatch):
     monkeypatch.delenv("COLUMNS", raising=False)
     assert main(["optimizers", "--list"]) == 0
@@ -147,9 +141,6 @@ def test_optimizers_list_prints_every_name_and_rule(capsys, monkeypatch):
         assert optim.RULES[name] in out
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=(
-    "package bug: dnnbench/data/sources.py load_npz: np.load of a .npy returns an ndarray, not a "
-    "context manager; the TypeError escapes main() as a traceback instead of exit 2"))
 def test_npy_instead_of_npz_is_one_line_and_exit_2(tmp_path, capsys):
     path = tmp_path / "arrays.npy"
     np.save(path, np.zeros((4, 3), np.float32))
@@ -158,10 +149,6 @@ def test_npy_instead_of_npz_is_one_line_and_exit_2(tmp_path, capsys):
     _assert_one_error_line(code, captured.out, captured.err, ["arrays.npy"])
 
 
-@pytest.mark.xfail(strict=True, raises=OverflowError, reason=(
-    "package bug: dnnbench/commands.py Job.from_cli builds tuple(range(seed, seed + seeds)) without an "
-    "upper bound: --seeds 10**20 raises OverflowError (and --seeds 5000000000 a MemoryError) as a "
-    "traceback instead of one error line"))
 def test_absurd_seed_count_is_one_line_and_exit_2(capsys):
     code = main(["optimizers", "--quiet", "--seeds", str(10**20)])
     captured = capsys.readouterr()

@@ -246,10 +246,6 @@ def test_directory_is_data_error(tmp_path):
         sources.load_npz(tmp_path)
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=(
-    "package bug: dnnbench/data/sources.py load_npz uses `with np.load(path) as archive`; for a "
-    ".npy file np.load returns an ndarray, which is not a context manager, so a TypeError escapes "
-    "instead of a DataError (the CLI prints a traceback and exits 1)"))
 def test_npy_file_is_data_error(tmp_path):
     path = tmp_path / "data.npy"
     np.save(path, np.zeros((3, 2), np.float32))

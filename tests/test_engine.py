@@ -191,11 +191,6 @@ def test_group_of_mixed_structures_is_rejected(ds):
         engine.train_group([spec("sgd"), spec("adam")], ds)
 
 
-@pytest.mark.xfail(strict=True, raises=OverflowError, reason=(
-    "package bug: config.TrialSpec accepts any seed >= 0, but engine._numbers casts seeds to "
-    "np.uint32, so seed >= 2**32 raises OverflowError inside train_group (runner.execute turns the "
-    "whole group into status 'error' rows; `dnnbench optimizers --seed 4294967296` exits 0 with "
-    "error rows)"))
 def test_seed_beyond_uint32_is_rejected_up_front_or_trains(ds):
     try:
         big = spec("sgd", 0.1, 2**32, train=TrainConfig(epochs=1, batch_size=20))

@@ -37,6 +37,8 @@ CATALOG: dict[str, dict[str, Any]] = {
     "fashion-mnist": {"input_shape": (28, 28), "classes": 10, "train": 60000, "test": 10000, "offline": False},
 }
 
+#: 4 GB of float32: more than any test or benchmark needs, less than a crash.
+MAX_SYNTHETIC_VALUES = 1_000_000_000
 SYNTHETIC_DEFAULTS = {"train": 2000, "test": 500, "features": 64, "classes": 10, "seed": 0}
 
 
@@ -119,6 +121,9 @@ def load_synthetic(
         raise InputError(f"synthetic classes must be at least 2, got {classes}")
     if seed < 0:
         raise InputError(f"synthetic seed must be >= 0, got {seed}")
+    if (train + test) * features > MAX_SYNTHETIC_VALUES:
+        raise InputError(f"synthetic data of {train + test} x {features} values is too large "
+                         f"(at most {MAX_SYNTHETIC_VALUES:,} values)")
     rng = np.random.default_rng(seed)
     # Unit noise per feature; centres about 4 noise-stds apart whatever the dimension, so two
     # classes overlap by ~2% and a good classifier lands near 90% rather than at 100%.
@@ -149,7 +154,10 @@ def load_npz(path: Path) -> RawData:
     if path.is_dir():
         raise DataError(f"{path}: is a directory, expected an .npz file")
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # an .npy holds one bare array
+            raise DataError(f"{path}: a single array (.npy), expected an .npz archive with {', '.join(NPZ_KEYS)}")
+        with loaded as archive:
             missing = [key for key in NPZ_KEYS if key not in archive.files]
             if missing:
                 raise DataError(f"{path}: missing key(s) {', '.join(missing)}; an npz needs {', '.join(NPZ_KEYS)}")
