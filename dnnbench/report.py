@@ -74,9 +74,11 @@ def comparison_table(summaries: Sequence[Summary], *, title: str, label_header: 
         ("lr", None, None),
         ("train loss", "train_loss", False),
         ("train acc", "train_acc", True),
+        ("val acc", "val_acc", True),
         ("best val acc (epoch)", "best_val_acc", True),
         ("test acc", "test_acc", True),
         ("gap", None, None),
+        ("epochs run", None, None),
         ("diagnosis", None, None),
         ("compile s", "compile_s", False),
         ("train s", "train_s", False),
@@ -84,7 +86,7 @@ def comparison_table(summaries: Sequence[Summary], *, title: str, label_header: 
         ("status", None, None),
     ]
     if not show_epochs:
-        columns = [c for c in columns if c[0] != "gap"]
+        columns = [c for c in columns if c[0] not in ("gap", "val acc", "epochs run")]
     for header, _, _ in columns:
         table.add_column(header, justify="left" if header in (label_header, "diagnosis", "status") else "right")
     best = {metric: _best(summaries, metric, higher) for _, metric, higher in columns if metric}
@@ -101,6 +103,8 @@ def comparison_table(summaries: Sequence[Summary], *, title: str, label_header: 
             elif header == "gap":
                 gap = Stat(st["train_acc"].mean - st["test_acc"].mean, 0.0, 1, (math.nan, math.nan))
                 cells.append(_fmt(gap, 3) if st["train_acc"].n else "-")
+            elif header == "epochs run":
+                cells.append(_fmt(st["epochs_run"], 0))
             elif header == "diagnosis":
                 cells.append(_diagnosis(s))
             elif header == "status":

@@ -75,6 +75,8 @@ def summarize(trials: Sequence[TrialResult], label: Callable[[TrialResult], str]
         ok = [t for t in members if t.status == "ok"]
         stats = {m: Stat.of([t.metrics.get(m, math.nan) for t in ok]) for m in SUMMARY_METRICS}
         stats["best_epoch"] = Stat.of([float(t.best_epoch) for t in ok])
+        stats["epochs_run"] = Stat.of([float(t.timing.get("epochs_run", math.nan)) for t in ok])
+        stats["val_acc_final"] = stats["val_acc"]
         for key in ("compile_s", "train_s", "samples_per_s"):
             stats[key] = Stat.of([t.timing.get(key, math.nan) for t in members if t.timing])
         statuses: dict[str, int] = {}

@@ -9,11 +9,8 @@ import math
 from pathlib import Path
 
 import pytest
-import typer
-from typer.testing import CliRunner
 
 from dnnbench import export
-from dnnbench.cli_results import register
 from dnnbench.errors import DataError
 
 
@@ -90,14 +87,6 @@ def results(tmp_path) -> Path:
     path = tmp_path / "r.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in [{"type": "header"}, *ROWS]))
     return path
-
-
-@pytest.fixture()
-def cli():
-    app = typer.Typer(pretty_exceptions_enable=False, rich_markup_mode=None, add_completion=False)
-    register(app)
-    runner = CliRunner()
-    return lambda *args: runner.invoke(app, [str(a) for a in args])
 
 
 def test_export_command_to_stdout_and_to_a_file(cli, results, tmp_path):

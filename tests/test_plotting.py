@@ -7,11 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import typer
-from typer.testing import CliRunner
 
 from dnnbench import plotting
-from dnnbench.cli_results import register
 from dnnbench.errors import DataError, InputError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -109,14 +106,6 @@ def test_terminal_chart_has_markers_axis_and_legend():
     assert lines[-2:] == ["  * sgd (2 seeds)", "  o adam (2 seeds)"]
     assert "epoch 4" in lines[12]
     assert max(len(line) for line in plot_area) <= 11 + 40
-
-
-@pytest.fixture()
-def cli():
-    app = typer.Typer(pretty_exceptions_enable=False, rich_markup_mode=None, add_completion=False)
-    register(app)
-    runner = CliRunner()
-    return lambda *args: runner.invoke(app, [str(a) for a in args])
 
 
 def write(path: Path) -> Path:

@@ -1,0 +1,18 @@
+"""Fixtures shared by the tests of the results-file commands."""
+
+from __future__ import annotations
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from dnnbench.cli_results import register
+
+
+@pytest.fixture()
+def cli():
+    """Invoke the results commands (check, plot, export, report) on a fresh Typer app."""
+    app = typer.Typer(pretty_exceptions_enable=False, rich_markup_mode=None, add_completion=False)
+    register(app)
+    runner = CliRunner()
+    return lambda *args: runner.invoke(app, [str(a) for a in args])
