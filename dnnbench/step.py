@@ -47,6 +47,7 @@ class Plan:
     uses_noise: bool
     uses_early_stopping: bool
     max_shift: int = 0  # the largest augmentation shift of the group (pads the images)
+    uses_penalty: bool = True  # some trial has l1 > 0 or l2 > 0
 
 
 class DeviceData(NamedTuple):
@@ -182,7 +183,10 @@ def make_trial_fns(plan: Plan):
         model = nnx.merge(graphdef, params)
         logits = model(xb, dropout_rate=nums.dropout if plan.uses_dropout else 0.0,
                        dropout_key=key if plan.uses_dropout else None, dropout_mode=dropout_mode)
-        return jnp.mean(data_loss(logits, yb, st.train.loss)) + penalty(params, nums.l1, nums.l2)
+        objective = jnp.mean(data_loss(logits, yb, st.train.loss))
+        if plan.uses_penalty:  # skipped when no trial penalises: it costs passes over all weights
+            objective = objective + penalty(params, nums.l1, nums.l2)
+        return objective
 
     def evaluate(params: Any, x: jax.Array, y: jax.Array, n: int, nums: Numbers) -> tuple[jax.Array, jax.Array]:
         if n == 0:
