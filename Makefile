@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 RESULTS ?= results/optimizers.jsonl
 
-.PHONY: help install run test lint bench optimizers regularizers diagnose datasets clean
+.PHONY: help install run test lint bench optimizers regularizers diagnose datasets suite check plot clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -38,6 +38,15 @@ diagnose: install  ## diagnose the reference model
 
 datasets: install  ## list the datasets and what is cached
 	$(BIN)/dnnbench datasets
+
+suite: install  ## the CI suite (benchmarks/suites/ci.toml), results to results/ci.jsonl
+	$(BIN)/dnnbench run benchmarks/suites/ci.toml --out results/ci.jsonl
+
+check: suite  ## the CI gate: run the CI suite, then check it against benchmarks/baselines/ci.jsonl
+	$(BIN)/dnnbench check benchmarks/baselines/ci.jsonl results/ci.jsonl
+
+plot: install  ## learning curves of results/ci.jsonl to results/ci.png
+	$(BIN)/dnnbench plot results/ci.jsonl --out results/ci.png
 
 clean:  ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache results

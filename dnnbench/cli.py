@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from dnnbench.errors import DnnbenchError, InputError
+from dnnbench.errors import DnnbenchError, InputError, Interrupted
 
 app = typer.Typer(
     name="dnnbench",
@@ -62,6 +62,7 @@ TrainFraction = Annotated[float, typer.Option(help="Train on this fraction of th
 Out = Annotated[Path | None, typer.Option(help="Write results as JSON Lines to this file.", rich_help_panel=OUTPUT)]
 Json = Annotated[bool, typer.Option("--json", help="Write the results lines to stdout instead of a table.", rich_help_panel=OUTPUT)]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.", rich_help_panel=OUTPUT)]
+Resume = Annotated[bool, typer.Option("--resume", help="Keep the finished trials already in --out, train the rest and append them.", rich_help_panel=OUTPUT)]
 
 
 # The options every training command shares: (parameter name, annotated type, default).
@@ -75,13 +76,14 @@ SHARED_OPTIONS: list[tuple[str, object, object]] = [
     ("early_stopping", EarlyStopping, False), ("monitor", Monitor, "val_loss"), ("patience", Patience, 5),
     ("min_delta", MinDelta, 0.0), ("augment_shift", AugmentShift, 0), ("augment_noise", AugmentNoise, 0.0),
     ("train_fraction", TrainFraction, 1.0), ("out", Out, None), ("json", Json, False), ("quiet", Quiet, False),
+    ("resume", Resume, False),
 ]
-_OUTPUT_KEYS = ("out", "json", "quiet")
+_OUTPUT_KEYS = ("out", "json", "quiet", "resume")
 
 
 def shared_options(command: Callable[..., None] | None = None, **defaults: object) -> Callable[..., None]:
     """Give a command the shared options; it receives them as ``job`` (a built, validated
-    ``commands.Job``) and ``output`` (``out``, ``json``, ``quiet``). One list, many commands.
+    ``commands.Job``) and ``output`` (``out``, ``json``, ``quiet``, ``resume``). One list, many commands.
     ``@shared_options(epochs=40)`` changes a default for that command only."""
     if command is None:
         return functools.partial(shared_options, **defaults)  # type: ignore[return-value]
@@ -121,12 +123,18 @@ def optimizers(
     optimizers: Annotated[str, typer.Option("--optimizers", help="Comma-separated optimizers to compare.", rich_help_panel=TRAIN)] = "sgd,momentum,adagrad,rmsprop,adam",
     lr: Annotated[str | None, typer.Option(help="Learning rate for all (0.01) or per optimizer (adam=1e-3,sgd=0.1); default: each optimizer's own.", rich_help_panel=TRAIN)] = None,
     list_: Annotated[bool, typer.Option("--list", help="List the optimizers, their update rules and defaults, and exit.")] = False,
+    tune: Annotated[bool, typer.Option("--tune", help="Also tune each optimizer's learning rate (lr-sensitivity grid, chosen on validation) and show default and tuned side by side.", rich_help_panel=TRAIN)] = False,
 ) -> None:
     """Train the same task with each optimizer (same seeds, same initial weights, same batches) and compare."""
     from dnnbench import commands, optim, report
 
     if list_:
         report.make_console().print(report.optimizers_list_table())
+        return
+    if tune:
+        from dnnbench import explore
+
+        explore.run_tuned(job, _names(optimizers, optim.NAMES, "optimizers"), **output)
         return
     commands.compare_optimizers(job, _names(optimizers, optim.NAMES, "optimizers"), lr, **output)
 
@@ -167,11 +175,61 @@ def diagnose(
 
 
 @app.command()
+@shared_options
+def sweep(
+    job: object,
+    output: dict,
+    vary: Annotated[list[str], typer.Option("--vary", help="KEY=V1,V2,... (repeatable): lr, optimizer, batch_size, epochs, loss, activation, hidden (500x500), depth, residual, l1, l2, dropout, dropout_mode, early_stopping, patience, augment_shift, augment_noise, train_fraction.", rich_help_panel=TRAIN)],
+    optimizer: Annotated[str, typer.Option(help="The optimizer (unless swept).", rich_help_panel=TRAIN)] = "adam",
+    lr: Annotated[float | None, typer.Option(help="Learning rate (unless swept; default: the optimizer's own).", rich_help_panel=TRAIN)] = None,
+    width: Annotated[int | None, typer.Option(help="Width of every hidden layer when depth is swept (default: the first of --hidden).", rich_help_panel=MODEL)] = None,
+    sort: Annotated[str, typer.Option(help="Metric to sort the trials by and to compute main effects on.", rich_help_panel=OUTPUT)] = "test_acc",
+) -> None:
+    """Vary any knob over the cartesian product of its values: trials table, gradient flow, main effects."""
+    from dnnbench import explore
+
+    explore.run_sweep(job, vary, optimizer=optimizer, lr=lr, width=width, sort=sort, **output)
+
+
+@app.command("lr-sensitivity")
+@shared_options(epochs=10)
+def lr_sensitivity(
+    job: object,
+    output: dict,
+    optimizers: Annotated[str, typer.Option("--optimizers", help="Comma-separated optimizers.", rich_help_panel=TRAIN)] = "sgd,momentum,adagrad,rmsprop,adam",
+    lr_min: Annotated[float, typer.Option(help="Smallest learning rate of the grid.", rich_help_panel=TRAIN)] = 1e-5,
+    lr_max: Annotated[float, typer.Option(help="Largest learning rate of the grid.", rich_help_panel=TRAIN)] = 10.0,
+    points: Annotated[int, typer.Option(help="Log-spaced grid points (13 over 1e-5 ... 10 = half-decade steps).", rich_help_panel=TRAIN)] = 13,
+    metric: Annotated[str, typer.Option(help="val_acc | val_loss | best_val_acc | train_acc | train_loss.", rich_help_panel=OUTPUT)] = "val_acc",
+    tolerance: Annotated[float, typer.Option(help="A learning rate within this of the best metric counts as good.", rich_help_panel=OUTPUT)] = 0.02,
+) -> None:
+    """For each optimizer, a log-spaced learning-rate grid in one compiled program: best rate and how forgiving it is."""
+    from dnnbench import explore, optim
+
+    explore.run_sensitivity(job, _names(optimizers, optim.NAMES, "optimizers"), lr_min=lr_min, lr_max=lr_max,
+                            points=points, metric=metric, tolerance=tolerance, **output)
+
+
+@app.command()
 def datasets(data_dir: DataDir = None) -> None:
     """List the datasets: input shape, classes, sizes, source, and whether they are available offline."""
     from dnnbench import commands
 
     commands.list_datasets(data_dir)
+
+
+@app.command()
+def run(
+    suite: Annotated[Path, typer.Argument(help="A suite file (TOML): [data], [model], [train], [regularization], [[experiment]]...", show_default=False)],
+    out: Annotated[Path | None, typer.Option(help="Write results as JSON Lines to this file (default: results/<suite name>.jsonl).", rich_help_panel=OUTPUT)] = None,
+    json: Json = False,
+    quiet: Quiet = False,
+    resume: Resume = False,
+) -> None:
+    """Run every experiment of a suite file (optimizer and regularizer comparisons) into one results file."""
+    from dnnbench import commands
+
+    commands.run_suite(suite, out=out, json=json, quiet=quiet, resume=resume)
 
 
 from dnnbench.cli_results import register as _register_results  # noqa: E402 -- check, plot, export, report
@@ -183,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the app, turn every expected failure into one line and a code."""
     try:
         code = app(args=argv, prog_name="dnnbench", standalone_mode=False)
+    except Interrupted as exc:  # Ctrl-C while training: say what the results file holds
+        print(f"dnnbench: {exc}", file=sys.stderr)
+        return exc.exit_code
     except DnnbenchError as exc:
         print(f"dnnbench: error: {exc}", file=sys.stderr)
         return exc.exit_code

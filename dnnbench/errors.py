@@ -22,6 +22,12 @@ class DataError(InputError):
     """A data file is missing, unreadable, corrupt or inconsistent (exit code 2)."""
 
 
+class Interrupted(DnnbenchError):
+    """Training stopped by Ctrl-C; the message says how many trials were kept (exit code 130)."""
+
+    exit_code = 130
+
+
 def one_of(kind: str, value: object, valid: list[str] | tuple[str, ...] | set[str]) -> InputError:
     """An InputError for an unknown name, listing the valid ones."""
     names = ", ".join(sorted(valid))

@@ -66,7 +66,7 @@ def _diagnosis(summary: Summary) -> Text:
 
 
 def comparison_table(summaries: Sequence[Summary], *, title: str, label_header: str = "optimizer",
-                     show_epochs: bool = False) -> Table:
+                     show_epochs: bool = False, paired: dict | None = None) -> Table:
     """One row per summary: rate, losses, accuracies, best epoch, diagnosis, timings, status."""
     table = Table(title=title, title_justify="left", header_style="bold")
     columns = [
@@ -78,6 +78,7 @@ def comparison_table(summaries: Sequence[Summary], *, title: str, label_header: 
         ("best val acc (epoch)", "best_val_acc", True),
         ("test acc", "test_acc", True),
         ("gap", None, None),
+        ("Δ test acc vs best [95% CI] W/T/L", None, None),
         ("epochs run", None, None),
         ("diagnosis", None, None),
         ("compile s", "compile_s", False),
@@ -87,6 +88,8 @@ def comparison_table(summaries: Sequence[Summary], *, title: str, label_header: 
     ]
     if not show_epochs:
         columns = [c for c in columns if c[0] not in ("gap", "val acc", "epochs run")]
+    if not paired:
+        columns = [c for c in columns if not c[0].startswith("Δ")]
     for header, _, _ in columns:
         table.add_column(header, justify="left" if header in (label_header, "diagnosis", "status") else "right")
     best = {metric: _best(summaries, metric, higher) for _, metric, higher in columns if metric}
@@ -103,6 +106,8 @@ def comparison_table(summaries: Sequence[Summary], *, title: str, label_header: 
             elif header == "gap":
                 gap = Stat(st["train_acc"].mean - st["test_acc"].mean, 0.0, 1, (math.nan, math.nan))
                 cells.append(_fmt(gap, 3) if st["train_acc"].n else "-")
+            elif header.startswith("Δ"):
+                cells.append(_paired((paired or {}).get(s.label)))
             elif header == "epochs run":
                 cells.append(_fmt(st["epochs_run"], 0))
             elif header == "diagnosis":
@@ -121,7 +126,9 @@ def comparison_table(summaries: Sequence[Summary], *, title: str, label_header: 
         table.add_row(*cells)
     n_seeds = max((len(s.trials) for s in summaries), default=1)
     if n_seeds > 1:
-        table.caption = f"mean ± std over {n_seeds} seeds; best of each column in green"
+        table.caption = (f"mean ± std over {n_seeds} seeds; best of each column in green"
+                         + ("; Δ = seed-paired difference to the best row, bootstrap 95% CI, wins/ties/losses"
+                            if paired else ""))
     else:
         table.caption = "best of each column in green; compile and train times are per compiled group"
     return table
@@ -241,3 +248,83 @@ class TrainingProgress:
         if val is not None and len(val) and not all(v != v for v in val):
             status = f"val acc {max(v for v in val if v == v):.4f} (best trial)"
         self._progress.update(self._task, completed=epoch + 1, status=status)
+
+
+def _ratio(stat: Stat) -> str:
+    if stat.n == 0 or math.isnan(stat.mean):
+        return "-"
+    return f"{stat.mean:.2g}"
+
+
+def _paired(p: object | None) -> Text:
+    if p is None or p.n == 0 or math.isnan(p.mean_diff):  # type: ignore[attr-defined]
+        return Text("-")
+    if p.mean_diff == 0 and p.ties == p.n:  # type: ignore[attr-defined]
+        return Text("best", style="bold green")
+    lo, hi = p.ci95  # type: ignore[attr-defined]
+    text = f"{p.mean_diff:+.4f} [{lo:+.4f}, {hi:+.4f}] {p.wins}/{p.ties}/{p.losses}"  # type: ignore[attr-defined]
+    return Text(text, style="dim" if lo <= 0 <= hi else "")
+
+
+def sweep_table(summaries: Sequence[Summary], factors: Sequence[str], *, metric: str, title: str,
+                paired: dict | None = None) -> Table:
+    """One row per combination of levels, sorted as given; gradient flow and paired differences."""
+    table = Table(title=title, title_justify="left", header_style="bold")
+    for factor in factors:
+        table.add_column(factor, style="bold")
+    headers = ["train acc", "val acc", "test acc", "grad first/last (start → end)", "diagnosis", "status"]
+    if paired:
+        headers.insert(3, f"Δ {metric} vs best [95% CI] W/T/L")
+    for header in headers:
+        table.add_column(header, justify="left" if header in ("diagnosis", "status") else "right")
+    best = _best(summaries, metric, not metric.endswith("loss"))
+    for i, s in enumerate(summaries):
+        tags = s.trials[0].tags
+        cells: list[Text | str] = [tags.get(f, "?") for f in factors]
+        st = s.stats
+        values = [_fmt(st["train_acc"]), _fmt(st["val_acc"]), _fmt(st["test_acc"])]
+        cells += values
+        if paired:
+            cells.append(_paired(paired.get(s.label)))
+        cells.append(f"{_ratio(st['grad_ratio_start'])} → {_ratio(st['grad_ratio_end'])}")
+        cells += [_diagnosis(s), _status(s)]
+        style = "bold green" if i == best else ""
+        table.add_row(*cells, style=style)
+    n = max((len(s.trials) for s in summaries), default=1)
+    table.caption = (f"sorted by {metric}; best row in green" + (f"; mean ± std over {n} seeds" if n > 1 else "")
+                     + "; grad first/last = first-layer / last-layer gradient norm (≪1: vanishing)")
+    return table
+
+
+def main_effects_table(effects: Sequence, metric: str) -> Table:
+    """The ablation matrix: each factor's levels with the metric averaged over everything else."""
+    table = Table(title=f"Main effects: mean {metric} per level, over all other factors and seeds", title_justify="left",
+                  header_style="bold")
+    for header in ("factor", "level", f"mean {metric}", "± std", "trials"):
+        table.add_column(header, justify="left" if header in ("factor", "level") else "right")
+    previous = None
+    for e in effects:
+        style = "bold green" if e.best else ""
+        table.add_row(e.factor if e.factor != previous else "", e.level + (" ★" if e.best else ""),
+                      "-" if e.stat.n == 0 else f"{e.stat.mean:.4f}", "-" if e.stat.n < 2 else f"{e.stat.std:.4f}",
+                      str(e.stat.n), style=style)
+        previous = e.factor
+    return table
+
+
+def sensitivity_table(rows: Sequence[dict], metric: str, tolerance: float) -> Table:
+    """``dnnbench lr-sensitivity``: best learning rate and how forgiving each optimizer is."""
+    table = Table(title=f"Learning-rate sensitivity ({metric}; forgiving range = within {tolerance:g} of the best)",
+                  title_justify="left", header_style="bold")
+    for header in ("optimizer", "best lr", f"best {metric}", "forgiving range", "width (decades)", "curve (grid, low → high lr)"):
+        table.add_column(header, justify="left" if header in ("optimizer", "forgiving range", "curve (grid, low → high lr)") else "right")
+    bars = "▁▂▃▄▅▆▇█"
+    for row in rows:
+        values = [v if v is not None and not math.isnan(v) else None for v in row["curve"]]
+        finite = [v for v in values if v is not None]
+        lo, hi = (min(finite), max(finite)) if finite else (0.0, 1.0)
+        spark = "".join("✗" if v is None else bars[int(round((v - lo) / (hi - lo or 1) * (len(bars) - 1)))] for v in values)
+        table.add_row(Text(row["optimizer"], style="bold"), f"{row['best_lr']:.3g}", f"{row['best_metric']:.4f}",
+                      f"{row['range'][0]:.3g} … {row['range'][1]:.3g}", f"{row['width_decades']:.2f}", spark)
+    table.caption = "✗ = diverged; one compiled program per optimizer"
+    return table

@@ -209,15 +209,15 @@ class ResultsWriter:
         self.stream.flush()
 
 
-def open_results(path: Path) -> IO[str]:
-    """Open ``path`` for writing results, creating its folder; a clear error if it cannot."""
+def open_results(path: Path, *, append: bool = False) -> IO[str]:
+    """Open ``path`` for writing (or appending) results, creating its folder; a clear error if it cannot."""
     from dnnbench.errors import InputError
 
     if path.exists() and path.is_dir():
         raise InputError(f"--out {path}: is a directory")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        return open(path, "w", encoding="utf-8")  # noqa: SIM115 -- the caller closes it
+        return open(path, "a" if append else "w", encoding="utf-8")  # noqa: SIM115 -- the caller closes it
     except OSError as exc:
         raise InputError(f"--out {path}: cannot write ({exc.strerror})") from None
 
@@ -244,6 +244,65 @@ def read_results(path: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]
             else:
                 trials.append(row)
     return head, trials
+
+
+#: Statuses of a finished trial: ``--resume`` keeps these and trains everything else again.
+FINISHED = ("ok", "diverged")
+_ROW_KEYS = ("type", "id", "optimizer", "hyperparams", "seed", "config", "status", "metrics", "best_epoch",
+             "stopped_epoch", "diverged_epoch", "history", "timing", "diagnosis")
+
+
+def read_resumable(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]], bool]:
+    """The header and trial rows of a results file to resume, and whether it is intact.
+
+    Like ``read_results``, but a last line cut short (a process killed mid-write: no newline,
+    not JSON) is dropped instead of being an error; ``intact`` is False then. ``InputError``
+    when the file is missing or is not a ``dnnbench/1`` results file.
+    """
+    from dnnbench.errors import InputError
+
+    if not path.is_file():
+        raise InputError(f"--resume: {path} does not exist; nothing to resume (run once without --resume)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"--resume: {path}: cannot read ({exc})") from None
+    lines = text.splitlines()
+    head, rows, intact = None, [], True
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if number == len(lines) and not text.endswith("\n"):
+                intact = False  # the torn last line of a killed process: train that trial again
+                break
+            raise InputError(f"--resume: {path}:{number}: not valid JSON ({exc.msg})") from None
+        if not isinstance(row, dict) or row.get("type") not in ("header", "trial"):
+            raise InputError(f"--resume: {path}:{number}: not a dnnbench row (no type header/trial)")
+        if row["type"] == "header":
+            head = row
+        elif not isinstance(row.get("id"), str) or not isinstance(row.get("status"), str):
+            raise InputError(f"--resume: {path}:{number}: a trial row without an id or a status")
+        else:
+            rows.append(row)
+    if head is None or head.get("schema") != SCHEMA:
+        raise InputError(f"--resume: {path} is not a {SCHEMA} results file (no {SCHEMA} header line)")
+    return head, rows, intact
+
+
+def from_row(row: dict[str, Any], spec: TrialSpec) -> TrialResult:
+    """A results-file trial row back as a ``TrialResult`` of ``spec`` (no weights: they are not saved)."""
+    return TrialResult(
+        id=row["id"], spec=spec, status=row["status"],
+        metrics={k: math.nan if v is None else v for k, v in (row.get("metrics") or {}).items()},
+        history=dict(row.get("history") or {}), best_epoch=row.get("best_epoch") or 0,
+        stopped_epoch=row.get("stopped_epoch"), diverged_epoch=row.get("diverged_epoch"),
+        timing={k: math.nan if v is None else v for k, v in (row.get("timing") or {}).items()},
+        extra={k: v for k, v in row.items() if k not in _ROW_KEYS and k not in dict(spec.tags)},
+        diagnosis=row.get("diagnosis"),
+    )
 
 
 def atomic_write_text(path: Path, text: str) -> None:

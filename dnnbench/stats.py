@@ -87,3 +87,102 @@ def summarize(trials: Sequence[TrialResult], label: Callable[[TrialResult], str]
                 diagnoses[t.diagnosis["label"]] = diagnoses.get(t.diagnosis["label"], 0) + 1
         out.append(Summary(name, members, stats, statuses, diagnoses))
     return out
+
+
+def grad_ratio(trial: TrialResult, epoch: int) -> float:
+    """First-layer / last-layer gradient norm at ``epoch`` (0 = first, -1 = last): below 1, the
+    gradient shrinks on its way back to the input (vanishing); far above 1, it explodes."""
+    norms = trial.history.get("grad_norm") or []
+    if not norms:
+        return math.nan
+    layer = norms[epoch]
+    if not layer or layer[-1] in (0, None) or layer[0] is None:
+        return math.nan
+    return float(layer[0]) / float(layer[-1])
+
+
+def add_grad_ratios(summaries: Sequence[Summary]) -> None:
+    """Give each summary ``grad_ratio_start`` and ``grad_ratio_end`` statistics."""
+    for summary in summaries:
+        ok = [t for t in summary.trials if t.status != "error"]
+        summary.stats["grad_ratio_start"] = Stat.of([grad_ratio(t, 0) for t in ok])
+        summary.stats["grad_ratio_end"] = Stat.of([grad_ratio(t, -1) for t in ok])
+
+
+@dataclass(frozen=True)
+class MainEffect:
+    """Mean of a metric at one level of one factor, over every other factor and seed."""
+
+    factor: str
+    level: str
+    stat: Stat
+    best: bool
+
+
+def main_effects(trials: Sequence[TrialResult], factors: Sequence[str], metric: str,
+                 higher_is_better: bool = True) -> list[MainEffect]:
+    """For each factor and level: the metric's mean over all trials at that level (an ablation
+    matrix). Diverged and failed trials count as missing values, not as zeros."""
+    out: list[MainEffect] = []
+    for factor in factors:
+        levels: dict[str, list[float]] = {}
+        for trial in trials:
+            value = trial.metrics.get(metric, math.nan) if trial.status == "ok" else math.nan
+            levels.setdefault(trial.tags[factor], []).append(value)
+        stats = {level: Stat.of(values) for level, values in levels.items()}
+        finite = {level: st.mean for level, st in stats.items() if st.n}
+        best = (max if higher_is_better else min)(finite, key=finite.get) if finite else None
+        out += [MainEffect(factor, level, st, level == best) for level, st in stats.items()]
+    return out
+
+
+@dataclass(frozen=True)
+class Paired:
+    """A row against the best row, seed by seed (same seed = same weights and batches)."""
+
+    label: str
+    mean_diff: float
+    ci95: tuple[float, float]
+    wins: int
+    ties: int
+    losses: int
+    n: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "mean_diff": self.mean_diff, "ci95": list(self.ci95),
+                "wins": self.wins, "ties": self.ties, "losses": self.losses, "n": self.n}
+
+
+def bootstrap_ci(diffs: Sequence[float], *, resamples: int = 4000, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap 95% interval of the mean of ``diffs`` (fixed seed: reproducible)."""
+    x = np.asarray(diffs, float)
+    if x.size == 0:
+        return (math.nan, math.nan)
+    if x.size == 1:
+        return (float(x[0]), float(x[0]))
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, x.size, (resamples, x.size))].mean(axis=1)
+    return (float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5)))
+
+
+def paired_to_best(summaries: Sequence[Summary], metric: str, higher_is_better: bool = True,
+                   tie: float = 1e-9) -> dict[str, Paired]:
+    """Each summary's seed-paired difference (row - best) in ``metric``, with a bootstrap CI and
+    a win / tie / loss count over seeds -- a real difference from noise at a glance."""
+    means = {s.label: s.stats[metric].mean for s in summaries if s.stats[metric].n}
+    if not means:
+        return {}
+    best_label = (max if higher_is_better else min)(means, key=means.get)
+    best = {t.spec.seed: t.metrics.get(metric) for t in next(s for s in summaries if s.label == best_label).trials
+            if t.status == "ok"}
+    out = {}
+    for summary in summaries:
+        diffs = [t.metrics[metric] - best[t.spec.seed] for t in summary.trials
+                 if t.status == "ok" and t.spec.seed in best and t.metrics.get(metric) is not None
+                 and best[t.spec.seed] is not None]
+        sign = 1.0 if higher_is_better else -1.0
+        wins = sum(1 for d in diffs if sign * d > tie)
+        losses = sum(1 for d in diffs if sign * d < -tie)
+        out[summary.label] = Paired(summary.label, float(np.mean(diffs)) if diffs else math.nan,
+                                    bootstrap_ci(diffs), wins, len(diffs) - wins - losses, losses, len(diffs))
+    return out

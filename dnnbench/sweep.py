@@ -1,0 +1,155 @@
+"""Sweeps: vary any knob of a trial over a cartesian product of values.
+
+``--vary KEY=V1,V2,...`` names a factor and its levels. Every combination of levels becomes a
+trial per seed, tagged with its levels (``{"lr": "0.01", "activation": "relu"}``). Trials whose
+levels differ only in numbers (lr, l1, l2, dropout, noise, ...) share a structure and so train
+together in one compiled program; for one seed they also share the batch order, and the initial
+weights wherever the shapes allow (the initial weights depend on the seed and layer sizes only).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from dnnbench import optim
+from dnnbench.config import TrialSpec
+from dnnbench.errors import InputError
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def _hidden(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("x"))
+
+
+def _set_model(field: str) -> Callable[[TrialSpec, Any], TrialSpec]:
+    return lambda spec, value: dataclasses.replace(spec, model=dataclasses.replace(spec.model, **{field: value}))
+
+
+def _set_train(field: str) -> Callable[[TrialSpec, Any], TrialSpec]:
+    return lambda spec, value: dataclasses.replace(spec, train=dataclasses.replace(spec.train, **{field: value}))
+
+
+def _set_reg(field: str) -> Callable[[TrialSpec, Any], TrialSpec]:
+    return lambda spec, value: dataclasses.replace(spec, reg=dataclasses.replace(spec.reg, **{field: value}))
+
+
+def _set_lr(spec: TrialSpec, value: float) -> TrialSpec:
+    return dataclasses.replace(spec, hyperparams=(*dict(spec.hyperparams, learning_rate=value).items(),))
+
+
+def _set_optimizer(spec: TrialSpec, value: str) -> TrialSpec:
+    # A new optimizer starts from its own defaults; a swept lr (applied after) overrides them.
+    return dataclasses.replace(spec, optimizer=value, hyperparams=())
+
+
+@dataclass(frozen=True)
+class Factor:
+    """One sweepable knob: how to parse a level and how to apply it to a trial."""
+
+    parse: Callable[[str], Any]
+    apply: Callable[[TrialSpec, Any], TrialSpec]
+    help: str
+    order: int = 1  # optimizer first, so that a swept lr lands on the swept optimizer
+
+
+FACTORS: dict[str, Factor] = {
+    "optimizer": Factor(str, _set_optimizer, "optimizer name", order=0),
+    "lr": Factor(float, _set_lr, "learning rate"),
+    "batch_size": Factor(int, _set_train("batch_size"), "minibatch size"),
+    "epochs": Factor(int, _set_train("epochs"), "training epochs"),
+    "loss": Factor(str, _set_train("loss"), "ce | mse"),
+    "activation": Factor(str, _set_model("activation"), "activation function"),
+    "hidden": Factor(_hidden, _set_model("hidden"), "hidden widths joined by x, e.g. 500x500"),
+    "depth": Factor(int, lambda spec, depth: spec, "number of hidden layers, each --width wide"),
+    "residual": Factor(_bool, _set_model("residual"), "true | false"),
+    "l1": Factor(float, _set_reg("l1"), "L1 strength"),
+    "l2": Factor(float, _set_reg("l2"), "L2 strength"),
+    "dropout": Factor(float, _set_reg("dropout"), "dropout rate"),
+    "dropout_mode": Factor(str, _set_reg("dropout_mode"), "inverted | scale-at-test"),
+    "early_stopping": Factor(_bool, _set_reg("early_stopping"), "true | false"),
+    "patience": Factor(int, _set_reg("patience"), "early-stopping patience"),
+    "augment_shift": Factor(int, _set_reg("augment_shift"), "pixels"),
+    "augment_noise": Factor(float, _set_reg("augment_noise"), "noise std"),
+    "train_fraction": Factor(float, _set_reg("train_fraction"), "fraction of the training set"),
+}
+ALIASES = {"learning_rate": "lr", "batch-size": "batch_size", "train-fraction": "train_fraction",
+           "dropout-mode": "dropout_mode", "early-stopping": "early_stopping", "augment-shift": "augment_shift",
+           "augment-noise": "augment_noise"}
+
+
+def parse_vary(items: Sequence[str]) -> dict[str, list[tuple[str, Any]]]:
+    """``["lr=0.1,0.01", "activation=relu,sigmoid"]`` -> ``{factor: [(label, value), ...]}``."""
+    factors: dict[str, list[tuple[str, Any]]] = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        key = ALIASES.get(key.strip(), key.strip())
+        if not sep or not values.strip():
+            raise InputError(f"--vary expects KEY=V1,V2,..., got {item!r}")
+        if key not in FACTORS:
+            raise InputError(f"--vary: unknown key {key!r}; valid keys: {', '.join(FACTORS)}")
+        if key in factors:
+            raise InputError(f"--vary names {key!r} twice; give all its values in one --vary")
+        levels = []
+        for text in (v.strip() for v in values.split(",")):
+            try:
+                levels.append((text, FACTORS[key].parse(text)))
+            except ValueError:
+                raise InputError(f"--vary {key}: bad value {text!r} ({FACTORS[key].help})") from None
+        if len({label for label, _ in levels}) != len(levels):
+            raise InputError(f"--vary {key}: repeated value in {values!r}")
+        if key == "optimizer":
+            for label, _ in levels:
+                if label not in optim.NAMES:
+                    raise InputError(f"--vary optimizer: unknown optimizer {label!r}; valid: {', '.join(optim.NAMES)}")
+        factors[key] = levels
+    if not factors:
+        raise InputError(f"sweep needs at least one --vary KEY=V1,V2; valid keys: {', '.join(FACTORS)}")
+    if "depth" in factors and "hidden" in factors:
+        raise InputError("--vary depth and --vary hidden both set the layers; vary one of them")
+    return factors
+
+
+def sweep_specs(factors: dict[str, list[tuple[str, Any]]], base: TrialSpec, seeds: Sequence[int],
+                width: int, lr: float | None = None) -> tuple[TrialSpec, ...]:
+    """The cartesian product of the factors' levels, every combination once per seed.
+
+    Each spec is validated as it is built (an ``InputError`` names the bad combination).
+    """
+    names = sorted(factors, key=lambda k: (FACTORS[k].order, list(factors).index(k)))
+    specs = []
+    for combo in itertools.product(*(factors[name] for name in names)):
+        spec = base
+        try:
+            for name, (_, value) in zip(names, combo, strict=True):
+                if name == "depth":
+                    spec = _set_model("hidden")(spec, (width,) * value)
+                else:
+                    spec = FACTORS[name].apply(spec, value)
+                if name == "optimizer" and lr is not None and "lr" not in factors:
+                    spec = _set_lr(spec, lr)  # --lr applies to every swept optimizer
+            # re-validate: the hyperparameters of a swept optimizer, the lr on it
+            spec = dataclasses.replace(spec)
+        except InputError as exc:
+            levels = ", ".join(f"{n}={label}" for n, (label, _) in zip(names, combo, strict=True))
+            raise InputError(f"--vary combination {levels}: {exc}") from None
+        chosen = dict(zip(names, combo, strict=True))
+        tags = tuple((name, chosen[name][0]) for name in factors)
+        for seed in seeds:
+            specs.append(dataclasses.replace(spec, seed=seed, tags=tags))
+    return tuple(specs)
+
+
+def levels_label(trial_tags: dict[str, str], factors: Sequence[str]) -> str:
+    return " ".join(f"{name}={trial_tags[name]}" for name in factors)

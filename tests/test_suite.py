@@ -1,0 +1,186 @@
+"""Suites: a TOML file of experiments, validated on load (file:line: what is wrong, exit 2, nothing
+written), run by ``dnnbench run`` into one results file; the CI suite passes ``dnnbench check``
+against the committed baseline."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from dnnbench import engine, suite
+from dnnbench.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+SUITES = ROOT / "benchmarks" / "suites"
+BASELINE = ROOT / "benchmarks" / "baselines" / "ci.jsonl"
+
+SMALL = """\
+[data]
+dataset = "synthetic:train=200,test=50,features=8"
+
+[model]
+hidden = [8]
+
+[train]
+epochs = 2
+batch_size = 20
+seeds = 2
+
+[[experiment]]
+name = "opt"
+kind = "optimizers"
+optimizers = ["sgd", "adam"]
+
+[[experiment]]
+kind = "regularizers"
+methods = ["none", "l2"]
+optimizer = "adam"
+"""
+
+
+def _run(argv: list) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+# ---- loading
+
+
+def test_example_suites_load():
+    ci = suite.load(SUITES / "ci.toml")
+    assert [(e.name, e.kind, len(e.specs)) for e in ci.experiments] == [("optimizers", "optimizers", 4),
+                                                                         ("regularizers", "regularizers", 4)]
+    assert ci.job.data.dataset == "digits" and ci.job.seeds == (0, 1)
+    assert {dict(s.tags)["experiment"] for s in ci.specs} == {"optimizers", "regularizers"}
+
+    ref = suite.load(SUITES / "reference-mnist.toml")  # the recipe's Keras example; loading downloads nothing
+    (experiment,) = ref.experiments
+    assert ref.job.data.dataset == "mnist"
+    assert {(s.optimizer, s.model.hidden, s.model.activation, s.train.batch_size, s.train.epochs, s.train.loss)
+            for s in experiment.specs} == {("adam", (500, 500), "relu", 100, 20, "ce")}
+
+    opt = suite.load(SUITES / "optimizers-digits.toml")
+    assert [s.optimizer for s in opt.specs[::3]] == ["sgd", "momentum", "adagrad", "rmsprop", "adam"]
+    reg = suite.load(SUITES / "regularizers-digits.toml")
+    assert reg.job.data.label_noise == 0.2 and len(reg.specs) == 7 * 3
+    assert {dict(s.tags)["regularizer"] for s in reg.specs} == {"none", "l1", "l2", "dropout", "early_stopping",
+                                                                 "augment", "all"}
+
+
+def test_experiments_override_model_and_train_and_paths_are_relative_to_the_suite(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text(SMALL.replace('dataset = "synthetic:train=200,test=50,features=8"', 'path = "data/d.npz"')
+                    + "lr = 0.01\nmodel = { hidden = [4, 4] }\n[experiment.train]\nepochs = 3\nseeds = 1\n"
+                    + '\n[[experiment]]\nname = "rates"\nkind = "optimizers"\noptimizers = ["sgd", "adam"]\n'
+                    + "lr = { sgd = 0.5 }\n")
+    loaded = suite.load(path)
+    assert loaded.job.data.path == str(tmp_path / "data" / "d.npz")
+    opt, reg, rates = loaded.experiments
+    assert {(s.model.hidden, s.train.epochs, s.seed) for s in opt.specs} == {((8,), 2, 0), ((8,), 2, 1)}
+    assert {(s.model.hidden, s.train.epochs, s.seed, s.learning_rate) for s in reg.specs} == {((4, 4), 3, 0, 0.01)}
+    assert [(s.optimizer, s.learning_rate) for s in rates.specs] == [("sgd", 0.5), ("sgd", 0.5), ("adam", 0.001),
+                                                                     ("adam", 0.001)]
+    assert [e["name"] for e in loaded.describe()["experiments"]] == ["opt", "regularizers", "rates"]
+
+
+# suite text -> (line of the error, words the error line must contain)
+BAD_SUITES: dict[str, tuple[str, int | None, list[str]]] = {
+    "unknown table": (SMALL.replace("[train]", "[trian]"), 7, ["unknown table 'trian'", "valid: data, model"]),
+    "unknown key": (SMALL.replace("epochs = 2", "epoch = 2"), 8, ["[train] unknown key 'epoch'", "epochs"]),
+    "wrong type": (SMALL.replace("epochs = 2", 'epochs = "2"'), 8, ["[train] epochs must be an integer", "'2'"]),
+    "bad value": (SMALL.replace("batch_size = 20", "batch_size = 0"), 9, ["[train]", "batch size", "0"]),
+    "unknown activation": (SMALL.replace("hidden = [8]", 'hidden = [8]\nactivation = "softplus"'), 6,
+                           ["[model]", "softplus", "relu"]),
+    "hidden not widths": (SMALL.replace("hidden = [8]", 'hidden = "8"'), 5, ["hidden must be a list of layer widths"]),
+    "seeds zero": (SMALL.replace("seeds = 2", "seeds = 0"), 10, ["seeds must be a positive integer"]),
+    "unknown optimizer": (SMALL + '\n[[experiment]]\nname = "b"\nkind = "optimizers"\noptimizers = ["sgd", "adamax"]\n',
+                          25, ["[[experiment]] unknown optimizer 'adamax'", "adam"]),
+    "unknown kind": (SMALL.replace('kind = "regularizers"', 'kind = "sweep"'), 18, ["kind must be one of", "'sweep'"]),
+    "unknown experiment key": (SMALL.replace('optimizers = ["sgd", "adam"]', 'optimisers = ["sgd"]'), 15,
+                               ["[[experiment]] unknown key 'optimisers'", "optimizers, lr"]),
+    "lr for an optimizer not run": (SMALL.replace('optimizers = ["sgd", "adam"]',
+                                                  'optimizers = ["sgd", "adam"]\nlr = { nesterov = 0.1 }'), 16,
+                                    ["nesterov", "not being run"]),
+    "negative lr": (SMALL + "lr = -1\n", 21, ["learning rate", "-1"]),
+    "unknown method": (SMALL.replace('["none", "l2"]', '["none", "mixup"]'), 19, ["unknown regularizer 'mixup'"]),
+    "override out of range": (SMALL + "[experiment.train]\nepochs = 0\n", 22, ["[experiment.train]", "epochs", "0"]),
+    "inline override": (SMALL + "train = { batch_size = -5 }\n", 21, ["batch size", "-5"]),
+    "max_parallel per experiment": (SMALL + "[experiment.train]\nmax_parallel = 2\n", 22,
+                                    ["unknown key 'max_parallel'"]),
+    "duplicate names": (SMALL.replace('name = "opt"', 'name = "regularizers"'), 17, ["'regularizers' is used twice"]),
+    "no experiment": (SMALL.split("[[experiment]]")[0], None, ["at least one [[experiment]]"]),
+    "not TOML": (SMALL.replace("epochs = 2", "epochs = "), None, ["not valid TOML", "line 8"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SUITES))
+def test_bad_suite_is_one_line_naming_file_and_line_and_writes_nothing(case, tmp_path):
+    text, line, words = BAD_SUITES[case]
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    out = tmp_path / "r.jsonl"
+    code, stdout, err = _run(["run", path, "--out", out, "--quiet"])
+    assert code == 2, (stdout, err)
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith(f"dnnbench: error: {path}{f':{line}:' if line else ':'} "), lines[0]
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    assert stdout == "" and not out.exists()
+
+
+def test_missing_suite_file_is_one_error_line(tmp_path):
+    code, _, err = _run(["run", tmp_path / "absent.toml"])
+    assert code == 2 and err.strip() == f"dnnbench: error: {tmp_path / 'absent.toml'}: no such suite file"
+
+
+# ---- running
+
+
+def test_run_writes_one_file_with_every_experiment_tagged_and_resume_trains_nothing(tmp_path, monkeypatch):
+    (tmp_path / "small.toml").write_text(SMALL)
+    monkeypatch.chdir(tmp_path)  # the default --out is relative: results/<suite stem>.jsonl
+    code, out, err = _run(["run", "small.toml"])
+    assert code == 0, err
+    path = tmp_path / "results" / "small.jsonl"
+    assert "opt: optimizers on synthetic" in out and "Regularizers on synthetic" in out  # one table each
+    assert err.strip() == "dnnbench: 8 trials of 2 experiments in results/small.jsonl"
+    header, *trials = _rows(path)
+    assert header["config"]["command"] == "run"
+    assert [e["name"] for e in header["config"]["experiments"]] == ["opt", "regularizers"]
+    assert [(t["experiment"], t["optimizer"], t.get("regularizer"), t["seed"]) for t in trials] == [
+        ("opt", "sgd", None, 0), ("opt", "sgd", None, 1), ("opt", "adam", None, 0), ("opt", "adam", None, 1),
+        ("regularizers", "adam", "none", 0), ("regularizers", "adam", "none", 1),
+        ("regularizers", "adam", "l2", 0), ("regularizers", "adam", "l2", 1)]
+    assert len({t["id"] for t in trials}) == 8
+    by = {(t["experiment"], t.get("regularizer"), t["optimizer"], t["seed"]): t for t in trials}
+    for seed in (0, 1):  # the same trial in two experiments: the same numbers
+        assert by["opt", None, "adam", seed]["metrics"] == by["regularizers", "none", "adam", seed]["metrics"]
+
+    before = path.read_text()
+    monkeypatch.setattr(engine, "train_group", lambda *a, **k: pytest.fail("trained a finished trial"))
+    code, out, err = _run(["run", "small.toml", "--out", path, "--resume", "--quiet"])
+    assert code == 0, err
+    assert path.read_text() == before and "opt: optimizers" in out
+
+
+def test_ci_suite_passes_the_check_against_the_committed_baseline(tmp_path):
+    out = tmp_path / "ci.jsonl"
+    code, _, err = _run(["run", SUITES / "ci.toml", "--out", out, "--quiet"])
+    assert code == 0, err
+    code, stdout, err = _run(["check", BASELINE, out, "--format", "markdown"])
+    assert code == 0, stdout + err
+    assert "**PASS**" in stdout
+    _, *baseline = _rows(BASELINE)
+    assert {t["id"] for t in baseline} == {t["id"] for t in _rows(out)[1:]}  # the very same trials
+    assert all(t["status"] == "ok" for t in baseline)
