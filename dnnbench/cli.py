@@ -45,6 +45,7 @@ Precision = Annotated[str, typer.Option(help="fp32 | bf16 (bfloat16 matmul input
 Loss = Annotated[str, typer.Option(help="ce (categorical cross-entropy) | mse (softmax vs one-hot).", rich_help_panel=TRAIN)]
 Epochs = Annotated[int, typer.Option(help="Training epochs.", rich_help_panel=TRAIN)]
 BatchSize = Annotated[int, typer.Option(help="Minibatch size.", rich_help_panel=TRAIN)]
+TrainEval = Annotated[int, typer.Option(help="Training metrics are measured (test mode) on this many training samples; 0 = all.", rich_help_panel=TRAIN)]
 Seeds = Annotated[int, typer.Option(help="Number of seeds per configuration (seed, seed+1, ...).", rich_help_panel=TRAIN)]
 Seed = Annotated[int, typer.Option(help="First seed: initial weights, batch order and dropout masks.", rich_help_panel=TRAIN)]
 MaxParallel = Annotated[int | None, typer.Option(help="At most this many trials per compiled program.", rich_help_panel=TRAIN)]
@@ -71,7 +72,7 @@ SHARED_OPTIONS: list[tuple[str, object, object]] = [
     ("no_verify", NoVerify, False), ("val_split", ValSplit, 0.1), ("label_noise", LabelNoise, 0.0),
     ("hidden", Hidden, "500,500"), ("activation", Activation, "relu"), ("residual", Residual, False),
     ("precision", Precision, "fp32"), ("loss", Loss, "ce"), ("epochs", Epochs, 20),
-    ("batch_size", BatchSize, 100), ("seeds", Seeds, 1), ("seed", Seed, 0), ("max_parallel", MaxParallel, None),
+    ("batch_size", BatchSize, 100), ("train_eval_samples", TrainEval, 10_000), ("seeds", Seeds, 1), ("seed", Seed, 0), ("max_parallel", MaxParallel, None),
     ("l1", L1, 0.0), ("l2", L2, 0.0), ("dropout", Dropout, 0.0), ("dropout_mode", DropoutMode, "inverted"),
     ("early_stopping", EarlyStopping, False), ("monitor", Monitor, "val_loss"), ("patience", Patience, 5),
     ("min_delta", MinDelta, 0.0), ("augment_shift", AugmentShift, 0), ("augment_noise", AugmentNoise, 0.0),

@@ -38,7 +38,7 @@ class Job:
     @classmethod
     def from_cli(cls, *, dataset: str, data: Path | None, data_dir: Path | None, no_verify: bool,
                  val_split: float, label_noise: float, hidden: str, activation: str, residual: bool, precision: str, loss: str,
-                 epochs: int, batch_size: int, seeds: int, seed: int, max_parallel: int | None,
+                 epochs: int, batch_size: int, train_eval_samples: int, seeds: int, seed: int, max_parallel: int | None,
                  l1: float, l2: float, dropout: float, dropout_mode: str, early_stopping: bool, monitor: str,
                  patience: int, min_delta: float, augment_shift: int, augment_noise: float,
                  train_fraction: float) -> Job:
@@ -54,7 +54,7 @@ class Job:
                             label_noise=label_noise),
             model=ModelConfig(hidden=parse_hidden(hidden), activation=activation, residual=residual,
                               precision=precision),
-            train=TrainConfig(epochs=epochs, batch_size=batch_size, loss=loss),
+            train=TrainConfig(epochs=epochs, batch_size=batch_size, loss=loss, train_eval_samples=train_eval_samples),
             reg=Regularization(l1=l1, l2=l2, dropout=dropout, dropout_mode=dropout_mode,
                                early_stopping=early_stopping, monitor=monitor, patience=patience,
                                min_delta=min_delta, augment_shift=augment_shift, augment_noise=augment_noise,
@@ -78,11 +78,13 @@ def parse_hidden(text: str) -> tuple[int, ...]:
 
 
 def execute(job: Job, specs: Sequence[TrialSpec], *, out: Path | None, json_lines: bool, quiet: bool,
-            extra_config: dict[str, Any] | None = None, resume: bool = False) -> list[results.TrialResult]:
+            extra_config: dict[str, Any] | None = None, resume: bool = False,
+            summary: Any = None) -> list[results.TrialResult]:
     """Load data, check, then train ``specs`` streaming rows to ``out`` / stdout; returns the results.
 
     ``resume``: keep the finished trials already in ``out`` (matched by id), train the others and
     append them. Ctrl-C raises ``Interrupted``, which says how many trials the file holds.
+    ``summary``: trials -> the closing ``{"type": "summary"}`` row (statistics over seeds).
     """
     from dnnbench import report
 
@@ -116,7 +118,7 @@ def execute(job: Job, specs: Sequence[TrialSpec], *, out: Path | None, json_line
             for row in [head, *(result.to_row() for result in done.values())]:
                 sinks[-1].write(row)
         if not todo:
-            return [done[i] for i in ids]
+            return _close([done[i] for i in ids], sinks, summary)
         todo_run = dataclasses.replace(run, specs=tuple(run.specs[i] for i in todo))
         progress = stack.enter_context(_progress(report, todo_run, show_progress))
 
@@ -135,8 +137,18 @@ def execute(job: Job, specs: Sequence[TrialSpec], *, out: Path | None, json_line
         except KeyboardInterrupt:
             where = f"written to {out}" if out else "written to stdout" if json_lines else "finished (no --out)"
             raise Interrupted(f"interrupted; {written} of {len(ids)} trials {where}") from None
-    new = {ids[i]: result for i, result in zip(todo, trained, strict=True)}
-    return [done[i] if i in done else new[i] for i in ids]
+        new = {ids[i]: result for i, result in zip(todo, trained, strict=True)}
+        return _close([done[i] if i in done else new[i] for i in ids], sinks, summary)
+
+
+def _close(trials: list[results.TrialResult], sinks: Sequence[results.ResultsWriter], summary: Any) -> list:
+    """Write the summary row, if the command has one, after every trial row."""
+    if summary is not None and sinks:
+        row = results._json_safe(summary(trials))
+        with _holding_sigint():
+            for sink in sinks:
+                sink.write(row)
+    return trials
 
 
 def _resume(out: Path, previous: tuple[dict[str, Any], list[dict[str, Any]], bool],
@@ -179,12 +191,13 @@ def _progress(report: Any, run: runner.Run, enabled: bool) -> Iterator[Any]:
 def compare_optimizers(job: Job, names: Sequence[str], lr: str | None, *, out: Path | None = None,
                        json: bool = False, quiet: bool = False, resume: bool = False) -> list[results.TrialResult]:
     """``dnnbench optimizers``: the paired comparison of ``names`` on one task."""
-    from dnnbench import report
+    from dnnbench import report, stats
 
     lrs = runner.parse_lr(lr, names)
     specs = runner.optimizer_specs(names, lrs, job.seeds, model=job.model, train=job.train, reg=job.reg)
     trials = execute(job, specs, out=out, json_lines=json, quiet=quiet, resume=resume,
-                     extra_config={"command": "optimizers", "optimizers": list(names), "lr": lr})
+                     extra_config={"command": "optimizers", "optimizers": list(names), "lr": lr},
+                     summary=lambda ts: stats.summary_row(ts, lambda t: t.optimizer, "optimizer"))
     if not json:
         report.make_console().print(optimizers_table(job, trials))
     return trials
@@ -196,19 +209,21 @@ def optimizers_table(job: Job, trials: Sequence[results.TrialResult], title: str
 
     summaries = stats.summarize(trials, lambda t: t.optimizer)
     title = f"{title} on {_data_label(job)}: {_model_label(job)}, {job.train.epochs} epochs, batch {job.train.batch_size}"
-    return report.comparison_table(summaries, title=title, label_header="optimizer")
+    paired = stats.paired_to_best(summaries, "test_acc") if len(job.seeds) > 1 else None
+    return report.comparison_table(summaries, title=title, label_header="optimizer", paired=paired)
 
 
 def compare_regularizers(job: Job, methods: str | None, optimizer: str, lr: float | None, *,
                          out: Path | None = None, json: bool = False, quiet: bool = False,
                          resume: bool = False) -> list[results.TrialResult]:
     """``dnnbench regularizers``: each remedy on the same task, seeds and initial weights."""
-    from dnnbench import report
+    from dnnbench import report, stats
 
     names, strengths, specs = regularizer_specs(job, methods, optimizer, lr)
     trials = execute(job, specs, out=out, json_lines=json, quiet=quiet, resume=resume,
                      extra_config={"command": "regularizers", "methods": names,
-                                   "strengths": dataclasses.asdict(strengths)})
+                                   "strengths": dataclasses.asdict(strengths)},
+                     summary=lambda ts: stats.summary_row(ts, lambda t: t.tags.get("regularizer", "?"), "regularizer"))
     if not json:
         report.make_console().print(regularizers_table(job, trials, optimizer))
     return trials
@@ -244,7 +259,9 @@ def regularizers_table(job: Job, trials: Sequence[results.TrialResult], optimize
     summaries = stats.summarize(trials, lambda t: t.tags.get("regularizer", "?"))
     title = (f"{title} on {_data_label(job)} (train fraction {job.reg.train_fraction:g}): "
              f"{_model_label(job)}, {optimizer}, {job.train.epochs} epochs, batch {job.train.batch_size}")
-    return report.comparison_table(summaries, title=title, label_header="regularizer", show_epochs=True)
+    paired = stats.paired_to_best(summaries, "test_acc") if len(job.seeds) > 1 else None
+    return report.comparison_table(summaries, title=title, label_header="regularizer", show_epochs=True,
+                                   paired=paired)
 
 
 def _image_like(job: Job) -> bool:

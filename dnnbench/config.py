@@ -129,10 +129,17 @@ class TrainConfig:
     epochs: int = 20
     batch_size: int = 100
     loss: str = "ce"
+    #: Training metrics are measured in test mode on this many training samples (0 = all). The
+    #: training set is shuffled once at the split, so they are a fixed random subset; 10,000 keep
+    #: the accuracy's standard error near 0.3% while a 60,000-sample set costs 6x fewer passes.
+    train_eval_samples: int = 10_000
 
     def __post_init__(self) -> None:
         _positive_int("epochs", self.epochs)
         _positive_int("batch size", self.batch_size)
+        if isinstance(self.train_eval_samples, bool) or not isinstance(self.train_eval_samples, int) \
+                or self.train_eval_samples < 0:
+            raise InputError(f"train eval samples must be an integer >= 0 (0 = all), got {self.train_eval_samples!r}")
         loss = LOSS_ALIASES.get(self.loss, self.loss)
         if loss not in LOSSES:
             raise one_of("loss", self.loss, LOSSES)

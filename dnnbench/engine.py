@@ -115,14 +115,14 @@ def _over_trials(epoch_fn: Callable, n: int) -> Callable:
 def _as_means(sums: dict[str, np.ndarray], sizes: core.Sizes) -> dict[str, np.ndarray]:
     """Per-split sums of losses and correct counts -> means, in float64 on the host."""
     out = dict(sums)
-    for split, n in (("train", sizes.n_train), ("val", sizes.n_val), ("test", sizes.n_test)):
+    for split, n in (("train", sizes.n_train_eval), ("val", sizes.n_val), ("test", sizes.n_test)):
         for what in ("loss", "acc"):
             name = f"{split}_{what}"
             out[name] = np.asarray(sums[name], np.float64) / n if n else np.full_like(sums[name], np.nan, np.float64)
     return out
 
 
-def to_device(data: Dataset, train_fraction: float = 1.0) -> tuple[core.DeviceData, core.Sizes]:
+def to_device(data: Dataset, train_fraction: float = 1.0, train_eval: int = 0) -> tuple[core.DeviceData, core.Sizes]:
     """Move a dataset to the default device as float32, padded for chunked evaluation."""
     data = with_train_fraction(data, train_fraction)
 
@@ -144,6 +144,7 @@ def to_device(data: Dataset, train_fraction: float = 1.0) -> tuple[core.DeviceDa
     xs, ys, ns = put(data.x_test, data.y_test)
     sizes = core.Sizes(
         n_train=nt,
+        n_train_eval=min(nt, train_eval) if train_eval > 0 else nt,
         n_val=nv,
         n_test=ns,
         n_features=data.n_features,
@@ -176,7 +177,7 @@ def train_group(
     if len(structures) != 1:
         raise ValueError("train_group needs trials of one structure; group them with runner.group_by_structure")
     structure = structures.pop()
-    device_data, sizes = to_device(data, structure.train_fraction)
+    device_data, sizes = to_device(data, structure.train_fraction, structure.train.train_eval_samples)
     plan = core.Plan(
         structure=structure,
         sizes=sizes,
@@ -233,7 +234,7 @@ def check_specs(specs: Sequence[TrialSpec], data: Dataset) -> None:
     for structure in dict.fromkeys(spec.structure for spec in specs):
         members = [spec for spec in specs if spec.structure == structure]
         n_train = len(with_train_fraction(data, structure.train_fraction).y_train)
-        sizes = core.Sizes(n_train, len(data.y_val), len(data.y_test), data.n_features, data.n_classes,
+        sizes = core.Sizes(n_train, n_train, len(data.y_val), len(data.y_test), data.n_features, data.n_classes,
                            data.image_shape)
         _check_plan(core.Plan(structure, sizes, uses_dropout=False, uses_noise=False,
                               uses_early_stopping=any(spec.reg.early_stopping for spec in members),

@@ -31,6 +31,8 @@ def run_sweep(job: commands.Job, vary: Sequence[str], *, optimizer: str, lr: flo
         raise InputError(f"--width must be a positive integer, got {width}")
     specs = sweep.sweep_specs(factors, base, job.seeds, width, lr=lr)
     trials = commands.execute(job, specs, extra_config={"command": "sweep", "vary": list(vary), "sort": sort},
+                              summary=lambda ts: stats.summary_row(
+                                  ts, lambda t: sweep.levels_label(t.tags, list(factors)), "levels", sort),
                               **_io(output))
     if not output.get("json"):
         names = list(factors)

@@ -27,6 +27,8 @@ if TYPE_CHECKING:  # reading results files must not load JAX
     from dnnbench.config import TrialSpec
 
 SCHEMA = "dnnbench/1"
+#: Line types: one header, trial rows, and a closing summary over the trials (optional).
+ROW_TYPES = ("header", "trial", "summary")
 STATUSES = ("ok", "diverged", "error", "interrupted")
 #: A training loss above this (or NaN / inf) marks a trial ``diverged``. Chance-level
 #: cross-entropy on 10 classes is 2.3 and MSE is at most 2, so 1000 is unambiguous.
@@ -237,8 +239,10 @@ def read_results(path: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DataError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict) or row.get("type") not in ("header", "trial"):
-                raise DataError(f"{path}:{number}: not a dnnbench row (no type header/trial)")
+            if not isinstance(row, dict) or row.get("type") not in ROW_TYPES:
+                raise DataError(f"{path}:{number}: not a dnnbench row (no type header/trial/summary)")
+            if row["type"] == "summary":  # derived from the trial rows; readers recompute it
+                continue
             if row["type"] == "header":
                 head = row
             else:
@@ -279,8 +283,11 @@ def read_resumable(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]], bo
                 intact = False  # the torn last line of a killed process: train that trial again
                 break
             raise InputError(f"--resume: {path}:{number}: not valid JSON ({exc.msg})") from None
-        if not isinstance(row, dict) or row.get("type") not in ("header", "trial"):
-            raise InputError(f"--resume: {path}:{number}: not a dnnbench row (no type header/trial)")
+        if not isinstance(row, dict) or row.get("type") not in ROW_TYPES:
+            raise InputError(f"--resume: {path}:{number}: not a dnnbench row (no type header/trial/summary)")
+        if row["type"] == "summary":  # stale once more trials come: rewrite the file without it
+            intact = False
+            continue
         if row["type"] == "header":
             head = row
         elif not isinstance(row.get("id"), str) or not isinstance(row.get("status"), str):

@@ -186,3 +186,25 @@ def paired_to_best(summaries: Sequence[Summary], metric: str, higher_is_better: 
         out[summary.label] = Paired(summary.label, float(np.mean(diffs)) if diffs else math.nan,
                                     bootstrap_ci(diffs), wins, len(diffs) - wins - losses, losses, len(diffs))
     return out
+
+
+def summary_row(trials: Sequence[TrialResult], label: Callable[[TrialResult], str], by: str,
+                metric: str = "test_acc") -> dict[str, Any]:
+    """The results file's closing ``{"type": "summary"}`` line: every comparison row's statistics
+    over seeds (mean, std, n, 95% CI per metric) and its seed-paired difference to the best row."""
+    summaries = summarize(trials, label)
+    add_grad_ratios(summaries)
+    paired = paired_to_best(summaries, metric)
+    return {
+        "type": "summary",
+        "by": by,
+        "paired_metric": metric,
+        "rows": [{
+            "label": s.label,
+            "trials": len(s.trials),
+            "statuses": s.statuses,
+            "diagnoses": s.diagnoses,
+            "stats": {name: st.as_dict() for name, st in s.stats.items() if name != "val_acc_final"},
+            "paired_to_best": paired[s.label].as_dict() if s.label in paired else None,
+        } for s in summaries],
+    }

@@ -30,6 +30,7 @@ _INIT, _SHUFFLE, _NOISE = 0, 1, 2
 @dataclass(frozen=True)
 class Sizes:
     n_train: int
+    n_train_eval: int
     n_val: int
     n_test: int
     n_features: int
@@ -142,7 +143,7 @@ def eval_fn(graphdef: Any, params: Any, x: jax.Array, y: jax.Array, dropout_rate
         correct = jnp.where(valid, jnp.argmax(logits, -1) == yb, False)
         return jnp.sum(losses), jnp.sum(correct)
 
-    starts = jnp.arange(0, x.shape[0], chunk)
+    starts = jnp.arange(0, -(-n // chunk) * chunk, chunk)  # only the chunks that hold the n rows
     totals, corrects = jax.lax.map(one_chunk, starts)
     return jnp.sum(totals), jnp.sum(corrects).astype(jnp.float32)
 
@@ -219,7 +220,9 @@ def make_trial_fns(plan: Plan):
         (params, opt_state), (losses, norms) = jax.lax.scan(
             train_step, (state.params, state.opt_state), (jnp.arange(steps), batches))
         m = {}
-        m["train_loss"], m["train_acc"] = evaluate(params, data.x_train, data.y_train, sizes.n_train, nums)
+        # Training metrics in test mode on the first n_train_eval samples (a fixed random subset:
+        # the training set was shuffled at the split), so they cost a bounded number of forward passes.
+        m["train_loss"], m["train_acc"] = evaluate(params, data.x_train, data.y_train, sizes.n_train_eval, nums)
         m["val_loss"], m["val_acc"] = evaluate(params, data.x_val, data.y_val, sizes.n_val, nums)
         m["test_loss"], m["test_acc"] = evaluate(params, data.x_test, data.y_test, sizes.n_test, nums)
         m["step_loss"] = jnp.mean(losses)

@@ -194,8 +194,10 @@ def test_successful_run_writes_header_then_one_row_per_optimizer(table_run):
     assert code == 0, err
     assert "Traceback" not in err
     assert "sgd" in out and "adam" in out  # the comparison table
-    header, *trials = _rows(path)
+    header, *trials, summary = _rows(path)
     assert header["type"] == "header"
+    assert summary["type"] == "summary" and [r["label"] for r in summary["rows"]] == ["sgd", "adam"]
+    assert summary["rows"][0]["stats"]["test_acc"]["n"] == 1
     assert header["schema"] == "dnnbench/1" == results.SCHEMA
     env = header["environment"]
     assert env["jax"] == jax.__version__
@@ -209,7 +211,7 @@ def test_successful_run_writes_header_then_one_row_per_optimizer(table_run):
 
 def test_trial_rows_have_every_documented_field(table_run):
     _, _, _, path = table_run
-    for row in _rows(path)[1:]:
+    for row in _rows(path)[1:-1]:  # between the header and the closing summary
         name = row["optimizer"]
         assert row["type"] == "trial"
         assert re.fullmatch(r"[0-9a-f]{16}", row["id"])
@@ -217,7 +219,7 @@ def test_trial_rows_have_every_documented_field(table_run):
         assert row["hyperparams"] == optim.DEFAULTS[name]
         assert row["seed"] == 0
         assert row["config"]["model"]["hidden"] == [8]
-        assert row["config"]["train"] == {"epochs": 2, "batch_size": 20, "loss": "ce"}
+        assert row["config"]["train"] == {"epochs": 2, "batch_size": 20, "loss": "ce", "train_eval_samples": 10_000}
         assert row["status"] == "ok"
         assert set(row["metrics"]) >= set(SIX)
         for key in SIX:
@@ -240,8 +242,8 @@ def test_json_prints_only_json_lines_and_divergence_is_a_status(json_run):
     assert lines, "nothing on stdout"
     rows = [json.loads(line) for line in lines]  # every line is JSON: no table, no progress
     assert rows[0]["type"] == "header"
-    trials = {row["optimizer"]: row for row in rows[1:]}
-    assert set(trials) == {"sgd", "adam"} and len(rows) == 3
+    trials = {row["optimizer"]: row for row in rows[1:-1]}
+    assert set(trials) == {"sgd", "adam"} and len(rows) == 4 and rows[-1]["type"] == "summary"
     assert trials["sgd"]["hyperparams"]["learning_rate"] == 1e6
     assert trials["sgd"]["status"] == "diverged"
     assert trials["sgd"]["diverged_epoch"] in (1, 2)

@@ -198,3 +198,16 @@ def test_seed_beyond_uint32_is_rejected_up_front_or_trains(ds):
         return  # rejected when the config is built: fine
     out = engine.train_group([big], ds)
     assert np.isfinite(out.history["train_loss"]).all()
+
+
+def test_training_metrics_use_the_first_train_eval_samples_in_test_mode():
+    raw = sources.load_synthetic(train=300, test=40, features=6, classes=3, seed=3)
+    data = split(raw, 0.1)
+    spec = TrialSpec(optimizer="adam", model=ModelConfig(hidden=(8,)),
+                     train=TrainConfig(epochs=2, batch_size=30, train_eval_samples=50))
+    out = engine.train_group([spec], data)
+    acc = out.history["train_acc"][-1, 0]
+    assert acc * 50 == pytest.approx(round(acc * 50))  # a count out of 50, not out of 270
+    direct = engine.evaluate(out.graphdef, engine.trial_params(out, 0), data.x_train[:50], data.y_train[:50])
+    assert direct["acc"] == acc
+    assert direct["loss"] == pytest.approx(out.history["train_loss"][-1, 0], rel=1e-5)

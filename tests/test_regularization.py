@@ -51,7 +51,7 @@ def test_the_two_modes_differ_only_by_where_the_scale_sits():
 def test_augmentation_keeps_labels_and_shapes_and_shifts_pixels():
     data = datamod.load(datamod.DataConfig())
     spec = TrialSpec(reg=Regularization(augment_shift=2))
-    sizes = step.Sizes(len(data.y_train), len(data.y_val), len(data.y_test), 64, 10, (8, 8))
+    sizes = step.Sizes(len(data.y_train), len(data.y_train), len(data.y_val), len(data.y_test), 64, 10, (8, 8))
     plan = step.Plan(spec.structure, sizes, False, False, False, max_shift=2)
     nums = step.Numbers({}, jnp.uint32(0), *(jnp.float32(v) for v in spec.reg.numbers.values()))
     x = jnp.asarray(data.x_train[:50])

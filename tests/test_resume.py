@@ -36,10 +36,17 @@ def _run(argv: list[str]) -> tuple[int, str, str]:
 
 def _trials(path: Path) -> dict[str, dict]:
     rows = [json.loads(line) for line in path.read_text().splitlines()]
-    assert rows[0]["type"] == "header" and all(row["type"] == "trial" for row in rows[1:])
-    trials = {row["id"]: row for row in rows[1:]}
-    assert len(trials) == len(rows) - 1, "a trial id appears twice"
+    assert rows[0]["type"] == "header" and rows[-1]["type"] == "summary"  # a finished run closes with it
+    assert all(row["type"] == "trial" for row in rows[1:-1])
+    trials = {row["id"]: row for row in rows[1:-1]}
+    assert len(trials) == len(rows) - 2, "a trial id appears twice"
     return trials
+
+
+def _lines(path: Path) -> tuple[str, list[str]]:
+    """The header line and the trial lines of a finished file (its closing summary left out)."""
+    header, *rest = path.read_text().splitlines(keepends=True)
+    return header, [line for line in rest if json.loads(line)["type"] == "trial"]
 
 
 def _assert_same_numbers(got: dict[str, dict], want: dict[str, dict]) -> None:
@@ -68,8 +75,7 @@ def test_resume_trains_the_groups_of_missing_trials_whole_with_identical_numbers
     train_group = engine.train_group
     monkeypatch.setattr(engine, "train_group", lambda specs, *a, **k: sizes.append(len(specs)) or
                         train_group(specs, *a, **k))
-    lines = full.read_text().splitlines(keepends=True)
-    header, trials = lines[0], lines[1:]
+    header, trials = _lines(full)
     assert [json.loads(t)["optimizer"] for t in trials] == ["sgd", "sgd", "adam", "adam"]
     path = tmp_path / "r.jsonl"
     path.write_text(header + trials[0] + trials[3])  # sgd seed 1 and adam seed 0 go missing
@@ -78,7 +84,7 @@ def test_resume_trains_the_groups_of_missing_trials_whole_with_identical_numbers
     assert "sgd" in out and "adam" in out  # the table covers all four trials
     text = path.read_text()
     assert text.startswith(header + trials[0] + trials[3])  # kept as it was, header included
-    assert len(text.splitlines()) == 5
+    assert len(text.splitlines()) == 6  # header, 4 trials, the new summary
     assert sizes == [2, 2]  # both groups trained again whole; only the missing trials written
     _assert_same_numbers(_trials(path), _trials(full))
 
@@ -94,7 +100,7 @@ def test_resume_of_a_complete_file_trains_nothing(full, tmp_path, monkeypatch):
 
 
 def test_resume_retrains_error_rows_and_a_torn_last_line(full, tmp_path):
-    header, *trials = full.read_text().splitlines(keepends=True)
+    header, trials = _lines(full)
     failed = json.loads(trials[1])
     failed.update(status="error", metrics={}, error="RuntimeError: out of memory")
     path = tmp_path / "r.jsonl"
@@ -105,13 +111,13 @@ def test_resume_retrains_error_rows_and_a_torn_last_line(full, tmp_path):
 
 
 def test_json_with_resume_streams_the_whole_run(full, tmp_path):
-    header, *trials = full.read_text().splitlines(keepends=True)
+    header, trials = _lines(full)
     path = tmp_path / "r.jsonl"
     path.write_text(header + "".join(trials[:3]))
     code, out, err = _run([*TWO_BY_TWO, "--out", path, "--resume", "--json"])
     assert code == 0, err
     rows = [json.loads(line) for line in out.splitlines()]
-    assert rows[0] == json.loads(header) and len(rows) == 5
+    assert rows[0] == json.loads(header) and len(rows) == 6 and rows[-1]["type"] == "summary"
     assert path.read_text().splitlines()[0] == header.rstrip("\n")
 
 
