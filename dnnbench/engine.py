@@ -72,7 +72,20 @@ def _compiled(key: tuple, build: Callable[[], Any]) -> Any:
     return _EXECUTABLES[key]
 
 
-def _programs(plan: core.Plan, numbers: core.Numbers, data: core.DeviceData) -> _Programs:
+def _trial_shardings(n_trials: int) -> tuple[Any, Any, int] | None:
+    """(trial-axis sharding, replicated sharding, device count) when several local devices can
+    share a group's trials; ``None`` for one device or one trial."""
+    devices = jax.local_devices()
+    if len(devices) < 2 or n_trials < 2:
+        return None
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    mesh = Mesh(np.asarray(devices), ("trials",))
+    return NamedSharding(mesh, PartitionSpec("trials")), NamedSharding(mesh, PartitionSpec()), len(devices)
+
+
+def _programs(plan: core.Plan, numbers: core.Numbers, data: core.DeviceData,
+              shardings: tuple[Any, Any, int] | None = None) -> _Programs:
     """The group's compiled executables, from the cache when the shapes were seen before.
 
     The weight initialisation depends on the model shape only, so the optimizers of a
@@ -82,15 +95,23 @@ def _programs(plan: core.Plan, numbers: core.Numbers, data: core.DeviceData) -> 
     shapes = jax.tree.map(lambda a: (a.shape, str(a.dtype)), data)
     s = plan.sizes
     model_key = ("init_params", plan.structure.model, s.n_features, s.n_classes, n)
+    trials, replicated = (shardings[0], shardings[1]) if shardings else (None, None)
+    on = {"in_shardings": trials, "out_shardings": trials} if shardings else {}
+    devices = shardings[2] if shardings else 1
     init_params_fn = core.make_init_params(plan)
-    init_params = _compiled(model_key, lambda: jax.jit(jax.vmap(init_params_fn)).lower(numbers.seed).compile())
+    init_params = _compiled(model_key + (devices,),
+                            lambda: jax.jit(jax.vmap(init_params_fn), **on).lower(numbers.seed).compile())
     init_fn, epoch_fn, graphdef = core.make_trial_fns(plan)
     params_shape = jax.eval_shape(jax.vmap(init_params_fn), numbers.seed)
-    init = _compiled(("init", plan, n), lambda: jax.jit(jax.vmap(init_fn)).lower(params_shape, numbers).compile())
+    init = _compiled(("init", plan, n, devices),
+                     lambda: jax.jit(jax.vmap(init_fn), **on).lower(params_shape, numbers).compile())
     state_shape = jax.eval_shape(jax.vmap(init_fn), params_shape, numbers)
+    epoch_on = {"in_shardings": (trials, trials, replicated), "out_shardings": (trials, trials)} if shardings else {}
     epoch = _compiled(
-        ("epoch", plan, n, shapes),
-        lambda: jax.jit(_over_trials(epoch_fn, n), donate_argnums=0).lower(state_shape, numbers, data).compile(),
+        ("epoch", plan, n, shapes, devices),
+        lambda: jax.jit(_over_trials(epoch_fn, n), donate_argnums=0, **epoch_on)
+        .lower(state_shape, numbers, data)
+        .compile(),
     )
     return _Programs(init_params, init, epoch, graphdef)
 
@@ -188,10 +209,18 @@ def train_group(
         uses_penalty=any(s.reg.l1 > 0 or s.reg.l2 > 0 for s in specs),
     )
     _check_plan(plan)
-    numbers = _numbers(specs)
+    n_real = len(specs)
+    shardings = _trial_shardings(n_real)
+    # With several devices the trial axis is split across them; pad it to a multiple of the
+    # device count with copies of the last trial, whose results are dropped.
+    padded = specs + (specs[-1],) * (-n_real % shardings[2] if shardings else 0)
+    numbers = _numbers(padded)
+    if shardings:
+        numbers = jax.device_put(numbers, shardings[0])
+        device_data = jax.device_put(device_data, shardings[1])
 
     compile_start = time.perf_counter()
-    programs = _programs(plan, numbers, device_data)
+    programs = _programs(plan, numbers, device_data, shardings)
     compile_s = time.perf_counter() - compile_start
 
     train_start = time.perf_counter()
@@ -200,7 +229,7 @@ def train_group(
     rows: list[dict[str, np.ndarray]] = []
     for epoch in range(epochs):
         state, metrics = programs.epoch(state, numbers, device_data)
-        host = _as_means(jax.device_get(metrics), sizes)
+        host = _as_means(jax.tree.map(lambda a: a[:n_real], jax.device_get(metrics)), sizes)
         rows.append(host)
         if on_epoch is not None:
             on_epoch(epoch, host)
@@ -215,11 +244,13 @@ def train_group(
     train_s = time.perf_counter() - train_start
 
     history = {name: np.stack([row[name] for row in rows]) for name in rows[0]}
-    stopped = np.asarray(jax.device_get(state.stop_epoch))
+    stopped = np.asarray(jax.device_get(state.stop_epoch))[:n_real]
+    if len(padded) > n_real:
+        final_params = jax.tree.map(lambda leaf: leaf[:n_real], final_params)
     return GroupOutput(
         specs=specs,
         history=history,
-        best_epoch=np.asarray(jax.device_get(state.best_epoch)),
+        best_epoch=np.asarray(jax.device_get(state.best_epoch))[:n_real],
         stopped_epoch=stopped,
         params=final_params,
         graphdef=programs.graphdef,

@@ -39,14 +39,39 @@ class Run:
             raise InputError(f"max parallel must be a positive integer, got {self.max_parallel!r}")
 
 
-def group_by_structure(specs: Sequence[TrialSpec], max_parallel: int | None = None) -> list[list[int]]:
-    """Indices of ``specs`` grouped by structure (first-seen order), chunked to ``max_parallel``."""
+#: Device memory one compiled group may plan for when ``--max-parallel`` is not given.
+MEMORY_BUDGET = 2 * 1024**3
+_OPTIMIZER_SLOTS = {"sgd": 0, "momentum": 1, "nesterov": 1, "adagrad": 1, "rmsprop": 1, "adam": 2, "adamw": 2}
+
+
+def trial_bytes(spec: TrialSpec, n_features: int, n_classes: int = 10) -> int:
+    """A generous estimate of one trial's device memory inside a vmapped group: weights, gradients,
+    optimizer slots, the early-stopping copy, and the activations of a minibatch and of an
+    evaluation chunk (float32)."""
+    sizes = (n_features, *spec.model.hidden, n_classes)
+    weights = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+    copies = 3 + _OPTIMIZER_SLOTS.get(spec.optimizer, 2) + (1 if spec.reg.early_stopping else 0)
+    activations = (4 * spec.train.batch_size + 2 * 2048) * sum(sizes)
+    return 4 * (copies * weights + activations)
+
+
+def group_by_structure(specs: Sequence[TrialSpec], max_parallel: int | None = None,
+                       n_features: int | None = None) -> list[list[int]]:
+    """Indices of ``specs`` grouped by structure (first-seen order), chunked to ``max_parallel``.
+
+    Without ``max_parallel`` and given ``n_features``, each group is chunked so that its estimated
+    memory (``trial_bytes``) stays within ``MEMORY_BUDGET``: big sweeps run as several programs
+    of one shape (compiled once) instead of one that does not fit.
+    """
     groups: dict[Any, list[int]] = {}
     for i, spec in enumerate(specs):
         groups.setdefault(spec.structure, []).append(i)
     chunks: list[list[int]] = []
     for members in groups.values():
         size = max_parallel or len(members)
+        if max_parallel is None and n_features is not None:
+            size = max(1, min(size, MEMORY_BUDGET // trial_bytes(specs[members[0]], n_features)))
+            size = len(members) if size >= len(members) else size
         chunks += [members[i:i + size] for i in range(0, len(members), size)]
     return chunks
 
@@ -69,7 +94,7 @@ def execute(run: Run, data: Dataset, *, on_result: Callable[[results.TrialResult
             on_epoch: EpochCallback | None = None,
             on_group: Callable[[int, int, Sequence[TrialSpec]], None] | None = None) -> list[results.TrialResult]:
     """Train every trial of ``run`` on ``data``; results in the order of ``run.specs``."""
-    groups = group_by_structure(run.specs, run.max_parallel)
+    groups = group_by_structure(run.specs, run.max_parallel, data.n_features)
     thresholds = run.thresholds
     if run.data.label_noise > 0:  # wrong labels cap the reachable training accuracy
         ceiling = thresholds.underfit_train_acc * (1.0 - run.data.label_noise)

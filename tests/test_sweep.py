@@ -109,3 +109,13 @@ def test_sweep_command_bad_key_exits_2_listing_valid_keys(capsys):
     assert main(["sweep", "--vary", "speed=1", *TINY]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "valid keys: optimizer, lr" in err[0]
+
+
+def test_groups_are_chunked_automatically_to_the_memory_budget(monkeypatch):
+    specs = [TrialSpec(seed=s, model=ModelConfig(hidden=(500, 500))) for s in range(10)]
+    one = runner.trial_bytes(specs[0], n_features=784)
+    assert 5e6 < one < 5e7  # 784-500-500-10 adam: weights x 5 copies + activations, float32
+    assert runner.group_by_structure(specs, n_features=784) == [list(range(10))]
+    monkeypatch.setattr(runner, "MEMORY_BUDGET", 3 * one)
+    assert runner.group_by_structure(specs, n_features=784) == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
+    assert runner.group_by_structure(specs, max_parallel=5, n_features=784) == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
