@@ -24,8 +24,8 @@ test: install  ## the test suite (the same command CI runs)
 lint: install  ## ruff over the package, tests and benchmarks
 	$(BIN)/ruff check dnnbench tests benchmarks
 
-bench: install  ## speed benchmarks (see benchmarks/README.md)
-	$(BIN)/python benchmarks/speed.py
+bench: install  ## speed: matmul floor, epoch time, trial scaling, 5-optimizer suite vs Keras-JAX and PyTorch (if installed)
+	$(BIN)/pip install -q -e '.[test,bench]' && $(BIN)/python benchmarks/speed.py --peers --trials 1,4,16,64
 
 optimizers: install  ## the optimizer comparison, results to $(RESULTS)
 	$(BIN)/dnnbench optimizers --seeds 3 --out $(RESULTS)

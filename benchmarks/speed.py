@@ -99,8 +99,13 @@ def dnnbench_epoch(trials: int, epochs: int, data: datamod.Dataset) -> dict[str,
     del start
     steady = float(np.median(times[1:])) if len(times) > 1 else times[0]
     samples = (len(data.y_train) // BATCH) * BATCH * trials
+    import resource
+
+    # Peak resident memory of the process so far (rows run in increasing trial counts, so each
+    # row's figure is the high-water mark of its own run or an earlier, smaller one).
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"trials": trials, "compile_s": out.compile_s, "epoch_s": steady, "epoch_s_per_trial": steady / trials,
-            "train_gflops": flops_per_sample() * samples / steady / 1e9, "wall_s": wall}
+            "train_gflops": flops_per_sample() * samples / steady / 1e9, "wall_s": wall, "peak_rss_mb": peak_mb}
 
 
 def main() -> None:
@@ -144,11 +149,12 @@ def main() -> None:
 
     table = Table(title=f"dnnbench speed on {result['device']} ({result['backend']}): matmul floor {floor:.1f} GFLOP/s, "
                         f"{result['floor_epoch_s']:.2f} s/epoch", title_justify="left")
-    for col in ("trials", "compile s", "epoch s (steady)", "s/epoch/trial", "GFLOP/s (train FLOPs)", "% of floor"):
+    for col in ("trials", "compile s", "epoch s (steady)", "s/epoch/trial", "GFLOP/s (train FLOPs)", "% of floor",
+                "peak RSS MiB"):
         table.add_column(col, justify="right")
     for r in rows:
         table.add_row(str(r["trials"]), f"{r['compile_s']:.2f}", f"{r['epoch_s']:.2f}", f"{r['epoch_s_per_trial']:.2f}",
-                      f"{r['train_gflops']:.1f}", f"{r['pct_of_floor']:.0f}%")
+                      f"{r['train_gflops']:.1f}", f"{r['pct_of_floor']:.0f}%", f"{r['peak_rss_mb']:.0f}")
     table.caption = "epoch time includes per-epoch evaluation on train/val/test; % counts training FLOPs only"
     console = Console() if sys.stdout.isatty() else Console(width=140)
     console.print(table)

@@ -52,7 +52,9 @@ def trial_bytes(spec: TrialSpec, n_features: int, n_classes: int = 10) -> int:
     weights = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
     copies = 3 + _OPTIMIZER_SLOTS.get(spec.optimizer, 2) + (1 if spec.reg.early_stopping else 0)
     activations = (4 * spec.train.batch_size + 2 * 2048) * sum(sizes)
-    return 4 * (copies * weights + activations)
+    # x2: XLA's buffers and temporaries. Calibrated by benchmarks/speed.py: the reference MLP on
+    # MNIST-sized data took 92 MB of resident memory per extra vmapped trial (16 -> 64 trials).
+    return 2 * 4 * (copies * weights + activations)
 
 
 def group_by_structure(specs: Sequence[TrialSpec], max_parallel: int | None = None,

