@@ -30,8 +30,9 @@ def _fmt(stat: Stat, digits: int = 4, scale: float = 1.0) -> str:
     if stat.n == 0 or math.isnan(stat.mean):
         return "-"
     mean = stat.mean * scale
-    if stat.n > 1:
-        return f"{mean:.{digits}f} ± {stat.std * scale:.{digits}f}"
+    if stat.n > 1:  # one digit fewer over seeds: the std says the last one is noise anyway
+        d = max(digits - 1, 0)
+        return f"{mean:.{d}f}±{stat.std * scale:.{d}f}"
     return f"{mean:.{digits}f}"
 
 
@@ -75,14 +76,13 @@ def comparison_table(summaries: Sequence[Summary], *, title: str, label_header: 
         ("train loss", "train_loss", False),
         ("train acc", "train_acc", True),
         ("val acc", "val_acc", True),
-        ("best val acc (epoch)", "best_val_acc", True),
+        ("best val (epoch)", "best_val_acc", True),
         ("test acc", "test_acc", True),
         ("gap", None, None),
-        ("Δ test acc vs best [95% CI] W/T/L", None, None),
+        ("Δ test acc [95% CI] W/T/L", None, None),
         ("epochs run", None, None),
         ("diagnosis", None, None),
-        ("compile s", "compile_s", False),
-        ("train s", "train_s", False),
+        ("compile + train s", "train_s", False),
         ("samples/s", "samples_per_s", True),
         ("status", None, None),
     ]
@@ -90,9 +90,8 @@ def comparison_table(summaries: Sequence[Summary], *, title: str, label_header: 
         columns = [c for c in columns if c[0] not in ("gap", "val acc", "epochs run")]
     if not paired:
         columns = [c for c in columns if not c[0].startswith("Δ")]
-    for header, _, _ in columns:
-        table.add_column(header, justify="left" if header in (label_header, "diagnosis", "status") else "right")
     best = {metric: _best(summaries, metric, higher) for _, metric, higher in columns if metric}
+    rows = []
     for i, s in enumerate(summaries):
         st = s.stats
         cells: list[Text | str] = []
@@ -101,8 +100,9 @@ def comparison_table(summaries: Sequence[Summary], *, title: str, label_header: 
                 cells.append(Text(s.label, style="bold"))
             elif header == "lr":
                 cells.append(",".join(f"{lr:g}" for lr in s.learning_rates))
-            elif header == "best val acc (epoch)":
-                cells.append(f"{_fmt(st['best_val_acc'])} ({_fmt(st['best_epoch'], 0)})")
+            elif header == "best val (epoch)":
+                epoch = st["best_epoch"]
+                cells.append(f"{_fmt(st['best_val_acc'])} ({'-' if not epoch.n else f'{epoch.mean:.0f}'})")
             elif header == "gap":
                 gap = Stat(st["train_acc"].mean - st["test_acc"].mean, 0.0, 1, (math.nan, math.nan))
                 cells.append(_fmt(gap, 3) if st["train_acc"].n else "-")
@@ -114,15 +114,25 @@ def comparison_table(summaries: Sequence[Summary], *, title: str, label_header: 
                 cells.append(_diagnosis(s))
             elif header == "status":
                 cells.append(_status(s))
-            elif metric in ("compile_s", "train_s"):
-                cells.append(_fmt(Stat(st[metric].mean, 0.0, 1, st[metric].ci95), 2))
+            elif metric == "train_s":
+                compile_s, train_s = st["compile_s"].mean, st["train_s"].mean
+                cells.append("-" if math.isnan(train_s) else f"{compile_s:.1f} + {train_s:.2f}")
             elif metric == "samples_per_s":
                 value = st[metric].mean
-                cells.append("-" if math.isnan(value) else f"{value:,.0f}")
+                cells.append("-" if math.isnan(value) else f"{value / 1000:,.0f}k" if value >= 1e4 else f"{value:,.0f}")
             else:
                 cells.append(_fmt(st[metric]))
             if metric and best.get(metric) == i and isinstance(cells[-1], str):
                 cells[-1] = Text(cells[-1], style="bold green")
+        rows.append(cells)
+    for j, (header, _, _) in enumerate(columns):
+        # Numbers never wrap (a column is at least as wide as its widest cell); headers do, and
+        # the diagnosis, status and Δ columns take what is left.
+        flexible = header in ("diagnosis", "status") or header.startswith("Δ")
+        widest = max((len(str(row[j])) for row in rows), default=1)
+        table.add_column(header, justify="left" if header in (label_header, "diagnosis", "status") else "right",
+                         min_width=15 if header == "diagnosis" else None if flexible else widest)
+    for cells in rows:
         table.add_row(*cells)
     n_seeds = max((len(s.trials) for s in summaries), default=1)
     if n_seeds > 1:
@@ -262,7 +272,7 @@ def _paired(p: object | None) -> Text:
     if p.mean_diff == 0 and p.ties == p.n:  # type: ignore[attr-defined]
         return Text("best", style="bold green")
     lo, hi = p.ci95  # type: ignore[attr-defined]
-    text = f"{p.mean_diff:+.4f} [{lo:+.4f}, {hi:+.4f}] {p.wins}/{p.ties}/{p.losses}"  # type: ignore[attr-defined]
+    text = f"{p.mean_diff:+.3f} [{lo:+.3f},{hi:+.3f}] {p.wins}/{p.ties}/{p.losses}"  # type: ignore[attr-defined]
     return Text(text, style="dim" if lo <= 0 <= hi else "")
 
 
