@@ -8,8 +8,10 @@ grows while a long run goes on).
 from __future__ import annotations
 
 import dataclasses
+import os
 import traceback
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,13 +105,14 @@ def execute(run: Run, data: Dataset, *, on_result: Callable[[results.TrialResult
         thresholds = dataclasses.replace(thresholds, underfit_train_acc=ceiling)
     key = data_key(run.data, data)
     out: dict[int, results.TrialResult] = {}
+    compile_s = _precompile([[run.specs[i] for i in members] for members in groups], data)
     for g, members in enumerate(groups):
         specs = [run.specs[i] for i in members]
         if on_group is not None:
             on_group(g, len(groups), specs)
         callback = (lambda e, m, g=g: on_epoch(g, e, m)) if on_epoch else None
         try:
-            output = engine.train_group(specs, data, on_epoch=callback)
+            output = engine.train_group(specs, data, on_epoch=callback, compile_s=compile_s[g])
         except DnnbenchError:
             raise
         except Exception as exc:  # noqa: BLE001 -- one failing group must not sink the others
@@ -129,6 +132,22 @@ def execute(run: Run, data: Dataset, *, on_result: Callable[[results.TrialResult
             if on_result:
                 on_result(result)
     return [out[i] for i in range(len(run.specs))]
+
+
+def _precompile(groups: list[list[TrialSpec]], data: Dataset) -> list[float]:
+    """Compile every group's programs before training, two at a time (XLA compiles outside the
+    GIL); per group the seconds spent. A group that fails here fails again, reported, in training."""
+    if len(groups) < 2:
+        return [0.0] * len(groups)
+
+    def one(specs: list[TrialSpec]) -> float:
+        try:
+            return engine.prepare(specs, data)
+        except Exception:  # noqa: BLE001 -- train_group raises it again and reports it per trial
+            return 0.0
+
+    with ThreadPoolExecutor(max_workers=min(len(groups), os.cpu_count() or 1, 4)) as pool:
+        return list(pool.map(one, groups))
 
 
 def _error_result(spec: TrialSpec, key: dict[str, Any], exc: Exception) -> results.TrialResult:
