@@ -104,7 +104,7 @@ def execute(job: Job, specs: Sequence[TrialSpec], *, out: Path | None, json_line
     # Resume trains again every compiled group with a missing member, whole: a trial's numbers match
     # an uninterrupted run bit for bit only in the same group (XLA's sums change in the last bits
     # with the group's size). Groups are written whole, so after Ctrl-C this costs nothing extra.
-    todo = [i for chunk in runner.group_by_structure(run.specs, run.max_parallel, data.n_features)
+    todo = [i for chunk in runner.group_by_structure(run.specs, run.max_parallel, data.n_features, data.n_classes)
             if any(ids[i] not in done for i in chunk) for i in chunk]
     written = len(done)
     sinks: list[results.ResultsWriter] = []
@@ -144,7 +144,7 @@ def execute(job: Job, specs: Sequence[TrialSpec], *, out: Path | None, json_line
 def _close(trials: list[results.TrialResult], sinks: Sequence[results.ResultsWriter], summary: Any) -> list:
     """Write the summary row, if the command has one, after every trial row."""
     if summary is not None and sinks:
-        row = results._json_safe(summary(trials))
+        row = summary(trials)
         with _holding_sigint():
             for sink in sinks:
                 sink.write(row)

@@ -26,6 +26,7 @@ from dnnbench import step as core
 from dnnbench.config import TrialSpec
 from dnnbench.data import Dataset, with_train_fraction
 from dnnbench.errors import InputError
+from dnnbench.models import weight_count
 
 #: Rows per evaluation chunk: bounds the activations held at once when evaluating big sets.
 EVAL_CHUNK = 2048
@@ -139,8 +140,7 @@ def _compiler_options(plan: core.Plan, n_trials: int) -> dict[str, Any]:
     if jax.default_backend() != "cpu":
         return {}
     s, st = plan.sizes, plan.structure
-    widths = (s.n_features, *st.model.hidden, s.n_classes)
-    weights = sum(a * b for a, b in zip(widths[:-1], widths[1:], strict=True))
+    weights = weight_count(s.n_features, st.model.hidden, s.n_classes, biases=False)
     work = 6.0 * weights * s.n_train * st.train.epochs * n_trials
     return {"xla_backend_optimization_level": 1} if work < FAST_COMPILE_FLOP else {}
 

@@ -116,6 +116,13 @@ def _dropout(
     return jnp.where(mask, a / jnp.maximum(keep, 1e-6), 0.0)
 
 
+def weight_count(n_features: int, hidden: tuple[int, ...], n_classes: int, *, biases: bool = True) -> int:
+    """Parameters of the MLP ``n_features -> hidden -> n_classes`` (the FLOP and memory estimates'
+    unit: training costs 6 FLOP per weight per sample)."""
+    sizes = (n_features, *hidden, n_classes)
+    return sum(a * b + (b if biases else 0) for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+
+
 def layer_kernels(params: nnx.State) -> list[jax.Array]:
     """The weight matrices of ``params`` (an MLP's ``nnx.State``), input layer first."""
     return [params["layers"][i]["kernel"][...] for i in range(len(params["layers"]))]

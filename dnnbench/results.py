@@ -207,7 +207,7 @@ class ResultsWriter:
         self.stream = stream
 
     def write(self, row: dict[str, Any]) -> None:
-        self.stream.write(json.dumps(row, allow_nan=False) + "\n")
+        self.stream.write(json.dumps(_json_safe(row), allow_nan=False) + "\n")
         self.stream.flush()
 
 
@@ -224,30 +224,45 @@ def open_results(path: Path, *, append: bool = False) -> IO[str]:
         raise InputError(f"--out {path}: cannot write ({exc.strerror})") from None
 
 
+def _parse_lines(path: Path, text: str, error: type[Exception], prefix: str, *,
+                 torn_ok: bool) -> tuple[dict[str, Any] | None, list[tuple[int, dict[str, Any]]], bool]:
+    """The header, the numbered trial rows and whether the file is intact (no torn last line,
+    no summary row). Summary rows are skipped: they are derived from the trial rows."""
+    lines = text.splitlines()
+    head, trials, intact = None, [], True
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if torn_ok and number == len(lines) and not text.endswith("\n"):
+                intact = False  # the torn last line of a killed process: train that trial again
+                break
+            raise error(f"{prefix}{path}:{number}: not valid JSON ({exc.msg})") from None
+        if not isinstance(row, dict) or row.get("type") not in ROW_TYPES:
+            raise error(f"{prefix}{path}:{number}: not a dnnbench row (no type header/trial/summary)")
+        if row["type"] == "summary":
+            intact = False
+        elif row["type"] == "header":
+            head = row
+        else:
+            trials.append((number, row))
+    return head, trials, intact
+
+
 def read_results(path: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
     """The header and trial rows of a results file; ``DataError`` for anything malformed."""
     from dnnbench.errors import DataError
 
     if not path.is_file():
         raise DataError(f"{path}: no such results file")
-    head, trials = None, []
-    with open(path, encoding="utf-8") as stream:
-        for number, line in enumerate(stream, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict) or row.get("type") not in ROW_TYPES:
-                raise DataError(f"{path}:{number}: not a dnnbench row (no type header/trial/summary)")
-            if row["type"] == "summary":  # derived from the trial rows; readers recompute it
-                continue
-            if row["type"] == "header":
-                head = row
-            else:
-                trials.append(row)
-    return head, trials
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read ({exc})") from None
+    head, trials, _ = _parse_lines(path, text, DataError, "", torn_ok=False)
+    return head, [row for _, row in trials]
 
 
 #: Statuses of a finished trial: ``--resume`` keeps these and trains everything else again.
@@ -271,29 +286,14 @@ def read_resumable(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]], bo
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"--resume: {path}: cannot read ({exc})") from None
-    lines = text.splitlines()
-    head, rows, intact = None, [], True
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            if number == len(lines) and not text.endswith("\n"):
-                intact = False  # the torn last line of a killed process: train that trial again
-                break
-            raise InputError(f"--resume: {path}:{number}: not valid JSON ({exc.msg})") from None
-        if not isinstance(row, dict) or row.get("type") not in ROW_TYPES:
-            raise InputError(f"--resume: {path}:{number}: not a dnnbench row (no type header/trial/summary)")
-        if row["type"] == "summary":  # stale once more trials come: rewrite the file without it
-            intact = False
-            continue
-        if row["type"] == "header":
-            head = row
-        elif not isinstance(row.get("id"), str) or not isinstance(row.get("status"), str):
+    # A summary row makes the file not intact too: it is stale once more trials come, so the
+    # file is rewritten without it.
+    head, numbered, intact = _parse_lines(path, text, InputError, "--resume: ", torn_ok=True)
+    rows = []
+    for number, row in numbered:
+        if not isinstance(row.get("id"), str) or not isinstance(row.get("status"), str):
             raise InputError(f"--resume: {path}:{number}: a trial row without an id or a status")
-        else:
-            rows.append(row)
+        rows.append(row)
     if head is None or head.get("schema") != SCHEMA:
         raise InputError(f"--resume: {path} is not a {SCHEMA} results file (no {SCHEMA} header line)")
     return head, rows, intact

@@ -21,6 +21,7 @@ from dnnbench import diagnosis, engine, results
 from dnnbench.config import DataConfig, ModelConfig, Regularization, TrainConfig, TrialSpec
 from dnnbench.data import Dataset
 from dnnbench.errors import DnnbenchError, InputError
+from dnnbench.models import weight_count
 
 EpochCallback = Callable[[int, int, dict[str, np.ndarray]], None]  # (group index, epoch, metrics)
 
@@ -50,17 +51,16 @@ def trial_bytes(spec: TrialSpec, n_features: int, n_classes: int = 10) -> int:
     """A generous estimate of one trial's device memory inside a vmapped group: weights, gradients,
     optimizer slots, the early-stopping copy, and the activations of a minibatch and of an
     evaluation chunk (float32)."""
-    sizes = (n_features, *spec.model.hidden, n_classes)
-    weights = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+    weights = weight_count(n_features, spec.model.hidden, n_classes)
     copies = 3 + _OPTIMIZER_SLOTS.get(spec.optimizer, 2) + (1 if spec.reg.early_stopping else 0)
-    activations = (4 * spec.train.batch_size + 2 * 2048) * sum(sizes)
+    activations = (4 * spec.train.batch_size + 2 * 2048) * (n_features + sum(spec.model.hidden) + n_classes)
     # x2: XLA's buffers and temporaries. Calibrated by benchmarks/speed.py: the reference MLP on
     # MNIST-sized data took 92 MB of resident memory per extra vmapped trial (16 -> 64 trials).
     return 2 * 4 * (copies * weights + activations)
 
 
 def group_by_structure(specs: Sequence[TrialSpec], max_parallel: int | None = None,
-                       n_features: int | None = None) -> list[list[int]]:
+                       n_features: int | None = None, n_classes: int = 10) -> list[list[int]]:
     """Indices of ``specs`` grouped by structure (first-seen order), chunked to ``max_parallel``.
 
     Without ``max_parallel`` and given ``n_features``, each group is chunked so that its estimated
@@ -74,8 +74,7 @@ def group_by_structure(specs: Sequence[TrialSpec], max_parallel: int | None = No
     for members in groups.values():
         size = max_parallel or len(members)
         if max_parallel is None and n_features is not None:
-            size = max(1, min(size, MEMORY_BUDGET // trial_bytes(specs[members[0]], n_features)))
-            size = len(members) if size >= len(members) else size
+            size = max(1, min(size, MEMORY_BUDGET // trial_bytes(specs[members[0]], n_features, n_classes)))
         chunks += [members[i:i + size] for i in range(0, len(members), size)]
     return chunks
 
@@ -98,7 +97,7 @@ def execute(run: Run, data: Dataset, *, on_result: Callable[[results.TrialResult
             on_epoch: EpochCallback | None = None,
             on_group: Callable[[int, int, Sequence[TrialSpec]], None] | None = None) -> list[results.TrialResult]:
     """Train every trial of ``run`` on ``data``; results in the order of ``run.specs``."""
-    groups = group_by_structure(run.specs, run.max_parallel, data.n_features)
+    groups = group_by_structure(run.specs, run.max_parallel, data.n_features, data.n_classes)
     thresholds = run.thresholds
     if run.data.label_noise > 0:  # wrong labels cap the reachable training accuracy
         ceiling = thresholds.underfit_train_acc * (1.0 - run.data.label_noise)
@@ -135,8 +134,9 @@ def execute(run: Run, data: Dataset, *, on_result: Callable[[results.TrialResult
 
 
 def _precompile(groups: list[list[TrialSpec]], data: Dataset) -> list[float]:
-    """Compile every group's programs before training, two at a time (XLA compiles outside the
-    GIL); per group the seconds spent. A group that fails here fails again, reported, in training."""
+    """Compile every group's programs before training, one thread per core (at most 4; XLA
+    compiles outside the GIL); per group the seconds spent. A group that fails here fails again,
+    reported, in training."""
     if len(groups) < 2:
         return [0.0] * len(groups)
 
