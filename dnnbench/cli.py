@@ -49,6 +49,7 @@ TrainEval = Annotated[int, typer.Option(help="Training metrics are measured (tes
 Seeds = Annotated[int, typer.Option(help="Number of seeds per configuration (seed, seed+1, ...).", rich_help_panel=TRAIN)]
 Seed = Annotated[int, typer.Option(help="First seed: initial weights, batch order and dropout masks.", rich_help_panel=TRAIN)]
 MaxParallel = Annotated[int | None, typer.Option(help="At most this many trials per compiled program.", rich_help_panel=TRAIN)]
+Workers = Annotated[int | None, typer.Option(help="Compiled programs trained at once (default: CPU cores + 1, at most 4; 1 on a GPU).", rich_help_panel=TRAIN)]
 L1 = Annotated[float, typer.Option(help="L1 penalty strength on weight matrices.", rich_help_panel=REG)]
 L2 = Annotated[float, typer.Option(help="L2 penalty strength on weight matrices.", rich_help_panel=REG)]
 Dropout = Annotated[float, typer.Option(help="Dropout rate of every hidden layer's inputs, in [0, 1).", rich_help_panel=REG)]
@@ -73,6 +74,7 @@ SHARED_OPTIONS: list[tuple[str, object, object]] = [
     ("hidden", Hidden, "500,500"), ("activation", Activation, "relu"), ("residual", Residual, False),
     ("precision", Precision, "fp32"), ("loss", Loss, "ce"), ("epochs", Epochs, 20),
     ("batch_size", BatchSize, 100), ("train_eval_samples", TrainEval, 10_000), ("seeds", Seeds, 1), ("seed", Seed, 0), ("max_parallel", MaxParallel, None),
+    ("workers", Workers, None),
     ("l1", L1, 0.0), ("l2", L2, 0.0), ("dropout", Dropout, 0.0), ("dropout_mode", DropoutMode, "inverted"),
     ("early_stopping", EarlyStopping, False), ("monitor", Monitor, "val_loss"), ("patience", Patience, 5),
     ("min_delta", MinDelta, 0.0), ("augment_shift", AugmentShift, 0), ("augment_noise", AugmentNoise, 0.0),

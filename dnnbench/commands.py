@@ -34,11 +34,13 @@ class Job:
     reg: Regularization
     seeds: tuple[int, ...]
     max_parallel: int | None = None
+    workers: int | None = None
 
     @classmethod
     def from_cli(cls, *, dataset: str, data: Path | None, data_dir: Path | None, no_verify: bool,
                  val_split: float, label_noise: float, hidden: str, activation: str, residual: bool, precision: str, loss: str,
                  epochs: int, batch_size: int, train_eval_samples: int, seeds: int, seed: int, max_parallel: int | None,
+                 workers: int | None,
                  l1: float, l2: float, dropout: float, dropout_mode: str, early_stopping: bool, monitor: str,
                  patience: int, min_delta: float, augment_shift: int, augment_noise: float,
                  train_fraction: float) -> Job:
@@ -48,6 +50,8 @@ class Job:
             raise InputError(f"seeds {seed}..{seed + seeds - 1} must lie in [0, {MAX_SEED}]")
         if max_parallel is not None and max_parallel <= 0:
             raise InputError(f"max parallel must be a positive integer, got {max_parallel}")
+        if workers is not None and workers <= 0:
+            raise InputError(f"workers must be a positive integer, got {workers}")
         return cls(
             data=DataConfig(dataset=dataset, path=str(data) if data else None, val_split=val_split,
                             data_dir=str(data_dir) if data_dir else None, verify=not no_verify,
@@ -61,6 +65,7 @@ class Job:
                                train_fraction=train_fraction),
             seeds=tuple(range(seed, seed + seeds)),
             max_parallel=max_parallel,
+            workers=workers,
         )
 
     def describe(self) -> dict[str, Any]:
@@ -88,7 +93,7 @@ def execute(job: Job, specs: Sequence[TrialSpec], *, out: Path | None, json_line
     """
     from dnnbench import report
 
-    run = runner.Run(specs=tuple(specs), data=job.data, max_parallel=job.max_parallel)
+    run = runner.Run(specs=tuple(specs), data=job.data, max_parallel=job.max_parallel, workers=job.workers)
     if resume and out is None:
         raise InputError("--resume needs --out: the results file to resume")
     previous = results.read_resumable(out) if resume and out is not None else None
@@ -104,8 +109,8 @@ def execute(job: Job, specs: Sequence[TrialSpec], *, out: Path | None, json_line
     # Resume trains again every compiled group with a missing member, whole: a trial's numbers match
     # an uninterrupted run bit for bit only in the same group (XLA's sums change in the last bits
     # with the group's size). Groups are written whole, so after Ctrl-C this costs nothing extra.
-    todo = [i for chunk in runner.group_by_structure(run.specs, run.max_parallel, data.n_features, data.n_classes)
-            if any(ids[i] not in done for i in chunk) for i in chunk]
+    pending = [chunk for chunk in runner.chunks_of(run, data)[0] if any(ids[i] not in done for i in chunk)]
+    todo = [i for chunk in pending for i in chunk]
     written = len(done)
     sinks: list[results.ResultsWriter] = []
     with contextlib.ExitStack() as stack:
@@ -132,8 +137,10 @@ def execute(job: Job, specs: Sequence[TrialSpec], *, out: Path | None, json_line
                 written += 1
 
         try:
+            position = {i: k for k, i in enumerate(todo)}
             trained = runner.execute(todo_run, data, on_result=on_result, on_epoch=progress.on_epoch,
-                                     on_group=progress.on_group)
+                                     on_group=progress.on_group,
+                                     groups=[[position[i] for i in chunk] for chunk in pending])
         except KeyboardInterrupt:
             where = f"written to {out}" if out else "written to stdout" if json_lines else "finished (no --out)"
             raise Interrupted(f"interrupted; {written} of {len(ids)} trials {where}") from None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 from rich.console import Console, Group
 from rich.panel import Panel
@@ -208,6 +209,8 @@ def datasets_table(rows: Sequence[dict]) -> Table:
 
 class TrainingProgress:
     """Live progress on stderr: one bar per compiled group, epochs done, current val accuracy.
+    Groups that train at once show their bars at once (the runner calls in from its workers,
+    one call at a time).
 
     Disabled (all methods no-ops) when stderr is not a terminal, with ``--quiet`` or ``--json``.
     """
@@ -215,7 +218,7 @@ class TrainingProgress:
     def __init__(self, run: object, *, enabled: bool) -> None:
         self.enabled = enabled
         self._progress = None
-        self._task = None
+        self._tasks: dict[int, Any] = {}
 
     def __enter__(self) -> TrainingProgress:
         if self.enabled:
@@ -248,16 +251,17 @@ class TrainingProgress:
         if first.tags:
             label += " " + ",".join(dict(first.tags).values())
         label += f" ×{len(specs)} trials"
-        self._task = self._progress.add_task(label, total=first.train.epochs, status="compiling…")
+        self._tasks[index] = self._progress.add_task(label, total=first.train.epochs, status="compiling…")
 
     def on_epoch(self, group: int, epoch: int, metrics: dict) -> None:
-        if self._progress is None or self._task is None:
+        task = self._tasks.get(group)
+        if self._progress is None or task is None:
             return
         val = metrics.get("val_acc")
         status = ""
         if val is not None and len(val) and not all(v != v for v in val):
             status = f"val acc {max(v for v in val if v == v):.4f} (best trial)"
-        self._progress.update(self._task, completed=epoch + 1, status=status)
+        self._progress.update(task, completed=epoch + 1, status=status)
 
 
 def _ratio(stat: Stat) -> str:

@@ -1,12 +1,17 @@
-"""Fixtures shared by the tests of the results-file commands."""
+"""Fixtures shared by the tests of the results-file commands; the test environment."""
 
 from __future__ import annotations
+
+import os
 
 import pytest
 import typer
 from typer.testing import CliRunner
 
 from dnnbench.cli_results import register
+
+# Tests compile afresh (no persistent compilation cache in the user's home; test_runner checks it).
+os.environ.setdefault("DNNBENCH_COMPILE_CACHE", "off")
 
 
 @pytest.fixture()

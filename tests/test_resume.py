@@ -23,7 +23,8 @@ from dnnbench.cli import main
 
 TINY = ["--dataset", "synthetic:train=200,test=50,features=8", "--hidden", "8", "--epochs", "2",
         "--batch-size", "20", "--quiet"]
-TWO_BY_TWO = ["optimizers", *TINY, "--optimizers", "sgd,adam", "--seeds", "2"]
+# Two workers: two compiled groups (sgd, adam) of two trials, however many cores the machine has.
+TWO_BY_TWO = ["optimizers", *TINY, "--optimizers", "sgd,adam", "--seeds", "2", "--workers", "2"]
 NUMBERS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
 
 
@@ -85,7 +86,26 @@ def test_resume_trains_the_groups_of_missing_trials_whole_with_identical_numbers
     text = path.read_text()
     assert text.startswith(header + trials[0] + trials[3])  # kept as it was, header included
     assert len(text.splitlines()) == 6  # header, 4 trials, the new summary
-    assert sizes == [2, 2]  # both groups trained again whole; only the missing trials written
+    assert sorted(sizes) == [2, 2]  # both groups trained again whole; only the missing trials written
+    _assert_same_numbers(_trials(path), _trials(full))
+
+
+def test_resume_keeps_the_split_groups_of_more_workers(tmp_path, monkeypatch):
+    """With four workers the two groups run as four single-trial programs; resume trains exactly
+    the programs of the missing trials, as the interrupted run had them."""
+    argv = [*TWO_BY_TWO[:-1], "4"]
+    full = tmp_path / "full.jsonl"
+    assert _run([*argv, "--out", full])[0] == 0
+    sizes: list[int] = []
+    train_group = engine.train_group
+    monkeypatch.setattr(engine, "train_group", lambda specs, *a, **k: sizes.append(len(specs)) or
+                        train_group(specs, *a, **k))
+    header, trials = _lines(full)
+    path = tmp_path / "r.jsonl"
+    path.write_text(header + trials[0] + trials[3])
+    code, _, err = _run([*argv, "--out", path, "--resume"])
+    assert code == 0, err
+    assert sizes == [1, 1]
     _assert_same_numbers(_trials(path), _trials(full))
 
 
@@ -170,9 +190,15 @@ def _dnnbench() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "dnnbench.cli"]
 
 
-def test_sigint_keeps_finished_trials_and_resume_completes_them_exactly(full, tmp_path):
+def test_sigint_keeps_finished_trials_and_resume_completes_them_exactly(tmp_path):
+    # One worker and 150 epochs: the groups train one after the other, the second for a while,
+    # so the interrupt lands after the first group's rows and before the last ones.
+    argv = [*TWO_BY_TWO, "--epochs", "150"]  # the last --epochs counts
+    full = tmp_path / "full.jsonl"
+    code, _, err = _run([*argv, "--out", full])  # the uninterrupted run (two workers: the same two groups)
+    assert code == 0, err
     path = tmp_path / "r.jsonl"
-    proc = subprocess.Popen([*_dnnbench(), *TWO_BY_TWO, "--out", str(path)], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([*_dnnbench(), *argv, "--workers", "1", "--out", str(path)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     deadline = time.monotonic() + 120
     while proc.poll() is None and time.monotonic() < deadline:  # header + the first group's trials
@@ -192,7 +218,7 @@ def test_sigint_keeps_finished_trials_and_resume_completes_them_exactly(full, tm
         f"dnnbench: interrupted; {written} of 4 trials written to {path}"]
     assert "Traceback" not in err
 
-    code, _, err = _run([*TWO_BY_TWO, "--out", path, "--resume"])
+    code, _, err = _run([*argv, "--out", path, "--resume"])
     assert code == 0, err
     assert path.read_text().splitlines()[: len(lines)] == lines
     _assert_same_numbers(_trials(path), _trials(full))  # the uninterrupted run's numbers

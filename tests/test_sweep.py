@@ -69,7 +69,7 @@ def test_a_learning_rate_grid_compiles_once_per_optimizer():
     assert grid[0] == pytest.approx(1e-4) and grid[-1] == pytest.approx(1.0) and len(grid) == 5
     specs = sensitivity.sensitivity_specs(["sgd", "adam"], grid, base, seeds=[0])
     before = engine.compile_count
-    trials = runner.execute(runner.Run(specs), data)
+    trials = runner.execute(runner.Run(specs, workers=2), data)  # two programs, one per optimizer
     # per optimizer: init (optimizer state) + epoch; the weight init is shared by both
     assert engine.compile_count - before <= 2 * 2 + 1
     assert len(runner.group_by_structure(specs)) == 2
