@@ -27,6 +27,7 @@ import json
 import os
 import platform
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -143,8 +144,9 @@ def main() -> None:
     parser.add_argument("--torch-epochs", type=int, default=3, help="epochs of the PyTorch loop")
     parser.add_argument("--quick", action="store_true", help="tiny smoke configuration: 2,000 samples, 2 epochs")
     args = parser.parse_args()
-    # Cold compiles, as a first run pays them: the persistent compilation cache would hide them.
-    os.environ.setdefault("DNNBENCH_COMPILE_CACHE", "off")
+    # A fresh, empty persistent compilation cache: every program compiles cold, as in a first run,
+    # and the suite's second run loads its programs from it, as a user's second run would.
+    os.environ.setdefault("DNNBENCH_COMPILE_CACHE", tempfile.mkdtemp(prefix="dnnbench-bench-xla-"))
     n_train, n_test = N_TRAIN, 10_000
     if args.quick:
         n_train, n_test = 2_000, 500
@@ -218,6 +220,9 @@ def run_peers(args: argparse.Namespace, raw: datamod.sources.RawData, n_train: i
     arrays = (raw.x_train[:n_train], raw.y_train[:n_train], raw.x_test, raw.y_test)
     rss = {"after_dnnbench_epochs_mb": peers.peak_rss_mb()}
     out: dict = {"dnnbench_suite": peers.dnnbench_suite(*arrays, epochs=args.suite_epochs)}
+    # Again, the programs now in the compile cache: the difference is what compiling cost in wall
+    # time (the compiles overlap with training, so their summed seconds overstate it).
+    out["dnnbench_suite_warm"] = peers.dnnbench_suite(*arrays, epochs=args.suite_epochs)
     rss["after_dnnbench_suite_mb"] = peers.peak_rss_mb()
     if args.peers:
         out["keras"] = peers.keras_suite(*arrays, epochs=args.suite_epochs)
@@ -235,7 +240,10 @@ def run_peers(args: argparse.Namespace, raw: datamod.sources.RawData, n_train: i
     nan = float("nan")
     row1 = result["rows"][0]
     ours = out["dnnbench_suite"]
-    trained = sum(len(r["epoch_times_s"]) for r in ours["optimizers"].values()) * (ours["n_train"] // BATCH) * BATCH
+    warm = out["dnnbench_suite_warm"]
+    compile_wall = ours["suite_wall_s"] - warm["suite_wall_s"]
+    epochs_run = sum(len(r["epoch_times_s"]) for r in ours["optimizers"].values())
+    trained = epochs_run * (ours["n_train"] // BATCH) * BATCH
     suite_gflops = flops_per_sample() * trained / ours["suite_wall_s"] / 1e9
     keras = out.get("keras", {"skipped": "not run (use --peers)"})
     torch = out.get("torch", {"skipped": "not run (use --peers)"})
@@ -253,14 +261,19 @@ def run_peers(args: argparse.Namespace, raw: datamod.sources.RawData, n_train: i
         "dnnbench_suite_gflops": suite_gflops,
         "dnnbench_suite_pct_of_floor": 100.0 * suite_gflops / floor,
         "dnnbench_suite_compile_s": ours["compile_s"],
-        "compile_share_of_suite": ours["compile_share"],
+        "compile_sum_share_of_suite": ours["compile_share"],
+        "dnnbench_suite_warm_wall_s": warm["suite_wall_s"],
+        "compile_wall_s": compile_wall,
+        "compile_share_of_suite": compile_wall / ours["suite_wall_s"],
         "dnnbench_suite_epoch_s": ours["epoch_s"],
+        # the suite's wall time per epoch trained: what an epoch costs when several programs share the CPU
+        "dnnbench_suite_wall_per_epoch_s": ours["suite_wall_s"] / epochs_run,
         "keras_suite_fit_s": k_fit,
         "keras_suite_wall_s": keras.get("suite_wall_s", nan),
         "keras_epoch_s": keras.get("epoch_s", nan),
         "speedup_keras_over_dnnbench_suite": k_fit / ours["suite_wall_s"],
         "speedup_keras_full_code_over_dnnbench_suite": keras.get("suite_wall_s", nan) / ours["suite_wall_s"],
-        "keras_epoch_over_dnnbench_suite_epoch": keras.get("epoch_s", nan) / ours["epoch_s"],
+        "keras_epoch_over_dnnbench_suite_wall_per_epoch": keras.get("epoch_s", nan) / (ours["suite_wall_s"] / epochs_run),
         "torch_epoch_s": torch.get("epoch_s", nan),
         "torch_epoch_over_dnnbench_epoch": torch.get("epoch_s", nan) / row1["epoch_s"],
         "peak_rss_dnnbench_mb": rss["after_dnnbench_suite_mb"],
@@ -284,8 +297,10 @@ def run_peers(args: argparse.Namespace, raw: datamod.sources.RawData, n_train: i
                  f"({s['dnnbench_epoch_over_floor']:.2f}x the floor's time)", ">= 90% of floor")
     head.add_row("dnnbench compile (1 trial)", f"{s['dnnbench_compile_s']:.2f} s", "")
     head.add_row(f"dnnbench suite 5 optimizers x {epochs} epochs, end to end",
-                 f"{s['dnnbench_suite_wall_s']:.1f} s (compile {s['dnnbench_suite_compile_s']:.1f} s = "
-                 f"{100 * s['compile_share_of_suite']:.0f}%)", "compile <= 10% of suite wall")
+                 f"{s['dnnbench_suite_wall_s']:.1f} s (compiles summed {s['dnnbench_suite_compile_s']:.1f} s)", "")
+    head.add_row("the same suite again, programs from the compile cache",
+                 f"{s['dnnbench_suite_warm_wall_s']:.1f} s: compiling cost {s['compile_wall_s']:.1f} s of wall "
+                 f"= {100 * s['compile_share_of_suite']:.0f}%", "compile <= 10% of suite wall")
     head.add_row("dnnbench suite throughput, end to end (compile + eval included)",
                  f"{s['dnnbench_suite_gflops']:.1f} GFLOP/s = {s['dnnbench_suite_pct_of_floor']:.0f}% of floor",
                  ">= 90% of floor")
@@ -295,9 +310,9 @@ def run_peers(args: argparse.Namespace, raw: datamod.sources.RawData, n_train: i
                  f"{fmt(s['speedup_keras_over_dnnbench_suite'], '.2f', 'x')} "
                  f"(full reference code: {fmt(s['speedup_keras_full_code_over_dnnbench_suite'], '.2f', 'x')})",
                  ">= 1.3x")
-    head.add_row("steady epoch: Keras / dnnbench suite (median over optimizers)",
-                 f"{fmt(s['keras_epoch_s'], '.2f', ' s')} / {s['dnnbench_suite_epoch_s']:.2f} s = "
-                 f"{fmt(s['keras_epoch_over_dnnbench_suite_epoch'], '.2f', 'x')}", "")
+    head.add_row("epoch: Keras steady (median) / dnnbench suite wall per epoch",
+                 f"{fmt(s['keras_epoch_s'], '.2f', ' s')} / {s['dnnbench_suite_wall_per_epoch_s']:.2f} s = "
+                 f"{fmt(s['keras_epoch_over_dnnbench_suite_wall_per_epoch'], '.2f', 'x')}", "")
     head.add_row("PyTorch eager epoch (Adam) / dnnbench epoch",
                  f"{fmt(s['torch_epoch_s'], '.2f', ' s')} / {s['dnnbench_epoch_s']:.2f} s = "
                  f"{fmt(s['torch_epoch_over_dnnbench_epoch'], '.2f', 'x')}" if "torch" not in s["skipped"]
@@ -308,7 +323,8 @@ def run_peers(args: argparse.Namespace, raw: datamod.sources.RawData, n_train: i
     head.caption = (f"load average now {load[0]:.2f} on {os.cpu_count()} CPUs (other processes slow every figure); "
                     "speed-up counts Keras's fit only, conservatively")
 
-    per = Table(title=f"per optimizer, {epochs} epochs: dnnbench | Keras-JAX  (first epoch includes compile)",
+    per = Table(title=f"per optimizer, {epochs} epochs: dnnbench | Keras-JAX  (first epoch includes compile; "
+                      f"dnnbench trains {ours['workers']} programs at once, each epoch shares the CPU)",
                 title_justify="left")
     for col in ("optimizer", "first epoch s", "steady epoch s", "wall s (Keras: to end of fit)", "test acc"):
         per.add_column(col, justify="left" if col == "optimizer" else "right")
