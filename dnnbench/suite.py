@@ -2,7 +2,7 @@
 
     [data]             dataset, path, val_split, label_noise, data_dir, verify
     [model]            hidden, activation, residual, precision
-    [train]            epochs, batch_size, loss, seeds, seed, max_parallel
+    [train]            epochs, batch_size, loss, seeds, seed, max_parallel, workers
     [regularization]   l1, l2, dropout, dropout_mode, early_stopping, monitor, patience, min_delta,
                        augment_shift, augment_noise, train_fraction
     [[experiment]]     name, kind = "optimizers"   (optimizers, lr = 0.01 or {adam = 1e-3, ...})
@@ -42,7 +42,8 @@ NAMES, HIDDEN, LR = "a list of names", "a list of layer widths like [500, 500]",
 SECTIONS: dict[str, dict[str, str]] = {
     "data": {"dataset": STR, "path": STR, "val_split": FLOAT, "label_noise": FLOAT, "data_dir": STR, "verify": BOOL},
     "model": {"hidden": HIDDEN, "activation": STR, "residual": BOOL, "precision": STR},
-    "train": {"epochs": INT, "batch_size": INT, "loss": STR, "seeds": INT, "seed": INT, "max_parallel": INT},
+    "train": {"epochs": INT, "batch_size": INT, "loss": STR, "seeds": INT, "seed": INT, "max_parallel": INT,
+              "workers": INT},
     "regularization": {"l1": FLOAT, "l2": FLOAT, "dropout": FLOAT, "dropout_mode": STR, "early_stopping": BOOL,
                        "monitor": STR, "patience": INT, "min_delta": FLOAT, "augment_shift": INT,
                        "augment_noise": FLOAT, "train_fraction": FLOAT},
@@ -187,6 +188,7 @@ def _job(src: _Source, suite: dict[str, dict[str, Any]], over: dict[str, dict[st
     train = merged("train")
     seeds, seed = train.pop("seeds", (1, "", None)), train.pop("seed", (0, "", None))
     parallel = train.pop("max_parallel", None)
+    workers = train.pop("workers", None)
     model = merged("model")
     if "hidden" in model:
         model["hidden"] = (tuple(model["hidden"][0]), *model["hidden"][1:])
@@ -197,13 +199,16 @@ def _job(src: _Source, suite: dict[str, dict[str, Any]], over: dict[str, dict[st
                         "seed", seed[2])
     if parallel is not None and parallel[0] <= 0:
         raise src.error(f"max_parallel must be a positive integer, got {parallel[0]}", "train", "max_parallel")
+    if workers is not None and workers[0] <= 0:
+        raise src.error(f"workers must be a positive integer, got {workers[0]}", "train", "workers")
     return Job(data=_build(src, DataConfig, data), model=_build(src, ModelConfig, model),
                train=_build(src, TrainConfig, train), reg=_build(src, Regularization, merged("regularization")),
-               seeds=tuple(range(seed[0], seed[0] + seeds[0])), max_parallel=parallel[0] if parallel else None)
+               seeds=tuple(range(seed[0], seed[0] + seeds[0])), max_parallel=parallel[0] if parallel else None,
+               workers=workers[0] if workers else None)
 
 
 def _experiment(src: _Source, index: int, raw: Any, suite: dict[str, dict[str, Any]], folder: Path,
-                max_parallel: int | None) -> Experiment:
+                max_parallel: int | None, workers: int | None) -> Experiment:
     if not isinstance(raw, dict):
         raise src.error("must be a table", "experiment", None, index)
     kind = raw.get("kind")
@@ -213,12 +218,13 @@ def _experiment(src: _Source, index: int, raw: Any, suite: dict[str, dict[str, A
     own = _checked(src, {k: v for k, v in raw.items() if k not in OVERRIDABLE}, "experiment", schema, index)
     over = {}
     for section in OVERRIDABLE:
-        allowed = {k: v for k, v in SECTIONS[section].items() if k != "max_parallel"}  # one per suite: [train]
+        # one per suite, in [train]: how the whole run is split into programs
+        allowed = {k: v for k, v in SECTIONS[section].items() if k not in ("max_parallel", "workers")}
         over[section] = _checked(src, raw.get(section, {}), f"experiment.{section}", allowed, index)
     name = own.pop("name", kind)
     if not name.strip():
         raise src.error("name must not be empty", "experiment", "name", index)
-    job = dataclasses.replace(_job(src, suite, over, index, folder), max_parallel=max_parallel)
+    job = dataclasses.replace(_job(src, suite, over, index, folder), max_parallel=max_parallel, workers=workers)
     settings = {k: v for k, v in own.items() if k != "kind"}
 
     def fail(message: str, key: str) -> InputError:
@@ -281,7 +287,8 @@ def load(path: Path) -> Suite:
     if not isinstance(raw, list) or not raw:
         raise src.error("a suite needs at least one [[experiment]] table (kind = \"optimizers\" or "
                         "\"regularizers\")", "", "experiment")
-    experiments = [_experiment(src, i, item, suite, folder, job.max_parallel) for i, item in enumerate(raw)]
+    experiments = [_experiment(src, i, item, suite, folder, job.max_parallel, job.workers)
+                   for i, item in enumerate(raw)]
     seen: set[str] = set()
     for i, experiment in enumerate(experiments):
         if experiment.name in seen:

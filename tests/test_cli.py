@@ -60,6 +60,8 @@ BAD_INPUTS: dict[str, tuple[list[str], list[str]]] = {
     "hidden zero": (["--hidden", "0"], ["hidden", "0"]),
     "hidden not numbers": (["--hidden", "a,b"], ["hidden", "a,b"]),
     "seeds zero": (["--seeds", "0"], ["seeds", "0"]),
+    "workers zero": (["--workers", "0"], ["workers", "0"]),
+    "max parallel negative": (["--max-parallel", "-2"], ["max parallel", "-2"]),
     "batch larger than training set": (["--dataset", "synthetic:train=50,test=10,features=4", "--batch-size", "100"],
                                        ["batch size 100", "45"]),
     "val split one": (["--val-split", "1"], ["val split", "1"]),

@@ -117,6 +117,8 @@ BAD_SUITES: dict[str, tuple[str, int | None, list[str]]] = {
     "inline override": (SMALL + "train = { batch_size = -5 }\n", 21, ["batch size", "-5"]),
     "max_parallel per experiment": (SMALL + "[experiment.train]\nmax_parallel = 2\n", 22,
                                     ["unknown key 'max_parallel'"]),
+    "workers per experiment": (SMALL + "[experiment.train]\nworkers = 2\n", 22, ["unknown key 'workers'"]),
+    "workers zero": (SMALL.replace("seeds = 2", "seeds = 2\nworkers = 0"), 11, ["[train] workers", "0"]),
     "duplicate names": (SMALL.replace('name = "opt"', 'name = "regularizers"'), 17, ["'regularizers' is used twice"]),
     "no experiment": (SMALL.split("[[experiment]]")[0], None, ["at least one [[experiment]]"]),
     "not TOML": (SMALL.replace("epochs = 2", "epochs = "), None, ["not valid TOML", "line 8"]),
@@ -184,3 +186,11 @@ def test_ci_suite_passes_the_check_against_the_committed_baseline(tmp_path):
     _, *baseline = _rows(BASELINE)
     assert {t["id"] for t in baseline} == {t["id"] for t in _rows(out)[1:]}  # the very same trials
     assert all(t["status"] == "ok" for t in baseline)
+
+
+def test_workers_in_train_reach_every_experiment(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text(SMALL.replace("seeds = 2", "seeds = 2\nworkers = 2"))
+    loaded = suite.load(path)
+    assert loaded.job.workers == 2
+    assert all(e.job.workers == 2 for e in loaded.experiments)
