@@ -191,8 +191,7 @@ def execute(run: Run, data: Dataset, *, on_result: Callable[[results.TrialResult
             exc.report = traceback.format_exc(limit=3)  # type: ignore[attr-defined]
             return exc
 
-    finished: dict[int, engine.GroupOutput | Exception] = {}
-
+    finished: dict[int, engine.GroupOutput | Exception] = {}  # trained, not yet emitted
     emitted: set[int] = set()
 
     def emit(g: int) -> None:
@@ -210,10 +209,12 @@ def execute(run: Run, data: Dataset, *, on_result: Callable[[results.TrialResult
     try:
         compiled = [compiler.submit(_prepare, specs, data) if len(groups) > 1 else _done(0.0) for specs in group_specs]
         futures = {trainer.submit(train, g, compiled[g]): g for g in range(len(groups))}
+        next_group = 0  # results go out in group order: a results file's rows do not depend on timing
         for future in as_completed(futures):
             finished[futures[future]] = future.result()
-            while len(emitted) in finished:  # in group order: a results file's rows do not depend on timing
-                emit(len(emitted))
+            while next_group in finished:
+                emit(next_group)
+                next_group += 1
     except BaseException:
         stop.set()  # the workers stop at their next epoch
         trainer.shutdown(wait=True, cancel_futures=True)

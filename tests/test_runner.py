@@ -119,7 +119,7 @@ def test_an_input_error_in_one_program_stops_the_others(ds, monkeypatch):
 
     monkeypatch.setattr(engine, "train_group", failing)
     long = tuple(TrialSpec(optimizer="adam", seed=0, model=ModelConfig(hidden=(16,)),
-                           train=TrainConfig(epochs=200, batch_size=20)) for _ in range(1))
+                           train=TrainConfig(epochs=100_000, batch_size=20)) for _ in range(1))
     start = time.perf_counter()
     with pytest.raises(InputError, match="disk full"):
         runner.execute(runner.Run(specs(1, "sgd") + long, workers=2), ds)
@@ -203,3 +203,27 @@ def test_the_compile_cache_can_be_off_and_an_unwritable_one_is_skipped_quietly(t
     bad, err = _probe(tmp_path, str(blocker / "xla"))
     assert bad["hits"] == 0 and bad["metrics"] == off["metrics"]
     assert "Warning" not in err and "cache" not in err.lower()
+
+
+def test_on_stop_groups_that_finished_are_kept_and_unfinished_ones_are_not(ds, monkeypatch):
+    """Group 0 trains long, group 1 finishes, group 2 fails with an InputError: group 1's rows
+    still reach on_result (out of order, since the run ends), group 0's never do."""
+    train_group = engine.train_group
+    finished_1 = threading.Event()
+
+    def scripted(group, *args, **kwargs):
+        if group[0].optimizer == "rmsprop":
+            assert finished_1.wait(60)
+            raise InputError("disk full")
+        output = train_group(group, *args, **kwargs)
+        if group[0].optimizer == "sgd":
+            finished_1.set()
+        return output
+
+    monkeypatch.setattr(engine, "train_group", scripted)
+    long = (TrialSpec(optimizer="adam", model=ModelConfig(hidden=(16,)), train=TrainConfig(epochs=100_000, batch_size=20)),)
+    seen: list[str] = []
+    with pytest.raises(InputError, match="disk full"):
+        runner.execute(runner.Run(long + specs(1, "sgd") + specs(1, "rmsprop"), workers=3), ds,
+                       on_result=lambda trial: seen.append(trial.optimizer))
+    assert seen == ["sgd"]
