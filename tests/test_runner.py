@@ -150,7 +150,7 @@ def test_workers_must_be_positive():
 def test_default_concurrency_is_cores_plus_one_on_cpu():
     import os
 
-    cores = len(os.sched_getaffinity(0))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     assert engine.concurrency() == max(1, min(4, cores + 1))
 
 
