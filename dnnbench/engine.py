@@ -165,7 +165,7 @@ def _programs(plan: core.Plan, numbers: core.Numbers, data: core.DeviceData,
     # The two init programs run once per group: they always compile for speed of compiling
     # (on CPU the weight init's RNG took 1.19 s at the default level, 0.41 s at level 1, with
     # bit-identical weights; a run of it takes 8-9 ms either way).
-    once = _compiler_options(plan, n, run_once=True)
+    once = _FAST_COMPILE if jax.default_backend() == "cpu" else {}
     init_params_fn = core.make_init_params(plan)
     init_params = _compiled(model_key + (devices,),
                             lambda: jax.jit(jax.vmap(init_params_fn), **on).lower(numbers.seed).compile(once))
@@ -188,17 +188,16 @@ def _programs(plan: core.Plan, numbers: core.Numbers, data: core.DeviceData,
 #: measured on the 2-core CPU, compile time -30% (the five digits optimizers: 15.9 s -> 11.0 s)
 #: for +4% epoch time, which only pays while compiling outweighs training (about 1-2 s of it).
 FAST_COMPILE_FLOP = 2e11
+_FAST_COMPILE = {"xla_backend_optimization_level": 1}
 
 
-def _compiler_options(plan: core.Plan, n_trials: int, *, run_once: bool = False) -> dict[str, Any]:
+def _compiler_options(plan: core.Plan, n_trials: int) -> dict[str, Any]:
     if jax.default_backend() != "cpu":
         return {}
-    if run_once:
-        return {"xla_backend_optimization_level": 1}
     s, st = plan.sizes, plan.structure
     weights = weight_count(s.n_features, st.model.hidden, s.n_classes, biases=False)
     work = 6.0 * weights * s.n_train * st.train.epochs * n_trials
-    return {"xla_backend_optimization_level": 1} if work < FAST_COMPILE_FLOP else {}
+    return _FAST_COMPILE if work < FAST_COMPILE_FLOP else {}
 
 
 def concurrency() -> int:
@@ -213,8 +212,12 @@ def concurrency() -> int:
     """
     if jax.default_backend() != "cpu":
         return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(4, cores + 1))
+    return max(1, min(4, cores() + 1))
+
+
+def cores() -> int:
+    """The CPU cores this process may run on (its affinity where the OS tells it)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _over_trials(epoch_fn: Callable, n: int) -> Callable:

@@ -251,16 +251,21 @@ def _parse_lines(path: Path, text: str, error: type[Exception], prefix: str, *,
     return head, trials, intact
 
 
+def _read_text(path: Path, error: type[Exception], missing: str, prefix: str = "") -> str:
+    """A results file's text; ``error(missing)`` when there is no such file."""
+    if not path.is_file():
+        raise error(missing)
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"{prefix}{path}: cannot read ({exc})") from None
+
+
 def read_results(path: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
     """The header and trial rows of a results file; ``DataError`` for anything malformed."""
     from dnnbench.errors import DataError
 
-    if not path.is_file():
-        raise DataError(f"{path}: no such results file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read ({exc})") from None
+    text = _read_text(path, DataError, f"{path}: no such results file")
     head, trials, _ = _parse_lines(path, text, DataError, "", torn_ok=False)
     return head, [row for _, row in trials]
 
@@ -280,12 +285,8 @@ def read_resumable(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]], bo
     """
     from dnnbench.errors import InputError
 
-    if not path.is_file():
-        raise InputError(f"--resume: {path} does not exist; nothing to resume (run once without --resume)")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"--resume: {path}: cannot read ({exc})") from None
+    text = _read_text(path, InputError, f"--resume: {path} does not exist; nothing to resume (run once without "
+                      "--resume)", prefix="--resume: ")
     # A summary row makes the file not intact too: it is stale once more trials come, so the
     # file is rewritten without it.
     head, numbered, intact = _parse_lines(path, text, InputError, "--resume: ", torn_ok=True)

@@ -8,7 +8,6 @@ grows while a long run goes on).
 from __future__ import annotations
 
 import dataclasses
-import os
 import threading
 import traceback
 from collections.abc import Callable, Sequence
@@ -203,11 +202,11 @@ def execute(run: Run, data: Dataset, *, on_result: Callable[[results.TrialResult
             if on_result:
                 on_result(out[i])
 
-    compiler = ThreadPoolExecutor(max_workers=min(len(groups), os.cpu_count() or 1, 4), thread_name_prefix="compile")
+    compiler = ThreadPoolExecutor(max_workers=min(len(groups), engine.cores(), 4), thread_name_prefix="compile")
     trainer = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="train")
     futures: dict[Future, int] = {}
     try:
-        compiled = [compiler.submit(_prepare, specs, data) if len(groups) > 1 else _done(0.0) for specs in group_specs]
+        compiled = [compiler.submit(_prepare, specs, data) for specs in group_specs]
         futures = {trainer.submit(train, g, compiled[g]): g for g in range(len(groups))}
         next_group = 0  # results go out in group order: a results file's rows do not depend on timing
         for future in as_completed(futures):
@@ -239,12 +238,6 @@ def _result(output: engine.GroupOutput, j: int, key: dict[str, Any], run: Run, d
     result.diagnosis = diagnosis.diagnose(result.history, result.status, spec=result.spec,
                                           base_command=base, thresholds=thresholds)
     return result
-
-
-def _done(value: float) -> Future:
-    future: Future = Future()
-    future.set_result(value)
-    return future
 
 
 def _prepare(specs: list[TrialSpec], data: Dataset) -> float:
