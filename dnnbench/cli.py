@@ -65,6 +65,12 @@ Out = Annotated[Path | None, typer.Option(help="Write results as JSON Lines to t
 Json = Annotated[bool, typer.Option("--json", help="Write the results lines to stdout instead of a table.", rich_help_panel=OUTPUT)]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.", rich_help_panel=OUTPUT)]
 Resume = Annotated[bool, typer.Option("--resume", help="Keep the finished trials already in --out, train the rest and append them.", rich_help_panel=OUTPUT)]
+Hp = Annotated[list[str] | None, typer.Option("--hp", help="Set an optimizer hyperparameter: NAME=VALUE (every compared optimizer that has it) or OPTIMIZER.NAME=VALUE (repeatable), e.g. --hp b1=0.95 --hp adam.eps=1e-8.", rich_help_panel=TRAIN)]
+ScheduleKind = Annotated[str, typer.Option("--schedule", help="Learning-rate schedule: constant | linear | cosine | warmup_cosine | step | exponential (a factor on every optimizer's update).", rich_help_panel=TRAIN)]
+Warmup = Annotated[str | None, typer.Option(help="Linear warmup: a fraction of training (0.1) or epochs (2e); default 0 (0.1 for warmup_cosine).", rich_help_panel=TRAIN)]
+DecayTo = Annotated[float | None, typer.Option(help="Final factor of linear, cosine and exponential schedules (default 0; 0.01 for exponential).", rich_help_panel=TRAIN)]
+StepEvery = Annotated[float | None, typer.Option(help="step schedule: epochs between steps (default: a third of training).", rich_help_panel=TRAIN)]
+StepFactor = Annotated[float, typer.Option(help="step schedule: the factor of each step.", rich_help_panel=TRAIN)]
 
 
 # The options every training command shares: (parameter name, annotated type, default).
@@ -74,7 +80,8 @@ SHARED_OPTIONS: list[tuple[str, object, object]] = [
     ("hidden", Hidden, "500,500"), ("activation", Activation, "relu"), ("residual", Residual, False),
     ("precision", Precision, "fp32"), ("loss", Loss, "ce"), ("epochs", Epochs, 20),
     ("batch_size", BatchSize, 100), ("train_eval_samples", TrainEval, 10_000), ("seeds", Seeds, 1), ("seed", Seed, 0), ("max_parallel", MaxParallel, None),
-    ("workers", Workers, None),
+    ("workers", Workers, None), ("hp", Hp, None), ("schedule", ScheduleKind, "constant"), ("warmup", Warmup, None),
+    ("decay_to", DecayTo, None), ("step_every", StepEvery, None), ("step_factor", StepFactor, 0.1),
     ("l1", L1, 0.0), ("l2", L2, 0.0), ("dropout", Dropout, 0.0), ("dropout_mode", DropoutMode, "inverted"),
     ("early_stopping", EarlyStopping, False), ("monitor", Monitor, "val_loss"), ("patience", Patience, 5),
     ("min_delta", MinDelta, 0.0), ("augment_shift", AugmentShift, 0), ("augment_noise", AugmentNoise, 0.0),
@@ -86,7 +93,7 @@ _OUTPUT_KEYS = ("out", "json", "quiet", "resume")
 
 def shared_options(command: Callable[..., None] | None = None, **defaults: object) -> Callable[..., None]:
     """Give a command the shared options; it receives them as ``job`` (a built, validated
-    ``commands.Job``) and ``output`` (``out``, ``json``, ``quiet``, ``resume``). One list, many commands.
+    ``job.Job``) and ``output`` (``out``, ``json``, ``quiet``, ``resume``). One list, many commands.
     ``@shared_options(epochs=40)`` changes a default for that command only."""
     if command is None:
         return functools.partial(shared_options, **defaults)  # type: ignore[return-value]
@@ -97,25 +104,21 @@ def shared_options(command: Callable[..., None] | None = None, **defaults: objec
 
     @functools.wraps(command)
     def wrapper(**kwargs: object) -> None:
-        from dnnbench import commands
+        from dnnbench import options
 
         shared = {name: kwargs.pop(name) for name, _, _ in SHARED_OPTIONS}
         output = {key: shared.pop(key) for key in _OUTPUT_KEYS}
-        command(job=commands.Job.from_cli(**shared), output=output, **kwargs)
+        command(job=options.job_from_cli(**shared), output=output, **kwargs)
 
     wrapper.__signature__ = inspect.Signature(own + extra)  # type: ignore[attr-defined]
     wrapper.__annotations__ = {p.name: p.annotation for p in own + extra}
     return wrapper
 
 
-def _names(text: str, valid: tuple[str, ...], what: str) -> list[str]:
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    if not names:
-        raise InputError(f"--{what} names nothing; valid: {', '.join(valid)}")
-    for name in names:
-        if name not in valid:
-            raise InputError(f"unknown {what[:-1]} {name!r}; valid: {', '.join(valid)}")
-    return list(dict.fromkeys(names))
+def _optimizers(text: str) -> list[str]:
+    from dnnbench import options
+
+    return options.check_optimizers(options.parse_names(text))
 
 
 @app.command()
@@ -123,23 +126,28 @@ def _names(text: str, valid: tuple[str, ...], what: str) -> list[str]:
 def optimizers(
     job: object,
     output: dict,
-    optimizers: Annotated[str, typer.Option("--optimizers", help="Comma-separated optimizers to compare.", rich_help_panel=TRAIN)] = "sgd,momentum,adagrad,rmsprop,adam",
+    optimizers: Annotated[str, typer.Option("--optimizers", help="Comma-separated optimizers to compare: built-in names, any optax optimizer (lion, optax.adam, optax.contrib.muon), path/to/file.py:factory, package.module:factory, or a plugin.", rich_help_panel=TRAIN)] = "sgd,momentum,adagrad,rmsprop,adam",
     lr: Annotated[str | None, typer.Option(help="Learning rate for all (0.01) or per optimizer (adam=1e-3,sgd=0.1); default: each optimizer's own.", rich_help_panel=TRAIN)] = None,
-    list_: Annotated[bool, typer.Option("--list", help="List the optimizers, their update rules and defaults, and exit.")] = False,
+    list_: Annotated[bool, typer.Option("--list", help="List the built-in and plugin optimizers (update rules, defaults), and those named by --optimizers if given; then exit.")] = False,
+    all_: Annotated[bool, typer.Option("--all", help="With --list: also every optax optimizer dnnbench can run, with its hyperparameters and defaults.")] = False,
     tune: Annotated[bool, typer.Option("--tune", help="Also tune each optimizer's learning rate (lr-sensitivity grid, chosen on validation) and show default and tuned side by side.", rich_help_panel=TRAIN)] = False,
 ) -> None:
     """Train the same task with each optimizer (same seeds, same initial weights, same batches) and compare."""
-    from dnnbench import commands, optim, report
+    from dnnbench import commands
 
-    if list_:
-        report.make_console().print(report.optimizers_list_table())
+    if list_ or all_:
+        if all_ and not list_:
+            raise InputError("--all goes with --list: dnnbench optimizers --list --all")
+        from dnnbench import options
+
+        commands.list_optimizers(options.parse_names(optimizers), every=all_)
         return
     if tune:
         from dnnbench import explore
 
-        explore.run_tuned(job, _names(optimizers, optim.NAMES, "optimizers"), **output)
+        explore.run_tuned(job, _optimizers(optimizers), **output)
         return
-    commands.compare_optimizers(job, _names(optimizers, optim.NAMES, "optimizers"), lr, **output)
+    commands.compare_optimizers(job, _optimizers(optimizers), lr, **output)
 
 
 @app.command()
@@ -207,9 +215,9 @@ def lr_sensitivity(
     tolerance: Annotated[float, typer.Option(help="A learning rate within this of the best metric counts as good.", rich_help_panel=OUTPUT)] = 0.02,
 ) -> None:
     """For each optimizer, a log-spaced learning-rate grid in one compiled program: best rate and how forgiving it is."""
-    from dnnbench import explore, optim
+    from dnnbench import explore
 
-    explore.run_sensitivity(job, _names(optimizers, optim.NAMES, "optimizers"), lr_min=lr_min, lr_max=lr_max,
+    explore.run_sensitivity(job, _optimizers(optimizers), lr_min=lr_min, lr_max=lr_max,
                             points=points, metric=metric, tolerance=tolerance, **output)
 
 

@@ -14,72 +14,14 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dnnbench import data as datamod
-from dnnbench import engine, results, runner
-from dnnbench.config import MAX_SEED, MAX_SEEDS, DataConfig, ModelConfig, Regularization, TrainConfig, TrialSpec
+from dnnbench import engine, optim, options, regularizers, results, runner
+from dnnbench.config import TrialSpec
 from dnnbench.errors import InputError, Interrupted
-
-
-@dataclass(frozen=True)
-class Job:
-    """Everything the shared options say: data, model, training, regularization, seeds."""
-
-    data: DataConfig
-    model: ModelConfig
-    train: TrainConfig
-    reg: Regularization
-    seeds: tuple[int, ...]
-    max_parallel: int | None = None
-    workers: int | None = None
-
-    @classmethod
-    def from_cli(cls, *, dataset: str, data: Path | None, data_dir: Path | None, no_verify: bool,
-                 val_split: float, label_noise: float, hidden: str, activation: str, residual: bool, precision: str, loss: str,
-                 epochs: int, batch_size: int, train_eval_samples: int, seeds: int, seed: int, max_parallel: int | None,
-                 workers: int | None,
-                 l1: float, l2: float, dropout: float, dropout_mode: str, early_stopping: bool, monitor: str,
-                 patience: int, min_delta: float, augment_shift: int, augment_noise: float,
-                 train_fraction: float) -> Job:
-        if not 0 < seeds <= MAX_SEEDS:
-            raise InputError(f"seeds must be a positive integer up to {MAX_SEEDS}, got {seeds}")
-        if not 0 <= seed or seed + seeds - 1 > MAX_SEED:
-            raise InputError(f"seeds {seed}..{seed + seeds - 1} must lie in [0, {MAX_SEED}]")
-        if max_parallel is not None and max_parallel <= 0:
-            raise InputError(f"max parallel must be a positive integer, got {max_parallel}")
-        if workers is not None and workers <= 0:
-            raise InputError(f"workers must be a positive integer, got {workers}")
-        return cls(
-            data=DataConfig(dataset=dataset, path=str(data) if data else None, val_split=val_split,
-                            data_dir=str(data_dir) if data_dir else None, verify=not no_verify,
-                            label_noise=label_noise),
-            model=ModelConfig(hidden=parse_hidden(hidden), activation=activation, residual=residual,
-                              precision=precision),
-            train=TrainConfig(epochs=epochs, batch_size=batch_size, loss=loss, train_eval_samples=train_eval_samples),
-            reg=Regularization(l1=l1, l2=l2, dropout=dropout, dropout_mode=dropout_mode,
-                               early_stopping=early_stopping, monitor=monitor, patience=patience,
-                               min_delta=min_delta, augment_shift=augment_shift, augment_noise=augment_noise,
-                               train_fraction=train_fraction),
-            seeds=tuple(range(seed, seed + seeds)),
-            max_parallel=max_parallel,
-            workers=workers,
-        )
-
-    def describe(self) -> dict[str, Any]:
-        import dataclasses
-
-        return {key: dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
-                for key, value in dataclasses.asdict(self).items()}
-
-
-def parse_hidden(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise InputError(f"--hidden must be comma-separated positive integers like 500,500, got {text!r}") from None
+from dnnbench.job import Job
 
 
 def execute(job: Job, specs: Sequence[TrialSpec], *, out: Path | None, json_lines: bool, quiet: bool,
@@ -200,8 +142,8 @@ def compare_optimizers(job: Job, names: Sequence[str], lr: str | None, *, out: P
     """``dnnbench optimizers``: the paired comparison of ``names`` on one task."""
     from dnnbench import report, stats
 
-    lrs = runner.parse_lr(lr, names)
-    specs = runner.optimizer_specs(names, lrs, job.seeds, model=job.model, train=job.train, reg=job.reg)
+    lrs = options.parse_lr(lr, names)
+    specs = runner.optimizer_specs(job, names, lrs, options.apply_hp(job.hp, names))
     trials = execute(job, specs, out=out, json_lines=json, quiet=quiet, resume=resume,
                      extra_config={"command": "optimizers", "optimizers": list(names), "lr": lr},
                      summary=lambda ts: stats.summary_row(ts, lambda t: t.optimizer, "optimizer"))
@@ -226,7 +168,8 @@ def compare_regularizers(job: Job, methods: str | None, optimizer: str, lr: floa
     """``dnnbench regularizers``: each remedy on the same task, seeds and initial weights."""
     from dnnbench import report, stats
 
-    names, strengths, specs = regularizer_specs(job, methods, optimizer, lr)
+    hyperparams = options.apply_hp(job.hp, [optimizer])[optimizer]
+    names, strengths, specs = regularizers.comparison_specs(job, methods, optimizer, lr, hyperparams)
     trials = execute(job, specs, out=out, json_lines=json, quiet=quiet, resume=resume,
                      extra_config={"command": "regularizers", "methods": names,
                                    "strengths": dataclasses.asdict(strengths)},
@@ -234,28 +177,6 @@ def compare_regularizers(job: Job, methods: str | None, optimizer: str, lr: floa
     if not json:
         report.make_console().print(regularizers_table(job, trials, optimizer))
     return trials
-
-
-def regularizer_specs(job: Job, methods: str | None, optimizer: str,
-                      lr: float | None) -> tuple[list[str], Any, tuple[TrialSpec, ...]]:
-    """The methods, their strengths (``--l1`` etc. or the defaults) and one trial per method and seed."""
-    from dnnbench import regularizers
-
-    image_like = _image_like(job)
-    names = regularizers.parse_methods(methods, image_like)
-    r = job.reg
-    default = regularizers.Strengths()
-    strengths = regularizers.Strengths(
-        l1=r.l1 or default.l1, l2=r.l2 or default.l2, dropout=r.dropout or default.dropout,
-        patience=r.patience, augment_shift=r.augment_shift or default.augment_shift,
-        augment_noise=r.augment_noise or default.augment_noise,
-    )
-    hyper = (("learning_rate", lr),) if lr is not None else ()
-    base = TrialSpec(optimizer=optimizer, hyperparams=hyper, model=job.model, train=job.train, reg=job.reg)
-    if "early_stopping" in names or "all" in names:
-        if job.data.val_split == 0:
-            raise InputError("early stopping needs a validation set; use --val-split > 0 or leave it out of --methods")
-    return names, strengths, regularizers.method_specs(names, base, job.seeds, strengths, image_like)
 
 
 def regularizers_table(job: Job, trials: Sequence[results.TrialResult], optimizer: str,
@@ -271,22 +192,13 @@ def regularizers_table(job: Job, trials: Sequence[results.TrialResult], optimize
                                    paired=paired)
 
 
-def _image_like(job: Job) -> bool:
-    """Whether the data are single-channel images (augmentation by shifts makes sense)."""
-    if job.data.path:
-        return True  # checked against the loaded data by the engine; a clear error if not
-    name = job.data.dataset.split(":")[0]
-    return name in ("digits", "mnist", "fashion-mnist")
-
-
 def diagnose_one(job: Job, optimizer: str, lr: float | None, *, out: Path | None = None, json: bool = False,
                  quiet: bool = False, resume: bool = False) -> list[results.TrialResult]:
     """``dnnbench diagnose``: one configuration, its verdict, evidence and next commands."""
     from dnnbench import report
 
-    hyper = (("learning_rate", lr),) if lr is not None else ()
-    specs = [TrialSpec(optimizer=optimizer, hyperparams=hyper, seed=s, model=job.model, train=job.train,
-                       reg=job.reg) for s in job.seeds]
+    hyperparams = options.apply_hp(job.hp, [optimizer])[optimizer]
+    specs = [job.trial(optimizer, lr, hyperparams, seed=s) for s in job.seeds]
     trials = execute(job, specs, out=out, json_lines=json, quiet=quiet, resume=resume,
                      extra_config={"command": "diagnose"})
     if not json:
@@ -294,6 +206,29 @@ def diagnose_one(job: Job, optimizer: str, lr: float | None, *, out: Path | None
         for trial in trials:
             console.print(report.diagnosis_panel(trial))
     return trials
+
+
+def list_optimizers(named: Sequence[str] = (), *, every: bool = False) -> None:
+    """``dnnbench optimizers --list [--all]``: built-ins with their rules, plugins, the optimizers
+    named by ``--optimizers``, and with ``every`` each optax optimizer that runs here."""
+    from dnnbench import report
+    from dnnbench.optim import catalogue, user
+
+    specs = list(dict.fromkeys([*optim.NAMES, *sorted(user.plugins()), *named]))
+    refused: dict[str, str] = {}
+    if every:
+        for name in catalogue.names() + [f"contrib.{n}" for n in catalogue.names(contrib=True)]:
+            specs.append(f"optax.{name}")
+    rows = []
+    for spec in dict.fromkeys(specs):
+        try:
+            optim.resolve(spec)  # loads it, and checks that it runs with its defaults
+            rows.append(optim.describe_spec(spec))
+        except InputError as exc:
+            if spec in named or spec in optim.NAMES:
+                raise
+            refused[spec] = str(exc)
+    report.make_console().print(report.optimizers_list_table(rows, refused))
 
 
 def list_datasets(data_dir: Path | None) -> None:

@@ -150,8 +150,10 @@ class TrainConfig:
 class Structure:
     """Everything that decides the compiled program: trials with equal structures share one."""
 
-    optimizer: str
-    hyperparam_names: tuple[str, ...]
+    optimizer: str  # the optimizer spec (a built-in name, an optax name, file.py:factory, ...)
+    hyperparam_names: tuple[str, ...]  # its numbers (vmapped), learning rate first
+    optimizer_static: tuple[tuple[str, Any], ...]  # its static settings (part of the program)
+    schedule: str  # the schedule's kind; its numbers are per trial
     model: ModelConfig
     train: TrainConfig
     dropout_mode: str
@@ -161,24 +163,29 @@ class Structure:
 
 @dataclass(frozen=True)
 class TrialSpec:
-    """One trial: an optimizer with its numbers, a seed, a model, a training plan, regularizers.
+    """One trial: an optimizer with its hyperparameters and schedule, a seed, a model, a training
+    plan, regularizers.
 
-    ``tags`` are free labels carried into the results row (e.g. ``{"regularizer": "l2"}``).
+    ``optimizer`` is any optimizer spec (``dnnbench.optim``); ``hyperparams`` may name any of its
+    hyperparameters and are completed with the spec's defaults. ``tags`` are free labels carried
+    into the results row (e.g. ``{"regularizer": "l2"}``).
     """
 
     optimizer: str = "adam"
-    hyperparams: tuple[tuple[str, float], ...] = ()
+    hyperparams: tuple[tuple[str, Any], ...] = ()
     seed: int = 0
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     reg: Regularization = field(default_factory=Regularization)
     tags: tuple[tuple[str, str], ...] = ()
+    schedule: optim.Schedule = field(default_factory=optim.Schedule)
 
     def __post_init__(self) -> None:
         given = dict(self.hyperparams)
         lr = given.pop("learning_rate", None)
         full = optim.resolve(self.optimizer, lr, **given)
         object.__setattr__(self, "hyperparams", tuple(full.items()))
+        self.schedule.check_epochs(self.train.epochs)
         object.__setattr__(self, "tags", tuple(dict(self.tags).items()))
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
             raise InputError(f"seed must be an integer in [0, {MAX_SEED}], got {self.seed!r}")
@@ -189,9 +196,13 @@ class TrialSpec:
 
     @property
     def structure(self) -> Structure:
+        opt = optim.resolve_spec(self.optimizer)
+        values = dict(self.hyperparams)
         return Structure(
             optimizer=self.optimizer,
-            hyperparam_names=tuple(name for name, _ in self.hyperparams),
+            hyperparam_names=tuple(opt.numbers(values)),
+            optimizer_static=tuple(opt.static(values).items()),
+            schedule=self.schedule.kind,
             model=self.model,
             train=self.train,
             dropout_mode=self.reg.dropout_mode,
@@ -209,6 +220,7 @@ class TrialSpec:
             "train": dataclasses.asdict(self.train),
             "regularization": dataclasses.asdict(self.reg),
             "tags": dict(self.tags),
+            "schedule": dataclasses.asdict(self.schedule),
         }
 
 

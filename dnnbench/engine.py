@@ -29,6 +29,7 @@ from dnnbench.config import TrialSpec
 from dnnbench.data import Dataset, with_train_fraction
 from dnnbench.errors import InputError
 from dnnbench.models import weight_count
+from dnnbench.optim import schedules
 
 #: Rows per evaluation chunk: bounds the activations held at once when evaluating big sets.
 EVAL_CHUNK = 2048
@@ -298,11 +299,13 @@ def _to_device(data: Dataset, train_fraction: float, train_eval: int) -> tuple[c
 
 
 def _numbers(specs: Sequence[TrialSpec]) -> core.Numbers:
-    hp_names = [name for name, _ in specs[0].hyperparams]
+    hp_names = specs[0].structure.hyperparam_names  # the numbers; static settings are in the program
     stack = lambda values: jnp.asarray(np.asarray(values, np.float32))  # noqa: E731
     regs = [spec.reg.numbers for spec in specs]
+    scheds = [spec.schedule.numbers for spec in specs]
     return core.Numbers(
         hyperparams={name: stack([dict(s.hyperparams)[name] for s in specs]) for name in hp_names},
+        schedule={key: stack([sch[key] for sch in scheds]) for key in schedules.NUMBER_KEYS},
         seed=jnp.asarray(np.asarray([s.seed for s in specs], np.uint32)),
         **{key: stack([r[key] for r in regs]) for key in core.REG_KEYS},
     )
@@ -331,6 +334,7 @@ def _setup(specs: tuple[TrialSpec, ...], data: Dataset) -> _Group:
         uses_early_stopping=any(s.reg.early_stopping for s in specs),
         max_shift=max(s.reg.augment_shift for s in specs),
         uses_penalty=any(s.reg.l1 > 0 or s.reg.l2 > 0 for s in specs),
+        uses_schedule=any(s.schedule.active for s in specs),
     )
     _check_plan(plan)
     n_real = len(specs)

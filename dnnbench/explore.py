@@ -1,6 +1,6 @@
 """The underfitting toolbox's commands: ``sweep`` and ``lr-sensitivity`` (no Typer here).
 
-Both build trials from a ``commands.Job``, run them through ``commands.execute`` (so results
+Both build trials from a ``Job``, run them through ``commands.execute`` (so results
 files, ``--json``, progress and resume behave as everywhere) and render tables.
 """
 
@@ -10,26 +10,27 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from dnnbench import commands, optim, report, sensitivity, stats, sweep
-from dnnbench.config import TrialSpec
+from dnnbench import commands, optim, options, report, sensitivity, stats, sweep
 from dnnbench.errors import InputError
+from dnnbench.job import Job
 from dnnbench.results import TrialResult
 
 SORT_METRICS = ("test_acc", "val_acc", "best_val_acc", "train_acc", "train_loss", "val_loss", "test_loss")
 
 
-def run_sweep(job: commands.Job, vary: Sequence[str], *, optimizer: str, lr: float | None, width: int | None,
+def run_sweep(job: Job, vary: Sequence[str], *, optimizer: str, lr: float | None, width: int | None,
               sort: str, **output: Any) -> list[TrialResult]:
     """``dnnbench sweep``: the cartesian product of ``--vary`` levels; trials and main-effects tables."""
     if sort not in SORT_METRICS:
         raise InputError(f"--sort: unknown metric {sort!r}; valid: {', '.join(SORT_METRICS)}")
     factors = sweep.parse_vary(vary)
-    hyper = (("learning_rate", lr),) if lr is not None and "optimizer" not in factors else ()
-    base = TrialSpec(optimizer=optimizer, hyperparams=hyper, model=job.model, train=job.train, reg=job.reg)
+    swept = [label for label, _ in factors["optimizer"]] if "optimizer" in factors else [optimizer]
+    hp = options.apply_hp(job.hp, options.check_optimizers(list(dict.fromkeys([optimizer, *swept]))))
+    base = job.trial(optimizer, lr if "optimizer" not in factors else None, hp[optimizer])
     width = width if width is not None else job.model.hidden[0]
     if width <= 0:
         raise InputError(f"--width must be a positive integer, got {width}")
-    specs = sweep.sweep_specs(factors, base, job.seeds, width, lr=lr)
+    specs = sweep.sweep_specs(factors, base, job.seeds, width, lr=lr, hyperparams=hp)
     trials = commands.execute(job, specs, extra_config={"command": "sweep", "vary": list(vary), "sort": sort},
                               summary=lambda ts: stats.summary_row(
                                   ts, lambda t: sweep.levels_label(t.tags, list(factors)), "levels", sort),
@@ -62,19 +63,16 @@ def _io(output: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def run_sensitivity(job: commands.Job, optimizers: Sequence[str], *, lr_min: float, lr_max: float, points: int,
+def run_sensitivity(job: Job, optimizers: Sequence[str], *, lr_min: float, lr_max: float, points: int,
                     metric: str, tolerance: float, **output: Any) -> tuple[list[TrialResult], list[dict[str, Any]]]:
     """``dnnbench lr-sensitivity``: a log-spaced learning-rate grid per optimizer, one program each."""
-    for name in optimizers:
-        if name not in optim.NAMES:
-            raise InputError(f"unknown optimizer {name!r}; valid: {', '.join(optim.NAMES)}")
+    options.check_optimizers(optimizers)
     if metric.startswith("val") and job.data.val_split == 0:
         raise InputError("lr-sensitivity decides on the validation set; use --val-split > 0 or --metric train_acc")
     if not tolerance >= 0:
         raise InputError(f"--tolerance must be >= 0, got {tolerance}")
     grid = sensitivity.lr_grid(lr_min, lr_max, points)
-    base = TrialSpec(model=job.model, train=job.train, reg=job.reg)
-    specs = sensitivity.sensitivity_specs(optimizers, grid, base, job.seeds)
+    specs = sensitivity.sensitivity_specs(optimizers, grid, job.trial(), job.seeds, options.apply_hp(job.hp, optimizers))
     trials = commands.execute(job, specs, extra_config={"command": "lr-sensitivity", "grid": grid, "metric": metric,
                                                         "tolerance": tolerance}, **_io(output))
     rows = sensitivity.analyze(trials, metric, tolerance)
@@ -83,11 +81,11 @@ def run_sensitivity(job: commands.Job, optimizers: Sequence[str], *, lr_min: flo
     return trials, rows
 
 
-def _data_label(job: commands.Job) -> str:
+def _data_label(job: Job) -> str:
     return Path(job.data.path).name if job.data.path else job.data.dataset
 
 
-def run_tuned(job: commands.Job, optimizers: Sequence[str], **output: Any) -> list[TrialResult]:
+def run_tuned(job: Job, optimizers: Sequence[str], **output: Any) -> list[TrialResult]:
     """``dnnbench optimizers --tune``: each optimizer at its default and at its tuned learning rate.
 
     The tuned rate is the best of the default lr-sensitivity grid on the validation set (trained
@@ -97,20 +95,19 @@ def run_tuned(job: commands.Job, optimizers: Sequence[str], **output: Any) -> li
     if job.data.val_split == 0:
         raise InputError("--tune chooses learning rates on the validation set; use --val-split > 0")
     grid = sensitivity.lr_grid(1e-5, 10.0, 13)
-    base = TrialSpec(model=job.model, train=job.train, reg=job.reg)
+    hp = options.apply_hp(job.hp, optimizers)
     quiet_io = {"out": None, "json_lines": False, "quiet": bool(output.get("quiet")) or bool(output.get("json"))}
-    grid_trials = commands.execute(job, sensitivity.sensitivity_specs(optimizers, grid, base, job.seeds),
+    grid_trials = commands.execute(job, sensitivity.sensitivity_specs(optimizers, grid, job.trial(), job.seeds, hp),
                                    extra_config={"command": "optimizers --tune (grid)"}, **quiet_io)
     tuned = {row["optimizer"]: row["best_lr"] for row in sensitivity.analyze(grid_trials, "val_acc", 0.02)}
     specs = []
     for name in optimizers:
-        default_lr = optim.DEFAULTS[name]["learning_rate"]
+        default_lr = optim.resolve_spec(name).default_lr
         for choice, lr in (("default", default_lr), ("tuned", tuned[name])):
             if lr != lr:  # every grid point diverged: nothing to tune to
                 continue
             for seed in job.seeds:
-                specs.append(TrialSpec(optimizer=name, hyperparams=(("learning_rate", lr),), seed=seed,
-                                       model=job.model, train=job.train, reg=job.reg, tags=(("lr_choice", choice),)))
+                specs.append(job.trial(name, lr, hp[name], seed=seed, tags=(("lr_choice", choice),)))
     trials = commands.execute(job, specs, extra_config={"command": "optimizers --tune", "grid": grid,
                                                         "tuned_lr": tuned}, **_io(output))
     if not output.get("json"):

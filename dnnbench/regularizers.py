@@ -12,9 +12,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from dnnbench.config import Regularization, TrialSpec
 from dnnbench.errors import InputError
+from dnnbench.job import Job
 
 METHODS = ("none", "l1", "l2", "dropout", "early_stopping", "augment", "all")
 IMAGE_ONLY = ("augment",)
@@ -78,3 +80,31 @@ def method_specs(methods: Sequence[str], base: TrialSpec, seeds: Sequence[int], 
         for seed in seeds:
             specs.append(dataclasses.replace(base, seed=seed, reg=reg, tags=(("regularizer", method),)))
     return tuple(specs)
+
+
+def comparison_specs(job: Job, methods: str | None, optimizer: str, lr: float | None,
+                     hyperparams: dict[str, Any] | None = None) -> tuple[list[str], Strengths, tuple[TrialSpec, ...]]:
+    """``dnnbench regularizers``' trials: the methods, their strengths (``--l1`` etc. or the
+    defaults) and one trial per method and seed."""
+    image_like = image_data(job)
+    names = parse_methods(methods, image_like)
+    r = job.reg
+    default = Strengths()
+    strengths = Strengths(
+        l1=r.l1 or default.l1, l2=r.l2 or default.l2, dropout=r.dropout or default.dropout,
+        patience=r.patience, augment_shift=r.augment_shift or default.augment_shift,
+        augment_noise=r.augment_noise or default.augment_noise,
+    )
+    base = job.trial(optimizer, lr, hyperparams)
+    if "early_stopping" in names or "all" in names:
+        if job.data.val_split == 0:
+            raise InputError("early stopping needs a validation set; use --val-split > 0 or leave it out of --methods")
+    return names, strengths, method_specs(names, base, job.seeds, strengths, image_like)
+
+
+def image_data(job: Job) -> bool:
+    """Whether the data are single-channel images (augmentation by shifts makes sense)."""
+    if job.data.path:
+        return True  # checked against the loaded data by the engine; a clear error if not
+    name = job.data.dataset.split(":")[0]
+    return name in ("digits", "mnist", "fashion-mnist")

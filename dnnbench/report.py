@@ -145,17 +145,39 @@ def comparison_table(summaries: Sequence[Summary], *, title: str, label_header: 
     return table
 
 
-def optimizers_list_table() -> Table:
-    """``dnnbench optimizers --list``: names, update rules, defaults."""
+def optimizers_list_table(rows: Sequence[dict], refused: dict[str, str] | None = None) -> Table:
+    """``dnnbench optimizers --list``: each optimizer's source, rule (or doc line) and defaults."""
     table = Table(title="Optimizers", title_justify="left", header_style="bold")
-    table.add_column("name", style="bold")
-    table.add_column("update rule (g = gradient)")
-    table.add_column("defaults")
-    for name in optim.NAMES:
-        defaults = ", ".join(f"{k}={v:g}" for k, v in optim.DEFAULTS[name].items())
-        marker = "" if name in optim.RECIPE else " (extra)"
-        table.add_row(name + marker, optim.RULES[name], defaults)
+    table.add_column("name", style="bold", overflow="fold")
+    table.add_column("source", overflow="fold")
+    table.add_column("update rule (g = gradient) / description", overflow="fold")
+    table.add_column("defaults (numbers vmapped; others* change the program)", overflow="fold")
+    for row in rows:
+        marker = " (extra)" if row["kind"] == "builtin" and row["spec"] not in optim.RECIPE else ""
+        origin = row["origin"]
+        source = {"builtin": "dnnbench", "optax": f"{origin.get('name')} ({origin.get('version')})",
+                  "file": f"{origin.get('path')} sha256 {str(origin.get('sha256'))[:12]}",
+                  "module": f"{origin.get('module')} ({origin.get('distribution') or 'not installed'}"
+                            f" {origin.get('version') or ''})".replace(" )", ")"),
+                  "plugin": f"plugin {origin.get('entry_point')} ({origin.get('distribution')} {origin.get('version')})",
+                  }[row["kind"]]
+        lr = f"learning_rate={row['learning_rate']:g}" + ("" if row["lr_in_signature"] else "†")
+        numbers = set(row["numbers"])
+        rest = [f"{k}{'' if k in numbers else '*'}={_value(v)}" for k, v in row["params"].items()]
+        table.add_row(row["spec"] + marker, source, row["rule"], ", ".join([lr, *rest]))
+    notes = []
+    if any(not row["lr_in_signature"] for row in rows):
+        notes.append(f"† no default learning rate in the signature: dnnbench uses {optim.FALLBACK_LR:g}")
+    if refused:
+        notes.append("cannot run in dnnbench's training step: " + "; ".join(
+            f"{name}: {why.split(': ', 1)[-1] if why.startswith(name) else why}" for name, why in refused.items()))
+    if notes:
+        table.caption = "\n".join(notes)
     return table
+
+
+def _value(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def diagnosis_panel(result: TrialResult) -> Panel:

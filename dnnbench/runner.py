@@ -17,10 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from dnnbench import diagnosis, engine, results
-from dnnbench.config import DataConfig, ModelConfig, Regularization, TrainConfig, TrialSpec
+from dnnbench import diagnosis, engine, optim, results
+from dnnbench.config import DataConfig, TrialSpec
 from dnnbench.data import Dataset
 from dnnbench.errors import DnnbenchError, InputError
+from dnnbench.job import Job
 from dnnbench.models import weight_count
 
 EpochCallback = Callable[[int, int, dict[str, np.ndarray]], None]  # (group index, epoch, metrics)
@@ -232,6 +233,7 @@ def execute(run: Run, data: Dataset, *, on_result: Callable[[results.TrialResult
 def _result(output: engine.GroupOutput, j: int, key: dict[str, Any], run: Run, data: Dataset,
             thresholds: diagnosis.Thresholds) -> results.TrialResult:
     result = results.from_group(output, j, key, len(output.specs))
+    result.extra["optimizer_origin"] = optim.origin(result.spec.optimizer)
     result.params = engine.trial_params(output, j)
     result.graphdef = output.graphdef
     base = diagnosis.command_for(result.spec, data_args(run.data))
@@ -255,38 +257,15 @@ def _error_result(spec: TrialSpec, key: dict[str, Any], exc: Exception) -> resul
     return results.TrialResult(
         id=results.trial_id(spec, key), spec=spec, status="error", metrics={}, history={},
         best_epoch=0, stopped_epoch=None, diverged_epoch=None, timing={},
-        extra={"error": message, "traceback": report},
+        extra={"optimizer_origin": optim.origin(spec.optimizer), "error": message, "traceback": report},
     )
 
 
-def parse_lr(text: str | None, optimizers: Sequence[str]) -> dict[str, float | None]:
-    """``--lr``: one number for all (``0.01``) or per optimizer (``adam=1e-3,sgd=0.1``)."""
-    lrs: dict[str, float | None] = dict.fromkeys(optimizers)
-    if text is None or not text.strip():
-        return lrs
-    for item in text.split(","):
-        name, sep, value = item.strip().rpartition("=")
-        if sep and name not in optimizers:
-            raise InputError(f"--lr names optimizer {name!r}, which is not being run ({', '.join(optimizers)})")
-        try:
-            number = float(value)
-        except ValueError:
-            raise InputError(f"--lr expects a number or name=number, got {item.strip()!r}") from None
-        for target in ([name] if sep else optimizers):
-            lrs[target] = number
-    return lrs
-
-
-def optimizer_specs(optimizers: Sequence[str], lrs: dict[str, float | None], seeds: Sequence[int], *,
-                    model: ModelConfig, train: TrainConfig, reg: Regularization,
-                    hyperparams: dict[str, dict[str, float]] | None = None) -> tuple[TrialSpec, ...]:
-    """The paired optimizer comparison: every optimizer x every seed, same model and data."""
+def optimizer_specs(job: Job, optimizers: Sequence[str], lrs: dict[str, float | None],
+                    hyperparams: dict[str, dict[str, Any]] | None = None) -> tuple[TrialSpec, ...]:
+    """The paired optimizer comparison: every optimizer x every seed of ``job``, same model and data."""
     specs = []
     for name in optimizers:
-        given = dict((hyperparams or {}).get(name, {}))
-        if lrs.get(name) is not None:
-            given["learning_rate"] = lrs[name]  # type: ignore[assignment]
-        for seed in seeds:
-            specs.append(TrialSpec(optimizer=name, hyperparams=tuple(given.items()), seed=seed,
-                                   model=model, train=train, reg=reg))
+        for seed in job.seeds:
+            specs.append(job.trial(name, lrs.get(name), (hyperparams or {}).get(name), seed=seed))
     return tuple(specs)

@@ -32,13 +32,15 @@ def lr_grid(lo: float, hi: float, points: int) -> list[float]:
 
 
 def sensitivity_specs(optimizers: Sequence[str], grid: Sequence[float], base: TrialSpec,
-                      seeds: Sequence[int]) -> tuple[TrialSpec, ...]:
-    """Every optimizer x every grid point x every seed, tagged ``optimizer`` and ``lr``."""
+                      seeds: Sequence[int], hyperparams: dict[str, dict[str, Any]] | None = None) -> tuple[TrialSpec, ...]:
+    """Every optimizer x every grid point x every seed, tagged ``optimizer`` and ``lr``; each
+    optimizer's other hyperparameters from ``hyperparams`` (``--hp``) or its defaults."""
     specs = []
     for name in optimizers:
+        given = dict((hyperparams or {}).get(name, {}))
         for lr in grid:
             for seed in seeds:
-                specs.append(dataclasses.replace(base, optimizer=name, hyperparams=(("learning_rate", lr),),
+                specs.append(dataclasses.replace(base, optimizer=name, hyperparams=(*given.items(), ("learning_rate", lr)),
                                                  seed=seed, tags=(("lr", f"{lr:g}"),)))
     return tuple(specs)
 

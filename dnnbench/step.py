@@ -19,6 +19,7 @@ from flax import nnx
 from dnnbench import optim
 from dnnbench.config import Structure
 from dnnbench.models import MLP, layer_kernels
+from dnnbench.optim import schedules
 
 METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
 REG_KEYS = ("l1", "l2", "dropout", "early_stopping", "patience", "min_delta", "augment_noise", "augment_shift")
@@ -49,6 +50,7 @@ class Plan:
     uses_early_stopping: bool
     max_shift: int = 0  # the largest augmentation shift of the group (pads the images)
     uses_penalty: bool = True  # some trial has l1 > 0 or l2 > 0
+    uses_schedule: bool = False  # some trial's learning-rate factor is not always 1
 
 
 class DeviceData(NamedTuple):
@@ -63,7 +65,8 @@ class DeviceData(NamedTuple):
 class Numbers(NamedTuple):
     """One trial's numbers (the engine stacks them along a leading trial axis)."""
 
-    hyperparams: dict[str, jax.Array]
+    hyperparams: dict[str, jax.Array]  # the optimizer's numbers, learning rate included
+    schedule: dict[str, jax.Array]  # the learning-rate schedule's numbers (optim.schedules.NUMBER_KEYS)
     seed: jax.Array
     l1: jax.Array
     l2: jax.Array
@@ -166,9 +169,14 @@ def make_trial_fns(plan: Plan):
     """The pure ``init(params, numbers)`` and ``epoch`` functions of one trial, and the graphdef."""
     st, sizes = plan.structure, plan.sizes
     graphdef, _ = nnx.split(nnx.eval_shape(lambda: _model(plan, 0)))
-    tx = optim.build(st.optimizer)  # its update reads the numbers from the state
+    # Built from the spec and its static settings alone: its update reads the numbers from the state.
+    tx = optim.transformation(st.optimizer, dict(st.optimizer_static))
     batch = st.train.batch_size
     steps = sizes.n_train // batch
+    total_steps = steps * st.train.epochs
+
+    def lr_factor(step: jax.Array, nums: Numbers) -> jax.Array:
+        return schedules.factor(st.schedule, step, nums.schedule, steps, total_steps)
     dropout_mode = st.dropout_mode if plan.uses_dropout else "inverted"
     chunk_of = lambda n, rows: min(rows, max(n, 1))  # noqa: E731
 
@@ -209,6 +217,9 @@ def make_trial_fns(plan: Plan):
             xb = augment(data.x_train[idx], k_aug, nums, plan)
             loss, grads = jax.value_and_grad(objective)(params, xb, data.y_train[idx], nums, k_drop)
             updates, new_opt = tx.update(grads, opt_state, params)
+            if plan.uses_schedule:  # the factor s(t) of the global step scales the whole update
+                scale = lr_factor(state.epoch * steps + i, nums)
+                updates = jax.tree.map(lambda u: u * scale.astype(u.dtype), updates)
             new_params = optax.apply_updates(params, updates)
             if plan.uses_early_stopping:  # a stopped trial keeps computing (vmap) but stops changing
                 keep = lambda old, new: jnp.where(state.stopped, old, new)  # noqa: E731
@@ -227,6 +238,9 @@ def make_trial_fns(plan: Plan):
         m["test_loss"], m["test_acc"] = evaluate(params, data.x_test, data.y_test, sizes.n_test, nums)
         m["step_loss"] = jnp.mean(losses)
         m["grad_norm"] = jnp.mean(norms, axis=0)
+        # The learning rate the epoch's last update applied: learning_rate x s(t).
+        lr = nums.hyperparams["learning_rate"]
+        m["lr"] = lr * lr_factor((state.epoch + 1) * steps - 1, nums) if plan.uses_schedule else lr
 
         n_val = max(sizes.n_val, 1)
         score = m["val_loss"] / n_val if st.monitor == "val_loss" else -m["val_acc"] / n_val

@@ -2,17 +2,20 @@
 
     [data]             dataset, path, val_split, label_noise, data_dir, verify
     [model]            hidden, activation, residual, precision
-    [train]            epochs, batch_size, loss, seeds, seed, max_parallel, workers
+    [train]            epochs, batch_size, loss, seeds, seed, max_parallel, workers,
+                       schedule, warmup (0.1 or "2e"), decay_to, step_every, step_factor
     [regularization]   l1, l2, dropout, dropout_mode, early_stopping, monitor, patience, min_delta,
                        augment_shift, augment_noise, train_fraction
     [[experiment]]     name, kind = "optimizers"   (optimizers, lr = 0.01 or {adam = 1e-3, ...})
                                   | "regularizers" (methods, optimizer, lr)
+    [experiment.hyperparams]  per optimizer: adam = {b1 = 0.95}, "lion" = {b2 = 0.98}
     [experiment.model], [experiment.train], [experiment.regularization]: that experiment's overrides
 
 Unset keys take the command line's defaults. Everything is validated on load, before anything
 trains: an unknown key or a bad value is one ``InputError`` naming the file, the line and the key.
 ``tomllib`` gives no line numbers, so the line is found by searching the key in its table's text
-(good enough for hand-written files). A relative ``path`` or ``data_dir`` is relative to the suite.
+(good enough for hand-written files). A relative ``path`` or ``data_dir`` -- and the file of an
+optimizer named ``file.py:factory`` -- is relative to the suite.
 """
 
 from __future__ import annotations
@@ -26,10 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dnnbench import optim, regularizers, runner
-from dnnbench.commands import Job, regularizer_specs
+from dnnbench import optim, options, regularizers, runner
 from dnnbench.config import MAX_SEED, MAX_SEEDS, DataConfig, ModelConfig, Regularization, TrainConfig, TrialSpec
 from dnnbench.errors import InputError
+from dnnbench.job import Job
+from dnnbench.optim import user
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -38,20 +42,24 @@ else:  # pragma: no cover
 
 INT, FLOAT, BOOL, STR = "an integer", "a number", "true or false", "a string"
 NAMES, HIDDEN, LR = "a list of names", "a list of layer widths like [500, 500]", "a number or a table like {adam = 1e-3}"
+WARMUP = 'a fraction of training like 0.1 or epochs like "2e"'
+HYPERPARAMS = "a table of tables like {adam = {b1 = 0.95}}"
+SCHEDULE_KEYS = ("schedule", "warmup", "decay_to", "step_every", "step_factor")
 
 SECTIONS: dict[str, dict[str, str]] = {
     "data": {"dataset": STR, "path": STR, "val_split": FLOAT, "label_noise": FLOAT, "data_dir": STR, "verify": BOOL},
     "model": {"hidden": HIDDEN, "activation": STR, "residual": BOOL, "precision": STR},
     "train": {"epochs": INT, "batch_size": INT, "loss": STR, "seeds": INT, "seed": INT, "max_parallel": INT,
-              "workers": INT},
+              "workers": INT, "schedule": STR, "warmup": WARMUP, "decay_to": FLOAT, "step_every": FLOAT,
+              "step_factor": FLOAT},
     "regularization": {"l1": FLOAT, "l2": FLOAT, "dropout": FLOAT, "dropout_mode": STR, "early_stopping": BOOL,
                        "monitor": STR, "patience": INT, "min_delta": FLOAT, "augment_shift": INT,
                        "augment_noise": FLOAT, "train_fraction": FLOAT},
 }
 #: The keys of each experiment kind (besides name, kind and the model/train/regularization overrides).
 KINDS: dict[str, dict[str, str]] = {
-    "optimizers": {"optimizers": NAMES, "lr": LR},
-    "regularizers": {"methods": NAMES, "optimizer": STR, "lr": FLOAT},
+    "optimizers": {"optimizers": NAMES, "lr": LR, "hyperparams": HYPERPARAMS},
+    "regularizers": {"methods": NAMES, "optimizer": STR, "lr": FLOAT, "hyperparams": HYPERPARAMS},
 }
 OVERRIDABLE = ("model", "train", "regularization")
 DEFAULT_OPTIMIZERS = ("sgd", "momentum", "adagrad", "rmsprop", "adam")
@@ -142,6 +150,10 @@ def _typed(value: Any, kind: str) -> bool:
         return isinstance(value, list) and bool(value) and all(_typed(v, INT) for v in value)
     if kind == LR:
         return _typed(value, FLOAT) or (isinstance(value, dict) and all(_typed(v, FLOAT) for v in value.values()))
+    if kind == WARMUP:
+        return _typed(value, FLOAT) or isinstance(value, str)
+    if kind == HYPERPARAMS:
+        return isinstance(value, dict) and all(isinstance(v, dict) for v in value.values())
     raise AssertionError(kind)
 
 
@@ -186,6 +198,7 @@ def _job(src: _Source, suite: dict[str, dict[str, Any]], over: dict[str, dict[st
             value, table, i = data[key]
             data[key] = (str(folder / Path(value).expanduser()), table, i)
     train = merged("train")
+    schedule_values = {key: train.pop(key) for key in SCHEDULE_KEYS if key in train}
     seeds, seed = train.pop("seeds", (1, "", None)), train.pop("seed", (0, "", None))
     parallel = train.pop("max_parallel", None)
     workers = train.pop("workers", None)
@@ -201,10 +214,18 @@ def _job(src: _Source, suite: dict[str, dict[str, Any]], over: dict[str, dict[st
         raise src.error(f"max_parallel must be a positive integer, got {parallel[0]}", "train", "max_parallel")
     if workers is not None and workers[0] <= 0:
         raise src.error(f"workers must be a positive integer, got {workers[0]}", "train", "workers")
+    train_config = _build(src, TrainConfig, train)
+
+    def make_schedule(schedule: str = "constant", warmup: Any = None, decay_to: float | None = None,
+                      step_every: float | None = None, step_factor: float = 0.1) -> optim.Schedule:
+        made = options.make_schedule(schedule, warmup, decay_to, step_every, step_factor)
+        made.check_epochs(train_config.epochs)
+        return made
+
     return Job(data=_build(src, DataConfig, data), model=_build(src, ModelConfig, model),
-               train=_build(src, TrainConfig, train), reg=_build(src, Regularization, merged("regularization")),
+               train=train_config, reg=_build(src, Regularization, merged("regularization")),
                seeds=tuple(range(seed[0], seed[0] + seeds[0])), max_parallel=parallel[0] if parallel else None,
-               workers=workers[0] if workers else None)
+               workers=workers[0] if workers else None, schedule=_build(src, make_schedule, schedule_values))
 
 
 def _experiment(src: _Source, index: int, raw: Any, suite: dict[str, dict[str, Any]], folder: Path,
@@ -230,34 +251,53 @@ def _experiment(src: _Source, index: int, raw: Any, suite: dict[str, dict[str, A
     def fail(message: str, key: str) -> InputError:
         return src.error(message, "experiment", key, index)
 
+    def spec_of(name: str) -> str:  # a relative optimizer file is relative to the suite
+        if user.is_file_spec(name):
+            where, _, attr = name.rpartition(":")
+            return f"{folder / Path(where).expanduser()}:{attr}"
+        return name
+
+    def checked_optimizer(name: str, key: str) -> str:
+        try:
+            optim.resolve_spec(spec_of(name))
+        except InputError as exc:
+            raise fail(str(exc), key) from None
+        return spec_of(name)
+
+    given_hp = settings.get("hyperparams", {})
     if kind == "optimizers":
         names = list(dict.fromkeys(settings.get("optimizers", DEFAULT_OPTIMIZERS)))
-        for n in names:
-            if n not in optim.NAMES:
-                raise fail(f"unknown optimizer {n!r}; valid: {', '.join(optim.NAMES)}", "optimizers")
+        specs_of = {n: checked_optimizer(n, "optimizers") for n in names}
         lr = settings.get("lr")
-        lrs: dict[str, float | None] = dict.fromkeys(names, lr if not isinstance(lr, dict) else None)
+        lrs: dict[str, float | None] = dict.fromkeys(specs_of.values(), lr if not isinstance(lr, dict) else None)
         for n, value in (lr.items() if isinstance(lr, dict) else ()):
             if n not in names:
                 raise fail(f"lr names optimizer {n!r}, which is not being run ({', '.join(names)})", n)
-            lrs[n] = value
+            lrs[specs_of[n]] = value
+        for n in given_hp:
+            if n not in names:
+                raise fail(f"hyperparams names optimizer {n!r}, which is not being run ({', '.join(names)})", n)
         try:
-            specs = runner.optimizer_specs(names, lrs, job.seeds, model=job.model, train=job.train, reg=job.reg)
+            specs = runner.optimizer_specs(job, list(specs_of.values()), lrs,
+                                           {specs_of[n]: hp for n, hp in given_hp.items()})
         except InputError as exc:
-            raise fail(str(exc), "lr") from None
+            raise fail(str(exc), "hyperparams" if given_hp else "lr") from None
     else:
         optimizer, lr, methods = settings.get("optimizer", "adam"), settings.get("lr"), settings.get("methods")
-        if optimizer not in optim.NAMES:
-            raise fail(f"unknown optimizer {optimizer!r}; valid: {', '.join(optim.NAMES)}", "optimizer")
+        spec = checked_optimizer(optimizer, "optimizer")
+        for n in given_hp:
+            if n != optimizer:
+                raise fail(f"hyperparams names optimizer {n!r}, but this experiment runs {optimizer!r}", n)
         try:
-            optim.resolve(optimizer, lr)
+            optim.resolve(spec, lr, **given_hp.get(optimizer, {}))
         except InputError as exc:
-            raise fail(str(exc), "lr") from None
+            raise fail(str(exc), "hyperparams" if given_hp else "lr") from None
         for m in methods or ():
             if m not in regularizers.METHODS:
                 raise fail(f"unknown regularizer {m!r}; valid: {', '.join(regularizers.METHODS)}", "methods")
         try:
-            _, _, specs = regularizer_specs(job, ",".join(methods) if methods else None, optimizer, lr)
+            _, _, specs = regularizers.comparison_specs(job, ",".join(methods) if methods else None, spec, lr,
+                                                        given_hp.get(optimizer))
         except InputError as exc:
             raise fail(str(exc), "methods") from None
     tagged = tuple(dataclasses.replace(s, tags=(("experiment", name), *s.tags)) for s in specs)

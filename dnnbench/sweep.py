@@ -1,6 +1,8 @@
 """Sweeps: vary any knob of a trial over a cartesian product of values.
 
-``--vary KEY=V1,V2,...`` names a factor and its levels. Every combination of levels becomes a
+``--vary KEY=V1,V2,...`` names a factor and its levels: a knob of ``FACTORS``, a schedule
+number (``warmup``, ``decay_to``, ...), or any optimizer hyperparameter -- ``b1`` (every swept
+optimizer that has it) or ``adam.b1`` (that optimizer's trials only). Every combination of levels becomes a
 trial per seed, tagged with its levels (``{"lr": "0.01", "activation": "relu"}``). Trials whose
 levels differ only in numbers (lr, l1, l2, dropout, noise, ...) share a structure and so train
 together in one compiled program; for one seed they also share the batch order, and the initial
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +52,39 @@ def _set_lr(spec: TrialSpec, value: float) -> TrialSpec:
     return dataclasses.replace(spec, hyperparams=(*dict(spec.hyperparams, learning_rate=value).items(),))
 
 
+def _set_schedule(field: str) -> Callable[[TrialSpec, Any], TrialSpec]:
+    def apply(spec: TrialSpec, value: Any) -> TrialSpec:
+        changes = {field: value}
+        if field == "warmup":  # "0.1" (a fraction of training) or "2e" (epochs)
+            changes["warmup"], changes["warmup_epochs"] = value
+        return dataclasses.replace(spec, schedule=dataclasses.replace(spec.schedule, **changes))
+
+    return apply
+
+
+def _warmup(text: str) -> tuple[float | None, bool]:
+    from dnnbench.options import parse_warmup
+
+    try:
+        return parse_warmup(text)
+    except InputError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _set_hyperparam(target: str, name: str) -> Callable[[TrialSpec, Any], TrialSpec]:
+    """Set hyperparameter ``name`` on trials of ``target`` (every optimizer that has it when "")."""
+    def apply(spec: TrialSpec, value: str) -> TrialSpec:
+        if target and spec.optimizer != target:
+            return spec  # adam.b1 leaves the other optimizers' trials alone
+        if name not in optim.resolve_spec(spec.optimizer).param:
+            if not target:
+                return spec  # b1 applies to the optimizers that have it; parse_vary checked some does
+            raise InputError(f"optimizer {spec.optimizer!r} has no hyperparameter {name!r}")
+        return dataclasses.replace(spec, hyperparams=(*dict(spec.hyperparams, **{name: value}).items(),))
+
+    return apply
+
+
 def _set_optimizer(spec: TrialSpec, value: str) -> TrialSpec:
     # A new optimizer starts from its own defaults; a swept lr (applied after) overrides them.
     return dataclasses.replace(spec, optimizer=value, hyperparams=())
@@ -83,7 +119,24 @@ FACTORS: dict[str, Factor] = {
     "augment_shift": Factor(int, _set_reg("augment_shift"), "pixels"),
     "augment_noise": Factor(float, _set_reg("augment_noise"), "noise std"),
     "train_fraction": Factor(float, _set_reg("train_fraction"), "fraction of the training set"),
+    "schedule": Factor(str, _set_schedule("kind"), "constant | linear | cosine | warmup_cosine | step | exponential"),
+    "warmup": Factor(_warmup, _set_schedule("warmup"), "a fraction of training (0.1) or epochs (2e)"),
+    "decay_to": Factor(float, _set_schedule("decay_to"), "final factor of the schedule"),
+    "step_every": Factor(float, _set_schedule("step_every"), "epochs between steps"),
+    "step_factor": Factor(float, _set_schedule("step_factor"), "factor of each step"),
 }
+_HP_KEY = re.compile(r"(?:(?P<target>.+)\.)?(?P<name>[A-Za-z_]\w*)")
+
+
+def factor(key: str) -> Factor:
+    """The factor ``key`` names: a knob, or an optimizer hyperparameter (``b1``, ``adam.b1``)."""
+    if key in FACTORS:
+        return FACTORS[key]
+    match = _HP_KEY.fullmatch(key)
+    if match is None:
+        raise InputError(f"--vary: unknown key {key!r}; valid keys: {', '.join(FACTORS)}, or an optimizer "
+                         "hyperparameter (b1, adam.b1)")
+    return Factor(str, _set_hyperparam(match["target"] or "", match["name"]), "hyperparameter value")
 ALIASES = {"learning_rate": "lr", "batch-size": "batch_size", "train-fraction": "train_fraction",
            "dropout-mode": "dropout_mode", "early-stopping": "early_stopping", "augment-shift": "augment_shift",
            "augment-noise": "augment_noise"}
@@ -97,22 +150,20 @@ def parse_vary(items: Sequence[str]) -> dict[str, list[tuple[str, Any]]]:
         key = ALIASES.get(key.strip(), key.strip())
         if not sep or not values.strip():
             raise InputError(f"--vary expects KEY=V1,V2,..., got {item!r}")
-        if key not in FACTORS:
-            raise InputError(f"--vary: unknown key {key!r}; valid keys: {', '.join(FACTORS)}")
+        found = factor(key)
         if key in factors:
             raise InputError(f"--vary names {key!r} twice; give all its values in one --vary")
         levels = []
         for text in (v.strip() for v in values.split(",")):
             try:
-                levels.append((text, FACTORS[key].parse(text)))
+                levels.append((text, found.parse(text)))
             except ValueError:
-                raise InputError(f"--vary {key}: bad value {text!r} ({FACTORS[key].help})") from None
+                raise InputError(f"--vary {key}: bad value {text!r} ({found.help})") from None
         if len({label for label, _ in levels}) != len(levels):
             raise InputError(f"--vary {key}: repeated value in {values!r}")
         if key == "optimizer":
             for label, _ in levels:
-                if label not in optim.NAMES:
-                    raise InputError(f"--vary optimizer: unknown optimizer {label!r}; valid: {', '.join(optim.NAMES)}")
+                optim.resolve_spec(label)
         factors[key] = levels
     if not factors:
         raise InputError(f"sweep needs at least one --vary KEY=V1,V2; valid keys: {', '.join(FACTORS)}")
@@ -122,12 +173,24 @@ def parse_vary(items: Sequence[str]) -> dict[str, list[tuple[str, Any]]]:
 
 
 def sweep_specs(factors: dict[str, list[tuple[str, Any]]], base: TrialSpec, seeds: Sequence[int],
-                width: int, lr: float | None = None) -> tuple[TrialSpec, ...]:
+                width: int, lr: float | None = None,
+                hyperparams: dict[str, dict[str, Any]] | None = None) -> tuple[TrialSpec, ...]:
     """The cartesian product of the factors' levels, every combination once per seed.
 
+    ``hyperparams``: per optimizer, the values ``--hp`` gives it (a swept optimizer gets its own).
     Each spec is validated as it is built (an ``InputError`` names the bad combination).
     """
-    names = sorted(factors, key=lambda k: (FACTORS[k].order, list(factors).index(k)))
+    names = sorted(factors, key=lambda k: (factor(k).order, list(factors).index(k)))
+    for key in names:
+        target, _, name = key.rpartition(".")
+        if key not in FACTORS and not target:
+            optimizers = [label for label, _ in factors.get("optimizer", [])] or [base.optimizer]
+            if not any(name in optim.resolve_spec(o).param for o in optimizers):
+                raise InputError(f"--vary {key}: none of {', '.join(optimizers)} has a hyperparameter {name!r}; "
+                                 f"valid keys: {', '.join(FACTORS)}, or a hyperparameter of the optimizer(s)")
+        elif key not in FACTORS and target not in ([label for label, _ in factors.get("optimizer", [])]
+                                                    or [base.optimizer]):
+            raise InputError(f"--vary {key}: optimizer {target!r} is not being run")
     specs = []
     for combo in itertools.product(*(factors[name] for name in names)):
         spec = base
@@ -136,9 +199,12 @@ def sweep_specs(factors: dict[str, list[tuple[str, Any]]], base: TrialSpec, seed
                 if name == "depth":
                     spec = _set_model("hidden")(spec, (width,) * value)
                 else:
-                    spec = FACTORS[name].apply(spec, value)
-                if name == "optimizer" and lr is not None and "lr" not in factors:
-                    spec = _set_lr(spec, lr)  # --lr applies to every swept optimizer
+                    spec = factor(name).apply(spec, value)
+                if name == "optimizer":
+                    given = dict((hyperparams or {}).get(value, {}))
+                    if lr is not None and "lr" not in factors:
+                        given["learning_rate"] = lr  # --lr applies to every swept optimizer
+                    spec = dataclasses.replace(spec, hyperparams=tuple(given.items()))
             # re-validate: the hyperparameters of a swept optimizer, the lr on it
             spec = dataclasses.replace(spec)
         except InputError as exc:

@@ -1,4 +1,4 @@
-"""The optimizer registry: a name -> an optax ``GradientTransformation`` with the recipe's rule.
+"""The built-in optimizers: the recipe's update rules, each a short ``optax.chain``.
 
 Every optimizer is a short ``optax.chain`` of optax parts, wrapped in
 ``optax.inject_hyperparams`` so that its numbers (learning rate, momentum, eps, ...) live in the
@@ -23,11 +23,10 @@ all operations per parameter; see ``RULES``):
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import optax
 
-from dnnbench.errors import InputError, one_of
+from dnnbench.errors import InputError
 
 
 def _sgd(learning_rate: float) -> optax.GradientTransformation:
@@ -82,7 +81,7 @@ def _adamw(
     )
 
 
-_FACTORIES: dict[str, Callable[..., optax.GradientTransformation]] = {
+FACTORIES: dict[str, Callable[..., optax.GradientTransformation]] = {
     "sgd": _sgd,
     "momentum": _momentum,
     "nesterov": _nesterov,
@@ -119,43 +118,14 @@ RULES: dict[str, str] = {
 #: The five optimizers of the recipe, the default comparison.
 RECIPE: tuple[str, ...] = ("sgd", "momentum", "adagrad", "rmsprop", "adam")
 
-NAMES: tuple[str, ...] = tuple(_FACTORIES)
+NAMES: tuple[str, ...] = tuple(FACTORIES)
 
 
-def resolve(name: str, learning_rate: float | None = None, **hyperparams: Any) -> dict[str, float]:
-    """The full, validated hyperparameters of ``name``: defaults overridden by the given values."""
-    if name not in _FACTORIES:
-        raise one_of("optimizer", name, NAMES)
-    merged = dict(DEFAULTS[name])
-    if learning_rate is not None:
-        merged["learning_rate"] = learning_rate
-    for key, value in hyperparams.items():
-        if key not in merged:
-            valid = ", ".join(k for k in DEFAULTS[name])
-            raise InputError(f"optimizer {name!r} has no hyperparameter {key!r}; valid: {valid}")
-        merged[key] = value
-    for key, value in merged.items():
-        try:
-            merged[key] = float(value)
-        except (TypeError, ValueError):
-            raise InputError(f"{name} {key} must be a number, got {value!r}") from None
-    lr = merged["learning_rate"]
-    if not lr > 0 or lr == float("inf"):
-        raise InputError(f"learning rate must be a positive finite number, got {lr!r} for {name}")
+def check(name: str, values: dict[str, float]) -> None:
+    """The ranges the recipe's rules need (beyond finite numbers): ``InputError`` naming the value."""
     for key in ("momentum", "decay", "b1", "b2"):
-        if key in merged and not 0.0 <= merged[key] < 1.0:
-            raise InputError(f"{name} {key} must be in [0, 1), got {merged[key]!r}")
+        if key in values and not 0.0 <= values[key] < 1.0:
+            raise InputError(f"{name} {key} must be in [0, 1), got {values[key]!r}")
     for key in ("eps", "weight_decay"):
-        if key in merged and not merged[key] >= 0.0:
-            raise InputError(f"{name} {key} must be >= 0, got {merged[key]!r}")
-    return merged
-
-
-def build(name: str, learning_rate: float | None = None, **hyperparams: Any) -> optax.GradientTransformation:
-    """The optax transformation for ``name`` with its numbers injected into the state.
-
-    ``learning_rate`` and ``hyperparams`` default to ``DEFAULTS[name]``. The result's state has a
-    ``hyperparams`` dict of arrays, so ``update`` works for any values placed there (vmapping).
-    """
-    values = resolve(name, learning_rate, **hyperparams)
-    return optax.inject_hyperparams(_FACTORIES[name])(**values)
+        if key in values and not values[key] >= 0.0:
+            raise InputError(f"{name} {key} must be >= 0, got {values[key]!r}")

@@ -1,0 +1,121 @@
+"""Optimizers: any optimizer spec -> an optax ``GradientTransformation`` with its numbers in the state.
+
+A spec is, in the order they are tried:
+
+1. ``path/to/file.py:factory`` -- a function in a file (``user.load_file``);
+2. ``package.module:factory`` -- a function in an importable module (``user.load_module``);
+3. ``optax.<name>`` / ``optax.contrib.<name>`` -- optax's own, always (``catalogue``);
+4. a built-in name (``sgd``, ``momentum``, ``nesterov``, ``adagrad``, ``rmsprop``, ``adam``,
+   ``adamw``): the recipe's rules (``builtin``);
+5. a plugin registered under the entry-point group ``dnnbench.optimizers``;
+6. any other name: ``optax.<name>`` (``lion``, ``lamb``, ``nadam``, ``adafactor``, ...).
+
+Whatever the source, the engine sees the same thing: ``transformation(spec, static)`` -- the
+factory wrapped in ``optax.inject_hyperparams`` -- whose state holds the numbers as arrays, so
+one compiled program trains any values of them (vmapped). Schedules (``schedules``) scale the
+update by a per-trial factor.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+from dnnbench.errors import InputError
+from dnnbench.optim import builtin, catalogue, schedules, user
+from dnnbench.optim.builtin import DEFAULTS, NAMES, RECIPE, RULES
+from dnnbench.optim.definition import FALLBACK_LR, NUMBER, STATIC, Optimizer, Param, signature_params
+from dnnbench.optim.schedules import Schedule
+
+__all__ = ["DEFAULTS", "FALLBACK_LR", "NAMES", "NUMBER", "RECIPE", "RULES", "STATIC", "Optimizer", "Param",
+           "Schedule", "build", "describe_spec", "origin", "resolve", "resolve_spec", "schedules", "transformation"]
+
+
+def resolve_spec(spec: str) -> Optimizer:
+    """The ``Optimizer`` a spec names (cached per process: a file is read once per run)."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise InputError(f"an optimizer must be named, got {spec!r}")
+    return _resolve(spec.strip())
+
+
+@functools.cache
+def _resolve(spec: str) -> Optimizer:
+    if user.is_file_spec(spec):
+        return _from_factory(spec, "file", *user.load_file(spec))
+    if user.is_module_spec(spec):
+        return _from_factory(spec, "module", *user.load_module(spec))
+    if spec.startswith("optax."):
+        found = catalogue.lookup(spec)
+        if found is None:
+            raise InputError(f"optax {catalogue.version()} has no optimizer {spec.removeprefix('optax.')!r}; "
+                             "`dnnbench optimizers --list --all` lists them")
+        return _optax(spec, *found)
+    if spec in builtin.FACTORIES:
+        params = tuple(Param(k, NUMBER, v, float) for k, v in DEFAULTS[spec].items() if k != "learning_rate")
+        return Optimizer(spec=spec, kind="builtin", factory=builtin.FACTORIES[spec], params=params,
+                         default_lr=DEFAULTS[spec]["learning_rate"], lr_in_signature=True,
+                         origin={"kind": "builtin"}, rule=RULES[spec],
+                         check=functools.partial(builtin.check, spec))
+    plugin = user.load_plugin(spec)
+    if plugin is not None:
+        return _from_factory(spec, "plugin", *plugin)
+    found = catalogue.lookup(spec)
+    if found is None:
+        plugins = sorted(user.plugins())
+        raise InputError(
+            f"unknown optimizer {spec!r}: not built in ({', '.join(NAMES)}), "
+            + (f"not a plugin ({', '.join(plugins)}), " if plugins else "")
+            + f"not in optax {catalogue.version()}; a file is named path/to/file.py:function, a module "
+            "package.module:function (`dnnbench optimizers --list --all` lists optax's)")
+    return _optax(spec, *found)
+
+
+def _optax(spec: str, factory: Any, qualified: str) -> Optimizer:
+    opt = _from_factory(spec, "optax", factory, {"kind": "optax", "name": qualified, "version": catalogue.version()})
+    return opt
+
+
+def _from_factory(spec: str, kind: str, factory: Any, origin: dict[str, Any]) -> Optimizer:
+    params, default_lr = signature_params(factory, f"optimizer {spec!r}")
+    doc = (getattr(factory, "__doc__", None) or "").strip()
+    return Optimizer(spec=spec, kind=kind, factory=factory, params=params,
+                     default_lr=default_lr if default_lr is not None else FALLBACK_LR,
+                     lr_in_signature=default_lr is not None, origin=origin,
+                     rule=doc.splitlines()[0] if doc else "")
+
+
+def resolve(spec: str, learning_rate: Any = None, **hyperparams: Any) -> dict[str, Any]:
+    """The full, validated hyperparameters of ``spec``: defaults overridden by the given values."""
+    return resolve_spec(spec).hyperparams(learning_rate, **hyperparams)
+
+
+def build(spec: str, learning_rate: Any = None, **hyperparams: Any) -> Any:
+    """The optax transformation for ``spec`` with its numbers injected into the state.
+
+    ``learning_rate`` and ``hyperparams`` default to the spec's own. The result's state has a
+    ``hyperparams`` dict of arrays, so ``update`` works for any values placed there (vmapping).
+    """
+    opt = resolve_spec(spec)
+    return opt.transformation(opt.hyperparams(learning_rate, **hyperparams))
+
+
+def transformation(spec: str, static: Mapping[str, Any]) -> Any:
+    """The injected transformation of ``spec`` with ``static`` settings; its numbers are the
+    defaults, meant to be replaced in the state (what the engine does, per trial)."""
+    opt = resolve_spec(spec)
+    return opt.transformation(opt.hyperparams(None, **static))
+
+
+def origin(spec: str) -> dict[str, Any]:
+    """Where ``spec``'s optimizer came from, as a results row records it."""
+    return {"spec": spec, **resolve_spec(spec).origin}
+
+
+def describe_spec(spec: str) -> dict[str, Any]:
+    """``--list``'s row: kind, rule / doc line, and every hyperparameter with its default."""
+    opt = resolve_spec(spec)
+    params = {p.name: ("required" if p.required else p.default) for p in opt.params}
+    return {"spec": spec, "kind": opt.kind, "rule": opt.rule, "learning_rate": opt.default_lr,
+            "lr_in_signature": opt.lr_in_signature, "numbers": [p.name for p in opt.params if p.kind == NUMBER],
+            "params": params, "origin": dict(opt.origin)}

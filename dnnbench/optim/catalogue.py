@@ -1,0 +1,86 @@
+"""The optax catalogue: every optax optimizer by its name (``lion``, ``optax.adam``, ``optax.contrib.muon``).
+
+An optax optimizer is a lowercase function of ``optax`` or ``optax.contrib`` whose first
+parameter is ``learning_rate`` (``optax.scale_by_*`` building blocks are left out of the list but
+can be named). Names that cannot run in dnnbench's training step say why: those whose update
+needs more than gradients, state and parameters (``polyak_sgd`` needs the loss value, ``lbfgs``
+the loss function), and those that wrap another optimizer (``optax.contrib.schedule_free``).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from dnnbench.errors import InputError
+
+#: Why these cannot run, said before the generic check would find it (clearer words).
+REFUSED: dict[str, str] = {
+    "polyak_sgd": "its update needs the loss value (extra argument `value`) at every step",
+    "lbfgs": "its update needs the loss value, the gradient and the loss function (line search) at every step",
+    "optimistic_adam": "deprecated in optax in favour of optimistic_adam_v2",
+}
+
+
+def _module(contrib: bool) -> Any:
+    import optax
+
+    if contrib:
+        import optax.contrib
+
+        return optax.contrib
+    return optax
+
+
+def _is_optimizer(name: str, fn: Any) -> bool:
+    if name.startswith("_") or not name.islower() or not callable(fn) or inspect.isclass(fn):
+        return False
+    try:
+        params = list(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return False
+    return bool(params) and params[0] == "learning_rate"
+
+
+def names(contrib: bool = False) -> list[str]:
+    """The optimizers of ``optax`` (or ``optax.contrib``), building blocks left out."""
+    module = _module(contrib)
+    return sorted(n for n in dir(module)
+                  if _is_optimizer(n, getattr(module, n, None)) and not n.startswith("scale_by"))
+
+
+def lookup(name: str) -> tuple[Callable[..., Any], str] | None:
+    """The factory for ``lion`` / ``optax.lion`` / ``optax.contrib.muon`` and its qualified name, or
+    None when optax has no such attribute. ``InputError`` for one that exists but cannot run."""
+    contrib = name.startswith("optax.contrib.")
+    short = name.removeprefix("optax.contrib.") if contrib else name.removeprefix("optax.")
+    if not short or "." in short:
+        return None
+    module = _module(contrib)
+    fn = getattr(module, short, None)
+    if fn is None:
+        return None
+    qualified = f"optax.{'contrib.' if contrib else ''}{short}"
+    if short in REFUSED:
+        raise InputError(f"{qualified} cannot be benchmarked: {REFUSED[short]}")
+    if not callable(fn) or inspect.isclass(fn):
+        raise InputError(f"{qualified} is not an optimizer factory (it is a {type(fn).__name__})")
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        raise InputError(f"{qualified} is not an optimizer factory (no readable signature)") from None
+    if "learning_rate" not in params:
+        raise InputError(f"{qualified} is not an optimizer factory (it has no learning_rate parameter)")
+    for p in params.values():
+        wraps = p.default is p.empty and any(word in p.name for word in ("optimizer", "inner"))
+        if wraps:
+            raise InputError(f"{qualified} cannot be benchmarked on its own: it wraps another optimizer "
+                             f"(parameter {p.name!r}); write a factory file that builds it")
+    return fn, qualified
+
+
+def version() -> str:
+    import optax
+
+    return optax.__version__
