@@ -3,7 +3,9 @@
 Trials are matched by ``id`` (a hash of the full config, seed and data), so a check compares the
 same experiment run twice. Accuracy-like metrics (``*_acc``) are worse when they drop by more than
 the tolerance, loss-like ones (``*_loss``) when they rise by more than it. A check fails when a
-metric is worse, a trial newly diverged, or a baseline trial is missing from the current file.
+metric is worse, a trial newly diverged, a current trial ended in error, or a baseline trial is
+missing from the current file. An empty baseline is an error (nothing to compare: a gate with a
+lost baseline must not pass); trials only in the current file are listed as new, not as passes.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from dnnbench.errors import DataError, InputError
 
 Row = dict[str, Any]
 
-VERDICTS = ("ok", "worse", "better", "newly diverged", "missing", "new")
-FAILING = ("worse", "newly diverged", "missing")
+VERDICTS = ("ok", "worse", "better", "newly diverged", "error", "missing", "new")
+FAILING = ("worse", "newly diverged", "error", "missing")
 BROKEN = ("diverged", "error")
 # Absorbs float noise in ``current - baseline`` so a change of exactly the tolerance is ok.
 _EPS = 1e-12
@@ -67,12 +69,15 @@ class CheckReport:
 
     def summary(self) -> str:
         """One line: pass/fail, what failed, and the rule."""
-        trials = {e.trial_id for e in self.entries}
+        compared = {e.trial_id for e in self.entries if e.verdict != "new"}
+        new = list(dict.fromkeys(e.label for e in self.entries if e.verdict == "new"))
         rule = f"tolerance {self.tolerance:g} on {', '.join(self.metrics)}"
-        counts = ", ".join(f"{n} {v}" for v, n in self.counts.items() if n and v != "ok")
+        counts = ", ".join(f"{n} {v}" for v, n in self.counts.items() if n and v not in ("ok", "new"))
+        listed = f"; {len(new)} new in CURRENT, not compared: {', '.join(new)}" if new else ""
         if self.failed:
-            return f"FAIL: {counts} ({len(trials)} trials, {rule})"
-        return f"PASS: {len(trials)} trials within {rule}" + (f"; {counts}" if counts else "")
+            return f"FAIL: {counts} ({len(compared)} trials, {rule}){listed}"
+        return (f"PASS: {len(compared)} trials within {rule}" + (f"; {counts}" if counts else "")
+                + listed)
 
 
 def _value(row: Row | None, metric: str) -> float | None:
@@ -98,6 +103,8 @@ def _verdict(base: Row | None, cur: Row | None, b: float | None, c: float | None
         return "missing"
     if base is None:
         return "new"
+    if cur.get("status") == "error":
+        return "error"
     if cur.get("status") in BROKEN and base.get("status") == "ok":
         return "newly diverged"
     if b is None or c is None:
@@ -121,6 +128,9 @@ def check(baseline_rows: Sequence[Row], current_rows: Sequence[Row], *, toleranc
         raise InputError("no metric to check; give --metric, e.g. test_acc")
     for metric in metrics:
         higher_is_better(metric)
+    if not baseline_rows:
+        raise DataError("the baseline has no trials to compare; a check against an empty or lost baseline "
+                        "cannot pass (write one with --out, then commit it)")
     base, cur = _by_id(baseline_rows, "baseline"), _by_id(current_rows, "current")
     swept = export.swept_keys([*base.values(), *cur.values()])
     entries = []
@@ -144,7 +154,7 @@ def _cell(value: float | None, signed: bool = False) -> str:
 
 def markdown(report: CheckReport) -> str:
     """A GitHub-flavoured table of every entry and a one-line verdict (for a job summary)."""
-    mark = {"worse": "❌ worse", "newly diverged": "❌ newly diverged", "missing": "❌ missing",
+    mark = {"worse": "❌ worse", "newly diverged": "❌ newly diverged", "error": "❌ error", "missing": "❌ missing",
             "better": "✅ better", "new": "🆕 new", "ok": "ok"}
     lines = ["### dnnbench check", "",
              "| trial | id | metric | baseline | current | Δ | verdict |",

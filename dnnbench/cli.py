@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from dnnbench.errors import DnnbenchError, InputError, Interrupted
+from dnnbench.errors import DnnbenchError, InputError, Interrupted, OutputError, Terminated, TrialsErrored
 
 app = typer.Typer(
     name="dnnbench",
@@ -65,6 +68,7 @@ Out = Annotated[Path | None, typer.Option(help="Write results as JSON Lines to t
 Json = Annotated[bool, typer.Option("--json", help="Write the results lines to stdout instead of a table.", rich_help_panel=OUTPUT)]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.", rich_help_panel=OUTPUT)]
 Resume = Annotated[bool, typer.Option("--resume", help="Keep the finished trials already in --out, train the rest and append them.", rich_help_panel=OUTPUT)]
+Force = Annotated[bool, typer.Option("--force", help="Replace --out if it exists (without it, an existing file is never replaced).", rich_help_panel=OUTPUT)]
 Hp = Annotated[list[str] | None, typer.Option("--hp", help="Set an optimizer hyperparameter: NAME=VALUE (every compared optimizer that has it) or OPTIMIZER.NAME=VALUE (repeatable), e.g. --hp b1=0.95 --hp adam.eps=1e-8.", rich_help_panel=TRAIN)]
 ScheduleKind = Annotated[str, typer.Option("--schedule", help="Learning-rate schedule: constant | linear | cosine | warmup_cosine | step | exponential (a factor on every optimizer's update).", rich_help_panel=TRAIN)]
 Warmup = Annotated[str | None, typer.Option(help="Linear warmup: a fraction of training (0.1) or epochs (2e); default 0 (0.1 for warmup_cosine).", rich_help_panel=TRAIN)]
@@ -86,14 +90,15 @@ SHARED_OPTIONS: list[tuple[str, object, object]] = [
     ("early_stopping", EarlyStopping, False), ("monitor", Monitor, "val_loss"), ("patience", Patience, 5),
     ("min_delta", MinDelta, 0.0), ("augment_shift", AugmentShift, 0), ("augment_noise", AugmentNoise, 0.0),
     ("train_fraction", TrainFraction, 1.0), ("out", Out, None), ("json", Json, False), ("quiet", Quiet, False),
-    ("resume", Resume, False),
+    ("resume", Resume, False), ("force", Force, False),
 ]
-_OUTPUT_KEYS = ("out", "json", "quiet", "resume")
+_OUTPUT_KEYS = ("out", "json", "quiet", "resume", "force")
 
 
 def shared_options(command: Callable[..., None] | None = None, **defaults: object) -> Callable[..., None]:
     """Give a command the shared options; it receives them as ``job`` (a built, validated
-    ``job.Job``) and ``output`` (``out``, ``json``, ``quiet``, ``resume``). One list, many commands.
+    ``job.Job``) and ``output`` (``out``, ``json``, ``quiet``, ``resume``, ``force``). One list, many
+    commands. A command returns its trials; errored ones make the exit code 1 (``fail_on_errored``).
     ``@shared_options(epochs=40)`` changes a default for that command only."""
     if command is None:
         return functools.partial(shared_options, **defaults)  # type: ignore[return-value]
@@ -108,11 +113,24 @@ def shared_options(command: Callable[..., None] | None = None, **defaults: objec
 
         shared = {name: kwargs.pop(name) for name, _, _ in SHARED_OPTIONS}
         output = {key: shared.pop(key) for key in _OUTPUT_KEYS}
-        command(job=options.job_from_cli(**shared), output=output, **kwargs)
+        fail_on_errored(command(job=options.job_from_cli(**shared), output=output, **kwargs))
 
     wrapper.__signature__ = inspect.Signature(own + extra)  # type: ignore[attr-defined]
     wrapper.__annotations__ = {p.name: p.annotation for p in own + extra}
     return wrapper
+
+
+def fail_on_errored(outcome: object) -> None:
+    """After a training command has written and rendered everything: each errored trial's reason
+    on stderr, then ``TrialsErrored`` (exit 1). ``diverged`` is a result, not a failure."""
+    trials = outcome[0] if isinstance(outcome, tuple) and outcome else outcome
+    errored = [t for t in trials or () if getattr(t, "status", None) == "error"] if isinstance(trials, list) else []
+    if not errored:
+        return
+    for trial in errored:
+        print(f"dnnbench: trial {trial.optimizer} seed {trial.spec.seed} ({trial.id}): error: "
+              f"{trial.extra.get('error', 'no reason recorded')}", file=sys.stderr)
+    raise TrialsErrored(f"{len(errored)} of {len(trials)} trials ended in error (reasons above)")
 
 
 def _optimizers(text: str) -> list[str]:
@@ -145,9 +163,8 @@ def optimizers(
     if tune:
         from dnnbench import explore
 
-        explore.run_tuned(job, _optimizers(optimizers), **output)
-        return
-    commands.compare_optimizers(job, _optimizers(optimizers), lr, **output)
+        return explore.run_tuned(job, _optimizers(optimizers), **output)
+    return commands.compare_optimizers(job, _optimizers(optimizers), lr, **output)
 
 
 @app.command()
@@ -168,7 +185,7 @@ def regularizers(
     """
     from dnnbench import commands
 
-    commands.compare_regularizers(job, methods, optimizer, lr, **output)
+    return commands.compare_regularizers(job, methods, optimizer, lr, **output)
 
 
 @app.command()
@@ -182,7 +199,7 @@ def diagnose(
     """Train one configuration and say whether it underfits, overfits or fits, with the next commands to try."""
     from dnnbench import commands
 
-    commands.diagnose_one(job, optimizer, lr, **output)
+    return commands.diagnose_one(job, optimizer, lr, **output)
 
 
 @app.command()
@@ -199,7 +216,7 @@ def sweep(
     """Vary any knob over the cartesian product of its values: trials table, gradient flow, main effects."""
     from dnnbench import explore
 
-    explore.run_sweep(job, vary, optimizer=optimizer, lr=lr, width=width, sort=sort, **output)
+    return explore.run_sweep(job, vary, optimizer=optimizer, lr=lr, width=width, sort=sort, **output)
 
 
 @app.command("lr-sensitivity")
@@ -217,7 +234,7 @@ def lr_sensitivity(
     """For each optimizer, a log-spaced learning-rate grid in one compiled program: best rate and how forgiving it is."""
     from dnnbench import explore
 
-    explore.run_sensitivity(job, _optimizers(optimizers), lr_min=lr_min, lr_max=lr_max,
+    return explore.run_sensitivity(job, _optimizers(optimizers), lr_min=lr_min, lr_max=lr_max,
                             points=points, metric=metric, tolerance=tolerance, **output)
 
 
@@ -236,11 +253,12 @@ def run(
     json: Json = False,
     quiet: Quiet = False,
     resume: Resume = False,
+    force: Force = False,
 ) -> None:
     """Run every experiment of a suite file (optimizer and regularizer comparisons) into one results file."""
     from dnnbench import commands
 
-    commands.run_suite(suite, out=out, json=json, quiet=quiet, resume=resume)
+    fail_on_errored(commands.run_suite(suite, out=out, json=json, quiet=quiet, resume=resume, force=force))
 
 
 from dnnbench.cli_results import register as _register_results  # noqa: E402 -- check, plot, export, report
@@ -249,10 +267,49 @@ _register_results(app)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point: run the app, turn every expected failure into one line and a code."""
+    """Console entry point: run the app, turn every expected failure into one line and a code.
+
+    Exit codes: 0 ok; 1 trials ended in error or a check failed; 2 bad input or a file / stdout
+    that cannot be written; 130 Ctrl-C; 143 SIGTERM (handled like Ctrl-C: finished trials kept).
+    """
+    if sys.stdout is None:  # started with stdout closed (>&-): keep fd 1 from being reused by a file
+        _stdout_to_devnull()
+        print("dnnbench: error: stdout is closed; redirect it (> file, > /dev/null) instead of closing it",
+              file=sys.stderr)
+        return 2
+    previous = _catch_sigterm()
+    try:
+        return _main(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _catch_sigterm() -> object:
+    """SIGTERM raises ``Terminated`` (a ``KeyboardInterrupt``): one path for both stops."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated
+
+    return signal.signal(signal.SIGTERM, terminate)
+
+
+def _stdout_to_devnull() -> None:
+    """Point fd 1 at /dev/null, so output still buffered (or a later flush at exit) goes nowhere
+    instead of failing again or landing in a file that took fd 1."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    if null != 1:
+        os.dup2(null, 1)
+        os.close(null)
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         code = app(args=argv, prog_name="dnnbench", standalone_mode=False)
-    except Interrupted as exc:  # Ctrl-C while training: say what the results file holds
+        sys.stdout.flush()  # a full disk behind stdout shows here, not as a traceback at exit
+    except Interrupted as exc:  # Ctrl-C or SIGTERM while training: say what the results file holds
         print(f"dnnbench: {exc}", file=sys.stderr)
         return exc.exit_code
     except DnnbenchError as exc:
@@ -265,11 +322,20 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         print(f"dnnbench: error: {exc.format_message()}", file=sys.stderr)
         return getattr(exc, "exit_code", 2)
-    except (typer.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt) as exc:
+        if isinstance(exc, Terminated) or isinstance(exc.__cause__, Terminated):
+            print("dnnbench: terminated (SIGTERM)", file=sys.stderr)
+            return 143
         print("dnnbench: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
+    except BrokenPipeError:  # `dnnbench export r.jsonl | head`: the reader had enough
+        _stdout_to_devnull()
         return 0
+    except OSError as exc:  # a write to stdout failed (files go through output_files: OutputError)
+        _stdout_to_devnull()
+        where = exc.filename or "stdout"
+        print(f"dnnbench: error: {where}: cannot write ({exc.strerror or exc})", file=sys.stderr)
+        return OutputError.exit_code
     if code == 130:
         print("dnnbench: interrupted", file=sys.stderr)
     return code if isinstance(code, int) else 0

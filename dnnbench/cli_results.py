@@ -15,11 +15,13 @@ from typing import Annotated, Any
 
 import typer
 
-from dnnbench.errors import DataError, InputError, one_of
+from dnnbench import output_files
+from dnnbench.errors import DataError, one_of
 
 CHECK_FORMATS = ("table", "markdown", "github-benchmark")
 
 Results = Annotated[Path, typer.Argument(help="A results file (JSON Lines) written with --out.", show_default=False)]
+Force = Annotated[bool, typer.Option("--force", help="Replace --out if it exists (without it, an existing file is never replaced).")]
 Metrics = Annotated[list[str] | None, typer.Option("--metric", help="A metric (repeat for several), e.g. test_acc, val_loss.", show_default=False)]
 
 
@@ -79,11 +81,14 @@ def plot(
     out: Annotated[Path, typer.Option(help="The figure to write: .png, .svg or .pdf.")] = Path("curves.png"),
     metric: Metrics = None,
     terminal: Annotated[bool, typer.Option("--terminal", help="Draw text charts on stdout instead of writing a figure.")] = False,
+    force: Force = False,
 ) -> None:
     """Learning curves per epoch: one panel per metric, one line per optimizer (mean over seeds, min–max band)."""
     from dnnbench import plotting
 
     header, rows = _load(results)
+    if not terminal:
+        output_files.claim(out, inputs=[results], force=force)
     if terminal:
         for i, name in enumerate(metric or ("val_acc",)):
             print(("\n" if i else "") + plotting.terminal_curves(rows, name))
@@ -96,24 +101,19 @@ def export(
     results: Results,
     csv: Annotated[bool, typer.Option("--csv", help="CSV, one line per trial (the default and only format for now).")] = False,
     out: Annotated[Path | None, typer.Option(help="Write to this file (atomically) instead of stdout.")] = None,
+    force: Force = False,
 ) -> None:
     """Flatten a results file into a table: ids, optimizer, seed, status, hyperparameters, tags, final metrics, timings."""
     from dnnbench import export as flat
 
+    if out is not None:
+        output_files.claim(out, inputs=[results], force=force)
     _, rows = _load(results)
     text = flat.to_csv(rows)
     if out is None:
         sys.stdout.write(text)
         return
-    from dnnbench.results import atomic_write_text
-
-    if out.is_dir():
-        raise InputError(f"--out {out}: is a directory")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out, text)
-    except OSError as exc:
-        raise InputError(f"--out {out}: cannot write ({exc.strerror})") from None
+    output_files.write_atomic(out, text)
     print(f"wrote {out} ({len(rows)} trials)", file=sys.stderr)
 
 

@@ -18,26 +18,48 @@ from pathlib import Path
 from typing import Any
 
 from dnnbench import data as datamod
-from dnnbench import engine, optim, options, regularizers, results, runner
+from dnnbench import engine, optim, options, output_files, regularizers, results, runner
 from dnnbench.config import TrialSpec
-from dnnbench.errors import InputError, Interrupted
+from dnnbench.errors import InputError, Interrupted, OutputError, Terminated
 from dnnbench.job import Job
 
 
 def execute(job: Job, specs: Sequence[TrialSpec], *, out: Path | None, json_lines: bool, quiet: bool,
             extra_config: dict[str, Any] | None = None, resume: bool = False,
-            summary: Any = None) -> list[results.TrialResult]:
+            summary: Any = None, force: bool = False, inputs: Sequence[Path] = ()) -> list[results.TrialResult]:
     """Load data, check, then train ``specs`` streaming rows to ``out`` / stdout; returns the results.
 
     ``resume``: keep the finished trials already in ``out`` (matched by id), train the others and
-    append them. Ctrl-C raises ``Interrupted``, which says how many trials the file holds.
+    append them. Ctrl-C (or SIGTERM) raises ``Interrupted``, which says how many trials the file holds.
+    ``out`` is claimed first (never an input: the data file, ``inputs``, optimizer files; an existing
+    file only with ``force`` or ``resume``) and locked for the whole run (``output_files``).
     ``summary``: trials -> the closing ``{"type": "summary"}`` row (statistics over seeds).
     """
-    from dnnbench import report
-
     run = runner.Run(specs=tuple(specs), data=job.data, max_parallel=job.max_parallel, workers=job.workers)
     if resume and out is None:
         raise InputError("--resume needs --out: the results file to resume")
+    if resume and force:
+        raise InputError("--resume keeps the file and --force replaces it; give one of them")
+    with contextlib.ExitStack() as held:
+        if out is not None:
+            held.enter_context(output_files.lock(out))  # first: a second run stops here, at once
+            output_files.claim(out, inputs=[job.data.path, *inputs, *_optimizer_files(specs)], force=force,
+                               resume=resume)
+        return _execute(job, run, out=out, json_lines=json_lines, quiet=quiet, extra_config=extra_config,
+                        resume=resume, summary=summary)
+
+
+def _optimizer_files(specs: Sequence[TrialSpec]) -> list[Path]:
+    """The user optimizer files (``path/to/file.py:factory``) a run reads: inputs, never written."""
+    names = {spec.optimizer for spec in specs}
+    return [Path(name.rsplit(":", 1)[0]) for name in names if ":" in name and name.rsplit(":", 1)[0].endswith(".py")]
+
+
+def _execute(job: Job, run: runner.Run, *, out: Path | None, json_lines: bool, quiet: bool,
+             extra_config: dict[str, Any] | None, resume: bool, summary: Any) -> list[results.TrialResult]:
+    """``execute`` once ``out`` is claimed and locked."""
+    from dnnbench import report
+
     previous = results.read_resumable(out) if resume and out is not None else None
     show_progress = not quiet and not json_lines and sys.stderr.isatty()
     data = datamod.load(job.data, progress=show_progress)
@@ -57,11 +79,12 @@ def execute(job: Job, specs: Sequence[TrialSpec], *, out: Path | None, json_line
     sinks: list[results.ResultsWriter] = []
     with contextlib.ExitStack() as stack:
         if out is not None:
-            sinks.append(results.ResultsWriter(stack.enter_context(results.open_results(out, append=resume))))
+            sinks.append(results.ResultsWriter(stack.enter_context(results.open_results(out, append=resume)),
+                                               f"--out {out}"))
             if not resume:  # a resumed file keeps its own header
                 sinks[-1].write(head)
         if json_lines:  # stdout gets the whole run: header, resumed trials, new trials
-            sinks.append(results.ResultsWriter(sys.stdout))
+            sinks.append(results.ResultsWriter(sys.stdout, "stdout"))
             for row in [head, *(result.to_row() for result in done.values())]:
                 sinks[-1].write(row)
         if not todo:
@@ -83,9 +106,15 @@ def execute(job: Job, specs: Sequence[TrialSpec], *, out: Path | None, json_line
             trained = runner.execute(todo_run, data, on_result=on_result, on_epoch=progress.on_epoch,
                                      on_group=progress.on_group,
                                      groups=[[position[i] for i in chunk] for chunk in pending])
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             where = f"written to {out}" if out else "written to stdout" if json_lines else "finished (no --out)"
-            raise Interrupted(f"interrupted; {written} of {len(ids)} trials {where}") from None
+            how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+            raise Interrupted(f"{how}; {written} of {len(ids)} trials {where}"
+                              + ("; --resume continues" if out else ""),
+                              143 if isinstance(exc, Terminated) else 130) from None
+        except OutputError as exc:
+            raise OutputError(f"{exc}; {written} of {len(ids)} trials written before it"
+                              + (", --resume continues" if out else "")) from None
         new = {ids[i]: result for i, result in zip(todo, trained, strict=True)}
         return _close([done[i] if i in done else new[i] for i in ids], sinks, summary)
 
@@ -117,18 +146,21 @@ def _resume(out: Path, previous: tuple[dict[str, Any], list[dict[str, Any]], boo
 
 @contextlib.contextmanager
 def _holding_sigint() -> Iterator[None]:
-    """Hold Ctrl-C while a row is written: a row is written whole and counted, then it interrupts."""
+    """Hold Ctrl-C and SIGTERM while a row is written: a row is written whole and counted, then it
+    interrupts."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     caught: list[tuple[Any, ...]] = []
-    previous = signal.signal(signal.SIGINT, lambda *args: caught.append(args))
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda *args: caught.append(args)) for sig in held}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
-        if caught and callable(previous):
-            previous(*caught[0])  # Python's default handler: KeyboardInterrupt
+        for sig in held:
+            signal.signal(sig, previous[sig])
+        if caught and callable(previous[caught[0][0]]):
+            previous[caught[0][0]](*caught[0])  # the handler that was held: KeyboardInterrupt / Terminated
 
 
 @contextlib.contextmanager
@@ -138,13 +170,14 @@ def _progress(report: Any, run: runner.Run, enabled: bool) -> Iterator[Any]:
 
 
 def compare_optimizers(job: Job, names: Sequence[str], lr: str | None, *, out: Path | None = None,
-                       json: bool = False, quiet: bool = False, resume: bool = False) -> list[results.TrialResult]:
+                       json: bool = False, quiet: bool = False, resume: bool = False,
+                       force: bool = False) -> list[results.TrialResult]:
     """``dnnbench optimizers``: the paired comparison of ``names`` on one task."""
     from dnnbench import report, stats
 
     lrs = options.parse_lr(lr, names)
     specs = runner.optimizer_specs(job, names, lrs, options.apply_hp(job.hp, names))
-    trials = execute(job, specs, out=out, json_lines=json, quiet=quiet, resume=resume,
+    trials = execute(job, specs, out=out, json_lines=json, quiet=quiet, resume=resume, force=force,
                      extra_config={"command": "optimizers", "optimizers": list(names), "lr": lr},
                      summary=lambda ts: stats.summary_row(ts, lambda t: t.optimizer, "optimizer"))
     if not json:
@@ -164,13 +197,13 @@ def optimizers_table(job: Job, trials: Sequence[results.TrialResult], title: str
 
 def compare_regularizers(job: Job, methods: str | None, optimizer: str, lr: float | None, *,
                          out: Path | None = None, json: bool = False, quiet: bool = False,
-                         resume: bool = False) -> list[results.TrialResult]:
+                         resume: bool = False, force: bool = False) -> list[results.TrialResult]:
     """``dnnbench regularizers``: each remedy on the same task, seeds and initial weights."""
     from dnnbench import report, stats
 
     hyperparams = options.apply_hp(job.hp, [optimizer])[optimizer]
     names, strengths, specs = regularizers.comparison_specs(job, methods, optimizer, lr, hyperparams)
-    trials = execute(job, specs, out=out, json_lines=json, quiet=quiet, resume=resume,
+    trials = execute(job, specs, out=out, json_lines=json, quiet=quiet, resume=resume, force=force,
                      extra_config={"command": "regularizers", "methods": names,
                                    "strengths": dataclasses.asdict(strengths)},
                      summary=lambda ts: stats.summary_row(ts, lambda t: t.tags.get("regularizer", "?"), "regularizer"))
@@ -193,13 +226,13 @@ def regularizers_table(job: Job, trials: Sequence[results.TrialResult], optimize
 
 
 def diagnose_one(job: Job, optimizer: str, lr: float | None, *, out: Path | None = None, json: bool = False,
-                 quiet: bool = False, resume: bool = False) -> list[results.TrialResult]:
+                 quiet: bool = False, resume: bool = False, force: bool = False) -> list[results.TrialResult]:
     """``dnnbench diagnose``: one configuration, its verdict, evidence and next commands."""
     from dnnbench import report
 
     hyperparams = options.apply_hp(job.hp, [optimizer])[optimizer]
     specs = [job.trial(optimizer, lr, hyperparams, seed=s) for s in job.seeds]
-    trials = execute(job, specs, out=out, json_lines=json, quiet=quiet, resume=resume,
+    trials = execute(job, specs, out=out, json_lines=json, quiet=quiet, resume=resume, force=force,
                      extra_config={"command": "diagnose"})
     if not json:
         console = report.make_console()
@@ -261,7 +294,7 @@ def _model_label(job: Job) -> str:
 
 
 def run_suite(path: Path, *, out: Path | None = None, json: bool = False, quiet: bool = False,
-              resume: bool = False) -> list[results.TrialResult]:
+              resume: bool = False, force: bool = False) -> list[results.TrialResult]:
     """``dnnbench run``: every experiment of a suite file into one results file, one table each.
 
     All experiments train in one ``execute`` (so trials of one structure share a compiled program
@@ -272,8 +305,8 @@ def run_suite(path: Path, *, out: Path | None = None, json: bool = False, quiet:
 
     loaded = suite.load(path)
     out = out if out is not None else Path("results") / f"{path.stem}.jsonl"
-    trials = execute(loaded.job, loaded.specs, out=out, json_lines=json, quiet=quiet, resume=resume,
-                     extra_config=loaded.describe())
+    trials = execute(loaded.job, loaded.specs, out=out, json_lines=json, quiet=quiet, resume=resume, force=force,
+                     extra_config=loaded.describe(), inputs=[path])
     if not json:
         console = report.make_console()
         for experiment in loaded.experiments:

@@ -22,10 +22,29 @@ class DataError(InputError):
     """A data file is missing, unreadable, corrupt or inconsistent (exit code 2)."""
 
 
+class OutputError(InputError):
+    """A file or stdout given to write cannot be written (disk full, read-only, closed); exit code 2."""
+
+
+class TrialsErrored(DnnbenchError):
+    """Everything was written, but some trials ended in ``error`` (exit code 1)."""
+
+    exit_code = 1
+
+
 class Interrupted(DnnbenchError):
-    """Training stopped by Ctrl-C; the message says how many trials were kept (exit code 130)."""
+    """Training stopped by Ctrl-C (exit code 130) or SIGTERM (143); the message says how many
+    trials were kept."""
 
     exit_code = 130
+
+    def __init__(self, message: str, exit_code: int = 130) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C raises ``KeyboardInterrupt``: the same path, exit code 143."""
 
 
 def one_of(kind: str, value: object, valid: list[str] | tuple[str, ...] | set[str]) -> InputError:

@@ -8,15 +8,15 @@ and leaves the caller's global matplotlib state (backend, open figures) alone.
 
 from __future__ import annotations
 
+import io
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dnnbench import export
+from dnnbench import export, output_files
 from dnnbench.errors import DataError, InputError
 
 Row = dict[str, Any]
@@ -70,10 +70,6 @@ def _check_out(out: Path) -> None:
         raise InputError(f"--out {out}: the file name must end in {', '.join(SUFFIXES)}")
     if out.is_dir():
         raise InputError(f"--out {out}: is a directory")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"--out {out}: cannot create its folder ({exc.strerror})") from None
 
 
 def plot_curves(rows: Sequence[Row], out: Path, *, metrics: Sequence[str] = DEFAULT_METRICS,
@@ -135,13 +131,9 @@ def plot_curves(rows: Sequence[Row], out: Path, *, metrics: Sequence[str] = DEFA
     names = list(legend)
     fig.legend(list(legend.values()), names, loc="outside lower center", ncols=legend_cols, frameon=False)
 
-    tmp = out.with_name(f".{out.stem}.tmp-{os.getpid()}{out.suffix}")
-    try:
-        fig.savefig(tmp, format=out.suffix[1:].lower())
-        os.replace(tmp, out)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise InputError(f"--out {out}: cannot write ({exc.strerror})") from None
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=out.suffix[1:].lower())
+    output_files.write_atomic(out, buffer.getvalue())
     return out
 
 

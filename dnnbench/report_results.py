@@ -20,7 +20,7 @@ from dnnbench.export import GroupSummary
 from dnnbench.stats import Stat
 
 VERDICT_STYLE = {"ok": "", "better": "green", "new": "cyan", "worse": "bold red",
-                 "newly diverged": "bold red", "missing": "bold red"}
+                 "newly diverged": "bold red", "error": "bold red", "missing": "bold red"}
 LABEL_STYLE = {"good fit": "green", "overfitting": "yellow", "underfitting": "magenta",
                "still improving": "cyan", "diverged": "bold red"}
 

@@ -10,10 +10,10 @@ penalty, so runs with and without regularization compare on one scale -- except
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
-import os
 import platform
 import subprocess
 import sys
@@ -203,31 +203,48 @@ def header(config: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
 class ResultsWriter:
     """Writes a header then trial lines, each flushed as it is written (survives interruption)."""
 
-    def __init__(self, stream: IO[str]) -> None:
+    def __init__(self, stream: IO[str], name: str = "stdout") -> None:
         self.stream = stream
+        self.name = name
 
     def write(self, row: dict[str, Any]) -> None:
-        self.stream.write(json.dumps(_json_safe(row), allow_nan=False) + "\n")
-        self.stream.flush()
+        from dnnbench.errors import OutputError
+
+        try:
+            self.stream.write(json.dumps(_json_safe(row), allow_nan=False) + "\n")
+            self.stream.flush()
+        except OSError as exc:
+            if self.stream is not sys.stdout:  # close now, so closing again later does not raise
+                with contextlib.suppress(OSError):
+                    self.stream.close()
+            raise OutputError(f"{self.name}: cannot write ({exc.strerror or exc})") from None
+
+
+def warn(message: str) -> None:
+    """A warning line on stderr (a reader that goes on despite something odd in a file)."""
+    print(f"dnnbench: warning: {message}", file=sys.stderr)
 
 
 def open_results(path: Path, *, append: bool = False) -> IO[str]:
-    """Open ``path`` for writing (or appending) results, creating its folder; a clear error if it cannot."""
-    from dnnbench.errors import InputError
+    """Open ``path`` for writing (or appending) results, creating its folder; a clear error if it cannot.
 
-    if path.exists() and path.is_dir():
-        raise InputError(f"--out {path}: is a directory")
+    The caller has claimed and locked ``path`` (``output_files.claim`` / ``lock``) first."""
+    from dnnbench.output_files import cannot_write
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         return open(path, "a" if append else "w", encoding="utf-8")  # noqa: SIM115 -- the caller closes it
     except OSError as exc:
-        raise InputError(f"--out {path}: cannot write ({exc.strerror})") from None
+        raise cannot_write(path, exc) from None
 
 
-def _parse_lines(path: Path, text: str, error: type[Exception], prefix: str, *,
-                 torn_ok: bool) -> tuple[dict[str, Any] | None, list[tuple[int, dict[str, Any]]], bool]:
+def _parse_lines(path: Path, text: str, error: type[Exception],
+                 prefix: str) -> tuple[dict[str, Any] | None, list[tuple[int, dict[str, Any]]], bool]:
     """The header, the numbered trial rows and whether the file is intact (no torn last line,
-    no summary row). Summary rows are skipped: they are derived from the trial rows."""
+    no summary row). Summary rows are skipped: they are derived from the trial rows.
+
+    The one rule of every reader: a torn LAST line (not JSON and no newline after it: a run killed
+    or a disk full mid-write) is skipped with a warning; a bad line anywhere else is an error."""
     lines = text.splitlines()
     head, trials, intact = None, [], True
     for number, line in enumerate(lines, 1):
@@ -236,8 +253,9 @@ def _parse_lines(path: Path, text: str, error: type[Exception], prefix: str, *,
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            if torn_ok and number == len(lines) and not text.endswith("\n"):
-                intact = False  # the torn last line of a killed process: train that trial again
+            if number == len(lines) and not text.endswith("\n"):
+                warn(f"{path}:{number}: torn last line (a run stopped mid-write) skipped")
+                intact = False
                 break
             raise error(f"{prefix}{path}:{number}: not valid JSON ({exc.msg})") from None
         if not isinstance(row, dict) or row.get("type") not in ROW_TYPES:
@@ -266,7 +284,7 @@ def read_results(path: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]
     from dnnbench.errors import DataError
 
     text = _read_text(path, DataError, f"{path}: no such results file")
-    head, trials, _ = _parse_lines(path, text, DataError, "", torn_ok=False)
+    head, trials, _ = _parse_lines(path, text, DataError, "")
     return head, [row for _, row in trials]
 
 
@@ -289,7 +307,7 @@ def read_resumable(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]], bo
                       "--resume)", prefix="--resume: ")
     # A summary row makes the file not intact too: it is stale once more trials come, so the
     # file is rewritten without it.
-    head, numbered, intact = _parse_lines(path, text, InputError, "--resume: ", torn_ok=True)
+    head, numbered, intact = _parse_lines(path, text, InputError, "--resume: ")
     rows = []
     for number, row in numbered:
         if not isinstance(row.get("id"), str) or not isinstance(row.get("status"), str):
@@ -315,6 +333,6 @@ def from_row(row: dict[str, Any], spec: TrialSpec) -> TrialResult:
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` via a temporary file and a rename: never half a file."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    from dnnbench.output_files import write_atomic
+
+    write_atomic(path, text)

@@ -114,7 +114,7 @@ def test_newly_diverged_missing_and_new_trials():
     assert v[base[3]["id"]] == "missing"
     assert v["rmsprop-0.001--0"] == "new"
     assert report.entries[-1].trial_id == "rmsprop-0.001--0"  # new trials come last
-    assert report.counts == {"ok": 4, "worse": 0, "better": 0, "newly diverged": 1, "missing": 1, "new": 1}
+    assert report.counts == {"ok": 4, "worse": 0, "better": 0, "newly diverged": 1, "error": 0, "missing": 1, "new": 1}
     assert report.failed
 
 

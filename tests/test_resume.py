@@ -190,7 +190,10 @@ def _dnnbench() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "dnnbench.cli"]
 
 
-def test_sigint_keeps_finished_trials_and_resume_completes_them_exactly(tmp_path):
+@pytest.mark.parametrize(("sig", "exit_code", "said"), [(signal.SIGINT, 130, "interrupted"),
+                                                   (signal.SIGTERM, 143, "terminated (SIGTERM)")])
+def test_a_stop_keeps_finished_trials_and_resume_completes_them_exactly(tmp_path, sig, exit_code, said):
+    # SIGTERM (how CI systems stop a job) takes the same path as Ctrl-C, with exit code 143.
     # One worker and 150 epochs: the groups train one after the other, the second for a while,
     # so the interrupt lands after the first group's rows and before the last ones.
     argv = [*TWO_BY_TWO, "--epochs", "150"]  # the last --epochs counts
@@ -206,16 +209,16 @@ def test_sigint_keeps_finished_trials_and_resume_completes_them_exactly(tmp_path
             break
         time.sleep(0.02)
     assert proc.poll() is None, "the run ended before it could be interrupted"
-    proc.send_signal(signal.SIGINT)  # the first group's rows are being written, or the second group trains
+    proc.send_signal(sig)  # the first group's rows are being written, or the second group trains
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    assert proc.returncode == exit_code, err
     lines = path.read_text().splitlines()
     rows = [json.loads(line) for line in lines]  # every line is whole JSON
     written = len(rows) - 1
     assert 1 <= written < 4
     assert all(row["status"] == "ok" for row in rows[1:])  # nothing unfinished was written
     assert [line for line in err.splitlines() if line.strip()] == [
-        f"dnnbench: interrupted; {written} of 4 trials written to {path}"]
+        f"dnnbench: {said}; {written} of 4 trials written to {path}; --resume continues"]
     assert "Traceback" not in err
 
     code, _, err = _run([*argv, "--out", path, "--resume"])
