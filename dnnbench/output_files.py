@@ -39,7 +39,7 @@ def claim(path: Path, *, inputs: Iterable[Path | None] = (), force: bool = False
                              "write to another file (dnnbench never writes over its inputs)")
     if path.is_dir():
         raise InputError(f"{option} {path}: is a directory")
-    if path.exists() and not (force or resume):
+    if path.is_file() and not (force or resume):  # a device or a pipe (/dev/stdout) holds nothing to lose
         raise InputError(f"{option} {path} already exists; add --force to replace it"
                          + (" or --resume to continue it" if option == "--out" and path.suffix == ".jsonl" else "")
                          + ", or choose another file")
@@ -77,6 +77,9 @@ def lock(path: Path) -> Iterator[None]:
     A second holder fails at once with ``InputError`` naming the pid of the first. The lock file is
     removed on release; a lock taken on a file that was removed meanwhile is taken again.
     """
+    if path.exists() and not path.is_file():  # a device or a pipe: no file to protect
+        yield
+        return
     target = lock_path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

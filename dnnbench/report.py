@@ -142,7 +142,15 @@ def comparison_table(summaries: Sequence[Summary], *, title: str, label_header: 
                             if paired else ""))
     else:
         table.caption = "best of each column in green; compile and train times are per compiled group"
+    table.caption += _error_notes(summaries)
     return table
+
+
+def _error_notes(summaries: Sequence[Summary]) -> str:
+    """One caption line per errored trial: its reason (the table's status column only says error)."""
+    notes = [f"\nerror, {s.label} seed {t.spec.seed}: {t.extra.get('error', 'no reason recorded')}"
+             for s in summaries for t in s.trials if t.status == "error"]
+    return "".join(notes)
 
 
 def optimizers_list_table(rows: Sequence[dict], refused: dict[str, str] | None = None) -> Table:
@@ -155,12 +163,10 @@ def optimizers_list_table(rows: Sequence[dict], refused: dict[str, str] | None =
     for row in rows:
         marker = " (extra)" if row["kind"] == "builtin" and row["spec"] not in optim.RECIPE else ""
         origin = row["origin"]
-        source = {"builtin": "dnnbench", "optax": f"{origin.get('name')} ({origin.get('version')})",
-                  "file": f"{origin.get('path')} sha256 {str(origin.get('sha256'))[:12]}",
-                  "module": f"{origin.get('module')} ({origin.get('distribution') or 'not installed'}"
-                            f" {origin.get('version') or ''})".replace(" )", ")"),
-                  "plugin": f"plugin {origin.get('entry_point')} ({origin.get('distribution')} {origin.get('version')})",
-                  }[row["kind"]]
+        source = {"builtin": "dnnbench", "optax": f"optax {origin.get('version')}",
+                  "file": f"file, sha256 {str(origin.get('sha256'))[:12]}",
+                  "module": f"{origin.get('distribution') or 'module'} {origin.get('version') or ''}".strip(),
+                  "plugin": f"plugin of {origin.get('distribution')} {origin.get('version')}"}[row["kind"]]
         lr = f"learning_rate={row['learning_rate']:g}" + ("" if row["lr_in_signature"] else "†")
         numbers = set(row["numbers"])
         rest = [f"{k}{'' if k in numbers else '*'}={_value(v)}" for k, v in row["params"].items()]
@@ -187,6 +193,8 @@ def diagnosis_panel(result: TrialResult) -> Panel:
     evidence = Table.grid(padding=(0, 2))
     evidence.add_column(style="dim")
     evidence.add_column()
+    if result.status == "error":
+        evidence.add_row("reason", str(result.extra.get("error", "no reason recorded")))
     for key, value in d["evidence"].items():
         evidence.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
     remedies = Text()
@@ -328,7 +336,8 @@ def sweep_table(summaries: Sequence[Summary], factors: Sequence[str], *, metric:
         table.add_row(*cells, style=style)
     n = max((len(s.trials) for s in summaries), default=1)
     table.caption = (f"sorted by {metric}; best row in green" + (f"; mean ± std over {n} seeds" if n > 1 else "")
-                     + "; grad first/last = first-layer / last-layer gradient norm (≪1: vanishing)")
+                     + "; grad first/last = first-layer / last-layer gradient norm (≪1: vanishing)"
+                     + _error_notes(summaries))
     return table
 
 

@@ -1,0 +1,288 @@
+"""Issue 16: every failure is explained, no file is ever destroyed, the CI gate has no holes.
+
+Each class of problem is fixed by one mechanism (``output_files`` for every file written, one
+reader rule for torn last lines, one stop path for SIGINT and SIGTERM, one guard for stdout);
+these tests drive it through the CLI, on several commands each, with tiny data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dnnbench import engine, output_files
+from dnnbench.cli import main
+
+TINY = ["--dataset", "synthetic:train=200,test=50,features=8,classes=3", "--hidden", "8", "--epochs", "1",
+        "--batch-size", "50", "-q"]
+SUITE = """\
+[data]
+dataset = "synthetic:train=200,test=50,features=8,classes=3"
+
+[model]
+hidden = [8]
+
+[train]
+epochs = 1
+batch_size = 50
+
+[[experiment]]
+kind = "optimizers"
+optimizers = ["sgd", "adam"]
+"""
+
+
+def _run(*argv: object) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+def _dnnbench() -> list[str]:
+    script = Path(sys.executable).with_name("dnnbench")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "dnnbench.cli"]
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def results_file(tmp_path_factory) -> Path:
+    """A small finished results file: sgd and adam, one seed, header + 2 trials + summary."""
+    path = tmp_path_factory.mktemp("results") / "r.jsonl"
+    code, _, err = _run("optimizers", *TINY, "--optimizers", "sgd,adam", "--out", path)
+    assert code == 0, err
+    return path
+
+
+# ---- 1. a failed trial says why, and the exit code is 1 once everything is written
+
+
+@pytest.fixture()
+def sgd_fails(monkeypatch):
+    real = engine.train_group
+
+    def train_group(specs, *args, **kwargs):
+        if any(spec.optimizer == "sgd" for spec in specs):
+            raise RuntimeError("Out of memory allocating 25600000000 bytes")
+        return real(specs, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "train_group", train_group)
+
+
+def test_errored_trials_are_explained_and_exit_1(tmp_path, sgd_fails):
+    out = tmp_path / "r.jsonl"
+    code, stdout, err = _run("optimizers", *TINY, "--optimizers", "adam,sgd", "--out", out)
+    assert code == 1
+    assert "dnnbench: trial sgd seed 0" in err and "Out of memory allocating 25600000000 bytes" in err
+    assert err.strip().splitlines()[-1] == "dnnbench: error: 1 of 2 trials ended in error (reasons above)"
+    assert "Out of memory" in " ".join(stdout.split())  # under the table too
+    rows = _lines(out)  # everything was written before the exit code
+    assert [r["type"] for r in rows] == ["header", "trial", "trial", "summary"]
+    assert sorted(r["status"] for r in rows[1:3]) == ["error", "ok"]
+    assert "Traceback" not in err
+
+
+def test_errored_trial_in_diagnose_and_json_modes(tmp_path, sgd_fails):
+    code, stdout, err = _run("diagnose", *TINY, "--optimizer", "sgd")
+    assert code == 1
+    assert "reason" in stdout and "Out of memory" in stdout  # the evidence is not empty
+    code, stdout, err = _run("optimizers", *TINY, "--optimizers", "adam,sgd", "--json")
+    assert code == 1
+    assert [json.loads(line)["type"] for line in stdout.splitlines()] == ["header", "trial", "trial", "summary"]
+    assert "Out of memory" in err
+
+
+def test_a_run_suite_with_an_errored_trial_exits_1(tmp_path, sgd_fails):
+    suite = tmp_path / "s.toml"
+    suite.write_text(SUITE)
+    code, _, err = _run("run", suite, "--out", tmp_path / "s.jsonl", "-q")
+    assert code == 1 and "1 of 2 trials ended in error" in err
+
+
+# ---- 2. --out never destroys a file
+
+
+def _npz(path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    np.savez(path, x_train=rng.normal(size=(60, 4)).astype(np.float32), y_train=np.arange(60) % 3,
+             x_test=rng.normal(size=(12, 4)).astype(np.float32), y_test=np.arange(12) % 3)
+    return path
+
+
+@pytest.mark.parametrize("command", ["optimizers", "diagnose", "run", "export", "plot"])
+def test_out_is_never_an_input(tmp_path, results_file, command):
+    victim = {"optimizers": _npz(tmp_path / "v.npz"), "diagnose": _npz(tmp_path / "v.npz"),
+              "run": tmp_path / "v.toml", "export": tmp_path / "w.jsonl", "plot": tmp_path / "w.png"}[command]
+    if command == "run":
+        victim.write_text(SUITE)
+    before = victim.read_bytes() if victim.exists() else None
+    argv = {"optimizers": ["optimizers", "--data", victim, "--hidden", "4", "--epochs", "1", "-q"],
+            "diagnose": ["diagnose", "--data", victim, "--hidden", "4", "--epochs", "1", "-q"],
+            "run": ["run", victim, "-q"], "export": ["export", victim], "plot": ["plot", victim]}[command]
+    if command in ("export", "plot"):
+        victim.write_bytes(results_file.read_bytes())
+        before = victim.read_bytes()
+    code, _, err = _run(*argv, "--out", victim, "--force")  # not even with --force
+    assert code == 2, err
+    assert "is also an input of this command" in err
+    assert victim.read_bytes() == before
+    assert not output_files.lock_path(victim).exists()
+
+
+def test_an_existing_file_is_replaced_only_with_force(tmp_path, results_file):
+    out = tmp_path / "r.jsonl"
+    out.write_text("earlier work\n")
+    code, _, err = _run("optimizers", *TINY, "--optimizers", "sgd", "--out", out)
+    assert code == 2 and "already exists; add --force to replace it or --resume to continue it" in err
+    assert out.read_text() == "earlier work\n"
+    code, _, err = _run("optimizers", *TINY, "--optimizers", "sgd", "--out", out, "--resume", "--force")
+    assert code == 2 and "give one of them" in err
+    code, _, err = _run("optimizers", *TINY, "--optimizers", "sgd", "--out", out, "--force")
+    assert code == 0, err
+    assert [r["type"] for r in _lines(out)] == ["header", "trial", "summary"]
+    for argv in (["export", results_file], ["plot", results_file]):
+        target = tmp_path / ("t.csv" if argv[0] == "export" else "t.png")
+        target.write_text("mine")
+        code, _, err = _run(*argv, "--out", target)
+        assert code == 2 and "add --force" in err and target.read_text() == "mine"
+        code, _, err = _run(*argv, "--out", target, "--force")
+        assert code == 0, err
+        assert target.read_bytes() != b"mine"
+        assert [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name] == []  # temp file renamed away
+
+
+# ---- 3. one writer per results file
+
+
+def test_a_second_run_on_a_locked_results_file_stops_at_once(tmp_path):
+    out = tmp_path / "r.jsonl"
+    with output_files.lock(out):
+        code, _, err = _run("optimizers", *TINY, "--optimizers", "sgd", "--out", out)
+        assert code == 2
+        assert err.strip() == (f"dnnbench: error: {out} is being written by another dnnbench run "
+                               f"(pid {os.getpid()}); wait for it to finish or write to another --out")
+        assert not out.exists()
+        code, _, err = _run("run", _suite(tmp_path), "--out", out, "-q", "--force")
+        assert code == 2 and "being written by another dnnbench run" in err
+    assert not output_files.lock_path(out).exists()  # released (and removed) on exit
+    code, _, err = _run("optimizers", *TINY, "--optimizers", "sgd", "--out", out)
+    assert code == 0, err
+    assert not output_files.lock_path(out).exists()
+
+
+def _suite(folder: Path) -> Path:
+    path = folder / "s.toml"
+    path.write_text(SUITE)
+    return path
+
+
+# ---- 5. one rule for torn last lines
+
+
+def _torn(folder: Path, results_file: Path, where: str) -> Path:
+    lines = results_file.read_text().splitlines(keepends=True)
+    path = folder / f"torn-{where}.jsonl"
+    if where == "last":
+        path.write_text("".join(lines[:-1]) + lines[-1][: len(lines[-1]) // 2])
+    else:
+        path.write_text(lines[0] + lines[1][:20] + "\n" + "".join(lines[2:]))
+    return path
+
+
+@pytest.mark.parametrize("command", [["report"], ["export"], ["plot", "--terminal"], ["check"]])
+def test_a_torn_last_line_is_a_warning_everywhere(tmp_path, results_file, command):
+    path = _torn(tmp_path, results_file, "last")
+    extra = [results_file] if command == ["check"] else []
+    code, out, err = _run(command[0], *extra, path, *command[1:])
+    assert code == 0, err
+    assert f"dnnbench: warning: {path}:4: torn last line (a run stopped mid-write) skipped" in err
+    if command == ["export"]:
+        assert len(out.splitlines()) == 3  # CSV header + both trials
+    middle = _torn(tmp_path, results_file, "middle")
+    code, _, err = _run(command[0], *extra, middle, *command[1:])
+    assert code == 2 and f"{middle}:2: not valid JSON" in err
+
+
+def test_resume_warns_about_a_torn_last_line_too(tmp_path, results_file):
+    lines = results_file.read_text().splitlines(keepends=True)
+    path = tmp_path / "r.jsonl"
+    path.write_text(lines[0] + lines[1] + lines[2][:30])  # killed while writing the second trial
+    code, _, err = _run("optimizers", *TINY, "--optimizers", "sgd,adam", "--out", path, "--resume")
+    assert code == 0, err
+    assert "torn last line" in err
+    assert [r["type"] for r in _lines(path)] == ["header", "trial", "trial", "summary"]
+
+
+# ---- 6. write errors and a closed stdout are one line, never a traceback
+
+
+@pytest.mark.parametrize("argv", [["export", "{r}"], ["report", "{r}"], ["check", "{r}", "{r}"],
+                                  ["plot", "{r}", "--terminal"]])
+def test_a_full_stdout_is_one_line(results_file, argv):
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([*_dnnbench(), *(a.format(r=results_file) for a in argv)], stdout=full,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == "dnnbench: error: stdout: cannot write (No space left on device)"
+
+
+def test_a_closed_stdout_is_one_line(results_file):
+    proc = subprocess.run([*_dnnbench(), "report", str(results_file)], stderr=subprocess.PIPE, text=True,
+                          timeout=120, preexec_fn=lambda: os.close(1))
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("dnnbench: error: stdout is closed; redirect it (> file, > /dev/null) "
+                                   "instead of closing it")
+
+
+def test_a_full_disk_under_out_is_one_line(tmp_path, results_file):
+    code, _, err = _run("optimizers", *TINY, "--optimizers", "sgd", "--out", "/dev/full")
+    assert code == 2
+    assert err.strip().splitlines()[-1].startswith("dnnbench: error: --out /dev/full: cannot write "
+                                                   "(No space left on device)")
+    assert "Traceback" not in err
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    for argv in (["export", results_file], ["plot", results_file], ["optimizers", *TINY]):
+        code, _, err = _run(*argv, "--out", blocked / "x.png")
+        assert code == 2, argv
+        assert err.startswith(f"dnnbench: error: --out {blocked / 'x.png'}: cannot write") and "\n" == err[-1]
+
+
+# ---- 7. a CI gate without holes
+
+
+def test_check_refuses_an_empty_baseline(tmp_path, results_file):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text(results_file.read_text().splitlines(keepends=True)[0])  # a header, no trials
+    for base, cur in ((empty, results_file), (empty, empty)):
+        code, _, err = _run("check", base, cur)
+        assert code == 2 and "the baseline has no trials to compare" in err
+
+
+def test_check_lists_new_trials_and_reports_errors(tmp_path, results_file):
+    lines = results_file.read_text().splitlines(keepends=True)
+    base = tmp_path / "base.jsonl"
+    base.write_text(lines[0] + lines[1])  # sgd only
+    code, out, _ = _run("check", base, results_file, "--format", "markdown")
+    assert code == 0
+    assert ("**PASS**: 1 trials within tolerance 0.01 on test_acc; 1 new in CURRENT, not compared: adam seed=0"
+            in out)
+    broken = json.loads(lines[1])
+    broken["status"], broken["metrics"], broken["error"] = "error", {}, "RuntimeError: boom"
+    cur = tmp_path / "cur.jsonl"
+    cur.write_text(lines[0] + json.dumps(broken) + "\n")
+    code, out, _ = _run("check", base, cur, "--format", "markdown")
+    assert code == 1
+    assert "❌ error" in out and "newly diverged" not in out
+    assert "**FAIL**: 1 error (1 trials" in out
