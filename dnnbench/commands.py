@@ -137,11 +137,26 @@ def _resume(out: Path, previous: tuple[dict[str, Any], list[dict[str, Any]], boo
     if foreign:
         raise InputError(f"--resume: {out} holds {len(foreign)} trial(s) that are not part of this run (other "
                          "options or data?); resume with the options that wrote it, or write to a new --out")
+    _check_optimizer_files(out, rows)
     finished = {row["id"]: row for row in rows if row["status"] in results.FINISHED}
     if not intact or len(finished) < len(rows):  # a torn last line, or error rows to train again
         text = "".join(json.dumps(row, allow_nan=False) + "\n" for row in [head, *finished.values()])
         results.atomic_write_text(out, text)
     return head, {i: results.from_row(row, specs[i]) for i, row in finished.items()}
+
+
+def _check_optimizer_files(out: Path, rows: Sequence[dict[str, Any]]) -> None:
+    """Refuse to resume when an optimizer file the results were trained with has changed since:
+    its rows and the new ones would come from different code under one name."""
+    for row in rows:
+        before = row.get("optimizer_origin") or {}
+        if before.get("kind") != "file":
+            continue
+        now = optim.origin(row["optimizer"])
+        if now.get("sha256") != before.get("sha256"):
+            raise InputError(f"--resume: optimizer file {before.get('path')} changed since {out} was written "
+                             f"(sha256 {str(before.get('sha256'))[:12]} -> {str(now.get('sha256'))[:12]}); "
+                             "restore it, or write to a new --out")
 
 
 @contextlib.contextmanager

@@ -23,7 +23,7 @@ def run_sweep(job: Job, vary: Sequence[str], *, optimizer: str, lr: float | None
     """``dnnbench sweep``: the cartesian product of ``--vary`` levels; trials and main-effects tables."""
     if sort not in SORT_METRICS:
         raise InputError(f"--sort: unknown metric {sort!r}; valid: {', '.join(SORT_METRICS)}")
-    factors = sweep.parse_vary(vary)
+    factors = sweep.parse_vary(vary, optimizer)
     swept = [label for label, _ in factors["optimizer"]] if "optimizer" in factors else [optimizer]
     hp = options.apply_hp(job.hp, options.check_optimizers(list(dict.fromkeys([optimizer, *swept]))))
     base = job.trial(optimizer, lr if "optimizer" not in factors else None, hp[optimizer])

@@ -113,7 +113,7 @@ def parse_lr(text: str | None, optimizers: Sequence[str]) -> dict[str, float | N
         except InputError:
             raise InputError(f"--lr expects a number or name=number, got {item!r}") from None
         if not number > 0:
-            raise InputError(f"--lr must be positive, got {item!r}")
+            raise InputError(f"--lr: a learning rate must be positive, got {number!r}")
         for target in ([name] if sep else optimizers):
             lrs[target] = number
     return lrs

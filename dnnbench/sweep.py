@@ -142,8 +142,11 @@ ALIASES = {"learning_rate": "lr", "batch-size": "batch_size", "train-fraction": 
            "augment-noise": "augment_noise"}
 
 
-def parse_vary(items: Sequence[str]) -> dict[str, list[tuple[str, Any]]]:
-    """``["lr=0.1,0.01", "activation=relu,sigmoid"]`` -> ``{factor: [(label, value), ...]}``."""
+def parse_vary(items: Sequence[str], optimizer: str = "adam") -> dict[str, list[tuple[str, Any]]]:
+    """``["lr=0.1,0.01", "activation=relu,sigmoid"]`` -> ``{factor: [(label, value), ...]}``.
+
+    ``optimizer``: the sweep's optimizer when it is not swept; a hyperparameter key must belong
+    to it (or to one of the swept optimizers)."""
     factors: dict[str, list[tuple[str, Any]]] = {}
     for item in items:
         key, sep, values = item.partition("=")
@@ -167,6 +170,19 @@ def parse_vary(items: Sequence[str]) -> dict[str, list[tuple[str, Any]]]:
         factors[key] = levels
     if not factors:
         raise InputError(f"sweep needs at least one --vary KEY=V1,V2; valid keys: {', '.join(FACTORS)}")
+    optimizers = [label for label, _ in factors.get("optimizer", [])] or [optimizer]
+    for key in factors:
+        target, _, name = key.rpartition(".")
+        if key in FACTORS:
+            continue
+        if not target and not any(name in optim.resolve_spec(o).param for o in optimizers):
+            raise InputError(f"--vary: unknown key {key!r}, not a hyperparameter of {', '.join(optimizers)} either; "
+                             f"valid keys: {', '.join(FACTORS)}, or an optimizer hyperparameter (b1, adam.b1)")
+        if target and target not in optimizers:
+            raise InputError(f"--vary {key}: optimizer {target!r} is not being run ({', '.join(optimizers)})")
+        if target and name not in optim.resolve_spec(target).param:
+            valid = ", ".join(optim.resolve_spec(target).param) or "none besides learning_rate"
+            raise InputError(f"--vary {key}: {target} has no hyperparameter {name!r}; valid: {valid}")
     if "depth" in factors and "hidden" in factors:
         raise InputError("--vary depth and --vary hidden both set the layers; vary one of them")
     return factors
@@ -181,16 +197,6 @@ def sweep_specs(factors: dict[str, list[tuple[str, Any]]], base: TrialSpec, seed
     Each spec is validated as it is built (an ``InputError`` names the bad combination).
     """
     names = sorted(factors, key=lambda k: (factor(k).order, list(factors).index(k)))
-    for key in names:
-        target, _, name = key.rpartition(".")
-        if key not in FACTORS and not target:
-            optimizers = [label for label, _ in factors.get("optimizer", [])] or [base.optimizer]
-            if not any(name in optim.resolve_spec(o).param for o in optimizers):
-                raise InputError(f"--vary {key}: none of {', '.join(optimizers)} has a hyperparameter {name!r}; "
-                                 f"valid keys: {', '.join(FACTORS)}, or a hyperparameter of the optimizer(s)")
-        elif key not in FACTORS and target not in ([label for label, _ in factors.get("optimizer", [])]
-                                                    or [base.optimizer]):
-            raise InputError(f"--vary {key}: optimizer {target!r} is not being run")
     specs = []
     for combo in itertools.product(*(factors[name] for name in names)):
         spec = base

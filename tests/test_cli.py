@@ -46,7 +46,7 @@ def _bad_files(folder: Path) -> dict[str, Path]:
 
 # argv -> words the error line must contain
 BAD_INPUTS: dict[str, tuple[list[str], list[str]]] = {
-    "unknown optimizer": (["--optimizers", "sgd,adamax"], ["adamax", *optim.NAMES]),
+    "unknown optimizer": (["--optimizers", "sgd,adamaxx"], ["adamaxx", *optim.NAMES, "optax"]),
     "unknown activation": (["--activation", "softplus"], ["softplus", "relu", "sigmoid", "tanh"]),
     "unknown loss": (["--loss", "hinge"], ["hinge", "ce", "mse"]),
     "unknown dataset": (["--dataset", "cifar10"], ["cifar10", "digits", "synthetic", "mnist"]),
@@ -135,7 +135,7 @@ def test_help_in_a_real_process():
 
 
 def test_optimizers_list_prints_every_name_and_rule(capsys, monkeypatch):
-    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.setenv("COLUMNS", "250")  # one line per rule
     assert main(["optimizers", "--list"]) == 0
     out = capsys.readouterr().out
     for name in optim.NAMES:

@@ -53,7 +53,7 @@ def test_augmentation_keeps_labels_and_shapes_and_shifts_pixels():
     spec = TrialSpec(reg=Regularization(augment_shift=2))
     sizes = step.Sizes(len(data.y_train), len(data.y_train), len(data.y_val), len(data.y_test), 64, 10, (8, 8))
     plan = step.Plan(spec.structure, sizes, False, False, False, max_shift=2)
-    nums = step.Numbers({}, jnp.uint32(0), *(jnp.float32(v) for v in spec.reg.numbers.values()))
+    nums = step.Numbers({}, {}, jnp.uint32(0), *(jnp.float32(v) for v in spec.reg.numbers.values()))
     x = jnp.asarray(data.x_train[:50])
     out = step.augment(x, jax.random.key(0), nums, plan)
     assert out.shape == x.shape
@@ -62,7 +62,7 @@ def test_augmentation_keeps_labels_and_shapes_and_shifts_pixels():
     # of an image can only lose pixels at the border, never gain new values.
     assert float(out.max()) <= float(x.max())
     zero = dict(spec.reg.numbers, augment_shift=0.0)
-    same = step.augment(x, jax.random.key(0), step.Numbers({}, jnp.uint32(0), **{k: jnp.float32(v) for k, v in zero.items()}), plan)
+    same = step.augment(x, jax.random.key(0), step.Numbers({}, {}, jnp.uint32(0), **{k: jnp.float32(v) for k, v in zero.items()}), plan)
     np.testing.assert_array_equal(same, x)  # shift 0 in a padded group is the identity
 
 

@@ -27,10 +27,10 @@ def test_parse_vary_and_product():
 
 
 @pytest.mark.parametrize("bad, message", [
-    (["speed=1,2"], "unknown key 'speed'; valid keys: optimizer, lr"),
+    (["speed=1,2"], "unknown key 'speed', not a hyperparameter of adam either; valid keys: optimizer, lr"),
     (["lr=fast"], "--vary lr: bad value 'fast'"),
     (["lr"], "--vary expects KEY=V1,V2"),
-    (["optimizer=sgd,adamax"], "unknown optimizer 'adamax'"),
+    (["optimizer=sgd,adamaxx"], "unknown optimizer 'adamaxx'"),
     (["lr=0.1", "lr=0.2"], "names 'lr' twice"),
     (["depth=2", "hidden=8x8"], "vary one of them"),
     ([], "at least one --vary"),

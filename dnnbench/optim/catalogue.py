@@ -47,7 +47,8 @@ def names(contrib: bool = False) -> list[str]:
     """The optimizers of ``optax`` (or ``optax.contrib``), building blocks left out."""
     module = _module(contrib)
     return sorted(n for n in dir(module)
-                  if _is_optimizer(n, getattr(module, n, None)) and not n.startswith("scale_by"))
+                  if (_is_optimizer(n, getattr(module, n, None)) and not n.startswith("scale_by"))
+                  or (not contrib and n in REFUSED))
 
 
 def lookup(name: str) -> tuple[Callable[..., Any], str] | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import inspect
 import math
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +28,9 @@ from dnnbench.errors import InputError
 FALLBACK_LR = 1e-3
 NUMBER, STATIC = "number", "static"
 _REQUIRED = inspect.Parameter.empty
-_F32 = np.finfo(np.float32)
+_F32_MAX = float(np.finfo(np.float32).max)
+_F32_TINY = float(np.finfo(np.float32).tiny)
+_F32_SUBNORMAL = float(np.finfo(np.float32).smallest_subnormal)
 
 
 @dataclass(frozen=True)
@@ -83,10 +86,10 @@ def as_number(value: Any, what: str) -> float:
         number = float(value)
     except (TypeError, ValueError):
         raise InputError(f"{what} must be a number, got {value!r}") from None
-    if not math.isfinite(number) or abs(number) > _F32.max:
-        raise InputError(f"{what} must be a finite float32 number (|x| <= {_F32.max:.4g}), got {value!r}")
-    if number != 0.0 and abs(number) < _F32.smallest_subnormal:
-        raise InputError(f"{what} {value!r} is 0 in float32; use 0 or a number >= {_F32.tiny:.4g}")
+    if not math.isfinite(number) or abs(number) > _F32_MAX:
+        raise InputError(f"{what} must be a finite float32 number (|x| <= {_F32_MAX:.4g}), got {value!r}")
+    if number != 0.0 and abs(number) < _F32_SUBNORMAL:
+        raise InputError(f"{what} {value!r} is 0 in float32; use 0 or a number >= {_F32_TINY:.4g}")
     return number
 
 
@@ -232,8 +235,10 @@ def _trace_update(opt: Optimizer, values: dict[str, Any]) -> None:
     tx = opt.transformation(values)
     params = {"w": jax.ShapeDtypeStruct((3, 4), jnp.float32), "b": jax.ShapeDtypeStruct((4,), jnp.float32)}
     try:
-        state = jax.eval_shape(tx.init, params)
-        jax.eval_shape(tx.update, params, state, params)
+        with warnings.catch_warnings():  # optax's deprecation notices are not the user's concern here
+            warnings.simplefilter("ignore")
+            state = jax.eval_shape(tx.init, params)
+            jax.eval_shape(tx.update, params, state, params)
     except TypeError as exc:
         missing = re.search(r"missing \d+ required (?:keyword-only |positional )?arguments?: (.+)", str(exc))
         if missing:
