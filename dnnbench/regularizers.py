@@ -60,7 +60,13 @@ def parse_methods(text: str | None, image_like: bool) -> list[str]:
     """``--methods`` (comma-separated); by default every method, ``augment`` only for images."""
     if text is None:
         return [m for m in METHODS if image_like or m not in IMAGE_ONLY]
-    names = list(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    given = [n.strip() for n in text.split(",")]
+    if "" in given and any(given):
+        raise InputError(f"--methods {text!r} has an empty name; separate names with single commas")
+    names = list(dict.fromkeys(n for n in given if n))
+    twice = sorted({n for n in names if given.count(n) > 1})
+    if twice:
+        raise InputError(f"--methods names {', '.join(twice)} more than once")
     if not names:
         raise InputError(f"--methods names nothing; valid: {', '.join(METHODS)}")
     for name in names:
@@ -88,13 +94,9 @@ def comparison_specs(job: Job, methods: str | None, optimizer: str, lr: float | 
     defaults) and one trial per method and seed."""
     image_like = image_data(job)
     names = parse_methods(methods, image_like)
-    r = job.reg
-    default = Strengths()
-    strengths = Strengths(
-        l1=r.l1 or default.l1, l2=r.l2 or default.l2, dropout=r.dropout or default.dropout,
-        patience=r.patience, augment_shift=r.augment_shift or default.augment_shift,
-        augment_noise=r.augment_noise or default.augment_noise,
-    )
+    r = job.reg  # the command's own defaults are Strengths(): a value given, even 0, is the strength
+    strengths = Strengths(l1=r.l1, l2=r.l2, dropout=r.dropout, patience=r.patience,
+                          augment_shift=r.augment_shift, augment_noise=r.augment_noise)
     base = job.trial(optimizer, lr, hyperparams)
     if "early_stopping" in names or "all" in names:
         if job.data.val_split == 0:

@@ -286,3 +286,30 @@ def test_check_lists_new_trials_and_reports_errors(tmp_path, results_file):
     assert code == 1
     assert "❌ error" in out and "newly diverged" not in out
     assert "**FAIL**: 1 error (1 trials" in out
+
+
+# ---- 8. explicit values are kept (the parts in regularizers; --lr / --hidden are tested in test_optim)
+
+SMALL_REG = ["--dataset", "synthetic:train=200,test=50,features=8,classes=3", "--hidden", "8", "--epochs", "1",
+             "--seeds", "1", "--json", "-q"]
+
+
+@pytest.mark.parametrize(("option", "method", "field"), [("--l2", "l2", "l2"), ("--dropout", "dropout", "dropout"),
+                                                          ("--l1", "l1", "l1")])
+def test_an_explicit_zero_strength_is_kept(option, method, field):
+    code, out, err = _run("regularizers", *SMALL_REG, option, "0", "--methods", method)
+    assert code == 0, err
+    header, trial = (json.loads(line) for line in out.splitlines()[:2])
+    assert header["config"]["strengths"][field] == 0.0
+    assert trial["config"]["regularization"][field] == 0.0
+
+
+def test_regularizers_help_shows_the_real_defaults_and_methods_twice_is_an_error():
+    code, out, _ = _run("regularizers", "--help")
+    assert code == 0
+    text = " ".join(out.split())
+    for option, default in (("--l1", "0.0001"), ("--l2", "0.001"), ("--dropout", "0.5")):
+        assert f"{option} <float>" in text and f"[default: {default}]" in text.split(f"{option} <float>")[1][:200]
+    for methods, words in (("l2,l2", "--methods names l2 more than once"), ("l2,,l1", "has an empty name")):
+        code, _, err = _run("regularizers", *SMALL_REG, "--methods", methods)
+        assert code == 2 and words in err
