@@ -7,7 +7,7 @@ RESULTS ?= results/optimizers.jsonl
 .PHONY: help install run test lint bench optimizers regularizers diagnose datasets suite check plot clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's|$$(RESULTS)|$(RESULTS)|' | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 $(BIN)/dnnbench: pyproject.toml
 	$(PY) -m venv $(VENV) && $(BIN)/pip install -q -e '.[test]'
@@ -28,10 +28,10 @@ bench: install  ## speed: matmul floor, epoch time, trial scaling, 5-optimizer s
 	$(BIN)/pip install -q -e '.[test,bench]' && $(BIN)/python benchmarks/speed.py --peers --trials 1,4,16,64
 
 optimizers: install  ## the optimizer comparison, results to $(RESULTS)
-	$(BIN)/dnnbench optimizers --seeds 3 --out $(RESULTS)
+	$(BIN)/dnnbench optimizers --seeds 3 --out $(RESULTS) --force
 
 regularizers: install  ## the regularization comparison
-	$(BIN)/dnnbench regularizers --out results/regularizers.jsonl
+	$(BIN)/dnnbench regularizers --out results/regularizers.jsonl --force
 
 diagnose: install  ## diagnose the reference model
 	$(BIN)/dnnbench diagnose
@@ -40,13 +40,14 @@ datasets: install  ## list the datasets and what is cached
 	$(BIN)/dnnbench datasets
 
 suite: install  ## the CI suite (benchmarks/suites/ci.toml), results to results/ci.jsonl
-	$(BIN)/dnnbench run benchmarks/suites/ci.toml --out results/ci.jsonl
+	$(BIN)/dnnbench run benchmarks/suites/ci.toml --out results/ci.jsonl --force
 
 check: suite  ## the CI gate: run the CI suite, then check it against benchmarks/baselines/ci.jsonl
 	$(BIN)/dnnbench check benchmarks/baselines/ci.jsonl results/ci.jsonl
 
-plot: install  ## learning curves of results/ci.jsonl to results/ci.png
-	$(BIN)/dnnbench plot results/ci.jsonl --out results/ci.png
+plot: install  ## learning curves of results/ci.jsonl (from `make suite`) to results/ci.png
+	@test -f results/ci.jsonl || { echo "make plot: results/ci.jsonl does not exist yet; run 'make suite' first" >&2; exit 2; }
+	$(BIN)/dnnbench plot results/ci.jsonl --out results/ci.png --force
 
-clean:  ## remove the virtual environment and caches
-	rm -rf $(VENV) .pytest_cache .ruff_cache results
+clean:  ## remove the virtual environment and caches (results/ is kept)
+	rm -rf $(VENV) .pytest_cache .ruff_cache
