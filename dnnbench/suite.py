@@ -265,6 +265,11 @@ def _experiment(src: _Source, index: int, raw: Any, suite: dict[str, dict[str, A
         return spec_of(name)
 
     given_hp = settings.get("hyperparams", {})
+    for n, values in given_hp.items():  # each optimizer's values checked on its own line
+        try:
+            optim.resolve(spec_of(n), **values)
+        except InputError as exc:
+            raise src.error(str(exc), "experiment.hyperparams", n, index) from None
     if kind == "optimizers":
         names = list(dict.fromkeys(settings.get("optimizers", DEFAULT_OPTIMIZERS)))
         specs_of = {n: checked_optimizer(n, "optimizers") for n in names}
@@ -276,7 +281,8 @@ def _experiment(src: _Source, index: int, raw: Any, suite: dict[str, dict[str, A
             lrs[specs_of[n]] = value
         for n in given_hp:
             if n not in names:
-                raise fail(f"hyperparams names optimizer {n!r}, which is not being run ({', '.join(names)})", n)
+                raise src.error(f"hyperparams names optimizer {n!r}, which is not being run ({', '.join(names)})",
+                                "experiment.hyperparams", n, index)
         try:
             specs = runner.optimizer_specs(job, list(specs_of.values()), lrs,
                                            {specs_of[n]: hp for n, hp in given_hp.items()})
@@ -287,7 +293,8 @@ def _experiment(src: _Source, index: int, raw: Any, suite: dict[str, dict[str, A
         spec = checked_optimizer(optimizer, "optimizer")
         for n in given_hp:
             if n != optimizer:
-                raise fail(f"hyperparams names optimizer {n!r}, but this experiment runs {optimizer!r}", n)
+                raise src.error(f"hyperparams names optimizer {n!r}, but this experiment runs {optimizer!r}",
+                                "experiment.hyperparams", n, index)
         try:
             optim.resolve(spec, lr, **given_hp.get(optimizer, {}))
         except InputError as exc:

@@ -77,6 +77,29 @@ def test_example_suites_load():
                                                                  "augment", "all"}
 
 
+def test_optimizer_files_hyperparams_and_schedules_in_a_suite(tmp_path):
+    (tmp_path / "opts").mkdir()
+    (tmp_path / "opts" / "lion.py").write_text((Path(__file__).parents[1] / "examples" / "lion.py").read_text())
+    path = tmp_path / "s.toml"
+    path.write_text(SMALL.replace("seeds = 2", 'seeds = 2\nschedule = "warmup_cosine"\nwarmup = "1e"')
+                    .replace('optimizers = ["sgd", "adam"]', 'optimizers = ["adam", "opts/lion.py:make_lion", "lion"]')
+                    + '[experiment.hyperparams]\nadam = { eps = 1e-3 }\n'
+                    + '\n[[experiment]]\nname = "own"\nkind = "optimizers"\noptimizers = ["sgd"]\n'
+                    + '[experiment.train]\nschedule = "step"\nstep_every = 1\n'
+                    + '\n[[experiment]]\nname = "hp"\nkind = "optimizers"\noptimizers = ["adam", "opts/lion.py:make_lion"]\n'
+                    + '[experiment.hyperparams]\n"opts/lion.py:make_lion" = { b1 = 0.5 }\n')
+    loaded = suite.load(path)
+    opt, reg, own, hp = loaded.experiments
+    lion_file = f"{tmp_path / 'opts' / 'lion.py'}:make_lion"  # relative to the suite
+    assert [s.optimizer for s in opt.specs[::2]] == ["adam", lion_file, "lion"]
+    # [experiment.hyperparams] belongs to the [[experiment]] above it (SMALL's regularizers)
+    assert dict(opt.specs[0].hyperparams)["eps"] == 1e-7 and dict(reg.specs[0].hyperparams)["eps"] == 1e-3
+    assert {(s.schedule.kind, s.schedule.warmup, s.schedule.warmup_epochs) for s in opt.specs} == {
+        ("warmup_cosine", 1.0, True)}
+    assert {(s.schedule.kind, s.schedule.step_every) for s in own.specs} == {("step", 1.0)}
+    assert dict(hp.specs[2].hyperparams)["b1"] == 0.5 and dict(hp.specs[0].hyperparams)["b1"] == 0.9
+
+
 def test_experiments_override_model_and_train_and_paths_are_relative_to_the_suite(tmp_path):
     path = tmp_path / "s.toml"
     path.write_text(SMALL.replace('dataset = "synthetic:train=200,test=50,features=8"', 'path = "data/d.npz"')
@@ -122,6 +145,14 @@ BAD_SUITES: dict[str, tuple[str, int | None, list[str]]] = {
     "duplicate names": (SMALL.replace('name = "opt"', 'name = "regularizers"'), 17, ["'regularizers' is used twice"]),
     "no experiment": (SMALL.split("[[experiment]]")[0], None, ["at least one [[experiment]]"]),
     "not TOML": (SMALL.replace("epochs = 2", "epochs = "), None, ["not valid TOML", "line 8"]),
+    "unknown hyperparameter": (SMALL + "[experiment.hyperparams]\nadam = { beta = 0.8 }\n", 22, ["[experiment.hyperparams]", "no hyperparameter 'beta'", "b1"]),
+    "hyperparams of an optimizer not run": (SMALL + "[experiment.hyperparams]\nlion = { b1 = 0.8 }\n", 22,
+                                            ["'lion'", "runs 'adam'"]),
+    "unknown schedule": (SMALL.replace("seeds = 2", 'seeds = 2\nschedule = "triangle"'), 11,
+                         ["[train]", "triangle", "warmup_cosine"]),
+    "warmup too long": (SMALL.replace("seeds = 2", 'seeds = 2\nwarmup = "9e"'), 11, ["warmup of 9 epochs"]),
+    "optimizer file missing": (SMALL.replace('optimizers = ["sgd", "adam"]', 'optimizers = ["nope.py:make"]'), 15,
+                               ["nope.py not found"]),
 }
 
 
