@@ -66,7 +66,6 @@ class Model:
         if x is None or y is None:
             assert self.dataset is not None
             x, y = self.dataset.x_test, self.dataset.y_test
-        x = np.asarray(x).reshape(len(x), -1)
         return engine.evaluate(result.graphdef, result.params, x, np.asarray(y), loss=result.spec.train.loss,
                                dropout_rate=self.reg.dropout, dropout_mode=self.reg.dropout_mode)
 

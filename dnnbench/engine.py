@@ -443,21 +443,52 @@ def _check_plan(plan: core.Plan) -> None:
             raise InputError("augment shift needs single-channel image data (e.g. digits, mnist)")
 
 
+def _samples(graphdef: Any, params: Any, x: Any) -> tuple[np.ndarray, int]:
+    """``x`` as rows of the model's input width (a 1-D sample is one row) and the class count;
+    ``InputError`` naming the mismatch instead of a JAX shape error."""
+    from flax import nnx
+
+    layers = nnx.merge(graphdef, params).layers
+    features, classes = int(layers[0].kernel.value.shape[0]), int(layers[-1].kernel.value.shape[1])
+    x = np.asarray(x)
+    if x.ndim == 0 or x.size == 0:
+        raise InputError(f"x must hold samples of {features} features, got an array of shape {x.shape}")
+    rows = x.reshape(1, -1) if x.ndim == 1 else x.reshape(len(x), -1)
+    if rows.shape[1] != features:
+        raise InputError(f"x has {rows.shape[1]} features per sample (shape {x.shape}); the model takes {features}")
+    if not np.issubdtype(rows.dtype, np.number) or np.issubdtype(rows.dtype, np.complexfloating):
+        raise InputError(f"x must be real numbers, got dtype {rows.dtype}")
+    return rows, classes
+
+
 def evaluate(graphdef: Any, params: Any, x: np.ndarray, y: np.ndarray, *, loss: str = "ce",
              dropout_rate: float = 0.0, dropout_mode: str = "inverted") -> dict[str, float]:
     """Loss and accuracy of ONE trial's params on (x, y): the test-mode forward pass."""
-    xd = jnp.asarray(x, jnp.float32) / (255.0 if x.dtype == np.uint8 else 1.0)
+    rows, classes = _samples(graphdef, params, x)
+    labels = np.asarray(y).reshape(-1) if np.ndim(y) <= 1 else np.asarray(y)
+    if labels.ndim != 1 or len(labels) != len(rows):
+        raise InputError(f"x has {len(rows)} samples but y has shape {np.shape(y)}; give one label per sample")
+    if not np.issubdtype(labels.dtype, np.integer):
+        if not np.all(np.isfinite(labels)) or not np.all(labels == np.round(labels)):
+            raise InputError("y must be integer class labels")
+    bad = (labels < 0) | (labels >= classes)
+    if bad.any():
+        raise InputError(f"y holds labels outside 0..{classes - 1} (the model's {classes} classes), "
+                         f"e.g. {labels[bad][0]}")
+    xd = jnp.asarray(rows, jnp.float32) / (255.0 if rows.dtype == np.uint8 else 1.0)
     fn = jax.jit(core.eval_fn, static_argnames=("graphdef", "loss", "dropout_mode"))
-    total, correct = fn(graphdef, params, xd, jnp.asarray(y, jnp.int32), jnp.float32(dropout_rate),
+    total, correct = fn(graphdef, params, xd, jnp.asarray(labels, jnp.int32), jnp.float32(dropout_rate),
                         loss=loss, dropout_mode=dropout_mode)
-    n = max(len(y), 1)
+    n = max(len(labels), 1)
     return {"loss": float(total) / n, "acc": float(correct) / n}
 
 
 def predict_proba(graphdef: Any, params: Any, x: np.ndarray, *, dropout_rate: float = 0.0,
                   dropout_mode: str = "inverted") -> np.ndarray:
-    """Class probabilities of ONE trial's params for samples ``x`` (test mode)."""
-    xd = jnp.asarray(x.reshape(len(x), -1), jnp.float32) / (255.0 if x.dtype == np.uint8 else 1.0)
+    """Class probabilities of ONE trial's params for samples ``x`` (test mode; a 1-D ``x`` is one
+    sample, one row out)."""
+    rows, _ = _samples(graphdef, params, x)
+    xd = jnp.asarray(rows, jnp.float32) / (255.0 if rows.dtype == np.uint8 else 1.0)
     fn = jax.jit(core.proba_fn, static_argnames=("graphdef", "dropout_mode"))
     return np.asarray(fn(graphdef, params, xd, jnp.float32(dropout_rate), dropout_mode=dropout_mode))
 
