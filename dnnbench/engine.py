@@ -449,7 +449,7 @@ def _samples(graphdef: Any, params: Any, x: Any) -> tuple[np.ndarray, int]:
     from flax import nnx
 
     layers = nnx.merge(graphdef, params).layers
-    features, classes = int(layers[0].kernel.value.shape[0]), int(layers[-1].kernel.value.shape[1])
+    features, classes = int(layers[0].kernel.shape[0]), int(layers[-1].kernel.shape[1])
     x = np.asarray(x)
     if x.ndim == 0 or x.size == 0:
         raise InputError(f"x must hold samples of {features} features, got an array of shape {x.shape}")
