@@ -13,7 +13,7 @@ import json
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +26,15 @@ from dnnbench.job import Job
 
 def execute(job: Job, specs: Sequence[TrialSpec], *, out: Path | None, json_lines: bool, quiet: bool,
             extra_config: dict[str, Any] | None = None, resume: bool = False,
-            summary: Any = None, force: bool = False, inputs: Sequence[Path] = ()) -> list[results.TrialResult]:
+            summary: Any = None, force: bool = False, inputs: Sequence[Path] = (),
+            then: Callable[[list[results.TrialResult]], Sequence[TrialSpec]] | None = None,
+            ) -> list[results.TrialResult]:
     """Load data, check, then train ``specs`` streaming rows to ``out`` / stdout; returns the results.
+
+    ``then``: a second stage that depends on the first one's results (``tune``: the winners'
+    final runs after the search): ``then(first_results)`` gives its trials, planned into programs
+    of their own and written to the same file, under the same lock, after the first stage's rows.
+    ``summary`` then closes the second stage. A resumed file may hold rows of both stages.
 
     ``resume``: keep the finished trials already in ``out`` (matched by id), train the others and
     append them. Ctrl-C (or SIGTERM) raises ``Interrupted``, which says how many trials the file holds.
@@ -45,8 +52,15 @@ def execute(job: Job, specs: Sequence[TrialSpec], *, out: Path | None, json_line
             held.enter_context(output_files.lock(out))  # first: a second run stops here, at once
             output_files.claim(out, inputs=[job.data.path, *inputs, *_optimizer_files(specs)], force=force,
                                resume=resume)
-        return _execute(job, run, out=out, json_lines=json_lines, quiet=quiet, extra_config=extra_config,
-                        resume=resume, summary=summary)
+        if then is None:
+            return _execute(job, run, out=out, json_lines=json_lines, quiet=quiet, extra_config=extra_config,
+                            resume=resume, summary=summary)
+        first = _execute(job, run, out=out, json_lines=json_lines, quiet=quiet, extra_config=extra_config,
+                         resume=resume, summary=None, later_stage_ok=True)
+        second = runner.Run(specs=tuple(then(first)), data=job.data, max_parallel=job.max_parallel,
+                            workers=job.workers)
+        return first + _execute(job, second, out=out, json_lines=json_lines, quiet=quiet, extra_config=extra_config,
+                                resume=out is not None, summary=summary, earlier=first)
 
 
 def _optimizer_files(specs: Sequence[TrialSpec]) -> list[Path]:
@@ -56,8 +70,14 @@ def _optimizer_files(specs: Sequence[TrialSpec]) -> list[Path]:
 
 
 def _execute(job: Job, run: runner.Run, *, out: Path | None, json_lines: bool, quiet: bool,
-             extra_config: dict[str, Any] | None, resume: bool, summary: Any) -> list[results.TrialResult]:
-    """``execute`` once ``out`` is claimed and locked."""
+             extra_config: dict[str, Any] | None, resume: bool, summary: Any, later_stage_ok: bool = False,
+             earlier: Sequence[results.TrialResult] = ()) -> list[results.TrialResult]:
+    """``execute`` once ``out`` is claimed and locked.
+
+    Stages (``execute(then=...)``): the first runs with ``later_stage_ok`` (rows it does not know
+    may belong to the second stage of an interrupted run), the second with ``earlier`` (the first
+    stage's results: their rows are in the file and on stdout already, the header too).
+    """
     from dnnbench import report
 
     previous = results.read_resumable(out) if resume and out is not None else None
@@ -69,7 +89,8 @@ def _execute(job: Job, run: runner.Run, *, out: Path | None, json_lines: bool, q
     head = results.header({**job.describe(), **(extra_config or {})}, data.describe())
     done: dict[str, results.TrialResult] = {}
     if previous is not None and out is not None:
-        head, done = _resume(out, previous, dict(zip(ids, run.specs, strict=True)))
+        head, done = _resume(out, previous, dict(zip(ids, run.specs, strict=True)),
+                             known=None if later_stage_ok else {t.id for t in earlier})
     # Resume trains again every compiled group with a missing member, whole: a trial's numbers match
     # an uninterrupted run bit for bit only in the same group (XLA's sums change in the last bits
     # with the group's size). Groups are written whole, so after Ctrl-C this costs nothing extra.
@@ -85,7 +106,7 @@ def _execute(job: Job, run: runner.Run, *, out: Path | None, json_lines: bool, q
                 sinks[-1].write(head)
         if json_lines:  # stdout gets the whole run: header, resumed trials, new trials
             sinks.append(results.ResultsWriter(sys.stdout, "stdout"))
-            for row in [head, *(result.to_row() for result in done.values())]:
+            for row in [*([] if earlier else [head]), *(result.to_row() for result in done.values())]:
                 sinks[-1].write(row)
         if not todo:
             return _close([done[i] for i in ids], sinks, summary)
@@ -130,10 +151,13 @@ def _close(trials: list[results.TrialResult], sinks: Sequence[results.ResultsWri
 
 
 def _resume(out: Path, previous: tuple[dict[str, Any], list[dict[str, Any]], bool],
-            specs: dict[str, TrialSpec]) -> tuple[dict[str, Any], dict[str, results.TrialResult]]:
-    """The header and finished trials of the file being resumed; rewrites it without the rest."""
+            specs: dict[str, TrialSpec], known: Collection[str] | None = frozenset()) -> tuple[dict[str, Any], dict[str, results.TrialResult]]:
+    """The header and finished trials of the file being resumed; rewrites it without the rest.
+
+    ``known``: ids of another stage of the same run that the file may hold (kept, not returned);
+    None: any row may belong to a later stage (checked when that stage runs)."""
     head, rows, intact = previous
-    foreign = [row for row in rows if row["id"] not in specs]
+    foreign = [row for row in rows if row["id"] not in specs and known is not None and row["id"] not in known]
     if foreign:
         raise InputError(f"--resume: {out} holds {len(foreign)} trial(s) that are not part of this run (other "
                          "options or data?); resume with the options that wrote it, or write to a new --out")
@@ -142,7 +166,7 @@ def _resume(out: Path, previous: tuple[dict[str, Any], list[dict[str, Any]], boo
     if not intact or len(finished) < len(rows):  # a torn last line, or error rows to train again
         text = "".join(json.dumps(row, allow_nan=False) + "\n" for row in [head, *finished.values()])
         results.atomic_write_text(out, text)
-    return head, {i: results.from_row(row, specs[i]) for i, row in finished.items()}
+    return head, {i: results.from_row(row, specs[i]) for i, row in finished.items() if i in specs}
 
 
 def _check_optimizer_files(out: Path, rows: Sequence[dict[str, Any]]) -> None:
@@ -217,7 +241,8 @@ def compare_regularizers(job: Job, methods: str | None, optimizer: str, lr: floa
     from dnnbench import report, stats
 
     hyperparams = options.apply_hp(job.hp, [optimizer])[optimizer]
-    names, strengths, specs = regularizers.comparison_specs(job, methods, optimizer, lr, hyperparams)
+    names, strengths, specs = regularizers.comparison_specs(job, methods, optimizer, lr, hyperparams,
+                                                            regularizers.given_strengths(job.reg))
     trials = execute(job, specs, out=out, json_lines=json, quiet=quiet, resume=resume, force=force,
                      extra_config={"command": "regularizers", "methods": names,
                                    "strengths": dataclasses.asdict(strengths)},

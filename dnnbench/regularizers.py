@@ -34,6 +34,12 @@ class Strengths:
     augment_noise: float = 0.05
 
 
+def given_strengths(reg: Regularization) -> Strengths:
+    """The strengths exactly as given in ``reg`` (0 included)."""
+    return Strengths(l1=reg.l1, l2=reg.l2, dropout=reg.dropout, patience=reg.patience,
+                     augment_shift=reg.augment_shift, augment_noise=reg.augment_noise)
+
+
 def method_regularization(method: str, base: Regularization, s: Strengths) -> Regularization:
     """``base`` with the remedy ``method`` switched on at strength ``s``."""
     plain = dataclasses.replace(base, l1=0.0, l2=0.0, dropout=0.0, early_stopping=False,
@@ -89,14 +95,21 @@ def method_specs(methods: Sequence[str], base: TrialSpec, seeds: Sequence[int], 
 
 
 def comparison_specs(job: Job, methods: str | None, optimizer: str, lr: float | None,
-                     hyperparams: dict[str, Any] | None = None) -> tuple[list[str], Strengths, tuple[TrialSpec, ...]]:
-    """``dnnbench regularizers``' trials: the methods, their strengths (``--l1`` etc. or the
-    defaults) and one trial per method and seed."""
+                     hyperparams: dict[str, Any] | None = None, strengths: Strengths | None = None,
+                     ) -> tuple[list[str], Strengths, tuple[TrialSpec, ...]]:
+    """``dnnbench regularizers``' trials: the methods, their strengths and one trial per method
+    and seed. ``strengths``: exactly these (the CLI, whose option defaults are ``Strengths()``, so
+    an explicit 0 is kept); by default those of ``job.reg``, a 0 there meaning the default (a
+    suite's ``[regularization]``, whose own defaults are 0)."""
     image_like = image_data(job)
     names = parse_methods(methods, image_like)
-    r = job.reg  # the command's own defaults are Strengths(): a value given, even 0, is the strength
-    strengths = Strengths(l1=r.l1, l2=r.l2, dropout=r.dropout, patience=r.patience,
-                          augment_shift=r.augment_shift, augment_noise=r.augment_noise)
+    if strengths is None:
+        r, default = job.reg, Strengths()
+        strengths = Strengths(
+            l1=r.l1 or default.l1, l2=r.l2 or default.l2, dropout=r.dropout or default.dropout,
+            patience=r.patience, augment_shift=r.augment_shift or default.augment_shift,
+            augment_noise=r.augment_noise or default.augment_noise,
+        )
     base = job.trial(optimizer, lr, hyperparams)
     if "early_stopping" in names or "all" in names:
         if job.data.val_split == 0:
