@@ -240,6 +240,22 @@ def lr_sensitivity(
 
 
 @app.command()
+@shared_options(seeds=3)
+def tune(
+    job: object,
+    output: dict,
+    optimizers: Annotated[str, typer.Option("--optimizers", help="Comma-separated optimizers to tune (any optimizer spec).", rich_help_panel=TRAIN)] = "sgd,momentum,adagrad,rmsprop,adam",
+    budget: Annotated[int, typer.Option(help="Candidates per optimizer (quasi-random: Sobol for powers of 2, else Halton), trained as one program.", rich_help_panel=TRAIN)] = 32,
+    space: Annotated[list[str] | None, typer.Option("--space", help="Search range: NAME=LO..HI[:log|:linear|:log1m] or NAME=V1,V2 (choices); OPTIMIZER.NAME for one optimizer; repeatable. Default: lr over 2 decades either side of the default, 1-b1/1-b2/1-momentum/1-decay, eps, weight_decay.", rich_help_panel=TRAIN)] = None,
+    metric: Annotated[str, typer.Option(help="Selection metric on the validation set: val_acc | val_loss.", rich_help_panel=TRAIN)] = "val_acc",
+) -> None:
+    """Tune every optimizer under the same budget (quasi-random search, selected on validation), then compare default vs tuned on --seeds fresh seeds."""
+    from dnnbench import explore
+
+    explore.run_tune(job, _optimizers(optimizers), budget=budget, space=space or [], metric=metric, **output)
+
+
+@app.command()
 def datasets(data_dir: DataDir = None) -> None:
     """List the datasets: input shape, classes, sizes, source, and whether they are available offline."""
     from dnnbench import commands

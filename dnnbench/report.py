@@ -373,3 +373,32 @@ def sensitivity_table(rows: Sequence[dict], metric: str, tolerance: float) -> Ta
                       f"{row['range'][0]:.3g} … {row['range'][1]:.3g}", f"{row['width_decades']:.2f}", spark)
     table.caption = "✗ = diverged; one compiled program per optimizer"
     return table
+
+
+def expected_best_table(rows: Sequence[dict], metric: str) -> Table:
+    """``dnnbench tune``: the expected best ``metric`` after k of the N candidates (Dodge et al.)."""
+    from dnnbench.tuning import sparkline
+
+    n = max((row["n"] for row in rows), default=0)
+    ks = [k for k in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024) if k <= n]
+    if n and n not in ks:
+        ks.append(n)
+    table = Table(title=f"Expected best {metric.replace('_', ' ')} after k tries (of N candidates)",
+                  title_justify="left", header_style="bold")
+    table.add_column("optimizer", style="bold", overflow="fold")
+    for k in ks:
+        table.add_column(f"k={k}", justify="right", no_wrap=True)
+    table.add_column("curve", no_wrap=True)
+    table.add_column("best candidate", overflow="fold")
+    for row in rows:
+        curve = row["curve"]
+        cells = [f"{curve[k - 1]:.4f}" if k <= len(curve) else "" for k in ks]
+        best = row["best"]
+        text = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.items()) \
+            if best else "every candidate diverged"
+        if row["diverged"]:
+            text += f" ({row['diverged']} of {row['n']} diverged)"
+        table.add_row(row["optimizer"], *cells, sparkline(curve), text)
+    table.caption = ("E(best of k) over k candidates drawn without replacement from the N searched (exact order "
+                     "statistics); k=1 is the mean candidate, k=N the best; validation set only")
+    return table

@@ -191,7 +191,7 @@ def test_warmup_cosine_lr_history_rises_then_falls_and_warmups_share_a_program(t
     row = [json.loads(line) for line in out.read_text().splitlines()][1]
     lr = row["history"]["lr"]
     assert len(lr) == 10 and lr[0] < lr[1] and lr[1] == pytest.approx(1e-3, rel=1e-6)
-    assert all(later < earlier for earlier, later in zip(lr[1:], lr[2:]))
+    assert all(later < earlier for earlier, later in zip(lr[1:], lr[2:], strict=False))
     assert row["config"]["schedule"]["kind"] == "warmup_cosine" and row["config"]["schedule"]["warmup"] == 0.2
     sweep = tmp_path / "s.jsonl"
     assert main(["sweep", "--vary", "warmup=0,0.1,0.3", "--schedule", "cosine", *TINY, "--workers", "1",

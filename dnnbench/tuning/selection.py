@@ -1,0 +1,80 @@
+"""The tuning protocol's trials: N candidates per optimizer on one search seed, then the winner --
+chosen on the validation set only -- and the optimizer's defaults, both on K fresh seeds.
+
+Rows are tagged ``phase = search | final``; search rows carry ``candidate`` (its index), final
+rows ``choice = default | tuned``. Candidates of one optimizer differ only in numbers, so they
+train as one compiled program (static choices, e.g. ``nesterov = true, false``, split it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from dnnbench.errors import InputError
+from dnnbench.job import Job
+from dnnbench.results import TrialResult
+from dnnbench.tuning.search import candidates
+from dnnbench.tuning.space import Dimension
+
+METRICS = ("val_acc", "val_loss")
+
+
+def search_specs(job: Job, spaces: Mapping[str, Mapping[str, Dimension]], budget: int, seed: int,
+                 hyperparams: Mapping[str, Mapping[str, Any]]) -> tuple:
+    """Every optimizer's ``budget`` candidates on the search ``seed`` (each validated when built)."""
+    specs = []
+    for name, space in spaces.items():
+        for i, cand in enumerate(candidates(space, budget, seed)):
+            given = {**hyperparams.get(name, {}), **cand}
+            lr = given.pop("learning_rate", None)
+            try:
+                specs.append(job.trial(name, lr, given, seed=seed,
+                                       tags=(("phase", "search"), ("candidate", str(i)))))
+            except InputError as exc:
+                raise InputError(f"tune {name}: candidate {i} ({_short(cand)}) is not valid: {exc}; narrow --space") \
+                    from None
+    return tuple(specs)
+
+
+def score(trial: TrialResult, metric: str) -> float:
+    """The selection score (higher is better) of a search trial: never a test metric."""
+    if metric not in METRICS:
+        raise InputError(f"unknown selection metric {metric!r}; valid: {', '.join(METRICS)}")
+    value = trial.metrics.get(metric) if trial.status == "ok" else None
+    if value is None or not math.isfinite(value):
+        return -math.inf
+    return value if metric == "val_acc" else -value
+
+
+def select(search: Sequence[TrialResult], metric: str = "val_acc") -> dict[str, TrialResult]:
+    """Per optimizer, its best search trial by ``metric`` on the validation set (first on ties);
+    an optimizer all of whose candidates diverged has none."""
+    best: dict[str, TrialResult] = {}
+    for trial in search:
+        s = score(trial, metric)
+        if s == -math.inf:
+            continue
+        if trial.optimizer not in best or s > score(best[trial.optimizer], metric):
+            best[trial.optimizer] = trial
+    return best
+
+
+def final_specs(job: Job, optimizers: Sequence[str], winners: Mapping[str, TrialResult], seeds: Sequence[int],
+                hyperparams: Mapping[str, Mapping[str, Any]]) -> tuple:
+    """Each optimizer at its defaults and (when a candidate did not diverge) at its winner, on ``seeds``."""
+    specs = []
+    for name in optimizers:
+        choices = [("default", dict(hyperparams.get(name, {})))]
+        if name in winners:
+            choices.append(("tuned", dict(winners[name].spec.hyperparams)))
+        for choice, given in choices:
+            lr = given.pop("learning_rate", None)
+            for seed in seeds:
+                specs.append(job.trial(name, lr, given, seed=seed, tags=(("phase", "final"), ("choice", choice))))
+    return tuple(specs)
+
+
+def _short(values: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
