@@ -252,7 +252,7 @@ def tune(
     """Tune every optimizer under the same budget (quasi-random search, selected on validation), then compare default vs tuned on --seeds fresh seeds."""
     from dnnbench import explore
 
-    explore.run_tune(job, _optimizers(optimizers), budget=budget, space=space or [], metric=metric, **output)
+    return explore.run_tune(job, _optimizers(optimizers), budget=budget, space=space or [], metric=metric, **output)
 
 
 @app.command()

@@ -62,6 +62,7 @@ def _io(output: dict[str, Any]) -> dict[str, Any]:
     out = {"out": output.get("out"), "json_lines": bool(output.get("json")), "quiet": bool(output.get("quiet"))}
     if "resume" in output:
         out["resume"] = bool(output["resume"])
+    out["force"] = bool(output.get("force"))
     return out
 
 
