@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from dnnbench import output_files
-from dnnbench.errors import DataError, one_of
+from dnnbench.errors import DataError, InputError, one_of
 
 CHECK_FORMATS = ("table", "markdown", "github-benchmark")
 
@@ -117,15 +117,56 @@ def export(
     print(f"wrote {out} ({len(rows)} trials)", file=sys.stderr)
 
 
-def report(results: Results) -> None:
-    """Re-render the comparison table of a results file (mean ± std over seeds) without training."""
+def report(
+    results: Annotated[list[Path], typer.Argument(help="One or more results files (JSON Lines) written with --out.",
+                                                  show_default=False)],
+    html: Annotated[Path | None, typer.Option("--html", help="Write one self-contained HTML page (tables, curves, "
+                                              "environment; no network) to this file.", show_default=False)] = None,
+    baseline: Annotated[Path | None, typer.Option(help="With --html: check every results file against this "
+                                                  "baseline (as `dnnbench check`) and show the verdicts.",
+                                                  show_default=False)] = None,
+    force: Force = False,
+) -> None:
+    """Re-render the comparison table of results files (mean ± std over seeds) without training; --html writes a page."""
     from dnnbench import export as flat
     from dnnbench import report_results
 
-    header, rows = _load(results)
-    data = (header or {}).get("data") or {}
-    title = f"{results.name}: {data.get('source') or data.get('name') or 'results'}, {len(rows)} trials"
-    report_results.console().print(report_results.results_table(flat.summarize(rows), title=title))
+    if html is None and baseline is not None:
+        raise InputError("--baseline needs --html (for a check in the terminal: dnnbench check BASE CURRENT)")
+    if html is not None:
+        _report_html(results, html, baseline=baseline, force=force)
+        return
+    for i, path in enumerate(results):
+        header, rows = _load(path)
+        data = (header or {}).get("data") or {}
+        title = f"{path.name}: {data.get('source') or data.get('name') or 'results'}, {len(rows)} trials"
+        if i:
+            print()
+        report_results.console().print(report_results.results_table(flat.summarize(rows), title=title))
+
+
+def _report_html(results: list[Path], out: Path, *, baseline: Path | None, force: bool) -> None:
+    """Read every results file (and the baseline), render the page, write it atomically."""
+    import datetime
+
+    from dnnbench import html_report
+
+    output_files.claim(out, inputs=[*results, baseline], force=force, option="--html")
+
+    def source(path: Path) -> html_report.Source:
+        header, rows = _load(path)
+        modified = datetime.datetime.fromtimestamp(path.stat().st_mtime).astimezone().isoformat(timespec="seconds")
+        return html_report.Source(str(path), header, rows, modified)
+
+    sources = [source(path) for path in results]
+    base = None
+    if baseline is not None:
+        _, base_rows = _load(baseline, need_trials=False)
+        base = html_report.Source(str(baseline), None, base_rows)
+    now = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    page = html_report.render(sources, baseline=base, generated=now)
+    output_files.write_atomic(out, page, option="--html")
+    print(f"wrote {out} ({len(page.encode()) / 1e6:.2f} MB, {sum(len(s.rows) for s in sources)} trials)")
 
 
 def register(app: typer.Typer) -> None:
