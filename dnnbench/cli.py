@@ -75,6 +75,7 @@ Warmup = Annotated[str | None, typer.Option(help="Linear warmup: a fraction of t
 DecayTo = Annotated[float | None, typer.Option(help="Final factor of linear, cosine and exponential schedules (default 0; 0.01 for exponential).", rich_help_panel=TRAIN)]
 StepEvery = Annotated[float | None, typer.Option(help="step schedule: epochs between steps (default: a third of training).", rich_help_panel=TRAIN)]
 StepFactor = Annotated[float, typer.Option(help="step schedule: the factor of each step.", rich_help_panel=TRAIN)]
+TargetOpt = Annotated[str | None, typer.Option("--target", help="Time to target: METRIC=VALUE (val_acc=0.97, val_loss=0.1); each row records the first epoch, step and training time that reached it.", rich_help_panel=OUTPUT)]
 
 
 # The options every training command shares: (parameter name, annotated type, default).
@@ -86,6 +87,7 @@ SHARED_OPTIONS: list[tuple[str, object, object]] = [
     ("batch_size", BatchSize, 100), ("train_eval_samples", TrainEval, 10_000), ("seeds", Seeds, 1), ("seed", Seed, 0), ("max_parallel", MaxParallel, None),
     ("workers", Workers, None), ("hp", Hp, None), ("schedule", ScheduleKind, "constant"), ("warmup", Warmup, None),
     ("decay_to", DecayTo, None), ("step_every", StepEvery, None), ("step_factor", StepFactor, 0.1),
+    ("target", TargetOpt, None),
     ("l1", L1, 0.0), ("l2", L2, 0.0), ("dropout", Dropout, 0.0), ("dropout_mode", DropoutMode, "inverted"),
     ("early_stopping", EarlyStopping, False), ("monitor", Monitor, "val_loss"), ("patience", Patience, 5),
     ("min_delta", MinDelta, 0.0), ("augment_shift", AugmentShift, 0), ("augment_noise", AugmentNoise, 0.0),

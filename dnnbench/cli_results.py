@@ -76,6 +76,43 @@ def check(
         raise typer.Exit(1)
 
 
+def profile(
+    results: Annotated[list[Path], typer.Argument(help="Results files; each file, or each experiment of a suite's "
+                                                  "file, is one task.", show_default=False)],
+    target: Annotated[str | None, typer.Option("--target", help="METRIC=VALUE to reach (default: the target the "
+                                               "rows recorded with --target).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Also draw the profiles to this figure (.png, .svg, .pdf).")] = None,
+    force: Force = False,
+) -> None:
+    """Performance profiles across tasks: for each optimizer, the fraction of tasks reached within τ x the fastest's steps."""
+    from dnnbench import plotting, profiles, report_results, targets
+
+    goal = targets.parse_target(target)
+    tasks: dict[str, list[dict[str, Any]]] = {}
+    for path in results:
+        _, rows = _load(path)
+        for row in rows:
+            experiment = row.get("experiment")
+            tasks.setdefault(f"{path.name}:{experiment}" if experiment else path.name, []).append(row)
+    if out is not None:
+        output_files.claim(out, inputs=list(results), force=force)
+    times = profiles.task_times(tasks, goal)
+    found, skipped = profiles.profiles(times)
+    label = goal.label if goal else _recorded_target(tasks)
+    report_results.console().print(report_results.profile_table(found, len(times) - len(skipped), label))
+    if skipped:
+        print(f"dnnbench: no optimizer reached the target on {', '.join(skipped)}: left out", file=sys.stderr)
+    if out is not None:
+        print(f"wrote {plotting.plot_profiles(found, profiles.TAUS, out, title=f'Performance profiles: {label}')}")
+
+
+def _recorded_target(tasks: dict[str, list[dict[str, Any]]]) -> str:
+    from dnnbench import targets
+
+    found = {(r["target"]["metric"], r["target"]["value"]) for rows in tasks.values() for r in rows if r.get("target")}
+    return ", ".join(targets.Target(m, v).label for m, v in sorted(found)) or "target"
+
+
 def plot(
     results: Results,
     out: Annotated[Path, typer.Option(help="The figure to write: .png, .svg or .pdf.")] = Path("curves.png"),
@@ -175,3 +212,4 @@ def register(app: typer.Typer) -> None:
     app.command()(plot)
     app.command()(export)
     app.command()(report)
+    app.command()(profile)

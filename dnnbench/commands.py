@@ -28,13 +28,15 @@ def execute(job: Job, specs: Sequence[TrialSpec], *, out: Path | None, json_line
             extra_config: dict[str, Any] | None = None, resume: bool = False,
             summary: Any = None, force: bool = False, inputs: Sequence[Path] = (),
             then: Callable[[list[results.TrialResult]], Sequence[TrialSpec]] | None = None,
-            ) -> list[results.TrialResult]:
+            target: Any = None) -> list[results.TrialResult]:
     """Load data, check, then train ``specs`` streaming rows to ``out`` / stdout; returns the results.
 
     ``then``: a second stage that depends on the first one's results (``tune``: the winners'
     final runs after the search): ``then(first_results)`` gives its trials, planned into programs
     of their own and written to the same file, under the same lock, after the first stage's rows.
     ``summary`` then closes the second stage. A resumed file may hold rows of both stages.
+    ``target``: the time-to-target each row records (default ``job.target``; a function of the
+    trial for suites, whose experiments have their own).
 
     ``resume``: keep the finished trials already in ``out`` (matched by id), train the others and
     append them. Ctrl-C (or SIGTERM) raises ``Interrupted``, which says how many trials the file holds.
@@ -42,7 +44,8 @@ def execute(job: Job, specs: Sequence[TrialSpec], *, out: Path | None, json_line
     file only with ``force`` or ``resume``) and locked for the whole run (``output_files``).
     ``summary``: trials -> the closing ``{"type": "summary"}`` row (statistics over seeds).
     """
-    run = runner.Run(specs=tuple(specs), data=job.data, max_parallel=job.max_parallel, workers=job.workers)
+    run = runner.Run(specs=tuple(specs), data=job.data, max_parallel=job.max_parallel, workers=job.workers,
+                     target=target if target is not None else job.target)
     if resume and out is None:
         raise InputError("--resume needs --out: the results file to resume")
     if resume and force:
@@ -57,8 +60,7 @@ def execute(job: Job, specs: Sequence[TrialSpec], *, out: Path | None, json_line
                             resume=resume, summary=summary)
         first = _execute(job, run, out=out, json_lines=json_lines, quiet=quiet, extra_config=extra_config,
                          resume=resume, summary=None, later_stage_ok=True)
-        second = runner.Run(specs=tuple(then(first)), data=job.data, max_parallel=job.max_parallel,
-                            workers=job.workers)
+        second = dataclasses.replace(run, specs=tuple(then(first)))
         return first + _execute(job, second, out=out, json_lines=json_lines, quiet=quiet, extra_config=extra_config,
                                 resume=out is not None, summary=summary, earlier=first)
 
@@ -221,6 +223,7 @@ def compare_optimizers(job: Job, names: Sequence[str], lr: str | None, *, out: P
                      summary=lambda ts: stats.summary_row(ts, lambda t: t.optimizer, "optimizer"))
     if not json:
         report.make_console().print(optimizers_table(job, trials))
+        print_time_to_target(job, trials, lambda t: t.optimizer)
     return trials
 
 
@@ -249,6 +252,7 @@ def compare_regularizers(job: Job, methods: str | None, optimizer: str, lr: floa
                      summary=lambda ts: stats.summary_row(ts, lambda t: t.tags.get("regularizer", "?"), "regularizer"))
     if not json:
         report.make_console().print(regularizers_table(job, trials, optimizer))
+        print_time_to_target(job, trials, lambda t: t.tags.get("regularizer", "?"))
     return trials
 
 
@@ -278,7 +282,18 @@ def diagnose_one(job: Job, optimizer: str, lr: float | None, *, out: Path | None
         console = report.make_console()
         for trial in trials:
             console.print(report.diagnosis_panel(trial))
+            console.print(report.next_commands(trial), soft_wrap=True)
     return trials
+
+
+def print_time_to_target(job: Job, trials: Sequence[results.TrialResult], label: Callable[[Any], str]) -> None:
+    """The time-to-target table under a comparison, when the job has a ``--target``."""
+    from dnnbench import report, targets
+
+    if job.target is None:
+        return
+    rows = targets.summarize([(label(t), t.extra.get("target")) for t in trials])
+    report.make_console().print(report.target_table(rows, job.target.label))
 
 
 def list_optimizers(named: Sequence[str] = (), *, every: bool = False) -> None:
@@ -345,8 +360,10 @@ def run_suite(path: Path, *, out: Path | None = None, json: bool = False, quiet:
 
     loaded = suite.load(path)
     out = out if out is not None else Path("results") / f"{path.stem}.jsonl"
+    target_of = {e.name: e.job.target for e in loaded.experiments}
     trials = execute(loaded.job, loaded.specs, out=out, json_lines=json, quiet=quiet, resume=resume, force=force,
-                     extra_config=loaded.describe(), inputs=[path])
+                     extra_config=loaded.describe(), inputs=[path],
+                     target=lambda spec: target_of.get(dict(spec.tags).get("experiment")))
     if not json:
         console = report.make_console()
         for experiment in loaded.experiments:
@@ -355,9 +372,12 @@ def run_suite(path: Path, *, out: Path | None = None, json: bool = False, quiet:
             title = kind.capitalize() if experiment.name == kind else f"{experiment.name}: {kind}"
             if kind == "optimizers":
                 table = optimizers_table(experiment.job, mine, title=title)
+                label = lambda t: t.optimizer  # noqa: E731
             else:
                 table = regularizers_table(experiment.job, mine, experiment.settings.get("optimizer", "adam"), title=title)
+                label = lambda t: t.tags.get("regularizer", "?")  # noqa: E731
             console.print(table)
+            print_time_to_target(experiment.job, mine, label)
     if not quiet:
         print(f"dnnbench: {len(trials)} trials of {len(loaded.experiments)} experiments in {out}", file=sys.stderr)
     return trials

@@ -48,6 +48,7 @@ def run_sweep(job: Job, vary: Sequence[str], *, optimizer: str, lr: float | None
         console.print(report.sweep_table(summaries, names, metric=sort, paired=paired,
                                          title=f"Sweep over {', '.join(names)} on {_data_label(job)}"))
         console.print(report.main_effects_table(stats.main_effects(trials, names, sort, higher), sort))
+        commands.print_time_to_target(job, trials, lambda t: sweep.levels_label(t.tags, names))
     return trials
 
 
@@ -165,6 +166,7 @@ def run_tune(job: Job, optimizers: Sequence[str], *, budget: int, space: Sequenc
             title=f"Tuned on {_data_label(job)}: budget {budget} per optimizer, selected on {metric}, "
                   f"{len(final_seeds)} fresh seeds"))
         console.print(report.expected_best_table(expected_best_rows(search_trials, metric), metric))
+        commands.print_time_to_target(job, final, label)
     return trials
 
 

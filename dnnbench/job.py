@@ -12,6 +12,7 @@ from typing import Any
 
 from dnnbench import optim
 from dnnbench.config import DataConfig, ModelConfig, Regularization, TrainConfig, TrialSpec
+from dnnbench.targets import Target
 
 #: ``--hp`` settings: (optimizer spec or "" for every optimizer that has it, name, value).
 HpSetting = tuple[str, str, Any]
@@ -30,11 +31,13 @@ class Job:
     workers: int | None = None
     schedule: optim.Schedule = field(default_factory=optim.Schedule)
     hp: tuple[HpSetting, ...] = ()
+    target: Target | None = None  # --target: rows record when they first reached it
 
     def describe(self) -> dict[str, Any]:
         out = {key: dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
                for key, value in dataclasses.asdict(self).items()}
         out["hp"] = [f"{target + '.' if target else ''}{name}={value}" for target, name, value in self.hp]
+        out["target"] = self.target.describe() if self.target else None
         return out
 
     def trial(self, optimizer: str = "adam", lr: float | None = None, hyperparams: dict[str, Any] | None = None,

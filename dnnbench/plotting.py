@@ -173,3 +173,29 @@ def terminal_curves(rows: Sequence[Row], metric: str = "val_acc", width: int = 6
     for k, (name, (*_, n)) in enumerate(per.items()):
         lines.append(f"  {MARKERS[k % len(MARKERS)]} {name} ({n} seed{'s' if n != 1 else ''})")
     return "\n".join(lines)
+
+
+def plot_profiles(profiles: Sequence[Any], taus: Sequence[float], out: Path, *, title: str) -> Path:
+    """Performance profiles (``dnnbench.profiles``): rho(tau) per optimizer as steps, one figure."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    out = Path(out)
+    _check_out(out)
+    fig = Figure(figsize=(6.5, 4.2), layout="constrained", dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    for i, profile in enumerate(profiles):
+        ax.step(taus, profile.rho, where="post", color=f"C{i % 10}", linestyle=("-", "--", ":", "-.")[(i // 10) % 4],
+                linewidth=1.8, label=f"{profile.label} (score {profile.score:.2f})")
+    ax.set_xlim(taus[0], taus[-1])
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("τ: steps to target within a factor τ of the fastest")
+    ax.set_ylabel("fraction of tasks")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right", frameon=False)
+    fig.suptitle(title, fontweight="bold")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=out.suffix[1:].lower())
+    output_files.write_atomic(out, buffer.getvalue())
+    return out

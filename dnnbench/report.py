@@ -197,20 +197,27 @@ def diagnosis_panel(result: TrialResult) -> Panel:
         evidence.add_row("reason", str(result.extra.get("error", "no reason recorded")))
     for key, value in d["evidence"].items():
         evidence.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
-    remedies = Text()
-    for i, line in enumerate(d["remedies"], 1):
-        remedies.append(f"{i}. {line}\n")
     body = Group(
         Text.assemble("verdict: ", (label, LABEL_STYLE.get(label, "bold"))),
         Text("\nevidence", style="bold"),
         evidence,
-        Text("\nnext experiments (the recipe's remedies, in order)", style="bold") if d["remedies"] else Text(""),
-        remedies,
     )
     m = result.metrics
     title = (f"{result.optimizer} lr={result.spec.learning_rate:g} seed={result.spec.seed}: "
              f"test acc {m.get('test_acc', float('nan')):.4f}")
     return Panel(body, title=title, title_align="left", border_style=LABEL_STYLE.get(label, "white"), expand=False)
+
+
+def next_commands(result: TrialResult) -> Text:
+    """The diagnosis's next experiments, one command per line, outside any panel: print it with
+    ``soft_wrap=True`` so that each stays one line, whole, to paste."""
+    remedies = (result.diagnosis or {}).get("remedies") or []
+    if not remedies:
+        return Text("")
+    text = Text("next experiments (the recipe's remedies, in order):\n", style="bold")
+    for line in remedies:
+        text.append(f"{line}\n", style="")
+    return text
 
 
 def make_console(*, stderr: bool = False, quiet: bool = False) -> Console:
@@ -401,4 +408,21 @@ def expected_best_table(rows: Sequence[dict], metric: str) -> Table:
         table.add_row(row["optimizer"], *cells, sparkline(curve), text)
     table.caption = ("E(best of k) over k candidates drawn without replacement from the N searched (exact order "
                      "statistics); k=1 is the mean candidate, k=N the best; validation set only")
+    return table
+
+
+def target_table(rows: Sequence[dict], target_label: str) -> Table:
+    """Time to target per comparison row: median epochs, steps and training seconds over seeds."""
+    table = Table(title=f"Time to target {target_label}", title_justify="left", header_style="bold")
+    for name, justify in (("row", "left"), ("reached", "right"), ("epochs", "right"), ("steps", "right"),
+                          ("train s", "right")):
+        table.add_column(name, justify=justify, no_wrap=justify == "right", overflow="fold")
+    for row in rows:
+        never = row["epoch"] is None
+        table.add_row(row["label"], f"{row['reached']}/{row['n']}",
+                      "never" if never else f"{row['epoch']:g}",
+                      "never" if never or row["step"] is None else f"{row['step']:,.0f}",
+                      "never" if never or row["train_s"] is None else f"{row['train_s']:.2f}")
+    table.caption = ("median over seeds (never: not reached by a majority); steps are machine-independent, "
+                     "seconds are per compiled program (programs share the cores)")
     return table

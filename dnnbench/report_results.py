@@ -10,6 +10,7 @@ import math
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -89,4 +90,21 @@ def results_table(summaries: Sequence[GroupSummary], *, title: str) -> Table:
         table.add_row(*cells)
     seeds = max((len(s.rows) for s in summaries), default=1)
     table.caption = f"mean ± std over {seeds} seeds (ok trials only)" if seeds > 1 else "one seed per row"
+    return table
+
+
+def profile_table(profiles: Sequence[Any], n_tasks: int, target: str) -> Table:
+    """``dnnbench profile``: each optimizer's profile at a few tau, and its score."""
+    table = Table(title=f"Performance profiles over {n_tasks} task(s), steps to {target}", title_justify="left",
+                  header_style="bold")
+    table.add_column("optimizer", style="bold", overflow="fold")
+    for tau in (1.0, 1.5, 2.0, 4.0):
+        table.add_column(f"ρ({tau:g})", justify="right", no_wrap=True)
+    table.add_column("score", justify="right", no_wrap=True)
+    table.add_column("ratio per task", overflow="fold")
+    for p in profiles:
+        ratios = ", ".join("never" if r == float("inf") else f"{r:.2f}" for r in p.ratios)
+        table.add_row(p.label, *(f"{p.at(tau):.2f}" for tau in (1.0, 1.5, 2.0, 4.0)), f"{p.score:.3f}", ratios)
+    table.caption = ("ρ(τ): fraction of tasks where the optimizer reached the target within τ x the steps of the "
+                     "fastest; score: area under ρ over τ in [1, 4], scaled to [0, 1]")
     return table

@@ -127,6 +127,7 @@ def from_group(output: Any, index: int, data_key: dict[str, Any], n_trials: int)
         "samples_per_s": samples * n_trials / output.train_s if output.train_s > 0 else float("nan"),
         "group_size": n_trials,
         "epochs_run": ran,
+        "steps_per_epoch": output.samples_seen // max(len(hist["train_loss"]), 1) // spec.train.batch_size,
     }
     return TrialResult(
         id=trial_id(spec, data_key),

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from dnnbench import diagnosis, engine, optim, results
+from dnnbench import diagnosis, engine, optim, results, targets
 from dnnbench.config import DataConfig, TrialSpec
 from dnnbench.data import Dataset
 from dnnbench.errors import DnnbenchError, InputError
@@ -36,6 +36,8 @@ class Run:
     max_parallel: int | None = None  # at most this many trials per compiled program
     thresholds: diagnosis.Thresholds = field(default_factory=diagnosis.Thresholds)
     workers: int | None = None  # compiled programs trained at once; None = engine.concurrency()
+    #: each row records when it first reached its target: one for the run, or one per trial
+    target: targets.Target | Callable[[TrialSpec], targets.Target | None] | None = None
 
     def __post_init__(self) -> None:
         if not self.specs:
@@ -234,6 +236,9 @@ def _result(output: engine.GroupOutput, j: int, key: dict[str, Any], run: Run, d
             thresholds: diagnosis.Thresholds) -> results.TrialResult:
     result = results.from_group(output, j, key, len(output.specs))
     result.extra["optimizer_origin"] = optim.origin(result.spec.optimizer)
+    target = run.target(result.spec) if callable(run.target) else run.target
+    if target is not None:
+        result.extra["target"] = targets.time_to_target(result.history, result.timing, target)
     result.params = engine.trial_params(output, j)
     result.graphdef = output.graphdef
     base = diagnosis.command_for(result.spec, data_args(run.data))

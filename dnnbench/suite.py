@@ -3,7 +3,8 @@
     [data]             dataset, path, val_split, label_noise, data_dir, verify
     [model]            hidden, activation, residual, precision
     [train]            epochs, batch_size, loss, seeds, seed, max_parallel, workers,
-                       schedule, warmup (0.1 or "2e"), decay_to, step_every, step_factor
+                       schedule, warmup (0.1 or "2e"), decay_to, step_every, step_factor,
+                       target ("val_acc=0.97": time to target, per experiment too)
     [regularization]   l1, l2, dropout, dropout_mode, early_stopping, monitor, patience, min_delta,
                        augment_shift, augment_noise, train_fraction
     [[experiment]]     name, kind = "optimizers"   (optimizers, lr = 0.01 or {adam = 1e-3, ...})
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dnnbench import optim, options, regularizers, runner
+from dnnbench import optim, options, regularizers, runner, targets
 from dnnbench.config import MAX_SEED, MAX_SEEDS, DataConfig, ModelConfig, Regularization, TrainConfig, TrialSpec
 from dnnbench.errors import InputError
 from dnnbench.job import Job
@@ -51,7 +52,7 @@ SECTIONS: dict[str, dict[str, str]] = {
     "model": {"hidden": HIDDEN, "activation": STR, "residual": BOOL, "precision": STR},
     "train": {"epochs": INT, "batch_size": INT, "loss": STR, "seeds": INT, "seed": INT, "max_parallel": INT,
               "workers": INT, "schedule": STR, "warmup": WARMUP, "decay_to": FLOAT, "step_every": FLOAT,
-              "step_factor": FLOAT},
+              "step_factor": FLOAT, "target": STR},
     "regularization": {"l1": FLOAT, "l2": FLOAT, "dropout": FLOAT, "dropout_mode": STR, "early_stopping": BOOL,
                        "monitor": STR, "patience": INT, "min_delta": FLOAT, "augment_shift": INT,
                        "augment_noise": FLOAT, "train_fraction": FLOAT},
@@ -199,6 +200,7 @@ def _job(src: _Source, suite: dict[str, dict[str, Any]], over: dict[str, dict[st
             data[key] = (str(folder / Path(value).expanduser()), table, i)
     train = merged("train")
     schedule_values = {key: train.pop(key) for key in SCHEDULE_KEYS if key in train}
+    target_value = train.pop("target", None)
     seeds, seed = train.pop("seeds", (1, "", None)), train.pop("seed", (0, "", None))
     parallel = train.pop("max_parallel", None)
     workers = train.pop("workers", None)
@@ -225,7 +227,9 @@ def _job(src: _Source, suite: dict[str, dict[str, Any]], over: dict[str, dict[st
     return Job(data=_build(src, DataConfig, data), model=_build(src, ModelConfig, model),
                train=train_config, reg=_build(src, Regularization, merged("regularization")),
                seeds=tuple(range(seed[0], seed[0] + seeds[0])), max_parallel=parallel[0] if parallel else None,
-               workers=workers[0] if workers else None, schedule=_build(src, make_schedule, schedule_values))
+               workers=workers[0] if workers else None, schedule=_build(src, make_schedule, schedule_values),
+               target=_build(src, lambda target=None: targets.parse_target(target),
+                             {"target": target_value} if target_value else {}))
 
 
 def _experiment(src: _Source, index: int, raw: Any, suite: dict[str, dict[str, Any]], folder: Path,
