@@ -21,14 +21,17 @@ Test data is only reported, never used to decide, unless there is no validation 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from dnnbench.config import TrialSpec
+from dnnbench import optim
+from dnnbench.config import DataConfig, ModelConfig, Regularization, TrainConfig, TrialSpec
 from dnnbench.optim import DEFAULTS
 
 LABELS = ("underfitting", "overfitting", "good fit", "diverged", "still improving")
@@ -52,8 +55,13 @@ def _trend(losses: np.ndarray, window: int) -> float:
 
 
 def diagnose(history: dict[str, list], status: str, *, spec: TrialSpec | None = None,
-             base_command: list[str] | None = None, thresholds: Thresholds = Thresholds()) -> dict[str, Any]:
-    """``{"label", "evidence", "remedies"}`` for one trial's history (see the module doc)."""
+             data: DataConfig | None = None, base_command: Sequence[str] | None = None,
+             thresholds: Thresholds = Thresholds()) -> dict[str, Any]:
+    """``{"label", "evidence", "remedies"}`` for one trial's history (see the module doc).
+
+    The remedies are commands for ``spec`` on ``data`` (or on the data options of
+    ``base_command``, a ``command_for`` line)."""
+    base = data if data is not None else _data_part(base_command)
     t = thresholds
     train_acc = np.asarray(history["train_acc"], float)
     train_loss = np.asarray(history["train_loss"], float)
@@ -72,7 +80,7 @@ def diagnose(history: dict[str, list], status: str, *, spec: TrialSpec | None = 
     if status == "diverged":
         bad = ~np.isfinite(train_loss) | (train_loss > 1e3)
         evidence["diverged_epoch"] = int(np.argmax(bad)) + 1 if bad.any() else None
-        return _verdict("diverged", evidence, spec, base_command)
+        return _verdict("diverged", evidence, spec, base)
 
     gap_against = val_acc if has_val else test_acc
     gap = float(train_acc[last] - gap_against[last])
@@ -104,7 +112,7 @@ def diagnose(history: dict[str, list], status: str, *, spec: TrialSpec | None = 
         label = "still improving"
     else:
         label = "good fit"
-    return _verdict(label, evidence, spec, base_command)
+    return _verdict(label, evidence, spec, base)
 
 
 def _num(value: float) -> float | None:
@@ -112,82 +120,138 @@ def _num(value: float) -> float | None:
 
 
 def _verdict(label: str, evidence: dict[str, Any], spec: TrialSpec | None,
-             base: list[str] | None) -> dict[str, Any]:
-    return {"label": label, "evidence": evidence, "remedies": remedies(label, spec, base) if spec else []}
+             data: DataConfig | Sequence[str] | None) -> dict[str, Any]:
+    return {"label": label, "evidence": evidence, "remedies": remedies(label, spec, data) if spec else []}
 
 
-def command_for(spec: TrialSpec, data_args: list[str] | None = None) -> list[str]:
-    """The ``dnnbench diagnose`` command line that reproduces ``spec``."""
-    m, tr, r = spec.model, spec.train, spec.reg
-    args = ["dnnbench", "diagnose", *(data_args or []), "--optimizer", spec.optimizer,
-            "--lr", f"{spec.learning_rate:g}", "--hidden", ",".join(map(str, m.hidden)),
-            "--activation", m.activation, "--loss", tr.loss, "--epochs", str(tr.epochs),
-            "--batch-size", str(tr.batch_size), "--seed", str(spec.seed)]
-    if m.residual:
-        args.append("--residual")
-    for name, value in (("--l1", r.l1), ("--l2", r.l2), ("--dropout", r.dropout),
-                        ("--augment-noise", r.augment_noise)):
-        if value:
-            args += [name, f"{value:g}"]
-    if r.augment_shift:
-        args += ["--augment-shift", str(r.augment_shift)]
-    if r.train_fraction < 1:
-        args += ["--train-fraction", f"{r.train_fraction:g}"]
-    if r.early_stopping:
-        args += ["--early-stopping", "--patience", str(r.patience)]
+def _text(value: Any) -> str:
+    """``value`` as command-line text that reads back as the same value (shortest form)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "none"
+    if isinstance(value, float):
+        short = f"{value:g}"
+        return short if float(short) == value else repr(value)
+    return str(value)
+
+
+def data_options(data: DataConfig) -> list[str]:
+    """The data options of a command line that selects ``data`` (each one that is not the default)."""
+    default = DataConfig()
+    args = ["--data", data.path] if data.path else ["--dataset", data.dataset]
+    if data.data_dir:
+        args += ["--data-dir", data.data_dir]
+    if not data.verify:
+        args.append("--no-verify")
+    for flag, value, usual in (("--val-split", data.val_split, default.val_split),
+                               ("--label-noise", data.label_noise, default.label_noise)):
+        if value != usual:
+            args += [flag, _text(value)]
     return args
 
 
-def _with(base: list[str], flag: str, value: str | None = None) -> str:
-    """``base`` with ``flag`` set to ``value`` (replaced if present), as one shell line."""
-    args = list(base)
-    if flag in args:
-        i = args.index(flag)
-        if value is None:
-            return shlex.join(args)
-        args[i + 1] = value
-    else:
-        args += [flag] if value is None else [flag, value]
-    return shlex.join(args)
+def _data_part(command: Sequence[str] | None) -> list[str]:
+    """The data options of a ``command_for`` line: everything between the command and ``--optimizer``."""
+    if not command:
+        return []
+    args = list(command)
+    return args[2:args.index("--optimizer")] if "--optimizer" in args else args[2:]
 
 
-def remedies(label: str, spec: TrialSpec, base: list[str] | None = None) -> list[str]:
-    """The recipe's next experiments for ``label``, in the recipe's order, as command lines."""
-    base = base or command_for(spec)
+def command_for(spec: TrialSpec, data: DataConfig | Sequence[str] | None = None) -> list[str]:
+    """The ``dnnbench diagnose`` command line that reproduces ``spec`` on ``data``: its whole
+    configuration, every option that differs from the command's default included. ``data`` may
+    also be the data options themselves. The one builder of every suggested command."""
+    m, tr, r, s = spec.model, spec.train, spec.reg, spec.schedule
+    data_args = data_options(data) if isinstance(data, DataConfig) else list(data or [])
+    args = ["dnnbench", "diagnose", *data_args, "--optimizer", spec.optimizer,
+            "--lr", _text(float(spec.learning_rate)), "--hidden", ",".join(map(str, m.hidden)),
+            "--activation", m.activation, "--loss", tr.loss, "--epochs", str(tr.epochs),
+            "--batch-size", str(tr.batch_size), "--seed", str(spec.seed)]
+    dm, dt, dr, ds = ModelConfig(), TrainConfig(), Regularization(), optim.Schedule()
+    for flag, value, default in (
+            ("--residual", m.residual, dm.residual), ("--precision", m.precision, dm.precision),
+            ("--train-eval-samples", tr.train_eval_samples, dt.train_eval_samples),
+            ("--l1", r.l1, dr.l1), ("--l2", r.l2, dr.l2), ("--dropout", r.dropout, dr.dropout),
+            ("--dropout-mode", r.dropout_mode, dr.dropout_mode),
+            ("--early-stopping", r.early_stopping, dr.early_stopping), ("--monitor", r.monitor, dr.monitor),
+            ("--patience", r.patience, dr.patience), ("--min-delta", r.min_delta, dr.min_delta),
+            ("--augment-shift", r.augment_shift, dr.augment_shift),
+            ("--augment-noise", r.augment_noise, dr.augment_noise),
+            ("--train-fraction", r.train_fraction, dr.train_fraction),
+            ("--schedule", s.kind, ds.kind), ("--decay-to", s.decay_to, ds.decay_to),
+            ("--step-every", s.step_every, ds.step_every), ("--step-factor", s.step_factor, ds.step_factor)):
+        if value == default:
+            continue
+        args += [flag] if isinstance(value, bool) else [flag, _text(value)]
+    if s.warmup is not None:
+        warmup = np.format_float_positional(s.warmup, trim="-")
+        args += ["--warmup", f"{warmup}e" if s.warmup_epochs else _text(float(s.warmup))]
+    params = optim.resolve_spec(spec.optimizer).param
+    for name, value in spec.hyperparams:
+        if name != "learning_rate" and (name not in params or value != params[name].default):
+            args += ["--hp", f"{name}={_text(value)}"]
+    return args
+
+
+def _rounded(value: float) -> float:
+    """A suggested new value, to six significant digits (``0.0003 * 10``, not 0.0030000000000000005)."""
+    return float(f"{value:.6g}")
+
+
+def _with(spec: TrialSpec, *, lr: float | None = None, **parts: Any) -> TrialSpec:
+    """``spec`` with some of its fields (``model=...``, ``optimizer=...``) and learning rate changed."""
+    changed = dataclasses.replace(spec, **parts) if parts else spec
+    if lr is None:
+        return changed
+    return dataclasses.replace(changed, hyperparams=tuple(
+        (name, _rounded(lr) if name == "learning_rate" else value) for name, value in changed.hyperparams))
+
+
+def remedy_specs(label: str, spec: TrialSpec) -> list[TrialSpec]:
+    """The recipe's next experiments for ``label``, in the recipe's order: each is ``spec`` with
+    one remedy applied (switching the optimizer drops the old one's hyperparameters)."""
     lr, m, tr, r = spec.learning_rate, spec.model, spec.train, spec.reg
-    out: list[str] = []
+    replace = dataclasses.replace
+    adam = _with(spec, optimizer="adam", hyperparams=(("learning_rate", DEFAULTS["adam"]["learning_rate"]),))
+    out: list[TrialSpec] = []
     if label == "diverged":
-        out.append(_with(base, "--lr", f"{lr / 10:g}"))
+        out.append(_with(spec, lr=lr / 10))
         if spec.optimizer != "adam":
-            out.append(_with(_with(base, "--optimizer", "adam").split(), "--lr", f"{DEFAULTS['adam']['learning_rate']:g}"))
+            out.append(adam)
         return out
     if label in ("underfitting", "still improving"):
         # SEED.md section 3: hyperparameters (rate, epochs, batch size), activation, optimizer, network, loss.
-        out.append(_with(base, "--epochs", str(tr.epochs * 2)))
+        out.append(_with(spec, train=replace(tr, epochs=tr.epochs * 2)))
         if label == "still improving":
             return out
-        out.append(_with(base, "--lr", f"{lr * 10:g}"))
+        out.append(_with(spec, lr=lr * 10))
         if tr.batch_size > 16:
-            out.append(_with(base, "--batch-size", str(max(tr.batch_size // 4, 1))))
+            out.append(_with(spec, train=replace(tr, batch_size=max(tr.batch_size // 4, 1))))
         if m.activation in ("sigmoid", "tanh", "linear"):
-            out.append(_with(base, "--activation", "relu"))
+            out.append(_with(spec, model=replace(m, activation="relu")))
         if spec.optimizer != "adam":
-            out.append(_with(_with(base, "--optimizer", "adam").split(), "--lr", f"{DEFAULTS['adam']['learning_rate']:g}"))
+            out.append(adam)
         if len(m.hidden) > 3 and not m.residual:
-            out.append(_with(base, "--residual"))
-        out.append(_with(base, "--hidden", ",".join(str(w * 2) for w in m.hidden)))
+            out.append(_with(spec, model=replace(m, residual=True)))
+        out.append(_with(spec, model=replace(m, hidden=tuple(w * 2 for w in m.hidden))))
         if tr.loss == "mse":
-            out.append(_with(base, "--loss", "ce"))
+            out.append(_with(spec, train=replace(tr, loss="ce")))
         return out
     if label == "overfitting":
         # SEED.md section 2: early stopping, L1/L2, dropout, more data.
         if not r.early_stopping:
-            out.append(_with(_with(base, "--early-stopping").split(), "--patience", "5"))
-        out.append(_with(base, "--l2", f"{(r.l2 * 10) if r.l2 else 1e-4:g}"))
-        out.append(_with(base, "--l1", f"{(r.l1 * 10) if r.l1 else 1e-5:g}"))
-        out.append(_with(base, "--dropout", "0.5" if r.dropout < 0.5 else f"{min(r.dropout + 0.1, 0.9):g}"))
+            out.append(_with(spec, reg=replace(r, early_stopping=True, patience=5)))
+        out.append(_with(spec, reg=replace(r, l2=_rounded(r.l2 * 10) if r.l2 else 1e-4)))
+        out.append(_with(spec, reg=replace(r, l1=_rounded(r.l1 * 10) if r.l1 else 1e-5)))
+        out.append(_with(spec, reg=replace(r, dropout=0.5 if r.dropout < 0.5 else _rounded(min(r.dropout + 0.1, 0.9)))))
         if r.train_fraction < 1:
-            out.append(_with(base, "--train-fraction", "1"))
-        out.append(_with(base, "--augment-noise", "0.1"))
-        return out
+            out.append(_with(spec, reg=replace(r, train_fraction=1.0)))
+        out.append(_with(spec, reg=replace(r, augment_noise=0.1)))
     return out
+
+
+def remedies(label: str, spec: TrialSpec, data: DataConfig | Sequence[str] | None = None) -> list[str]:
+    """The recipe's next experiments for ``label`` as shell lines (``shlex.join``, quoted once)."""
+    return [shlex.join(command_for(remedy, data)) for remedy in remedy_specs(label, spec)]
