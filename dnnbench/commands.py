@@ -86,6 +86,10 @@ def _execute(job: Job, run: runner.Run, *, out: Path | None, json_lines: bool, q
     show_progress = not quiet and not json_lines and sys.stderr.isatty()
     data = datamod.load(job.data, progress=show_progress)
     engine.check_specs(run.specs, data)
+    _check_augment_shift(run.specs, data)
+    if job.data.path and not quiet and not earlier:  # a file's classes are inferred: say how many
+        print(f"dnnbench: {job.data.path}: {data.n_classes} classes (labels 0..{data.n_classes - 1}), "
+              f"{data.n_features} features", file=sys.stderr)
     key = runner.data_key(job.data, data)
     ids = [results.trial_id(spec, key) for spec in run.specs]
     head = results.header({**job.describe(), **(extra_config or {})}, data.describe())
@@ -140,6 +144,16 @@ def _execute(job: Job, run: runner.Run, *, out: Path | None, json_lines: bool, q
                               + (", --resume continues" if out else "")) from None
         new = {ids[i]: result for i, result in zip(todo, trained, strict=True)}
         return _close([done[i] if i in done else new[i] for i in ids], sinks, summary)
+
+
+def _check_augment_shift(specs: Sequence[TrialSpec], data: datamod.Dataset) -> None:
+    """A shift must be smaller than the images: shifting 8x8 digits by 100 pixels blanks them all.
+    (Belongs beside the image-data check in ``engine._check_plan``.)"""
+    shift = max((spec.reg.augment_shift for spec in specs), default=0)
+    if shift and data.image_shape and shift >= min(data.image_shape):
+        h, w = data.image_shape
+        raise InputError(f"augment shift {shift} pixels is not smaller than the {h}x{w} images of {data.name}; "
+                         f"use at most {min(h, w) - 1}")
 
 
 def _close(trials: list[results.TrialResult], sinks: Sequence[results.ResultsWriter], summary: Any) -> list:
@@ -286,6 +300,31 @@ def diagnose_one(job: Job, optimizer: str, lr: float | None, *, out: Path | None
     return trials
 
 
+def tune_label(trial: Any) -> str:
+    """A tune comparison row: the optimizer and its choice (``adam (tuned)``)."""
+    return f"{trial.optimizer} ({trial.tags.get('choice')})"
+
+
+def print_tune_tables(job: Job, planned: Any, trials: Sequence[results.TrialResult], where: str,
+                      title: str = "Tuned") -> None:
+    """``tune``'s tables: default vs tuned on the final seeds (paired), the expected-best curves
+    of the search, and the time to target when asked."""
+    from dnnbench import report, stats
+    from dnnbench.tuning.expected_best import curves
+
+    search = [t for t in trials if t.tags.get("phase") == "search"]
+    final = [t for t in trials if t.tags.get("phase") == "final"]
+    summaries = stats.summarize(final, tune_label)
+    paired = stats.paired_to_best(summaries, "test_acc") if len(planned.final_seeds) > 1 else None
+    console = report.make_console()
+    console.print(report.comparison_table(
+        summaries, paired=paired, label_header="optimizer",
+        title=f"{title} on {where}: budget {planned.budget} per optimizer, selected on {planned.metric}, "
+              f"{len(planned.final_seeds)} fresh seeds"))
+    console.print(report.expected_best_table(curves(search, planned.metric), planned.metric))
+    print_time_to_target(job, final, tune_label)
+
+
 def print_time_to_target(job: Job, trials: Sequence[results.TrialResult], label: Callable[[Any], str]) -> None:
     """The time-to-target table under a comparison, when the job has a ``--target``."""
     from dnnbench import report, targets
@@ -363,13 +402,17 @@ def run_suite(path: Path, *, out: Path | None = None, json: bool = False, quiet:
     target_of = {e.name: e.job.target for e in loaded.experiments}
     trials = execute(loaded.job, loaded.specs, out=out, json_lines=json, quiet=quiet, resume=resume, force=force,
                      extra_config=loaded.describe(), inputs=[path],
-                     target=lambda spec: target_of.get(dict(spec.tags).get("experiment")))
+                     target=lambda spec: target_of.get(dict(spec.tags).get("experiment")),
+                     then=loaded.finals if loaded.tunes else None)
     if not json:
         console = report.make_console()
         for experiment in loaded.experiments:
             mine = [t for t in trials if t.tags.get("experiment") == experiment.name]
             kind = experiment.kind
             title = kind.capitalize() if experiment.name == kind else f"{experiment.name}: {kind}"
+            if experiment.tuning is not None:
+                print_tune_tables(experiment.job, experiment.tuning, mine, _data_label(experiment.job), title)
+                continue
             if kind == "optimizers":
                 table = optimizers_table(experiment.job, mine, title=title)
                 label = lambda t: t.optimizer  # noqa: E731

@@ -6,13 +6,11 @@ files, ``--json``, progress and resume behave as everywhere) and render tables.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from dnnbench import commands, optim, options, report, sensitivity, stats, sweep, tuning
-from dnnbench.config import MAX_SEED
 from dnnbench.errors import InputError
 from dnnbench.job import Job
 from dnnbench.results import TrialResult
@@ -122,66 +120,19 @@ def run_tuned(job: Job, optimizers: Sequence[str], **output: Any) -> list[TrialR
 
 
 def run_tune(job: Job, optimizers: Sequence[str], *, budget: int, space: Sequence[str], metric: str = "val_acc",
-             suite_space: dict[str, dict[str, Any]] | None = None, **output: Any) -> list[TrialResult]:
+             **output: Any) -> list[TrialResult]:
     """``dnnbench tune``: each optimizer tuned under the same budget, then default vs tuned.
 
     Search: ``budget`` quasi-random candidates per optimizer (one compiled program each) on the
     search seed (``--seed``), selected on the validation set only. Final: each optimizer at its
     defaults and at its winner on ``--seeds`` fresh seeds (seed + 1, ...), paired.
     """
-    if job.data.val_split == 0:
-        raise InputError("tune selects on the validation set; use --val-split > 0")
-    if metric not in tuning.selection.METRICS:
-        raise InputError(f"--metric: unknown selection metric {metric!r}; valid: "
-                         f"{', '.join(tuning.selection.METRICS)}")
-    settings = tuning.parse_space(space)
-    tuning.space.check_settings(settings, optimizers)
-    spaces = {name: tuning.space_for(name, settings, (suite_space or {}).get(name)) for name in optimizers}
-    hp = options.apply_hp(job.hp, optimizers)
-    search_seed = job.seeds[0]
-    final_seeds = [search_seed + 1 + i for i in range(len(job.seeds))]
-    if final_seeds[-1] > MAX_SEED:
-        raise InputError(f"tune trains the final runs on seeds {final_seeds[0]}..{final_seeds[-1]}, past {MAX_SEED}")
-    search = tuning.search_specs(job, spaces, budget, search_seed, hp)
-
-    def finals(search_results: list[TrialResult]) -> list:
-        winners = tuning.select(search_results, metric)
-        return list(tuning.final_specs(job, optimizers, winners, final_seeds, hp))
-
-    label = lambda t: f"{t.optimizer} ({t.tags.get('choice')})"  # noqa: E731
-    trials = commands.execute(
-        job, search, then=finals,
-        extra_config={"command": "tune", "optimizers": list(optimizers), "budget": budget, "metric": metric,
-                      "search_seed": search_seed, "final_seeds": final_seeds,
-                      "space": {name: [d.describe() for d in dims.values()] for name, dims in spaces.items()}},
-        summary=lambda ts: stats.summary_row(ts, label, "optimizer"), **_io(output))
+    planned = tuning.plan(job, optimizers, budget=budget, metric=metric, settings=tuning.parse_space(space),
+                          hyperparams=options.apply_hp(job.hp, optimizers))
+    trials = commands.execute(job, planned.search, then=planned.finals,
+                              extra_config={"command": "tune", **planned.describe()},
+                              summary=lambda ts: stats.summary_row(ts, commands.tune_label, "optimizer"),
+                              **_io(output))
     if not output.get("json"):
-        search_trials = [t for t in trials if t.tags.get("phase") == "search"]
-        final = [t for t in trials if t.tags.get("phase") == "final"]
-        summaries = stats.summarize(final, label)
-        paired = stats.paired_to_best(summaries, "test_acc") if len(final_seeds) > 1 else None
-        console = report.make_console()
-        console.print(report.comparison_table(
-            summaries, paired=paired, label_header="optimizer",
-            title=f"Tuned on {_data_label(job)}: budget {budget} per optimizer, selected on {metric}, "
-                  f"{len(final_seeds)} fresh seeds"))
-        console.print(report.expected_best_table(expected_best_rows(search_trials, metric), metric))
-        commands.print_time_to_target(job, final, label)
+        commands.print_tune_tables(job, planned, trials, _data_label(job))
     return trials
-
-
-def expected_best_rows(search: Sequence[TrialResult], metric: str) -> list[dict[str, Any]]:
-    """Per optimizer: its expected-best curve over the candidates and the winner's hyperparameters."""
-    higher = metric == "val_acc"
-    rows = []
-    for name in dict.fromkeys(t.optimizer for t in search):
-        mine = [t for t in search if t.optimizer == name]
-        values = [tuning.selection.score(t, metric) for t in mine]
-        values = [v if higher else -v for v in values]  # back to the metric's own sign
-        worst = 0.0 if higher else math.inf
-        curve = tuning.expected_best([v if math.isfinite(v) else worst for v in values], higher)
-        best = tuning.select(mine, metric).get(name)
-        rows.append({"optimizer": name, "curve": curve.tolist(), "n": len(mine),
-                     "diverged": sum(1 for t in mine if t.status != "ok"),
-                     "best": dict(best.spec.hyperparams) if best else None})
-    return rows

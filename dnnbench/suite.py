@@ -9,6 +9,7 @@
                        augment_shift, augment_noise, train_fraction
     [[experiment]]     name, kind = "optimizers"   (optimizers, lr = 0.01 or {adam = 1e-3, ...})
                                   | "regularizers" (methods, optimizer, lr)
+                                  | "tune"         (optimizers, budget, metric, [experiment.space.<optimizer>])
     [experiment.hyperparams]  per optimizer: adam = {b1 = 0.95}, "lion" = {b2 = 0.98}
     [experiment.model], [experiment.train], [experiment.regularization]: that experiment's overrides
 
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dnnbench import optim, options, regularizers, runner, targets
+from dnnbench import optim, options, regularizers, runner, targets, tuning
 from dnnbench.config import MAX_SEED, MAX_SEEDS, DataConfig, ModelConfig, Regularization, TrainConfig, TrialSpec
 from dnnbench.errors import InputError
 from dnnbench.job import Job
@@ -45,6 +46,7 @@ INT, FLOAT, BOOL, STR = "an integer", "a number", "true or false", "a string"
 NAMES, HIDDEN, LR = "a list of names", "a list of layer widths like [500, 500]", "a number or a table like {adam = 1e-3}"
 WARMUP = 'a fraction of training like 0.1 or epochs like "2e"'
 HYPERPARAMS = "a table of tables like {adam = {b1 = 0.95}}"
+SPACE = 'a table of tables like {adam = {b1 = "0.8..0.99", lr = "1e-4..1e-1:log", b2 = [0.99, 0.999]}}'
 SCHEDULE_KEYS = ("schedule", "warmup", "decay_to", "step_every", "step_factor")
 
 SECTIONS: dict[str, dict[str, str]] = {
@@ -61,6 +63,7 @@ SECTIONS: dict[str, dict[str, str]] = {
 KINDS: dict[str, dict[str, str]] = {
     "optimizers": {"optimizers": NAMES, "lr": LR, "hyperparams": HYPERPARAMS},
     "regularizers": {"methods": NAMES, "optimizer": STR, "lr": FLOAT, "hyperparams": HYPERPARAMS},
+    "tune": {"optimizers": NAMES, "budget": INT, "metric": STR, "space": SPACE, "hyperparams": HYPERPARAMS},
 }
 OVERRIDABLE = ("model", "train", "regularization")
 DEFAULT_OPTIMIZERS = ("sgd", "momentum", "adagrad", "rmsprop", "adam")
@@ -75,6 +78,7 @@ class Experiment:
     job: Job
     specs: tuple[TrialSpec, ...]
     settings: dict[str, Any]  # the kind's own keys as given (optimizers, lr, methods, ...)
+    tuning: tuning.TuningPlan | None = None  # kind "tune": its final runs follow from its search
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, **self.settings, **self.job.describe()}
@@ -94,6 +98,20 @@ class Suite:
 
     def describe(self) -> dict[str, Any]:
         return {"command": "run", "suite": str(self.path), "experiments": [e.describe() for e in self.experiments]}
+
+    @property
+    def tunes(self) -> bool:
+        return any(e.tuning is not None for e in self.experiments)
+
+    def finals(self, trials: list[Any]) -> list[TrialSpec]:
+        """The second stage of a suite with ``tune`` experiments: each one's final runs, from its
+        search results among ``trials`` (every experiment's first-stage results)."""
+        out: list[TrialSpec] = []
+        for e in self.experiments:
+            if e.tuning is not None:
+                mine = [t for t in trials if t.tags.get("experiment") == e.name]
+                out += e.tuning.finals(mine, tags=(("experiment", e.name),))
+        return out
 
 
 @dataclass(frozen=True)
@@ -153,7 +171,7 @@ def _typed(value: Any, kind: str) -> bool:
         return _typed(value, FLOAT) or (isinstance(value, dict) and all(_typed(v, FLOAT) for v in value.values()))
     if kind == WARMUP:
         return _typed(value, FLOAT) or isinstance(value, str)
-    if kind == HYPERPARAMS:
+    if kind in (HYPERPARAMS, SPACE):
         return isinstance(value, dict) and all(isinstance(v, dict) for v in value.values())
     raise AssertionError(kind)
 
@@ -274,7 +292,22 @@ def _experiment(src: _Source, index: int, raw: Any, suite: dict[str, dict[str, A
             optim.resolve(spec_of(n), **values)
         except InputError as exc:
             raise src.error(str(exc), "experiment.hyperparams", n, index) from None
-    if kind == "optimizers":
+    planned = None
+    if kind == "tune":
+        names = list(dict.fromkeys(settings.get("optimizers", DEFAULT_OPTIMIZERS)))
+        specs_of = {n: checked_optimizer(n, "optimizers") for n in names}
+        for n in [*given_hp, *settings.get("space", {})]:
+            if n not in names:
+                raise fail(f"hyperparams / space name optimizer {n!r}, which is not being tuned ({', '.join(names)})", n)
+        try:
+            planned = tuning.plan(job, list(specs_of.values()), budget=settings.get("budget", 32),
+                                  metric=settings.get("metric", "val_acc"),
+                                  suite_space={specs_of[n]: sp for n, sp in settings.get("space", {}).items()},
+                                  hyperparams={specs_of[n]: hp for n, hp in given_hp.items()})
+        except InputError as exc:
+            raise fail(str(exc), "space" if settings.get("space") else "budget") from None
+        specs = planned.search
+    elif kind == "optimizers":
         names = list(dict.fromkeys(settings.get("optimizers", DEFAULT_OPTIMIZERS)))
         specs_of = {n: checked_optimizer(n, "optimizers") for n in names}
         lr = settings.get("lr")
@@ -312,7 +345,7 @@ def _experiment(src: _Source, index: int, raw: Any, suite: dict[str, dict[str, A
         except InputError as exc:
             raise fail(str(exc), "methods") from None
     tagged = tuple(dataclasses.replace(s, tags=(("experiment", name), *s.tags)) for s in specs)
-    return Experiment(name=name, kind=kind, job=job, specs=tagged, settings=settings)
+    return Experiment(name=name, kind=kind, job=job, specs=tagged, settings=settings, tuning=planned)
 
 
 def load(path: Path) -> Suite:

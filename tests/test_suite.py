@@ -225,3 +225,26 @@ def test_workers_in_train_reach_every_experiment(tmp_path):
     loaded = suite.load(path)
     assert loaded.job.workers == 2
     assert all(e.job.workers == 2 for e in loaded.experiments)
+
+
+def test_a_tune_experiment_searches_then_runs_its_finals_in_the_same_file(tmp_path):
+    path = tmp_path / "t.toml"
+    path.write_text(SMALL.split("[[experiment]]")[0] + 'target = "val_acc=0.3"\n'
+                    + '\n[[experiment]]\nname = "opt"\nkind = "optimizers"\noptimizers = ["sgd"]\n'
+                    + '\n[[experiment]]\nname = "fair"\nkind = "tune"\noptimizers = ["sgd", "adam"]\nbudget = 4\n'
+                    + '[experiment.space.adam]\nb1 = [0.8, 0.9]\nlr = "1e-3..1e-1:log"\n')
+    loaded = suite.load(path)
+    fair = loaded.experiments[1]
+    assert fair.tuning is not None and len(fair.specs) == 8
+    assert {dict(s.hyperparams)["b1"] for s in fair.specs if s.optimizer == "adam"} <= {0.8, 0.9}
+    assert all(1e-3 <= s.learning_rate <= 1e-1 for s in fair.specs if s.optimizer == "adam")
+    out = tmp_path / "t.jsonl"
+    code, stdout, err = _run(["run", path, "--out", out, "--quiet"])
+    assert code == 0, err
+    assert "Expected best val acc" in stdout and "Time to target val_acc >= 0.3" in stdout
+    trials = _rows(out)[1:]
+    assert [t.get("phase") for t in trials].count("search") == 8
+    finals = [t for t in trials if t.get("phase") == "final"]
+    assert {(t["optimizer"], t["choice"], t["seed"]) for t in finals} == {
+        (o, c, s) for o in ("sgd", "adam") for c in ("default", "tuned") for s in (1, 2)}
+    assert all(t["experiment"] == "fair" and "target" in t for t in finals)

@@ -7,8 +7,8 @@ winner, chosen on the validation set only, and the trials that retrain it next t
 
 from dnnbench.tuning.expected_best import expected_best, sparkline
 from dnnbench.tuning.search import candidates
-from dnnbench.tuning.selection import final_specs, search_specs, select
+from dnnbench.tuning.selection import TuningPlan, final_specs, plan, search_specs, select
 from dnnbench.tuning.space import Dimension, SpaceSetting, default_space, parse_space, space_for
 
-__all__ = ["Dimension", "SpaceSetting", "candidates", "default_space", "expected_best", "final_specs", "parse_space",
-           "search_specs", "select", "space_for", "sparkline"]
+__all__ = ["Dimension", "SpaceSetting", "TuningPlan", "candidates", "default_space", "expected_best", "final_specs",
+           "parse_space", "plan", "search_specs", "select", "space_for", "sparkline"]

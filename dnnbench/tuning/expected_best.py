@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -47,3 +48,22 @@ def sparkline(curve: Sequence[float]) -> str:
     if hi - lo < 1e-12:
         return SPARK[-1] * c.size
     return "".join(SPARK[min(int((x - lo) / (hi - lo) * (len(SPARK) - 1) + 0.5), len(SPARK) - 1)] for x in c)
+
+
+def curves(search: Sequence[Any], metric: str) -> list[dict[str, Any]]:
+    """Per optimizer of ``search`` (its tune search trials): the expected-best curve of ``metric``
+    over its candidates, how many diverged, and the winner's hyperparameters."""
+    from dnnbench.tuning.selection import score, select
+
+    higher = metric == "val_acc"
+    rows = []
+    for name in dict.fromkeys(t.optimizer for t in search):
+        mine = [t for t in search if t.optimizer == name]
+        values = [score(t, metric) for t in mine]  # higher is better; -inf: diverged
+        worst = 0.0 if higher else math.inf
+        values = [(v if higher else -v) if math.isfinite(v) else worst for v in values]
+        best = select(mine, metric).get(name)
+        rows.append({"optimizer": name, "curve": expected_best(values, higher).tolist(), "n": len(mine),
+                     "diverged": sum(1 for t in mine if t.status != "ok"),
+                     "best": dict(best.spec.hyperparams) if best else None})
+    return rows

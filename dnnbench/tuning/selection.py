@@ -8,15 +8,18 @@ train as one compiled program (static choices, e.g. ``nesterov = true, false``, 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from dnnbench.config import MAX_SEED
 from dnnbench.errors import InputError
 from dnnbench.job import Job
 from dnnbench.results import TrialResult
 from dnnbench.tuning.search import candidates
-from dnnbench.tuning.space import Dimension
+from dnnbench.tuning.space import Dimension, SpaceSetting, check_settings, space_for
 
 METRICS = ("val_acc", "val_loss")
 
@@ -78,3 +81,49 @@ def final_specs(job: Job, optimizers: Sequence[str], winners: Mapping[str, Trial
 
 def _short(values: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+
+
+@dataclass(frozen=True)
+class TuningPlan:
+    """A tuning run, planned: the search trials, the seeds of the final runs, and how the final
+    trials follow from the search's results (``finals``)."""
+
+    job: Job
+    optimizers: tuple[str, ...]
+    spaces: Mapping[str, Mapping[str, Dimension]]
+    budget: int
+    metric: str
+    hyperparams: Mapping[str, Mapping[str, Any]]
+    search: tuple
+    final_seeds: tuple[int, ...]
+
+    def finals(self, search: Sequence[TrialResult], tags: tuple[tuple[str, str], ...] = ()) -> list:
+        """The final trials once ``search`` (this plan's search results) is known."""
+        mine = [t for t in search if t.tags.get("phase") == "search"]
+        specs = final_specs(self.job, self.optimizers, select(mine, self.metric), self.final_seeds, self.hyperparams)
+        return [dataclasses.replace(s, tags=(*tags, *s.tags)) for s in specs]
+
+    def describe(self) -> dict[str, Any]:
+        return {"optimizers": list(self.optimizers), "budget": self.budget, "metric": self.metric,
+                "search_seed": self.job.seeds[0], "final_seeds": list(self.final_seeds),
+                "space": {name: [d.describe() for d in dims.values()] for name, dims in self.spaces.items()}}
+
+
+def plan(job: Job, optimizers: Sequence[str], *, budget: int, metric: str, settings: Sequence[SpaceSetting] = (),
+         suite_space: Mapping[str, Mapping[str, Any]] | None = None,
+         hyperparams: Mapping[str, Mapping[str, Any]] | None = None) -> TuningPlan:
+    """Plan ``tune``: search on the job's first seed, final runs on as many fresh seeds after it."""
+    if job.data.val_split == 0:
+        raise InputError("tune selects on the validation set; use --val-split > 0")
+    if metric not in METRICS:
+        raise InputError(f"--metric: unknown selection metric {metric!r}; valid: {', '.join(METRICS)}")
+    check_settings(settings, optimizers)
+    spaces = {name: space_for(name, settings, (suite_space or {}).get(name)) for name in optimizers}
+    search_seed = job.seeds[0]
+    final_seeds = tuple(search_seed + 1 + i for i in range(len(job.seeds)))
+    if final_seeds[-1] > MAX_SEED:
+        raise InputError(f"tune trains the final runs on seeds {final_seeds[0]}..{final_seeds[-1]}, past {MAX_SEED}")
+    hp = hyperparams or {}
+    return TuningPlan(job=job, optimizers=tuple(optimizers), spaces=spaces, budget=budget, metric=metric,
+                      hyperparams=hp, search=search_specs(job, spaces, budget, search_seed, hp),
+                      final_seeds=final_seeds)
