@@ -35,11 +35,10 @@ def _positive_int(name: str, value: Any) -> int:
 
 
 def _finite(name: str, value: Any, lo: float = 0.0, hi: float = math.inf, hi_open: bool = False) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(number) or number < lo or number > hi or (hi_open and number >= hi):
+    """``value`` as a number in [lo, hi] (or [lo, hi)) that float32, the device's type, holds: not
+    so large that it overflows, not so small that it becomes 0."""
+    number = optim.definition.as_number(value, name)
+    if number < lo or number > hi or (hi_open and number >= hi):
         bound = f"[{lo:g}, {hi:g})" if hi_open else f"[{lo:g}, {hi:g}]"
         raise InputError(f"{name} must be in {bound}, got {value!r}")
     return number

@@ -430,3 +430,64 @@ def _spec_of(row: dict):
     return TrialSpec(optimizer=c["optimizer"], hyperparams=tuple(c["hyperparams"].items()), seed=c["seed"],
                      model=ModelConfig(**c["model"]), train=TrainConfig(**c["train"]),
                      reg=Regularization(**c["regularization"]), schedule=Schedule(**c["schedule"]))
+
+
+# ---- 8 (rest). numbers float32 cannot hold, shifts larger than the images, label gaps
+
+
+@pytest.mark.parametrize(("command", "option", "value", "words"), [
+    ("diagnose", "--l2", "1e308", "l2 must be a finite float32 number"),
+    ("regularizers", "--l1", "1e39", "l1 must be a finite float32 number"),
+    ("optimizers", "--min-delta", "1e300", "min_delta must be a finite float32 number"),
+    ("sweep", "--augment-noise", "1e-320", "augment noise 1e-320 is 0 in float32"),
+    ("lr-sensitivity", "--label-noise", "1e-320", "label noise 1e-320 is 0 in float32"),
+])
+def test_numbers_outside_float32_are_refused(tmp_path, command, option, value, words):
+    extra = ["--vary", "lr=0.1,0.01"] if command == "sweep" else []
+    code, out, err = _run(command, *TINY, option, value, *extra, "--out", tmp_path / "r.jsonl")
+    assert code == 2 and words in err and "Traceback" not in err
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+@pytest.mark.parametrize("argv", [["diagnose", "--augment-shift", "8"],
+                                  ["regularizers", "--methods", "augment", "--augment-shift", "100"],
+                                  ["sweep", "--vary", "augment_shift=1,9"]])
+def test_a_shift_as_large_as_the_images_is_refused(argv):
+    code, _, err = _run(*argv, "--hidden", "8", "--epochs", "1", "-q")
+    assert code == 2
+    assert err.strip() == (f"dnnbench: error: augment shift {max(8, *[int(v) for v in argv[-1].split('=')[-1].split(',')])}"
+                           " pixels is not smaller than the 8x8 images of digits; use at most 7")
+
+
+def _labelled(path: Path, stray: int | None = None, n_classes: int | None = None) -> Path:
+    rng = np.random.default_rng(0)
+    y_train = np.arange(90) % 3
+    if stray is not None:
+        y_train[5] = stray
+    extra = {} if n_classes is None else {"n_classes": np.array(n_classes)}
+    np.savez(path, x_train=rng.normal(size=(90, 4)).astype(np.float32), y_train=y_train,
+             x_test=rng.normal(size=(12, 4)).astype(np.float32), y_test=np.arange(12) % 3, **extra)
+    return path
+
+
+@pytest.mark.parametrize("command", ["diagnose", "optimizers", "regularizers"])
+def test_a_stray_label_is_refused_and_the_class_count_is_said(tmp_path, command):
+    small = ["--hidden", "4", "--epochs", "1", "--batch-size", "30", "--seeds", "1"]
+    small += ["--methods", "none,l2"] if command == "regularizers" else []
+    code, _, err = _run(command, "--data", _labelled(tmp_path / "d.npz", stray=99), *small)
+    assert code == 2
+    assert "labels run 0..99 but 96 of those 100 classes never occur in y_train (e.g. 3, 4, 5, 6, 7)" in err
+    assert "store n_classes=100 in the .npz" in err
+    code, _, err = _run(command, "--data", _labelled(tmp_path / "ok.npz"), *small, "--out", tmp_path / "r.jsonl")
+    assert code == 0, err
+    assert f"{tmp_path / 'ok.npz'}: 3 classes (labels 0..2), 4 features" in err
+    assert _lines(tmp_path / "r.jsonl")[0]["data"]["n_classes"] == 3
+
+
+def test_a_declared_class_count_keeps_unused_classes(tmp_path):
+    code, _, err = _run("diagnose", "--data", _labelled(tmp_path / "d.npz", stray=9, n_classes=12), "--hidden", "4",
+                        "--epochs", "1", "--batch-size", "30", "--json")
+    assert code == 0, err
+    assert "12 classes (labels 0..11)" in err
+    code, _, err = _run("diagnose", "--data", _labelled(tmp_path / "e.npz", stray=9, n_classes=5), "-q")
+    assert code == 2 and "n_classes must be one integer >= the largest label + 1 (10), got 5" in err

@@ -66,7 +66,7 @@ def load_named(
     if name == "synthetic":
         return load_synthetic(**_parse_options(options))
     _no_options(name, options)
-    from dnnbench.data import mnist  # lazy: pooch is only needed for downloads
+    import dnnbench.data.mnist as mnist  # lazy: pooch is only needed for downloads
 
     x_train, y_train, x_test, y_test = mnist.load_mnist_like(
         name, Path(data_dir) if data_dir else None, verify=verify, progress=progress
@@ -162,6 +162,7 @@ def load_npz(path: Path) -> RawData:
             if missing:
                 raise DataError(f"{path}: missing key(s) {', '.join(missing)}; an npz needs {', '.join(NPZ_KEYS)}")
             arrays = {key: archive[key] for key in NPZ_KEYS}
+            declared = archive["n_classes"] if "n_classes" in archive.files else None
     except DataError:
         raise
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
@@ -181,14 +182,18 @@ def load_npz(path: Path) -> RawData:
             raise DataError(f"{path}: x_{split} contains NaN or infinite values")
     if x_train.shape[1:] != x_test.shape[1:]:
         raise DataError(f"{path}: test samples have shape {x_test.shape[1:]}, train samples {x_train.shape[1:]}")
-    y_train, y_test, n_classes = _integer_labels(path, arrays["y_train"], arrays["y_test"])
+    y_train, y_test, n_classes = _integer_labels(path, arrays["y_train"], arrays["y_test"], declared)
     if x_train.dtype != np.uint8:
         x_train, x_test = x_train.astype(np.float32), x_test.astype(np.float32)
     image_shape = tuple(x_train.shape[1:3]) if x_train.ndim in (3, 4) else None
     return RawData(path.stem, x_train, y_train, x_test, y_test, n_classes, image_shape, str(path))  # type: ignore[arg-type]
 
 
-def _integer_labels(path: Path, y_train: np.ndarray, y_test: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+def _integer_labels(path: Path, y_train: np.ndarray, y_test: np.ndarray,
+                    declared: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    """The labels as int32 and the class count: ``declared`` (the file's ``n_classes``) or the
+    largest label + 1, in which case every class below it must occur in y_train -- a gap is most
+    likely a stray label (one 99 among 0..2 would otherwise make a 100-class model)."""
     labels = []
     for split, y in (("train", y_train), ("test", y_test)):
         if y.dtype.kind not in "uif" or y.dtype == np.bool_:
@@ -199,8 +204,17 @@ def _integer_labels(path: Path, y_train: np.ndarray, y_test: np.ndarray) -> tupl
             raise DataError(f"{path}: y_{split} has negative label {int(y.min())}; labels must be 0..C-1")
         labels.append(y.astype(np.int32))
     n_classes = int(max(labels[0].max(), labels[1].max())) + 1
-    if n_classes < 2:
-        raise DataError(f"{path}: labels name only one class; need at least 2")
     if (extra := np.setdiff1d(labels[1], labels[0])).size:
         raise DataError(f"{path}: y_test has label(s) {extra[:5].tolist()} never seen in y_train")
+    if declared is not None:
+        if declared.shape != () or declared.dtype.kind not in "ui" or not n_classes <= int(declared) <= 1_000_000:
+            raise DataError(f"{path}: n_classes must be one integer >= the largest label + 1 ({n_classes}), "
+                            f"got {declared.tolist()!r}")
+        n_classes = int(declared)
+    elif (gaps := np.setdiff1d(np.arange(n_classes), labels[0])).size:
+        raise DataError(f"{path}: labels run 0..{n_classes - 1} but {gaps.size} of those {n_classes} classes never "
+                        f"occur in y_train (e.g. {', '.join(map(str, gaps[:5].tolist()))}); a stray label? Fix the "
+                        f"labels, or store n_classes={n_classes} in the .npz to train with unused classes")
+    if n_classes < 2:
+        raise DataError(f"{path}: labels name only one class; need at least 2")
     return labels[0], labels[1], n_classes
