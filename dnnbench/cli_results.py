@@ -113,17 +113,36 @@ def _recorded_target(tasks: dict[str, list[dict[str, Any]]]) -> str:
     return ", ".join(targets.Target(m, v).label for m, v in sorted(found)) or "target"
 
 
+def _plot_budget(path: Path, header: dict[str, Any] | None, rows: list[dict[str, Any]], out: Path, *,
+                 force: bool) -> None:
+    from dnnbench import plotting
+    from dnnbench.tuning.expected_best import curves
+
+    search = [r for r in rows if r.get("phase") == "search"]
+    if not search:
+        raise InputError(f"{path}: no tune search rows (phase = search); --budget plots a `dnnbench tune` run")
+    metric = ((header or {}).get("config") or {}).get("metric") or "val_acc"
+    output_files.claim(out, inputs=[path], force=force)
+    found = curves([(r["optimizer"], r["status"], r.get("metrics") or {}, r.get("hyperparams") or {})
+                    for r in search], metric)
+    n = max(row["n"] for row in found)
+    print(f"wrote {plotting.plot_expected_best(found, out, metric=metric, title=f'Expected best after k of {n} tries')}")
+
+
 def plot(
     results: Results,
     out: Annotated[Path, typer.Option(help="The figure to write: .png, .svg or .pdf.")] = Path("curves.png"),
     metric: Metrics = None,
     terminal: Annotated[bool, typer.Option("--terminal", help="Draw text charts on stdout instead of writing a figure.")] = False,
+    budget: Annotated[bool, typer.Option("--budget", help="Draw a tune run's expected-best curves (best validation score after k tries) instead of learning curves.")] = False,
     force: Force = False,
 ) -> None:
     """Learning curves per epoch: one panel per metric, one line per optimizer (mean over seeds, min–max band)."""
     from dnnbench import plotting
 
     header, rows = _load(results)
+    if budget:
+        return _plot_budget(results, header, rows, out, force=force)
     if not terminal:
         output_files.claim(out, inputs=[results], force=force)
     if terminal:

@@ -92,11 +92,13 @@ def _execute(job: Job, run: runner.Run, *, out: Path | None, json_lines: bool, q
               f"{data.n_features} features", file=sys.stderr)
     key = runner.data_key(job.data, data)
     ids = [results.trial_id(spec, key) for spec in run.specs]
-    head = results.header({**job.describe(), **(extra_config or {})}, data.describe())
+    # the header records effective values: the worker count used, not None for "the default"
+    effective = {"workers": run.workers or engine.concurrency()}
+    head = results.header({**job.describe(), **effective, **(extra_config or {})}, data.describe())
     done: dict[str, results.TrialResult] = {}
     if previous is not None and out is not None:
         head, done = _resume(out, previous, dict(zip(ids, run.specs, strict=True)),
-                             known=None if later_stage_ok else {t.id for t in earlier})
+                             known=None if later_stage_ok else {t.id for t in earlier}, head=head)
     # Resume trains again every compiled group with a missing member, whole: a trial's numbers match
     # an uninterrupted run bit for bit only in the same group (XLA's sums change in the last bits
     # with the group's size). Groups are written whole, so after Ctrl-C this costs nothing extra.
@@ -167,19 +169,24 @@ def _close(trials: list[results.TrialResult], sinks: Sequence[results.ResultsWri
 
 
 def _resume(out: Path, previous: tuple[dict[str, Any], list[dict[str, Any]], bool],
-            specs: dict[str, TrialSpec], known: Collection[str] | None = frozenset()) -> tuple[dict[str, Any], dict[str, results.TrialResult]]:
+            specs: dict[str, TrialSpec], known: Collection[str] | None = frozenset(),
+            head: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, results.TrialResult]]:
     """The header and finished trials of the file being resumed; rewrites it without the rest.
 
     ``known``: ids of another stage of the same run that the file may hold (kept, not returned);
-    None: any row may belong to a later stage (checked when that stage runs)."""
-    head, rows, intact = previous
+    None: any row may belong to a later stage (checked when that stage runs). ``head``: this run's
+    header; it replaces the file's when the configuration changed (``--seeds 3`` resuming a run of
+    2 seeds), so that the header states what the file holds."""
+    old, rows, intact = previous
+    changed = head is not None and json.loads(json.dumps(head["config"])) != old.get("config")
+    head = head if changed else old
     foreign = [row for row in rows if row["id"] not in specs and known is not None and row["id"] not in known]
     if foreign:
         raise InputError(f"--resume: {out} holds {len(foreign)} trial(s) that are not part of this run (other "
                          "options or data?); resume with the options that wrote it, or write to a new --out")
     _check_optimizer_files(out, rows)
     finished = {row["id"]: row for row in rows if row["status"] in results.FINISHED}
-    if not intact or len(finished) < len(rows):  # a torn last line, or error rows to train again
+    if changed or not intact or len(finished) < len(rows):  # a new header, a torn last line, error rows
         text = "".join(json.dumps(row, allow_nan=False) + "\n" for row in [head, *finished.values()])
         results.atomic_write_text(out, text)
     return head, {i: results.from_row(row, specs[i]) for i, row in finished.items() if i in specs}
@@ -321,7 +328,8 @@ def print_tune_tables(job: Job, planned: Any, trials: Sequence[results.TrialResu
         summaries, paired=paired, label_header="optimizer",
         title=f"{title} on {where}: budget {planned.budget} per optimizer, selected on {planned.metric}, "
               f"{len(planned.final_seeds)} fresh seeds"))
-    console.print(report.expected_best_table(curves(search, planned.metric), planned.metric))
+    candidates = [(t.optimizer, t.status, t.metrics, dict(t.spec.hyperparams)) for t in search]
+    console.print(report.expected_best_table(curves(candidates, planned.metric), planned.metric))
     print_time_to_target(job, final, tune_label)
 
 

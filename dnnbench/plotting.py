@@ -199,3 +199,29 @@ def plot_profiles(profiles: Sequence[Any], taus: Sequence[float], out: Path, *, 
     fig.savefig(buffer, format=out.suffix[1:].lower())
     output_files.write_atomic(out, buffer.getvalue())
     return out
+
+
+def plot_expected_best(curves: Sequence[dict[str, Any]], out: Path, *, metric: str, title: str) -> Path:
+    """``dnnbench plot --budget``: each optimizer's expected best ``metric`` after k tries."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    out = Path(out)
+    _check_out(out)
+    fig = Figure(figsize=(6.5, 4.2), layout="constrained", dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    for i, row in enumerate(curves):
+        k = np.arange(1, len(row["curve"]) + 1)
+        ax.plot(k, row["curve"], color=f"C{i % 10}", marker="os^Dv<>PXh"[i % 10], markersize=4, linewidth=1.8,
+                label=row["optimizer"])
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("k: tries (candidates) spent")
+    ax.set_ylabel(f"expected best {metric.replace('_', ' ')}")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right", frameon=False)
+    fig.suptitle(title, fontweight="bold")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=out.suffix[1:].lower())
+    output_files.write_atomic(out, buffer.getvalue())
+    return out

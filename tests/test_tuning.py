@@ -104,6 +104,10 @@ def test_tune_writes_search_and_final_rows_one_program_per_optimizer_and_resumes
         tuned = [r for r in final if r["optimizer"] == name and r["choice"] == "tuned"]
         assert all(r["hyperparams"] == best["hyperparams"] for r in tuned)
     assert rows[-1]["type"] == "summary" and rows[0]["config"]["final_seeds"] == [1, 2]
+    png = tmp_path / "budget.png"
+    assert main(["plot", str(out), "--budget", "--out", str(png)]) == 0, capsys.readouterr().err
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    capsys.readouterr()
 
     # interrupted during the final runs: resume trains only those, same numbers
     complete = out.read_text()

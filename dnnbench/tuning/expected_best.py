@@ -14,7 +14,7 @@ accuracies, +inf for losses).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -50,20 +50,23 @@ def sparkline(curve: Sequence[float]) -> str:
     return "".join(SPARK[min(int((x - lo) / (hi - lo) * (len(SPARK) - 1) + 0.5), len(SPARK) - 1)] for x in c)
 
 
-def curves(search: Sequence[Any], metric: str) -> list[dict[str, Any]]:
-    """Per optimizer of ``search`` (its tune search trials): the expected-best curve of ``metric``
-    over its candidates, how many diverged, and the winner's hyperparameters."""
-    from dnnbench.tuning.selection import score, select
-
+def curves(search: Sequence[tuple[str, str, Mapping[str, Any], Mapping[str, Any]]],
+           metric: str) -> list[dict[str, Any]]:
+    """Per optimizer of ``search`` -- its tune search candidates as (optimizer, status, metrics,
+    hyperparams), from trials or from a results file's rows -- the expected-best curve of
+    ``metric`` over its candidates, how many diverged, and the winner's hyperparameters."""
     higher = metric == "val_acc"
     rows = []
-    for name in dict.fromkeys(t.optimizer for t in search):
-        mine = [t for t in search if t.optimizer == name]
-        values = [score(t, metric) for t in mine]  # higher is better; -inf: diverged
-        worst = 0.0 if higher else math.inf
-        values = [(v if higher else -v) if math.isfinite(v) else worst for v in values]
-        best = select(mine, metric).get(name)
+    for name in dict.fromkeys(c[0] for c in search):
+        mine = [c for c in search if c[0] == name]
+        values = []
+        for _, status, metrics, _ in mine:
+            value = metrics.get(metric) if status == "ok" else None
+            ok = value is not None and math.isfinite(value)
+            values.append(value if ok else (0.0 if higher else math.inf))
+        order = [i for i, c in enumerate(mine) if c[1] == "ok"]
+        best = max(order, key=lambda i: values[i] if higher else -values[i], default=None)
         rows.append({"optimizer": name, "curve": expected_best(values, higher).tolist(), "n": len(mine),
-                     "diverged": sum(1 for t in mine if t.status != "ok"),
-                     "best": dict(best.spec.hyperparams) if best else None})
+                     "diverged": sum(1 for c in mine if c[1] != "ok"),
+                     "best": dict(mine[best][3]) if best is not None else None})
     return rows
