@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 RESULTS ?= results/optimizers.jsonl
 
-.PHONY: help install run test lint bench optimizers regularizers diagnose datasets suite check plot clean
+.PHONY: help install run test lint bench optimizers regularizers diagnose datasets suite check plot report clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's|$$(RESULTS)|$(RESULTS)|' | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -48,6 +48,10 @@ check: suite  ## the CI gate: run the CI suite, then check it against benchmarks
 plot: install  ## learning curves of results/ci.jsonl (from `make suite`) to results/ci.png
 	@test -f results/ci.jsonl || { echo "make plot: results/ci.jsonl does not exist yet; run 'make suite' first" >&2; exit 2; }
 	$(BIN)/dnnbench plot results/ci.jsonl --out results/ci.png --force
+
+report: install  ## one self-contained HTML page of $(RESULTS) (from `make optimizers`) to results/report.html
+	@test -f $(RESULTS) || { echo "make report: $(RESULTS) does not exist yet; run 'make optimizers' first" >&2; exit 2; }
+	$(BIN)/dnnbench report $(RESULTS) --html results/report.html --force
 
 clean:  ## remove the virtual environment and caches (results/ is kept)
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -43,7 +43,8 @@ table.kv th{background:var(--head);font-weight:600;white-space:nowrap}table.kv t
 .problems{border-left:4px solid #D55E00;background:#fff6f1;padding:.4rem .8rem;margin:.6rem 0}
 figure{margin:.6rem 0}figure svg{width:100%;max-width:1100px;height:auto}
 details{margin:.3rem 0}summary{cursor:pointer}pre{white-space:pre-wrap;font-size:.85em}
-code{font-size:.85em}
+code{font-size:.85em;word-break:break-word}
+.sortable td{max-width:24rem}
 @media print{body{max-width:none;padding:0;font-size:11px}thead th{position:static}h2,h3{break-after:avoid}
  figure,tr{break-inside:avoid}}
 """

@@ -47,7 +47,9 @@ def fmt(value: float, digits: int = 4) -> str:
 def stat_text(stat: stats.Stat, digits: int = 4) -> str:
     if stat.n == 0 or not math.isfinite(stat.mean):
         return "–"
-    return f"{stat.mean:.{digits}f} ± {stat.std:.{digits}f}" if stat.n > 1 else f"{stat.mean:.{digits}f}"
+    if stat.n > 1:  # one digit fewer over seeds, as in the terminal: the std says the last one is noise
+        return f"{stat.mean:.{max(digits - 1, 1)}f} ± {stat.std:.{max(digits - 1, 1)}f}"
+    return f"{stat.mean:.{digits}f}"
 
 
 def show(value: Any) -> str:
@@ -153,10 +155,12 @@ def comparison(section: Section) -> str:
     """The terminal's comparison table: one row per label, best mean of each metric in bold."""
     show_paired = bool(section.paired)
     show_grad = any(s.stats["grad_ratio_start"].n for s in section.summaries)
+    reach = _time_to_target(section)
     headers = ["row", *section.tag_keys, "hyperparameters (optimizer origin)"]
     headers += [h for h, _, _ in METRIC_COLUMNS] + ["best epoch"]
     headers += ["Δ test acc [95% CI] W/T/L"] if show_paired else []
     headers += ["grad first/last start → end"] if show_grad else []
+    headers += [f"time to {reach[0]}: median epoch · steps (reached)"] if reach else []
     headers += ["diagnosis", "compile + train s", "samples/s", "status"]
     best = {m: _best(section.summaries, m, higher) for _, m, higher in METRIC_COLUMNS}
     rows = []
@@ -177,6 +181,10 @@ def comparison(section: Section) -> str:
         if show_grad:
             a, b = s.stats["grad_ratio_start"], s.stats["grad_ratio_end"]
             cells.append(cell(f"{a.mean:.2g} → {b.mean:.2g}" if a.n else "–", b.mean))
+        if reach:
+            r = reach[1].get(s.label) or {}
+            text = (f"epoch {show(r['epoch'])} · {show(r['step'])} steps" if r.get("epoch") is not None else "never")
+            cells.append(cell(f"{text} ({r.get('reached', 0)}/{r.get('n', 0)})", export.number(r.get("step"))))
         cells.append(_diagnosis_cell(s))
         compile_s, train_s, rate = (s.stats[k] for k in ("compile_s", "train_s", "samples_per_s"))
         cells.append(cell(f"{fmt(compile_s.mean, 1)} + {fmt(train_s.mean, 2)}", compile_s.mean + train_s.mean))
@@ -188,6 +196,19 @@ def comparison(section: Section) -> str:
                + ("; Δ = seed-paired difference in test accuracy to the best row, bootstrap 95% CI, wins/ties/losses"
                   if show_paired else "") if section.seeds > 1 else "one seed per row; best of each metric in bold")
     return table(headers, rows, caption=caption)
+
+
+def _time_to_target(section: Section) -> tuple[str, dict[str, dict[str, Any]]] | None:
+    """The recorded target's name and, per label, ``targets.summarize``'s medians over seeds."""
+    from dnnbench import targets
+
+    recorded = [t.row["target"] for t in section.trials if isinstance(t.row.get("target"), dict)]
+    if not recorded:
+        return None
+    names = dict.fromkeys(f"{r.get('metric')} {'>=' if str(r.get('metric')).endswith('acc') else '<='} "
+                          f"{show(r.get('value'))}" for r in recorded)
+    found = targets.summarize([(t.label, t.row.get("target")) for t in section.trials])
+    return " / ".join(names), {r["label"]: r for r in found}
 
 
 def trials(section: Section) -> str:
