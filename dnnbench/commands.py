@@ -176,9 +176,12 @@ def _resume(out: Path, previous: tuple[dict[str, Any], list[dict[str, Any]], boo
     ``known``: ids of another stage of the same run that the file may hold (kept, not returned);
     None: any row may belong to a later stage (checked when that stage runs). ``head``: this run's
     header; it replaces the file's when the configuration changed (``--seeds 3`` resuming a run of
-    2 seeds), so that the header states what the file holds."""
+    2 seeds), so that the header states what the file holds. How it trains (workers, programs'
+    sizes) is not what it holds: a change there keeps the file's header."""
     old, rows, intact = previous
-    changed = head is not None and json.loads(json.dumps(head["config"])) != old.get("config")
+    how = ("workers", "max_parallel")
+    changed = head is not None and ({k: v for k, v in json.loads(json.dumps(head["config"])).items() if k not in how}
+                                    != {k: v for k, v in (old.get("config") or {}).items() if k not in how})
     head = head if changed else old
     foreign = [row for row in rows if row["id"] not in specs and known is not None and row["id"] not in known]
     if foreign:

@@ -491,3 +491,31 @@ def test_a_declared_class_count_keeps_unused_classes(tmp_path):
     assert "12 classes (labels 0..11)" in err
     code, _, err = _run("diagnose", "--data", _labelled(tmp_path / "e.npz", stray=9, n_classes=5), "-q")
     assert code == 2 and "n_classes must be one integer >= the largest label + 1 (10), got 5" in err
+
+
+# ---- 11. the header states the effective values
+
+
+@pytest.mark.parametrize("command", [["optimizers", "--optimizers", "sgd,adam"], ["diagnose", "--optimizer", "sgd"]])
+def test_a_resumed_header_states_what_the_file_holds(tmp_path, command):
+    out = tmp_path / "r.jsonl"
+    code, _, err = _run(*command, *TINY, "--seeds", "2", "--out", out)
+    assert code == 0, err
+    before = _lines(out)[0]
+    assert before["config"]["seeds"] == [0, 1] and isinstance(before["config"]["workers"], int)
+    code, _, err = _run(*command, *TINY, "--seeds", "3", "--out", out, "--resume")
+    assert code == 0, err
+    rows = _lines(out)
+    assert rows[0]["type"] == "header" and [r["type"] for r in rows].count("header") == 1
+    assert rows[0]["config"]["seeds"] == [0, 1, 2]
+    assert sorted({r["seed"] for r in rows if r["type"] == "trial"}) == [0, 1, 2]
+    code, _, err = _run(*command, *TINY, "--seeds", "3", "--out", out, "--resume")  # nothing changed: kept
+    assert code == 0 and _lines(out)[0] == rows[0]
+
+
+def test_the_header_records_the_worker_count_used():
+    code, out, err = _run("optimizers", *TINY, "--optimizers", "sgd", "--json")
+    assert code == 0, err
+    assert json.loads(out.splitlines()[0])["config"]["workers"] == engine.concurrency()
+    code, out, err = _run("optimizers", *TINY, "--optimizers", "sgd", "--json", "--workers", "3")
+    assert json.loads(out.splitlines()[0])["config"]["workers"] == 3
