@@ -324,6 +324,9 @@ def sweep_table(summaries: Sequence[Summary], factors: Sequence[str], *, metric:
     for factor in factors:
         table.add_column(factor, style="bold")
     headers = ["train acc", "val acc", "test acc", "grad first/last (start → end)", "diagnosis", "status"]
+    shown = {"train_acc", "val_acc", "test_acc"}
+    if metric not in shown:  # the column the rows are sorted by is always shown, first
+        headers.insert(0, metric.replace("_", " "))
     if paired:
         headers.insert(3, f"Δ {metric} vs best [95% CI] W/T/L")
     for header in headers:
@@ -334,6 +337,8 @@ def sweep_table(summaries: Sequence[Summary], factors: Sequence[str], *, metric:
         cells: list[Text | str] = [tags.get(f, "?") for f in factors]
         st = s.stats
         values = [_fmt(st["train_acc"]), _fmt(st["val_acc"]), _fmt(st["test_acc"])]
+        if metric not in shown:
+            values.insert(0, _fmt(st[metric]) if metric in st else "-")
         cells += values
         if paired:
             cells.append(_paired(paired.get(s.label)))
@@ -375,10 +380,13 @@ def sensitivity_table(rows: Sequence[dict], metric: str, tolerance: float) -> Ta
         values = [v if v is not None and not math.isnan(v) else None for v in row["curve"]]
         finite = [v for v in values if v is not None]
         lo, hi = (min(finite), max(finite)) if finite else (0.0, 1.0)
-        spark = "".join("✗" if v is None else bars[int(round((v - lo) / (hi - lo or 1) * (len(bars) - 1)))] for v in values)
+        # the tallest bar is the best rate: for a loss, the lowest value
+        goodness = [None if v is None else (hi - v if metric.endswith("loss") else v - lo) for v in values]
+        spark = "".join("✗" if g is None else bars[int(round(g / (hi - lo or 1) * (len(bars) - 1)))] for g in goodness)
         table.add_row(Text(row["optimizer"], style="bold"), f"{row['best_lr']:.3g}", f"{row['best_metric']:.4f}",
                       f"{row['range'][0]:.3g} … {row['range'][1]:.3g}", f"{row['width_decades']:.2f}", spark)
-    table.caption = "✗ = diverged; one compiled program per optimizer"
+    table.caption = (f"curve: the taller the bar, the better the {metric}"
+                     + (" (lower loss)" if metric.endswith("loss") else "") + "; ✗ = diverged; one compiled program per optimizer")
     return table
 
 

@@ -519,3 +519,37 @@ def test_the_header_records_the_worker_count_used():
     assert json.loads(out.splitlines()[0])["config"]["workers"] == engine.concurrency()
     code, out, err = _run("optimizers", *TINY, "--optimizers", "sgd", "--json", "--workers", "3")
     assert json.loads(out.splitlines()[0])["config"]["workers"] == 3
+
+
+# ---- 12. bars show goodness; the sort column is shown
+
+
+@pytest.mark.parametrize("metric", ["val_loss", "val_acc", "train_loss"])
+def test_sensitivity_bars_are_tallest_at_the_best_rate(monkeypatch, metric):
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, err = _run("lr-sensitivity", *TINY, "--epochs", "2", "--batch-size", "20", "--optimizers", "sgd",
+                          "--lr-min", "1e-3", "--lr-max", "1", "--points", "5", "--metric", metric)
+    assert code == 0, err
+    row = next(line for line in out.splitlines() if line.startswith("│ sgd"))
+    cells = [c.strip() for c in row.strip("│").split("│")]
+    grid = [f"{lr:.3g}" for lr in np.logspace(-3, 0, 5)]
+    curve = cells[-1]
+    assert len(curve) == 5 and curve[grid.index(cells[1])] == "█", row
+    assert f"the taller the bar, the better the {metric}" in " ".join(out.split())
+
+
+@pytest.mark.parametrize(("sort", "header"), [("test_loss", "test loss"), ("best_val_acc", "best val acc"),
+                                              ("test_acc", None)])
+def test_sweep_shows_the_column_it_sorts_by(monkeypatch, sort, header):
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, err = _run("sweep", *TINY, "--epochs", "2", "--batch-size", "20", "--vary", "lr=0.3,0.1,0.01",
+                          "--sort", sort)
+    assert code == 0, err
+    lines = out.splitlines()
+    head = next(line for line in lines if line.startswith("┃ lr"))
+    headers = [c.strip() for c in head.strip("┃").split("┃")]
+    assert headers[1] == (header or "train acc")
+    column = headers.index(header or "test acc")
+    rows = [[c.strip() for c in line.strip("│").split("│")] for line in lines if line.startswith("│ 0.")]
+    values = [float(r[column]) for r in rows]
+    assert len(values) == 3 and values == sorted(values, reverse=not sort.endswith("loss"))
