@@ -215,8 +215,7 @@ def next_commands(result: TrialResult) -> Text:
     if not remedies:
         return Text("")
     text = Text("next experiments (the recipe's remedies, in order):\n", style="bold")
-    for line in remedies:
-        text.append(f"{line}\n", style="")
+    text.append("\n".join(remedies), style="")
     return text
 
 
