@@ -6,11 +6,12 @@ The only module that imports rich (the CLI aside, which hands it consoles).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from rich.console import Console, Group
+from rich.console import Console, ConsoleOptions, Group
 from rich.panel import Panel
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
@@ -35,6 +36,37 @@ def _fmt(stat: Stat, digits: int = 4, scale: float = 1.0) -> str:
         d = max(digits - 1, 0)
         return f"{mean:.{d}f}±{stat.std * scale:.{d}f}"
     return f"{mean:.{digits}f}"
+
+
+class Fitted:
+    """A table that fits the console: at render time it drops its least important columns, in a
+    stated order, until it fits, and its caption names what was hidden. Numbers and statuses are
+    never cut; a wider terminal (or ``COLUMNS=200``) shows every column."""
+
+    def __init__(self, build: Callable[[Sequence[str]], Table], drop_order: Sequence[str]) -> None:
+        self.build, self.drop_order = build, list(drop_order)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[Table]:
+        hidden: list[str] = []
+        table = self.build(hidden)
+        unbounded = options.update(max_width=1_000_000)  # the table's own minimum, not clamped to the console
+        for name in self.drop_order:
+            if console.measure(table, options=unbounded).minimum <= options.max_width and max(
+                    (Segment.get_line_length(line) for line in Segment.split_lines(console.render(table, options))),
+                    default=0) <= options.max_width:
+                break
+            hidden.append(name)
+            table = self.build(hidden)
+        if hidden:
+            table.caption = (f"{table.caption}\n" if table.caption else "") + (
+                f"hidden to fit {options.max_width} columns: {', '.join(hidden)} (a wider terminal or COLUMNS=N shows them)")
+        yield table
+
+
+#: What a comparison table drops first when the console is too narrow (the label, test accuracy,
+#: diagnosis and status always stay).
+COMPARISON_DROP_ORDER = ("compile + train s", "samples/s", "epochs run", "gap", "train loss", "val acc", "lr",
+                         "train acc", "best val (epoch)")
 
 
 def _best(summaries: Sequence[Summary], metric: str, higher: bool) -> int | None:
@@ -69,8 +101,10 @@ def _diagnosis(summary: Summary) -> Text:
 
 def comparison_table(summaries: Sequence[Summary], *, title: str, label_header: str = "optimizer",
                      show_epochs: bool = False, paired: dict | None = None) -> Table:
-    """One row per summary: rate, losses, accuracies, best epoch, diagnosis, timings, status."""
-    table = Table(title=title, title_justify="left", header_style="bold")
+    """One row per summary: rate, losses, accuracies, best epoch, diagnosis, timings, status.
+
+    At render time, columns that do not fit the console are dropped in ``COMPARISON_DROP_ORDER``
+    and named in the caption; the label, test accuracy, diagnosis and status always stay."""
     columns = [
         (label_header, None, None),
         ("lr", None, None),
@@ -126,24 +160,33 @@ def comparison_table(summaries: Sequence[Summary], *, title: str, label_header: 
             if metric and best.get(metric) == i and isinstance(cells[-1], str):
                 cells[-1] = Text(cells[-1], style="bold green")
         rows.append(cells)
-    for j, (header, _, _) in enumerate(columns):
-        # Numbers never wrap (a column is at least as wide as its widest cell); headers do, and
-        # the diagnosis, status and Δ columns take what is left.
-        flexible = header in ("diagnosis", "status") or header.startswith("Δ")
-        widest = max((len(str(row[j])) for row in rows), default=1)
-        table.add_column(header, justify="left" if header in (label_header, "diagnosis", "status") else "right",
-                         min_width=15 if header == "diagnosis" else None if flexible else widest)
-    for cells in rows:
-        table.add_row(*cells)
-    n_seeds = max((len(s.trials) for s in summaries), default=1)
-    if n_seeds > 1:
-        table.caption = (f"mean ± std over {n_seeds} seeds; best of each column in green"
-                         + ("; Δ = seed-paired difference to the best row, bootstrap 95% CI, wins/ties/losses"
-                            if paired else ""))
-    else:
-        table.caption = "best of each column in green; compile and train times are per compiled group"
-    table.caption += _error_notes(summaries)
-    return table
+
+    def build(hidden: Sequence[str]) -> Table:
+        table = Table(title=title, title_justify="left", header_style="bold")
+        keep = [j for j, (header, _, _) in enumerate(columns) if header not in hidden]
+        for j in keep:
+            header = columns[j][0]
+            # Numbers never wrap (a column is at least as wide as its widest cell); headers do, and
+            # the diagnosis, status and Δ columns take what is left.
+            flexible = header in ("diagnosis", "status") or header.startswith("Δ")
+            widest = max((len(str(row[j])) for row in rows), default=1)
+            table.add_column(header, justify="left" if header in (label_header, "diagnosis", "status") else "right",
+                             min_width=15 if header == "diagnosis" else None if flexible else widest)
+        for cells in rows:
+            table.add_row(*(cells[j] for j in keep))
+        n_seeds = max((len(s.trials) for s in summaries), default=1)
+        if n_seeds > 1:
+            table.caption = (f"mean ± std over {n_seeds} seeds; best of each column in green"
+                             + ("; Δ = seed-paired difference to the best row, bootstrap 95% CI, wins/ties/losses"
+                                if paired else ""))
+        else:
+            table.caption = "best of each column in green; compile and train times are per compiled group"
+        table.caption += _error_notes(summaries)
+        return table
+
+    present = [header for header, _, _ in columns]
+    return Fitted(build, [h for h in COMPARISON_DROP_ORDER if h in present]
+                  + [h for h in present if h.startswith("Δ")])
 
 
 def _error_notes(summaries: Sequence[Summary]) -> str:

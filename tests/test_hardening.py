@@ -553,3 +553,39 @@ def test_sweep_shows_the_column_it_sorts_by(monkeypatch, sort, header):
     rows = [[c.strip() for c in line.strip("│").split("│")] for line in lines if line.startswith("│ 0.")]
     values = [float(r[column]) for r in rows]
     assert len(values) == 3 and values == sorted(values, reverse=not sort.endswith("loss"))
+
+
+# ---- 10. comparison tables fit the terminal by dropping named columns, never by cutting numbers
+
+
+@pytest.mark.parametrize("columns", [80, 100, 120])
+@pytest.mark.parametrize("argv", [["optimizers", "--optimizers", "sgd,adam", "--seeds", "2"],
+                                  ["regularizers", "--methods", "none,l2", "--seeds", "1"],
+                                  ["run", "SUITE"]])
+def test_tables_drop_named_columns_instead_of_cutting(tmp_path, monkeypatch, columns, argv):
+    from dnnbench import report
+
+    monkeypatch.setenv("COLUMNS", str(columns))
+    if argv[0] == "run":
+        suite = tmp_path / "s.toml"
+        suite.write_text(SUITE)
+        argv = ["run", suite, "--out", tmp_path / "s.jsonl", "-q"]
+    else:
+        argv = [*argv, *TINY]
+    code, out, err = _run(*argv)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert all(len(line) <= columns for line in lines)
+    text = " ".join(out.split())
+    body = [line for line in lines if line.startswith("│")]
+    assert body and all("…" not in line and line.endswith("│") for line in body)  # nothing elided or cut
+    rows = [line for line in body if line.split("│")[1].strip()]  # a row's first line (not a wrapped one)
+    assert rows and all(" ok " in row and "underfitting" in row for row in rows)  # status and diagnosis
+    assert all(any(c.strip().startswith("0.") for c in row.split("│")) for row in rows)  # test acc
+    if "hidden to fit" in text:
+        hidden = text.split(f"hidden to fit {columns} columns: ")[1].split(" (a wider")[0].split(", ")
+        assert hidden and all(h in report.COMPARISON_DROP_ORDER for h in hidden)
+        for h in hidden:
+            assert f"┃ {h} ┃" not in out
+    else:
+        assert columns >= 100
