@@ -86,14 +86,14 @@ def _execute(job: Job, run: runner.Run, *, out: Path | None, json_lines: bool, q
     show_progress = not quiet and not json_lines and sys.stderr.isatty()
     data = datamod.load(job.data, progress=show_progress)
     engine.check_specs(run.specs, data)
-    _check_augment_shift(run.specs, data)
     if job.data.path and not quiet and not earlier:  # a file's classes are inferred: say how many
         print(f"dnnbench: {job.data.path}: {data.n_classes} classes (labels 0..{data.n_classes - 1}), "
               f"{data.n_features} features", file=sys.stderr)
     key = runner.data_key(job.data, data)
     ids = [results.trial_id(spec, key) for spec in run.specs]
     # the header records effective values: the worker count used, not None for "the default"
-    effective = {"workers": run.workers or engine.concurrency()}
+    plan, workers = runner.chunks_of(run, data)
+    effective = {"workers": workers, "plan": [len(chunk) for chunk in plan]}  # trials per compiled program
     head = results.header({**job.describe(), **effective, **(extra_config or {})}, data.describe())
     done: dict[str, results.TrialResult] = {}
     if previous is not None and out is not None:
@@ -102,7 +102,7 @@ def _execute(job: Job, run: runner.Run, *, out: Path | None, json_lines: bool, q
     # Resume trains again every compiled group with a missing member, whole: a trial's numbers match
     # an uninterrupted run bit for bit only in the same group (XLA's sums change in the last bits
     # with the group's size). Groups are written whole, so after Ctrl-C this costs nothing extra.
-    pending = [chunk for chunk in runner.chunks_of(run, data)[0] if any(ids[i] not in done for i in chunk)]
+    pending = [chunk for chunk in plan if any(ids[i] not in done for i in chunk)]
     todo = [i for chunk in pending for i in chunk]
     written = len(done)
     sinks: list[results.ResultsWriter] = []
@@ -146,16 +146,6 @@ def _execute(job: Job, run: runner.Run, *, out: Path | None, json_lines: bool, q
                               + (", --resume continues" if out else "")) from None
         new = {ids[i]: result for i, result in zip(todo, trained, strict=True)}
         return _close([done[i] if i in done else new[i] for i in ids], sinks, summary)
-
-
-def _check_augment_shift(specs: Sequence[TrialSpec], data: datamod.Dataset) -> None:
-    """A shift must be smaller than the images: shifting 8x8 digits by 100 pixels blanks them all.
-    (Belongs beside the image-data check in ``engine._check_plan``.)"""
-    shift = max((spec.reg.augment_shift for spec in specs), default=0)
-    if shift and data.image_shape and shift >= min(data.image_shape):
-        h, w = data.image_shape
-        raise InputError(f"augment shift {shift} pixels is not smaller than the {h}x{w} images of {data.name}; "
-                         f"use at most {min(h, w) - 1}")
 
 
 def _close(trials: list[results.TrialResult], sinks: Sequence[results.ResultsWriter], summary: Any) -> list:

@@ -216,6 +216,20 @@ def concurrency() -> int:
     return max(1, min(4, cores() + 1))
 
 
+#: On a CPU a run is planned as at least this many programs where its groups can be cut into equal
+#: parts (``runner.balance``), whatever the machine: the most programs ``concurrency`` ever trains
+#: at once, so every core count finds work for all its workers, and the plan -- hence every
+#: trial's numbers -- is the same on any machine.
+PLAN_PROGRAMS_CPU = 4
+
+
+def plan_programs() -> int:
+    """How many programs a run is cut into at least (equal parts of its groups): fixed per kind of
+    device, so the plan does not depend on the core count. A GPU trains one program at a time;
+    there the vmapped trial axis fills the device, so groups stay whole."""
+    return PLAN_PROGRAMS_CPU if jax.default_backend() == "cpu" else 1
+
+
 def cores() -> int:
     """The CPU cores this process may run on (its affinity where the OS tells it)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -441,6 +455,9 @@ def _check_plan(plan: core.Plan) -> None:
         shape = sizes.image_shape
         if shape is None or shape[0] * shape[1] != sizes.n_features:
             raise InputError("augment shift needs single-channel image data (e.g. digits, mnist)")
+        if plan.max_shift >= min(shape):  # shifting 8x8 digits by 100 pixels blanks them all
+            raise InputError(f"augment shift {plan.max_shift} pixels is not smaller than the {shape[0]}x{shape[1]} "
+                             f"images; use at most {min(shape) - 1}")
 
 
 def _samples(graphdef: Any, params: Any, x: Any) -> tuple[np.ndarray, int]:

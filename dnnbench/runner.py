@@ -117,19 +117,17 @@ def balance(chunks: list[list[int]], workers: int) -> list[list[int]]:
 
 def chunks_of(run: Run, data: Dataset) -> tuple[list[list[int]], int]:
     """How ``run`` trains on ``data``: the indices of each compiled program's trials, and how many
-    programs train at once."""
+    programs train at once.
+
+    The plan is a function of the run alone -- its trials, their structures, ``--max-parallel``
+    and the kind of device -- never of ``--workers`` or the core count: a trial's numbers depend
+    (in the last bits of XLA's sums) on the size of the program it trains in, so a baseline made
+    on an 8-core laptop must split exactly as on a 2-core CI runner. ``workers`` only decides how
+    many of the programs train at once.
+    """
     workers = run.workers or engine.concurrency()
-    return group_by_structure(run.specs, run.max_parallel, data.n_features, data.n_classes, workers), workers
-
-
-def data_args(config: DataConfig) -> list[str]:
-    """The command-line options that select ``config``'s data (for suggested next commands)."""
-    args = ["--data", config.path] if config.path else ["--dataset", config.dataset]
-    if config.val_split != 0.1:
-        args += ["--val-split", f"{config.val_split:g}"]
-    if config.label_noise:
-        args += ["--label-noise", f"{config.label_noise:g}"]
-    return args
+    plan = group_by_structure(run.specs, run.max_parallel, data.n_features, data.n_classes, engine.plan_programs())
+    return plan, workers
 
 
 def data_key(config: DataConfig, data: Dataset) -> dict[str, Any]:
@@ -241,9 +239,8 @@ def _result(output: engine.GroupOutput, j: int, key: dict[str, Any], run: Run, d
         result.extra["target"] = targets.time_to_target(result.history, result.timing, target)
     result.params = engine.trial_params(output, j)
     result.graphdef = output.graphdef
-    base = diagnosis.command_for(result.spec, data_args(run.data))
-    result.diagnosis = diagnosis.diagnose(result.history, result.status, spec=result.spec,
-                                          base_command=base, thresholds=thresholds)
+    result.diagnosis = diagnosis.diagnose(result.history, result.status, spec=result.spec, data=run.data,
+                                          thresholds=thresholds)
     return result
 
 

@@ -456,7 +456,7 @@ def test_a_shift_as_large_as_the_images_is_refused(argv):
     code, _, err = _run(*argv, "--hidden", "8", "--epochs", "1", "-q")
     assert code == 2
     assert err.strip() == (f"dnnbench: error: augment shift {max(8, *[int(v) for v in argv[-1].split('=')[-1].split(',')])}"
-                           " pixels is not smaller than the 8x8 images of digits; use at most 7")
+                           " pixels is not smaller than the 8x8 images; use at most 7")
 
 
 def _labelled(path: Path, stray: int | None = None, n_classes: int | None = None) -> Path:

@@ -6,6 +6,11 @@ the others, and equal parts of a split group share one executable."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
 import threading
 import time
 
@@ -69,12 +74,12 @@ def test_workers_do_not_change_the_numbers(ds):
 
 
 def test_equal_parts_of_a_split_group_compile_once(ds):
-    group = specs(6, hidden=(13,))  # a shape no other test compiles
+    group = specs(8, hidden=(13,))  # a shape no other test compiles
     before = engine.compile_count
     trials = runner.execute(runner.Run(group, workers=3), ds)
-    assert runner.chunks_of(runner.Run(group, workers=3), ds)[0] == [[0, 1], [2, 3], [4, 5]]
-    assert engine.compile_count - before == 3  # weight init, optimizer init, epoch: shared by the 3 programs
-    assert [t.spec.seed for t in trials] == list(range(6)) and all(t.status == "ok" for t in trials)
+    assert runner.chunks_of(runner.Run(group, workers=3), ds)[0] == [[0, 1], [2, 3], [4, 5], [6, 7]]
+    assert engine.compile_count - before == 3  # weight init, optimizer init, epoch: shared by the 4 programs
+    assert [t.spec.seed for t in trials] == list(range(8)) and all(t.status == "ok" for t in trials)
 
 
 def test_results_come_back_in_group_order_whatever_finishes_first(ds, monkeypatch):
@@ -227,3 +232,26 @@ def test_on_stop_groups_that_finished_are_kept_and_unfinished_ones_are_not(ds, m
         runner.execute(runner.Run(long + specs(1, "sgd") + specs(1, "rmsprop"), workers=3), ds,
                        on_result=lambda trial: seen.append(trial.optimizer))
     assert seen == ["sgd"]
+
+
+def test_the_plan_does_not_depend_on_workers_or_cores(ds):
+    group = specs(6) + specs(3, "sgd")
+    plans = {w: runner.chunks_of(runner.Run(group, workers=w), ds)[0] for w in (1, 2, 4, 7)}
+    assert len({json.dumps(p) for p in plans.values()}) == 1
+
+
+def test_same_rows_bit_for_bit_with_1_2_4_workers_and_one_core(tmp_path):
+    """The CLI, in fresh processes: --workers 1, 2, 4 and a single-core affinity give identical rows."""
+    argv = [sys.executable, "-m", "dnnbench.cli", "optimizers", "--optimizers", "sgd,adam", "--seeds", "3",
+            "--dataset", "synthetic:train=200,test=50,features=8,classes=3", "--hidden", "8", "--epochs", "2",
+            "--batch-size", "20", "--quiet", "--json"]
+    env = {**os.environ, "DNNBENCH_COMPILE_CACHE": "off"}
+    outputs = []
+    for extra, prefix in ((["--workers", "1"], []), (["--workers", "2"], []), (["--workers", "4"], []),
+                          ([], ["taskset", "-c", "0"] if shutil.which("taskset") else [])):
+        proc = subprocess.run([*prefix, *argv, *extra], capture_output=True, text=True, env=env, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        rows = [json.loads(line) for line in proc.stdout.splitlines()]
+        outputs.append([(r["id"], r["metrics"], r["history"]) for r in rows if r["type"] == "trial"])
+        assert rows[0]["config"]["plan"] == [1, 1, 1, 1, 1, 1]  # two groups of 3 seeds -> 6 single trials
+    assert all(o == outputs[0] for o in outputs[1:])
