@@ -214,7 +214,9 @@ class Optimizer:
         if key in self._checked:
             return
         try:
-            tx = self.factory(**values)
+            with warnings.catch_warnings():  # optax's deprecation notices are not the user's concern here
+                warnings.simplefilter("ignore")
+                tx = self.factory(**values)
         except Exception as exc:  # noqa: BLE001 -- the user's code: quote whatever it raised
             raise InputError(f"optimizer {self.spec!r}: the factory raised {type(exc).__name__}: "
                              f"{_one_line(exc)}") from None
