@@ -129,15 +129,9 @@ def parse_hp(items: Sequence[str]) -> tuple[HpSetting, ...]:
     """
     out: list[HpSetting] = []
     for item in items:
-        key, sep, value = item.partition("=")
-        key, value = key.strip(), value.strip()
-        if not sep or not key or not value:
-            raise InputError(f"--hp expects NAME=VALUE or OPTIMIZER.NAME=VALUE, got {item!r}")
-        target, _, name = key.rpartition(".")
-        if not re.fullmatch(r"[A-Za-z_]\w*", name):
-            raise InputError(f"--hp {item!r}: {name!r} is not a hyperparameter name")
+        target, name, value = optim.split_setting(item, "--hp", "NAME=VALUE or OPTIMIZER.NAME=VALUE")
         if any(t == target and n == name for t, n, _ in out):
-            raise InputError(f"--hp sets {key} twice")
+            raise InputError(f"--hp sets {target + '.' if target else ''}{name} twice")
         out.append((target, name, value))
     return tuple(out)
 

@@ -175,16 +175,32 @@ def terminal_curves(rows: Sequence[Row], metric: str = "val_acc", width: int = 6
     return "\n".join(lines)
 
 
-def plot_profiles(profiles: Sequence[Any], taus: Sequence[float], out: Path, *, title: str) -> Path:
-    """Performance profiles (``dnnbench.profiles``): rho(tau) per optimizer as steps, one figure."""
+def _single_axes(out: Path) -> tuple[Any, Any]:
+    """A one-panel figure for ``out`` (checked first): the figure and its axes."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    out = Path(out)
     _check_out(out)
     fig = Figure(figsize=(6.5, 4.2), layout="constrained", dpi=110)
     FigureCanvasAgg(fig)
-    ax = fig.subplots()
+    return fig, fig.subplots()
+
+
+def _finish(fig: Any, ax: Any, out: Path, title: str) -> Path:
+    """Grid, legend and title, then write the figure to ``out`` atomically in its suffix's format."""
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right", frameon=False)
+    fig.suptitle(title, fontweight="bold")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=out.suffix[1:].lower())
+    output_files.write_atomic(out, buffer.getvalue())
+    return out
+
+
+def plot_profiles(profiles: Sequence[Any], taus: Sequence[float], out: Path, *, title: str) -> Path:
+    """Performance profiles (``dnnbench.profiles``): rho(tau) per optimizer as steps, one figure."""
+    out = Path(out)
+    fig, ax = _single_axes(out)
     for i, profile in enumerate(profiles):
         ax.step(taus, profile.rho, where="post", color=f"C{i % 10}", linestyle=("-", "--", ":", "-.")[(i // 10) % 4],
                 linewidth=1.8, label=f"{profile.label} (score {profile.score:.2f})")
@@ -192,25 +208,13 @@ def plot_profiles(profiles: Sequence[Any], taus: Sequence[float], out: Path, *, 
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("τ: steps to target within a factor τ of the fastest")
     ax.set_ylabel("fraction of tasks")
-    ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower right", frameon=False)
-    fig.suptitle(title, fontweight="bold")
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format=out.suffix[1:].lower())
-    output_files.write_atomic(out, buffer.getvalue())
-    return out
+    return _finish(fig, ax, out, title)
 
 
 def plot_expected_best(curves: Sequence[dict[str, Any]], out: Path, *, metric: str, title: str) -> Path:
     """``dnnbench plot --budget``: each optimizer's expected best ``metric`` after k tries."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     out = Path(out)
-    _check_out(out)
-    fig = Figure(figsize=(6.5, 4.2), layout="constrained", dpi=110)
-    FigureCanvasAgg(fig)
-    ax = fig.subplots()
+    fig, ax = _single_axes(out)
     for i, row in enumerate(curves):
         k = np.arange(1, len(row["curve"]) + 1)
         ax.plot(k, row["curve"], color=f"C{i % 10}", marker="os^Dv<>PXh"[i % 10], markersize=4, linewidth=1.8,
@@ -218,10 +222,4 @@ def plot_expected_best(curves: Sequence[dict[str, Any]], out: Path, *, metric: s
     ax.set_xscale("log", base=2)
     ax.set_xlabel("k: tries (candidates) spent")
     ax.set_ylabel(f"expected best {metric.replace('_', ' ')}")
-    ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower right", frameon=False)
-    fig.suptitle(title, fontweight="bold")
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format=out.suffix[1:].lower())
-    output_files.write_atomic(out, buffer.getvalue())
-    return out
+    return _finish(fig, ax, out, title)

@@ -19,6 +19,7 @@ update by a per-trial factor.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,7 +30,8 @@ from dnnbench.optim.definition import FALLBACK_LR, NUMBER, STATIC, Optimizer, Pa
 from dnnbench.optim.schedules import Schedule
 
 __all__ = ["DEFAULTS", "FALLBACK_LR", "NAMES", "NUMBER", "RECIPE", "RULES", "STATIC", "Optimizer", "Param",
-           "Schedule", "build", "describe_spec", "origin", "resolve", "resolve_spec", "schedules", "transformation"]
+           "Schedule", "build", "describe_spec", "origin", "resolve", "resolve_spec", "schedules", "split_setting",
+           "transformation"]
 
 
 def resolve_spec(spec: str) -> Optimizer:
@@ -105,6 +107,20 @@ def transformation(spec: str, static: Mapping[str, Any]) -> Any:
     defaults, meant to be replaced in the state (what the engine does, per trial)."""
     opt = resolve_spec(spec)
     return opt.transformation(opt.hyperparams(None, **static))
+
+
+def split_setting(item: str, option: str, form: str) -> tuple[str, str, str]:
+    """``OPTIMIZER.NAME=VALUE`` or ``NAME=VALUE`` (``--hp``, ``--space``) -> (optimizer or "",
+    name, value text). The optimizer part may hold dots itself (``optax.adam.b1``,
+    ``my_opt.py:make.b1``): the name is the part after the last dot."""
+    key, sep, value = item.partition("=")
+    key, value = key.strip(), value.strip()
+    if not sep or not key or not value:
+        raise InputError(f"{option} expects {form}, got {item!r}")
+    target, _, name = key.rpartition(".")
+    if not re.fullmatch(r"[A-Za-z_]\w*", name):
+        raise InputError(f"{option} {item!r}: {name!r} is not a hyperparameter name")
+    return target, name, value
 
 
 def origin(spec: str) -> dict[str, Any]:

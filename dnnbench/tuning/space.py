@@ -87,11 +87,7 @@ def parse_space(items: Sequence[str]) -> tuple[SpaceSetting, ...]:
     """``--space`` texts -> settings (checked against the optimizers by ``space_for``)."""
     out: list[SpaceSetting] = []
     for item in items:
-        key, sep, text = item.partition("=")
-        key, text = key.strip(), text.strip()
-        if not sep or not key or not text:
-            raise InputError(f"--space expects NAME=LO..HI[:log|:linear|:log1m] or NAME=V1,V2,..., got {item!r}")
-        target, _, name = key.rpartition(".")
+        target, name, text = optim.split_setting(item, "--space", "NAME=LO..HI[:log|:linear|:log1m] or NAME=V1,V2,...")
         name = ALIASES.get(name, name)
         out.append(SpaceSetting(target, parse_dimension(name, text, f"--space {item}")))
     return tuple(out)
