@@ -121,10 +121,13 @@ def _execute(job: Job, run: runner.Run, *, out: Path | None, json_lines: bool, q
         todo_run = dataclasses.replace(run, specs=tuple(run.specs[i] for i in todo))
         progress = stack.enter_context(_progress(report, todo_run, show_progress))
 
+        shared = _executable_trials(run.specs, ids, plan)
+
         def on_result(result: results.TrialResult) -> None:
             nonlocal written
             if result.id in done:  # trained again only to keep its group whole; already in the file
                 return
+            result.timing["executable_trials"] = shared.get(result.id)
             with _holding_sigint():
                 for sink in sinks:
                     sink.write(result.to_row())
@@ -146,6 +149,17 @@ def _execute(job: Job, run: runner.Run, *, out: Path | None, json_lines: bool, q
                               + (", --resume continues" if out else "")) from None
         new = {ids[i]: result for i, result in zip(todo, trained, strict=True)}
         return _close([done[i] if i in done else new[i] for i in ids], sinks, summary)
+
+
+def _executable_trials(specs: Sequence[TrialSpec], ids: Sequence[str], plan: Sequence[Sequence[int]]) -> dict[str, int]:
+    """Per trial id, how many trials of the run one compiled executable trains: programs of one
+    structure and one size share it (``timing.group_size`` is the trials of one program). A tune
+    search of 16 candidates cut into 4 programs of 4 shows 16 here: compiled once."""
+    count: dict[tuple, int] = {}
+    for chunk in plan:
+        key = (specs[chunk[0]].structure, len(chunk))
+        count[key] = count.get(key, 0) + len(chunk)
+    return {ids[i]: count[(specs[chunk[0]].structure, len(chunk))] for chunk in plan for i in chunk}
 
 
 def _close(trials: list[results.TrialResult], sinks: Sequence[results.ResultsWriter], summary: Any) -> list:

@@ -197,7 +197,7 @@ def test_warmup_cosine_lr_history_rises_then_falls_and_warmups_share_a_program(t
     assert main(["sweep", "--vary", "warmup=0,0.1,0.3", "--schedule", "cosine", *TINY, "--workers", "1",
                  "--out", str(sweep)]) == 0
     rows = [json.loads(line) for line in sweep.read_text().splitlines()[1:-1]]
-    assert [r["timing"]["group_size"] for r in rows] == [3, 3, 3]
+    assert [r["timing"]["executable_trials"] for r in rows] == [3, 3, 3]
     assert len({r["id"] for r in rows}) == 3
 
 
@@ -233,10 +233,10 @@ def test_hp_sets_every_optimizer_that_has_it_or_one(tmp_path, capsys):
 
 def test_sweep_of_one_optimizer_hyperparameter_is_one_program(tmp_path, capsys):
     out = tmp_path / "s.jsonl"
-    assert main(["sweep", "--vary", "adam.b1=0.5,0.9,0.99", *TINY, "--workers", "1", "--out", str(out)]) == 0
+    assert main(["sweep", "--vary", "adam.b1=0.5,0.9,0.99", *TINY, "--out", str(out)]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()[1:-1]]
     assert [r["hyperparams"]["b1"] for r in rows] == [0.5, 0.9, 0.99]
-    assert [r["timing"]["group_size"] for r in rows] == [3, 3, 3]
+    assert [r["timing"]["executable_trials"] for r in rows] == [3, 3, 3]
 
 
 def test_lr_sensitivity_of_a_user_optimizer_is_one_program_per_grid(tmp_path, capsys):
@@ -244,7 +244,7 @@ def test_lr_sensitivity_of_a_user_optimizer_is_one_program_per_grid(tmp_path, ca
     assert main(["lr-sensitivity", "--optimizers", f"{LION},lion", "--points", "4", "--lr-min", "1e-4",
                  "--lr-max", "1e-1", *TINY, "--workers", "1", "--out", str(out)]) == 0, capsys.readouterr().err
     rows = [json.loads(line) for line in out.read_text().splitlines()[1:]]
-    assert len(rows) == 8 and {r["timing"]["group_size"] for r in rows} == {4}
+    assert len(rows) == 8 and {r["timing"]["executable_trials"] for r in rows} == {4}
 
 
 def test_plugin_entry_point_is_found_listed_and_run(tmp_path, monkeypatch, capsys):

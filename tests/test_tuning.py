@@ -14,7 +14,8 @@ import pytest
 from dnnbench import engine
 from dnnbench.cli import main
 from dnnbench.errors import InputError
-from dnnbench.tuning import Dimension, candidates, default_space, expected_best, parse_space, sparkline
+from dnnbench.tuning import Dimension, candidates, default_space, parse_space
+from dnnbench.tuning.expected_best import expected_best, sparkline
 
 TINY = ["--hidden", "8", "--epochs", "2", "--batch-size", "20", "--quiet"]
 SYNTH = ["--dataset", "synthetic:train=200,test=50,features=8,classes=3"]
@@ -94,7 +95,8 @@ def test_tune_writes_search_and_final_rows_one_program_per_optimizer_and_resumes
     search = [r for r in trials if r["phase"] == "search"]
     final = [r for r in trials if r["phase"] == "final"]
     assert len(search) == 8 and {r["seed"] for r in search} == {0}
-    assert [r["timing"]["group_size"] for r in search] == [4] * 8  # each optimizer's candidates: one program
+    # each optimizer's candidates: one compiled executable (cut into equal programs for the cores)
+    assert [r["timing"]["executable_trials"] for r in search] == [4] * 8
     assert {r["hyperparams"]["b1"] for r in search if r["optimizer"] == "adam"} <= {0.8, 0.9}
     assert {(r["optimizer"], r["choice"], r["seed"]) for r in final} == {
         (o, c, s) for o in ("sgd", "adam") for c in ("default", "tuned") for s in (1, 2)}

@@ -3,12 +3,27 @@
 ``space``: what is searched (defaults per optimizer, ``--space`` overrides); ``search``: the N
 quasi-random candidates; ``expected_best``: what a budget of k tries buys; ``selection``: the
 winner, chosen on the validation set only, and the trials that retrain it next to the default.
+
+The names below are loaded on first use (PEP 562): readers of results files (the HTML report,
+``plot --budget``) use ``expected_best`` without importing the optimizers, hence JAX. (The
+function ``expected_best`` is imported from its module: the name is the module's.)
 """
 
-from dnnbench.tuning.expected_best import expected_best, sparkline
-from dnnbench.tuning.search import candidates
-from dnnbench.tuning.selection import TuningPlan, final_specs, plan, search_specs, select
-from dnnbench.tuning.space import Dimension, SpaceSetting, default_space, parse_space, space_for
+from __future__ import annotations
 
-__all__ = ["Dimension", "SpaceSetting", "TuningPlan", "candidates", "default_space", "expected_best", "final_specs",
-           "parse_space", "plan", "search_specs", "select", "space_for", "sparkline"]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "sparkline": "expected_best", "candidates": "search",
+    "TuningPlan": "selection", "final_specs": "selection", "plan": "selection", "search_specs": "selection",
+    "select": "selection", "Dimension": "space", "SpaceSetting": "space", "default_space": "space",
+    "parse_space": "space", "space_for": "space",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"dnnbench.tuning.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'dnnbench.tuning' has no attribute {name!r}")
