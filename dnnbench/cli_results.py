@@ -49,11 +49,12 @@ def _append_summary(text: str) -> None:
 def check(
     baseline: Annotated[Path, typer.Argument(help="The reference results file.", show_default=False)],
     current: Annotated[Path, typer.Argument(help="The results file to judge.", show_default=False)],
-    tolerance: Annotated[float, typer.Option(help="Allowed change before a metric counts as worse (absolute, e.g. 0.01 = 1 point of accuracy).")] = 0.01,
+    tolerance: Annotated[float, typer.Option(help="Allowed mean change of a row before it counts as worse (absolute, e.g. 0.005 = half a point of accuracy).")] = 0.005,
     metric: Metrics = None,
     format_: Annotated[str, typer.Option("--format", help="table | markdown | github-benchmark (customBiggerIsBetter JSON of CURRENT).")] = "table",
+    strict: Annotated[bool, typer.Option("--strict", help="Also fail on an uncertain row (its 95% interval straddles the tolerance).")] = False,
 ) -> None:
-    """Compare CURRENT with BASELINE trial by trial; exit 1 if a metric got worse, a trial newly diverged or went missing."""
+    """Compare CURRENT with BASELINE per comparison row over seeds; exit 1 if a row got worse (its seed-paired 95% interval lies beyond the tolerance; one seed: the change itself), a trial newly diverged, ended in error or went missing."""
     from dnnbench import checking
 
     if format_ not in CHECK_FORMATS:
@@ -61,7 +62,7 @@ def check(
     metrics = tuple(metric or ("test_acc",))
     _, base_rows = _load(baseline, need_trials=False)
     _, cur_rows = _load(current, need_trials=False)
-    result = checking.check(base_rows, cur_rows, tolerance=tolerance, metrics=metrics)
+    result = checking.check(base_rows, cur_rows, tolerance=tolerance, metrics=metrics, strict=strict)
     summary = checking.markdown(result)
     if format_ == "github-benchmark":
         print(json.dumps(checking.github_benchmark(cur_rows, metrics=metrics), indent=2))

@@ -20,8 +20,8 @@ from dnnbench.checking import CheckReport
 from dnnbench.export import GroupSummary
 from dnnbench.stats import Stat
 
-VERDICT_STYLE = {"ok": "", "better": "green", "new": "cyan", "worse": "bold red",
-                 "newly diverged": "bold red", "error": "bold red", "missing": "bold red"}
+VERDICT_STYLE = {"ok": "", "better": "green", "new": "cyan", "worse": "bold red", "uncertain": "yellow",
+                 "newly diverged": "bold red", "error": "bold red", "missing": "bold red", "lost value": "bold red"}
 LABEL_STYLE = {"good fit": "green", "overfitting": "yellow", "underfitting": "magenta",
                "still improving": "cyan", "diverged": "bold red"}
 
@@ -39,17 +39,22 @@ def _num(value: float | None, signed: bool = False) -> str:
     return f"{value:+.4f}" if signed else f"{value:.4f}"
 
 
-def check_table(report: CheckReport, *, only_changes: bool = False) -> Table:
-    """One line per trial and metric: baseline, current, difference, verdict (failures in red)."""
+def check_table(report: CheckReport) -> Table:
+    """One line per comparison row and metric (mean change and its 95% interval), then one per trial
+    with a verdict of its own (missing, new, error, ...); failures in red."""
+    from dnnbench.checking import interval
+
     table = Table(title="dnnbench check", title_justify="left", header_style="bold")
-    for header in ("trial", "id", "metric", "baseline", "current", "Δ", "verdict"):
-        table.add_column(header, justify="right" if header in ("baseline", "current", "Δ") else "left",
-                         no_wrap=header in ("trial", "id"))
-    for e in report.entries:
-        if only_changes and e.verdict == "ok":
-            continue
-        table.add_row(e.label, e.trial_id, e.metric, _num(e.baseline), _num(e.current),
-                      _num(e.difference, True), Text(e.verdict, style=VERDICT_STYLE.get(e.verdict, "")))
+    for header in ("row", "metric", "seeds", "baseline", "current", "Δ mean", "95% interval", "verdict"):
+        table.add_column(header, justify="right" if header in ("seeds", "baseline", "current", "Δ mean") else "left",
+                         no_wrap=True)
+    styles = {**VERDICT_STYLE, "uncertain": "bold red" if report.strict else "yellow"}
+    for r in report.rows:
+        table.add_row(r.label, r.metric, str(r.n), _num(r.baseline), _num(r.current), _num(r.difference, True),
+                      interval(r), Text(r.verdict, style=styles.get(r.verdict, "")))
+    for e in report.problems:
+        table.add_row(f"{e.label} ({e.trial_id})", e.metric, "", _num(e.baseline), _num(e.current), "", "",
+                      Text(e.verdict, style=styles.get(e.verdict, "")))
     table.caption = report.summary()
     table.caption_style = "bold red" if report.failed else "bold green"
     return table

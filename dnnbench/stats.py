@@ -14,16 +14,14 @@ import numpy as np
 
 from dnnbench.results import TrialResult
 
-# Two-sided 95% Student-t quantiles for small samples (df = n - 1); 1.96 beyond.
-_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
-        10: 2.228, 12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042}
-
 
 def t95(df: int) -> float:
+    """Two-sided 95% Student-t quantile for ``df`` degrees of freedom (NaN below 1)."""
     if df <= 0:
         return math.nan
-    known = [k for k in _T95 if k <= df]
-    return _T95[max(known)] if df <= 30 else 1.96
+    import scipy.stats  # here, not at the top: the results commands start without SciPy's import cost
+
+    return float(scipy.stats.t.ppf(0.975, df))
 
 
 @dataclass(frozen=True)
@@ -154,15 +152,18 @@ class Paired:
 
 
 def bootstrap_ci(diffs: Sequence[float], *, resamples: int = 4000, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap 95% interval of the mean of ``diffs`` (fixed seed: reproducible)."""
+    """Percentile bootstrap 95% interval of the mean of ``diffs`` (``scipy.stats.bootstrap``, fixed
+    seed: the same differences give the same interval)."""
+    import scipy.stats
+
     x = np.asarray(diffs, float)
     if x.size == 0:
         return (math.nan, math.nan)
-    if x.size == 1:
+    if x.size == 1 or np.all(x == x[0]):
         return (float(x[0]), float(x[0]))
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, x.size, (resamples, x.size))].mean(axis=1)
-    return (float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5)))
+    found = scipy.stats.bootstrap((x,), np.mean, n_resamples=resamples, method="percentile",
+                                  random_state=np.random.default_rng(seed))
+    return (float(found.confidence_interval.low), float(found.confidence_interval.high))
 
 
 def paired_to_best(summaries: Sequence[Summary], metric: str, higher_is_better: bool = True,

@@ -6,6 +6,7 @@ import copy
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -56,48 +57,108 @@ def verdicts(report: checking.CheckReport) -> dict[str, str]:
 # --- library -----------------------------------------------------------------------------------
 
 
+def seeds_of(changes: list[float], *, test_acc: float = 0.9, metric: str = "test_acc") -> tuple[list[dict], list[dict]]:
+    """One row (adam) over ``len(changes)`` seeds: baseline ``test_acc`` + a small seed spread, current
+    = baseline + ``changes[seed]``."""
+    base = [trial_row("adam", seed, test_acc=round(test_acc + 0.002 * seed, 4)) for seed in range(len(changes))]
+    cur = copy.deepcopy(base)
+    for row, change in zip(cur, changes, strict=True):
+        row["metrics"][metric] += change
+    return base, cur
+
+
 def test_identical_results_pass_with_zero_differences():
     report = checking.check(rows_of(), rows_of())
     assert not report.failed
-    assert len(report.entries) == 6
+    assert len(report.entries) == 6 and len(report.rows) == 3
     assert set(verdicts(report).values()) == {"ok"}
     assert all(e.difference == 0.0 for e in report.entries)
-    assert report.summary().startswith("PASS: 6 trials")
+    assert all(r.n == 2 and r.difference == 0.0 and r.ci95 == (0.0, 0.0) for r in report.rows)
+    assert report.summary() == "PASS: 3 rows (6 trials) within tolerance 0.005 on test_acc"
 
 
-def test_drop_beyond_tolerance_is_worse_and_fails():
-    base = rows_of()
-    report = checking.check(base, rows_of({"momentum-0.1--1": -0.2}))
+def test_a_uniform_small_drop_over_five_seeds_is_a_regression():
+    # -0.008 on every seed (+- 0.001): far below the old per-trial 0.01, but the same on every seed.
+    base, cur = seeds_of([-0.008, -0.007, -0.009, -0.008, -0.008])
+    report = checking.check(base, cur)
+    (row,) = report.rows
+    assert row.verdict == "worse" and report.failed
+    assert row.n == 5 and row.difference == pytest.approx(-0.008)
+    half = 2.7764 * np.std([-0.008, -0.007, -0.009, -0.008, -0.008], ddof=1) / np.sqrt(5)
+    assert row.ci95 == pytest.approx((-0.008 - half, -0.008 + half), abs=1e-6)
+    assert row.ci95[1] < -0.005
+    assert set(verdicts(report).values()) == {"worse"}  # each trial shows its row's verdict
+    assert report.summary() == "FAIL: 1 worse (1 rows, 5 trials, tolerance 0.005 on test_acc)"
+
+
+def test_one_noisy_seed_is_uncertain_and_fails_only_when_strict():
+    base, cur = seeds_of([0.0, 0.0, 0.0, 0.0, -0.05])
+    report = checking.check(base, cur)
+    (row,) = report.rows
+    assert row.verdict == "uncertain"
+    assert row.ci95[0] < -0.005 < row.ci95[1]
+    assert not report.failed
+    assert report.summary() == "PASS: 1 rows (5 trials) within tolerance 0.005 on test_acc; 1 uncertain"
+    strict = checking.check(base, cur, strict=True)
+    assert strict.failed
+    assert strict.summary() == "FAIL: 1 uncertain (1 rows, 5 trials, tolerance 0.005 on test_acc, strict)"
+
+
+def test_an_improvement_is_listed_as_better_and_passes():
+    base, cur = seeds_of([0.02, 0.03, 0.025, 0.02, 0.03])
+    report = checking.check(base, cur)
+    assert [r.verdict for r in report.rows] == ["better"] and not report.failed
+    assert report.summary().endswith("; 1 better")
+
+
+def test_a_missing_trial_fails_and_its_row_is_judged_on_the_seeds_left():
+    base, cur = seeds_of([0.0] * 5)
+    del cur[2]
+    report = checking.check(base, cur)
     assert report.failed
-    entry = next(e for e in report.entries if e.trial_id == "momentum-0.1--1")
-    assert entry.verdict == "worse"
-    assert entry.baseline == pytest.approx(0.76)
-    assert entry.current == pytest.approx(0.56)
-    assert entry.difference == pytest.approx(-0.2)
-    assert entry.label == "momentum seed=1"
-    assert [e.verdict for e in report.entries].count("ok") == 5
-    assert report.counts["worse"] == 1
+    assert [(e.label, e.verdict) for e in report.problems] == [("adam seed=2", "missing")]
+    assert report.rows[0].n == 4 and report.rows[0].verdict == "ok"
+    assert report.summary() == "FAIL: 1 missing (1 rows, 5 trials, tolerance 0.005 on test_acc)"
+
+
+def test_a_new_diverged_trial_is_listed_not_compared():
+    base, cur = seeds_of([0.0] * 3)
+    extra = trial_row("adam", 3, status="diverged")
+    extra["metrics"] = {k: None for k in extra["metrics"]}
+    report = checking.check(base, [*cur, extra])
+    assert not report.failed
+    assert [(e.label, e.verdict) for e in report.problems] == [("adam seed=3", "new")]
+    assert report.rows[0].n == 3
+    assert report.summary().endswith("; 1 new in CURRENT, not compared: adam seed=3")
 
 
 @pytest.mark.parametrize(("change", "verdict"), [(-0.005, "ok"), (-0.01, "ok"), (-0.0101, "worse"),
                                                  (0.01, "ok"), (0.02, "better")])
-def test_accuracy_tolerance_boundary(change, verdict):
-    report = checking.check(rows_of(), rows_of({"adam-0.001--0": change}), tolerance=0.01)
-    assert verdicts(report)["adam-0.001--0"] == verdict
+def test_one_seed_falls_back_to_the_per_trial_rule(change, verdict):
+    base, cur = seeds_of([change])
+    report = checking.check(base, cur, tolerance=0.01)
+    assert [(r.n, r.ci95, r.verdict) for r in report.rows] == [(1, None, verdict)]
     assert report.failed is (verdict == "worse")
+
+
+def test_one_bad_seed_of_two_is_uncertain_not_worse():
+    report = checking.check(rows_of(), rows_of({"momentum-0.1--1": -0.2}))
+    row = next(r for r in report.rows if r.label == "momentum")
+    assert row.verdict == "uncertain" and row.difference == pytest.approx(-0.1)
+    entry = next(e for e in report.entries if e.trial_id == "momentum-0.1--1")
+    assert (entry.baseline, entry.current, entry.verdict, entry.label) == (
+        pytest.approx(0.76), pytest.approx(0.56), "uncertain", "momentum seed=1")
+    assert not report.failed and report.counts["uncertain"] == 1
 
 
 def test_loss_metrics_are_worse_when_they_rise():
     base, cur = rows_of(), rows_of()
-    cur[0]["metrics"]["test_loss"] = 0.56  # baseline 0.5: +0.06 > 0.05
-    cur[1]["metrics"]["test_loss"] = 0.40  # -0.10: better
-    cur[2]["metrics"]["test_loss"] = 0.54  # +0.04: within
+    for i, change in enumerate((0.06, 0.06, -0.10, -0.10, 0.04, 0.04)):
+        cur[i]["metrics"]["test_loss"] += change
     report = checking.check(base, cur, tolerance=0.05, metrics=["test_loss", "test_acc"])
-    by = {(e.trial_id, e.metric): e.verdict for e in report.entries}
-    assert by[(cur[0]["id"], "test_loss")] == "worse"
-    assert by[(cur[1]["id"], "test_loss")] == "better"
-    assert by[(cur[2]["id"], "test_loss")] == "ok"
-    assert by[(cur[0]["id"], "test_acc")] == "ok"
+    by = {(r.label, r.metric): r.verdict for r in report.rows}
+    assert by == {("sgd", "test_loss"): "worse", ("momentum", "test_loss"): "better", ("adam", "test_loss"): "ok",
+                  ("sgd", "test_acc"): "ok", ("momentum", "test_acc"): "ok", ("adam", "test_acc"): "ok"}
     assert len(report.entries) == 12 and report.failed
 
 
@@ -114,7 +175,8 @@ def test_newly_diverged_missing_and_new_trials():
     assert v[base[3]["id"]] == "missing"
     assert v["rmsprop-0.001--0"] == "new"
     assert report.entries[-1].trial_id == "rmsprop-0.001--0"  # new trials come last
-    assert report.counts == {"ok": 4, "worse": 0, "better": 0, "newly diverged": 1, "error": 0, "missing": 1, "new": 1}
+    assert report.counts == {"ok": 3, "worse": 0, "uncertain": 0, "better": 0, "newly diverged": 1, "error": 0,
+                             "lost value": 0, "missing": 1, "new": 1}
     assert report.failed
 
 
@@ -149,14 +211,22 @@ def test_labels_name_tags_and_swept_settings():
     assert names == ["sgd l2 lr=0.1 seed=0", "sgd l2 lr=0.01 seed=0", "adam dropout seed=1"]
 
 
-def test_markdown_has_one_table_line_per_entry_and_a_verdict():
-    text = checking.markdown(checking.check(rows_of(), rows_of({"sgd-0.1--0": -0.2})))
+def test_markdown_states_each_verdict_with_its_interval():
+    base, cur = seeds_of([-0.008, -0.007, -0.009, -0.008, -0.008])
+    noisy_base, noisy_cur = seeds_of([0.0, 0.0, 0.0, 0.0, -0.05])
+    for row in [*noisy_base, *noisy_cur]:
+        row["optimizer"], row["id"] = "sgd", row["id"].replace("adam", "sgd")
+    del cur[1]
+    text = checking.markdown(checking.check([*base, *noisy_base], [*cur, *noisy_cur]))
     lines = text.splitlines()
-    assert "| trial | id | metric | baseline | current | Δ | verdict |" in lines
-    assert sum(line.startswith("| ") for line in lines) == 7  # header + 6 trials
-    worse = next(line for line in lines if "`sgd-0.1--0`" in line)
-    assert "| 0.7000 | 0.5000 | -0.2000 | ❌ worse |" in worse
-    assert lines[-1].startswith("**FAIL**: 1 worse (6 trials, tolerance 0.01 on test_acc)")
+    assert "| row | metric | seeds | baseline | current | Δ mean | 95% interval | verdict |" in lines
+    worse = next(line for line in lines if line.startswith("| adam |"))
+    assert worse.startswith("| adam | test_acc | 4 | 0.9045 | 0.8962 | -0.0083 | [-0.0090, -0.0075] | ❌ worse |")
+    noisy = next(line for line in lines if line.startswith("| sgd |"))
+    assert noisy.endswith("| -0.0100 | [-0.0378, +0.0178] | ⚠️ uncertain |")
+    assert "| adam seed=1 | `adam-0.001--1` | test_acc | 0.9020 | – | ❌ missing |" in lines
+    assert "**FAIL**: 1 worse, 1 uncertain, 1 missing (2 rows, 10 trials, tolerance 0.005 on test_acc)" in lines
+    assert lines[-1].startswith("Rule: per row, the mean seed-paired change")
 
 
 def test_github_benchmark_shape():
@@ -193,19 +263,26 @@ def test_check_file_against_its_copy_exits_0(cli, tmp_path):
     copy_path.write_bytes(base.read_bytes())
     result = cli("check", base, copy_path)
     assert result.exit_code == 0, result.output
-    assert "PASS: 6 trials within tolerance 0.01 on test_acc" in result.stdout
+    assert "PASS: 3 rows (6 trials) within tolerance 0.005 on test_acc" in result.stdout
 
 
-def test_check_lowered_accuracy_exits_1_and_marks_the_trial(cli, tmp_path):
-    rows = rows_of()
-    base = write(tmp_path / "base.jsonl", rows)
-    worse = copy.deepcopy(rows)
-    worse[4]["metrics"]["test_acc"] -= 0.2
-    result = cli("check", base, write(tmp_path / "cur.jsonl", worse))
+def test_check_a_drop_on_every_seed_exits_1_and_marks_the_row(cli, tmp_path):
+    base, cur = seeds_of([-0.008, -0.007, -0.009, -0.008, -0.008])
+    result = cli("check", write(tmp_path / "base.jsonl", base), write(tmp_path / "cur.jsonl", cur))
     assert result.exit_code == 1
-    line = next(line for line in result.stdout.splitlines() if "adam seed=0" in line)
-    assert "worse" in line and "-0.2000" in line
-    assert sum("worse" in line for line in result.stdout.splitlines()) == 2  # the row + the caption
+    line = next(line for line in result.stdout.splitlines() if "│ adam" in line)
+    assert "│     5 │" in line and "-0.0080" in line and "[-0.0089, -0.0071]" in line and "worse" in line
+    assert "FAIL: 1 worse (1 rows, 5 trials, tolerance 0.005 on test_acc)" in result.stdout
+
+
+def test_check_an_uncertain_row_passes_unless_strict(cli, tmp_path):
+    base, cur = seeds_of([0.0, 0.0, 0.0, 0.0, -0.05])
+    paths = write(tmp_path / "base.jsonl", base), write(tmp_path / "cur.jsonl", cur)
+    result = cli("check", *paths)
+    assert result.exit_code == 0
+    assert "uncertain" in next(line for line in result.stdout.splitlines() if "│ adam" in line)
+    assert cli("check", *paths, "--strict").exit_code == 1
+    assert cli("check", *paths, "--tolerance", "0.05").exit_code == 0
 
 
 def test_check_newly_diverged_and_missing_exit_1(cli, tmp_path):
@@ -222,14 +299,15 @@ def test_check_appends_markdown_to_github_step_summary(cli, tmp_path):
     summary = tmp_path / "summary.md"
     summary.write_text("earlier step\n")
     base = write(tmp_path / "base.jsonl", rows_of())
-    cur = write(tmp_path / "cur.jsonl", rows_of({"sgd-0.1--1": -0.2}))
+    cur = write(tmp_path / "cur.jsonl", rows_of()[1:])
     result = cli("check", base, cur, "--format", "markdown", env={"GITHUB_STEP_SUMMARY": str(summary), "COLUMNS": "200"})
     assert result.exit_code == 1
     text = summary.read_text()
     assert text.startswith("earlier step\n### dnnbench check")
-    assert "| trial | id | metric | baseline | current | Δ | verdict |" in text
-    assert "**FAIL**: 1 worse" in text
-    assert "**FAIL**: 1 worse" in result.stdout
+    assert "| row | metric | seeds | baseline | current | Δ mean | 95% interval | verdict |" in text
+    assert "| sgd | test_acc | 1 | 0.7100 | 0.7100 | +0.0000 | one seed | ok |" in text
+    assert "**FAIL**: 1 missing" in text
+    assert "**FAIL**: 1 missing" in result.stdout
 
 
 def test_check_github_benchmark_format_prints_current_values(cli, tmp_path):

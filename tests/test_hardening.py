@@ -277,8 +277,8 @@ def test_check_lists_new_trials_and_reports_errors(tmp_path, results_file):
     base.write_text(lines[0] + lines[1])  # sgd only
     code, out, _ = _run("check", base, results_file, "--format", "markdown")
     assert code == 0
-    assert ("**PASS**: 1 trials within tolerance 0.01 on test_acc; 1 new in CURRENT, not compared: adam seed=0"
-            in out)
+    assert ("**PASS**: 1 rows (1 trials) within tolerance 0.005 on test_acc; 1 new in CURRENT, not compared: "
+            "adam seed=0" in out)
     broken = json.loads(lines[1])
     broken["status"], broken["metrics"], broken["error"] = "error", {}, "RuntimeError: boom"
     cur = tmp_path / "cur.jsonl"
@@ -286,7 +286,7 @@ def test_check_lists_new_trials_and_reports_errors(tmp_path, results_file):
     code, out, _ = _run("check", base, cur, "--format", "markdown")
     assert code == 1
     assert "❌ error" in out and "newly diverged" not in out
-    assert "**FAIL**: 1 error (1 trials" in out
+    assert "**FAIL**: 1 error (0 rows, 1 trials" in out
 
 
 # ---- 8. explicit values are kept (the parts in regularizers; --lr / --hidden are tested in test_optim)

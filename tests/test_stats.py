@@ -22,8 +22,15 @@ def test_stat_of_known_values_gives_mean_sample_std_and_t_interval():
     st = stats.Stat.of([1.0, 2.0, 3.0, 4.0])
     assert st.mean == 2.5 and st.n == 4
     assert st.std == pytest.approx(math.sqrt(5 / 3))  # sample std, ddof = 1
-    half = 3.182 * math.sqrt(5 / 3) / 2  # t(0.975, df=3) * s / sqrt(n)
+    half = 3.182446 * math.sqrt(5 / 3) / 2  # t(0.975, df=3) * s / sqrt(n)
     assert st.ci95 == pytest.approx((2.5 - half, 2.5 + half))
+
+
+def test_t_quantiles_are_exact_for_every_degree_of_freedom():
+    # Published two-sided 95% values; df 11 and 40 were steps of the old hand-typed table.
+    for df, t in ((1, 12.7062), (4, 2.7764), (11, 2.2010), (40, 2.0211), (1000, 1.9623)):
+        assert stats.t95(df) == pytest.approx(t, abs=1e-4)
+    assert math.isnan(stats.t95(0))
 
 
 def test_stat_ignores_missing_and_non_finite_values():
