@@ -8,19 +8,17 @@ grows while a long run goes on).
 from __future__ import annotations
 
 import dataclasses
-import threading
 import traceback
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from dnnbench import diagnosis, engine, optim, results, targets
+from dnnbench import backends, diagnosis, engine, optim, results, targets
 from dnnbench.config import DataConfig, TrialSpec
 from dnnbench.data import Dataset
-from dnnbench.errors import DnnbenchError, InputError
+from dnnbench.errors import InputError
 from dnnbench.job import Job
 from dnnbench.models import weight_count
 
@@ -38,6 +36,7 @@ class Run:
     workers: int | None = None  # compiled programs trained at once; None = engine.concurrency()
     #: each row records when it first reached its target: one for the run, or one per trial
     target: targets.Target | Callable[[TrialSpec], targets.Target | None] | None = None
+    backend: backends.Settings = field(default_factory=backends.Settings)  # where the programs train
 
     def __post_init__(self) -> None:
         if not self.specs:
@@ -134,10 +133,6 @@ def data_key(config: DataConfig, data: Dataset) -> dict[str, Any]:
     return {"source": data.source, "val_split": config.val_split, "sizes": data.sizes}
 
 
-class _Stopped(Exception):
-    """Raised inside a worker between epochs once the run is stopping (Ctrl-C or an error)."""
-
-
 def execute(run: Run, data: Dataset, *, on_result: Callable[[results.TrialResult], None] | None = None,
             on_epoch: EpochCallback | None = None,
             on_group: Callable[[int, int, Sequence[TrialSpec]], None] | None = None,
@@ -145,13 +140,12 @@ def execute(run: Run, data: Dataset, *, on_result: Callable[[results.TrialResult
     """Train every trial of ``run`` on ``data``; results in the order of ``run.specs``.
 
     ``groups``: the indices of each compiled program's trials, when they must be as another run
-    had them (resume); by default ``chunks_of(run, data)``.
-
-    Programs compile ahead on a few threads and train ``workers`` at a time (threads: XLA runs
-    outside the GIL). ``on_group`` and ``on_epoch`` are called from the worker threads, one at a
-    time; ``on_result`` from the calling thread, group by group as each finishes. A program's
-    numbers do not depend on what runs beside it. On Ctrl-C or an error, the workers stop at
-    their next epoch and the exception propagates once they have.
+    had them (resume); by default ``chunks_of(run, data)``. The plan is made here, once; the
+    backend (``run.backend``: local threads or a Ray cluster) only trains its programs and hands
+    each back as it finishes. ``on_group`` and ``on_epoch`` are called one at a time (from the
+    backend's threads); ``on_result`` from the calling thread, group by group, in group order
+    whatever finishes first. On Ctrl-C or an error the backend stops, the groups that finished
+    meanwhile are emitted, and the exception propagates.
     """
     planned, workers = chunks_of(run, data)
     groups = [list(g) for g in groups] if groups is not None else planned
@@ -162,36 +156,7 @@ def execute(run: Run, data: Dataset, *, on_result: Callable[[results.TrialResult
     key = data_key(run.data, data)
     out: dict[int, results.TrialResult] = {}
     group_specs = [[run.specs[i] for i in members] for members in groups]
-    stop = threading.Event()
-    lock = threading.Lock()
-
-    def train(g: int, compiled: Future) -> engine.GroupOutput | Exception:
-        specs = group_specs[g]
-        if stop.is_set():
-            raise _Stopped
-        if on_group is not None:
-            with lock:
-                on_group(g, len(groups), specs)
-
-        def each_epoch(epoch: int, metrics: dict[str, np.ndarray]) -> None:
-            if stop.is_set():
-                raise _Stopped
-            if on_epoch is not None:
-                with lock:
-                    on_epoch(g, epoch, metrics)
-
-        try:
-            compile_s = compiled.result()
-            if stop.is_set():
-                raise _Stopped
-            return engine.train_group(specs, data, on_epoch=each_epoch, compile_s=compile_s)
-        except (DnnbenchError, _Stopped):
-            raise
-        except Exception as exc:  # noqa: BLE001 -- one failing group must not sink the others
-            exc.report = traceback.format_exc(limit=3)  # type: ignore[attr-defined]
-            return exc
-
-    finished: dict[int, engine.GroupOutput | Exception] = {}  # trained, not yet emitted
+    finished: dict[int, backends.Outcome] = {}  # trained, not yet emitted
     emitted: set[int] = set()
 
     def emit(g: int) -> None:
@@ -203,30 +168,22 @@ def execute(run: Run, data: Dataset, *, on_result: Callable[[results.TrialResult
             if on_result:
                 on_result(out[i])
 
-    compiler = ThreadPoolExecutor(max_workers=min(len(groups), engine.cores(), 4), thread_name_prefix="compile")
-    trainer = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="train")
-    futures: dict[Future, int] = {}
+    execution = backends.start(run.backend, group_specs, data, workers=workers, on_group=on_group, on_epoch=on_epoch)
     try:
-        compiled = [compiler.submit(_prepare, specs, data) for specs in group_specs]
-        futures = {trainer.submit(train, g, compiled[g]): g for g in range(len(groups))}
         next_group = 0  # results go out in group order: a results file's rows do not depend on timing
-        for future in as_completed(futures):
-            finished[futures[future]] = future.result()
+        for g, outcome in execution.finished():
+            finished[g] = outcome
             while next_group in finished:
                 emit(next_group)
                 next_group += 1
     except BaseException:
-        stop.set()  # the workers stop at their next epoch
-        trainer.shutdown(wait=True, cancel_futures=True)
-        for future, g in futures.items():  # groups that finished meanwhile are kept, in order
-            if g not in emitted and future.done() and not future.cancelled() and future.exception() is None:
-                finished[g] = future.result()
+        finished.update(execution.stop())  # groups that finished meanwhile are kept, in order
         for g in sorted(finished):
-            emit(g)
+            if g not in emitted:
+                emit(g)
         raise
     finally:
-        trainer.shutdown(wait=True, cancel_futures=True)
-        compiler.shutdown(wait=True, cancel_futures=True)
+        execution.close()
     return [out[i] for i in range(len(run.specs))]
 
 
@@ -242,15 +199,6 @@ def _result(output: engine.GroupOutput, j: int, key: dict[str, Any], run: Run, d
     result.diagnosis = diagnosis.diagnose(result.history, result.status, spec=result.spec, data=run.data,
                                           thresholds=thresholds)
     return result
-
-
-def _prepare(specs: list[TrialSpec], data: Dataset) -> float:
-    """Compile a group's programs ahead of training; the seconds spent. A group that fails here
-    fails again, reported, in training."""
-    try:
-        return engine.prepare(specs, data)
-    except Exception:  # noqa: BLE001 -- train_group raises it again and reports it per trial
-        return 0.0
 
 
 def _error_result(spec: TrialSpec, key: dict[str, Any], exc: Exception) -> results.TrialResult:
