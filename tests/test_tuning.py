@@ -106,6 +106,11 @@ def test_tune_writes_search_and_final_rows_one_program_per_optimizer_and_resumes
         tuned = [r for r in final if r["optimizer"] == name and r["choice"] == "tuned"]
         assert all(r["hyperparams"] == best["hyperparams"] for r in tuned)
     assert rows[-1]["type"] == "summary" and rows[0]["config"]["final_seeds"] == [1, 2]
+    page = tmp_path / "t.html"
+    assert main(["report", str(out), "--html", str(page)]) == 0, capsys.readouterr().err
+    html = page.read_text()
+    assert "Tuning: 8 search candidates" in html and "expected best val acc after k tries" in html
+    assert "8 trials, 4 rows" in html  # the comparison: the final rows only
     png = tmp_path / "budget.png"
     assert main(["plot", str(out), "--budget", "--out", str(png)]) == 0, capsys.readouterr().err
     assert png.read_bytes()[:4] == b"\x89PNG"

@@ -126,7 +126,8 @@ def _problems(section: sections.Section) -> str:
         counts[t.status] = counts.get(t.status, 0) + 1
     summary = ", ".join(f"{n} {status}" for status, n in counts.items())
     return (f'<div class="problems"><details {"open" if len(bad) <= 20 else ""}><summary>⚠ {len(bad)} of '
-            f"{len(section.trials)} trials did not end ok: {escape(summary)}</summary><ul>{items}</ul></details></div>")
+            f"{len(section.trials) + len(section.search)} trials did not end ok: {escape(summary)}</summary><ul>{items}"
+            "</ul></details></div>")
 
 
 def _section(section: sections.Section, anchor: str) -> str:
@@ -137,6 +138,9 @@ def _section(section: sections.Section, anchor: str) -> str:
     curves = plots.curves(section, f"{anchor}-c-")
     if curves:
         parts += ["<h4>Learning curves</h4>", curves]
+    budget = plots.expected_best(section, f"{anchor}-b-")
+    if budget:
+        parts += [f"<h4>Tuning: {len(section.search)} search candidates</h4>", budget]
     sensitivity = plots.sensitivity(section, f"{anchor}-s-")
     if sensitivity:
         parts += ["<h4>Learning-rate sensitivity</h4>", sensitivity]

@@ -122,3 +122,25 @@ def sensitivity(section: Section, prefix: str) -> str:
     caption = (f"Learning-rate sensitivity: {metric} (mean over seeds; diverged and failed rates are gaps) per "
                "learning rate; ★ = best rate of each optimizer")
     return _figure(svg, caption, _numbers("learning rate", [f"{lr:g}" for lr in grid], columns))
+
+
+def expected_best(section: Section, prefix: str) -> str:
+    """A tune run's expected best validation score after k of its N candidates, per optimizer."""
+    from dnnbench.tuning.expected_best import curves
+
+    if not section.search:
+        return ""
+    config = (section.header or {}).get("config") or {}
+    metric = config.get("metric") if config.get("metric") in ("val_acc", "val_loss") else "val_acc"
+    found = curves([(r["optimizer"], r.get("status"), r.get("metrics") or {}, r.get("hyperparams") or {})
+                    for r in section.search], metric)
+    n = max(row["n"] for row in found)
+    series = [figures.Series(row["optimizer"], np.arange(1, len(row["curve"]) + 1, dtype=float),
+                             np.asarray(row["curve"], dtype=float)) for row in found]
+    panel = figures.Panel(f"expected best {metric.replace('_', ' ')} after k tries", "k: candidates tried",
+                          metric.replace("_", " "), series, logx=True)
+    svg = figures.figure_svg([panel], [row["optimizer"] for row in found], prefix=prefix, columns=1)
+    columns = {row["optimizer"]: [tables.fmt(v) for v in row["curve"]] for row in found}
+    caption = (f"Expected best {metric} after k of the N = {n} candidates drawn without replacement (exact order "
+               "statistics; k = 1: the mean candidate, k = N: the best); validation set only")
+    return _figure(svg, caption, _numbers("k", [str(k) for k in range(1, n + 1)], columns))

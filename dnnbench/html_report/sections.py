@@ -89,6 +89,7 @@ class Section:
     paired: dict[str, stats.Paired] = field(default_factory=dict)
     seeds: int = 1
     tag_keys: list[str] = field(default_factory=list)
+    search: list[Row] = field(default_factory=list)  # a tune run's search candidates (phase = search)
 
     @property
     def command(self) -> str:
@@ -113,8 +114,14 @@ def split(source: str, header: Row | None, rows: Sequence[Row]) -> list[Section]
     out = []
     for name, members in parts.items():
         view = [_without_tag(r, SECTION_TAG) for r in members] if name else list(members)
+        # a tune run: the comparison is its final rows (default vs tuned); the search candidates
+        # feed the expected-best curves
+        search = [r for r in view if export.tags(r).get("phase") == "search"]
+        compared = [r for r in view if export.tags(r).get("phase") != "search"] or view
         command = ((header or {}).get("config") or {}).get("command") or "results"
-        out.append(build(f"experiment {name}" if name else str(command), source, header, view))
+        section = build(f"experiment {name}" if name else str(command), source, header, compared)
+        section.search = search
+        out.append(section)
     return out
 
 
@@ -150,8 +157,11 @@ def epoch_stats(summary: stats.Summary, metric: str) -> list[stats.Stat]:
 
 
 def problems(section: Section) -> list[RowTrial]:
-    """Trials that did not end ok (diverged, error, interrupted, ...): shown first, never dropped."""
-    return [t for t in section.trials if t.status != "ok"]
+    """Trials that did not end ok (diverged, error, interrupted, ...): shown first, never dropped --
+    a tune run's search candidates included."""
+    search = [RowTrial.of(r, f"{r.get('optimizer')} candidate {export.tags(r).get('candidate', '?')}")
+              for r in section.search]
+    return [t for t in [*section.trials, *search] if t.status != "ok"]
 
 
 def uses_schedule(section: Section) -> bool:
