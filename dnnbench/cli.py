@@ -34,6 +34,7 @@ MODEL = "Model"
 TRAIN = "Training"
 REG = "Regularization"
 OUTPUT = "Output"
+BACKEND = "Backend"
 
 Dataset = Annotated[str, typer.Option(help="digits | synthetic[:train=N,test=N,features=D,classes=C,seed=S] | mnist | fashion-mnist.", rich_help_panel=DATA)]
 DataFile = Annotated[Path | None, typer.Option("--data", help="An .npz in Keras's layout (x_train, y_train, x_test, y_test); overrides --dataset.", rich_help_panel=DATA)]
@@ -77,6 +78,9 @@ StepEvery = Annotated[float | None, typer.Option(help="step schedule: epochs bet
 StepFactor = Annotated[float, typer.Option(help="step schedule: the factor of each step.", rich_help_panel=TRAIN)]
 TargetOpt = Annotated[str | None, typer.Option("--target", help="Time to target: METRIC=VALUE (val_acc=0.97, val_loss=0.1); each row records the first epoch, step and training time that reached it.", rich_help_panel=OUTPUT)]
 
+BackendOpt = Annotated[str, typer.Option("--backend", help="Where the compiled programs train: local (threads of this process) | ray (one Ray task per program on a Ray cluster; pip install 'dnnbench[ray]').", rich_help_panel=BACKEND)]
+RayAddress = Annotated[str | None, typer.Option(help="With --backend ray: the cluster to join (default: $RAY_ADDRESS, else a cluster started with `ray start` on this machine, else a new local one for this run).", rich_help_panel=BACKEND)]
+RayMaxRetries = Annotated[int, typer.Option(help="With --backend ray: how many times a program whose worker process or node died runs again.", rich_help_panel=BACKEND)]
 
 # The options every training command shares: (parameter name, annotated type, default).
 SHARED_OPTIONS: list[tuple[str, object, object]] = [
@@ -88,6 +92,7 @@ SHARED_OPTIONS: list[tuple[str, object, object]] = [
     ("workers", Workers, None), ("hp", Hp, None), ("schedule", ScheduleKind, "constant"), ("warmup", Warmup, None),
     ("decay_to", DecayTo, None), ("step_every", StepEvery, None), ("step_factor", StepFactor, 0.1),
     ("target", TargetOpt, None),
+    ("backend", BackendOpt, "local"), ("ray_address", RayAddress, None), ("ray_max_retries", RayMaxRetries, 2),
     ("l1", L1, 0.0), ("l2", L2, 0.0), ("dropout", Dropout, 0.0), ("dropout_mode", DropoutMode, "inverted"),
     ("early_stopping", EarlyStopping, False), ("monitor", Monitor, "val_loss"), ("patience", Patience, 5),
     ("min_delta", MinDelta, 0.0), ("augment_shift", AugmentShift, 0), ("augment_noise", AugmentNoise, 0.0),
@@ -273,11 +278,16 @@ def run(
     quiet: Quiet = False,
     resume: Resume = False,
     force: Force = False,
+    backend: Annotated[str | None, typer.Option("--backend", help="local | ray (default: the suite's [train] backend, else local).", rich_help_panel=BACKEND)] = None,
+    ray_address: RayAddress = None,
+    ray_max_retries: Annotated[int | None, typer.Option(help="With --backend ray: retries of a program whose worker died (default: the suite's, else 2).", rich_help_panel=BACKEND)] = None,
 ) -> None:
     """Run every experiment of a suite file (optimizer and regularizer comparisons) into one results file."""
     from dnnbench import commands
 
-    fail_on_errored(commands.run_suite(suite, out=out, json=json, quiet=quiet, resume=resume, force=force))
+    fail_on_errored(commands.run_suite(suite, out=out, json=json, quiet=quiet, resume=resume, force=force,
+                                       backend=backend, ray_address=ray_address,
+                                       ray_max_retries=ray_max_retries))
 
 
 from dnnbench.cli_results import register as _register_results  # noqa: E402 -- check, plot, export, report

@@ -45,7 +45,7 @@ def execute(job: Job, specs: Sequence[TrialSpec], *, out: Path | None, json_line
     ``summary``: trials -> the closing ``{"type": "summary"}`` row (statistics over seeds).
     """
     run = runner.Run(specs=tuple(specs), data=job.data, max_parallel=job.max_parallel, workers=job.workers,
-                     target=target if target is not None else job.target)
+                     target=target if target is not None else job.target, backend=job.backend)
     if resume and out is None:
         raise InputError("--resume needs --out: the results file to resume")
     if resume and force:
@@ -183,7 +183,7 @@ def _resume(out: Path, previous: tuple[dict[str, Any], list[dict[str, Any]], boo
     2 seeds), so that the header states what the file holds. How it trains (workers, programs'
     sizes) is not what it holds: a change there keeps the file's header."""
     old, rows, intact = previous
-    how = ("workers", "max_parallel")
+    how = ("workers", "max_parallel", "backend")
     changed = head is not None and ({k: v for k, v in json.loads(json.dumps(head["config"])).items() if k not in how}
                                     != {k: v for k, v in (old.get("config") or {}).items() if k not in how})
     head = head if changed else old
@@ -403,7 +403,8 @@ def _model_label(job: Job) -> str:
 
 
 def run_suite(path: Path, *, out: Path | None = None, json: bool = False, quiet: bool = False,
-              resume: bool = False, force: bool = False) -> list[results.TrialResult]:
+              resume: bool = False, force: bool = False, backend: str | None = None,
+              ray_address: str | None = None, ray_max_retries: int | None = None) -> list[results.TrialResult]:
     """``dnnbench run``: every experiment of a suite file into one results file, one table each.
 
     All experiments train in one ``execute`` (so trials of one structure share a compiled program
@@ -413,6 +414,11 @@ def run_suite(path: Path, *, out: Path | None = None, json: bool = False, quiet:
     from dnnbench import report, suite
 
     loaded = suite.load(path)
+    given = {k: v for k, v in {"backend": backend, "ray_address": ray_address,
+                                "ray_max_retries": ray_max_retries}.items() if v is not None}
+    if given:  # the command line's --backend / --ray-address over the suite's [train]
+        settings = dataclasses.replace(loaded.job.backend, **given)
+        loaded = dataclasses.replace(loaded, job=dataclasses.replace(loaded.job, backend=settings))
     out = out if out is not None else Path("results") / f"{path.stem}.jsonl"
     target_of = {e.name: e.job.target for e in loaded.experiments}
     trials = execute(loaded.job, loaded.specs, out=out, json_lines=json, quiet=quiet, resume=resume, force=force,

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dnnbench import optim
+from dnnbench.backends import Settings as BackendSettings
 from dnnbench.config import DataConfig, ModelConfig, Regularization, TrainConfig, TrialSpec
 from dnnbench.targets import Target
 
@@ -32,6 +33,7 @@ class Job:
     schedule: optim.Schedule = field(default_factory=optim.Schedule)
     hp: tuple[HpSetting, ...] = ()
     target: Target | None = None  # --target: rows record when they first reached it
+    backend: BackendSettings = field(default_factory=BackendSettings)  # --backend: where programs train
 
     def describe(self) -> dict[str, Any]:
         out = {key: dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from dnnbench import optim, targets
+from dnnbench.backends import Settings as BackendSettings
 from dnnbench.config import MAX_SEED, MAX_SEEDS, DataConfig, ModelConfig, Regularization, TrainConfig
 from dnnbench.errors import InputError
 from dnnbench.job import HpSetting, Job
@@ -26,7 +27,8 @@ def job_from_cli(*, dataset: str, data: Path | None, data_dir: Path | None, no_v
                  patience: int, min_delta: float, augment_shift: int, augment_noise: float,
                  train_fraction: float, hp: Sequence[str] | None = None, schedule: str = "constant",
                  warmup: str | None = None, decay_to: float | None = None, step_every: float | None = None,
-                 step_factor: float = 0.1, target: str | None = None) -> Job:
+                 step_factor: float = 0.1, target: str | None = None, backend: str = "local",
+                 ray_address: str | None = None, ray_max_retries: int = 2) -> Job:
     """The ``Job`` of the shared options of every training command."""
     if not 0 < seeds <= MAX_SEEDS:
         raise InputError(f"seeds must be a positive integer up to {MAX_SEEDS}, got {seeds}")
@@ -56,6 +58,7 @@ def job_from_cli(*, dataset: str, data: Path | None, data_dir: Path | None, no_v
         schedule=sched,
         hp=parse_hp(hp or ()),
         target=targets.parse_target(target),
+        backend=BackendSettings(backend, ray_address, ray_max_retries),
     )
 
 

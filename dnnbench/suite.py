@@ -3,6 +3,7 @@
     [data]             dataset, path, val_split, label_noise, data_dir, verify
     [model]            hidden, activation, residual, precision
     [train]            epochs, batch_size, loss, seeds, seed, max_parallel, workers,
+                       backend ("local" | "ray"), ray_address, ray_max_retries,
                        schedule, warmup (0.1 or "2e"), decay_to, step_every, step_factor,
                        target ("val_acc=0.97": time to target, per experiment too)
     [regularization]   l1, l2, dropout, dropout_mode, early_stopping, monitor, patience, min_delta,
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from dnnbench import optim, options, regularizers, runner, targets, tuning
+from dnnbench.backends import Settings as BackendSettings
 from dnnbench.config import MAX_SEED, MAX_SEEDS, DataConfig, ModelConfig, Regularization, TrainConfig, TrialSpec
 from dnnbench.errors import InputError
 from dnnbench.job import Job
@@ -48,13 +50,14 @@ WARMUP = 'a fraction of training like 0.1 or epochs like "2e"'
 HYPERPARAMS = "a table of tables like {adam = {b1 = 0.95}}"
 SPACE = 'a table of tables like {adam = {b1 = "0.8..0.99", lr = "1e-4..1e-1:log", b2 = [0.99, 0.999]}}'
 SCHEDULE_KEYS = ("schedule", "warmup", "decay_to", "step_every", "step_factor")
+BACKEND_KEYS = ("backend", "ray_address", "ray_max_retries")  # one per suite, like workers
 
 SECTIONS: dict[str, dict[str, str]] = {
     "data": {"dataset": STR, "path": STR, "val_split": FLOAT, "label_noise": FLOAT, "data_dir": STR, "verify": BOOL},
     "model": {"hidden": HIDDEN, "activation": STR, "residual": BOOL, "precision": STR},
     "train": {"epochs": INT, "batch_size": INT, "loss": STR, "seeds": INT, "seed": INT, "max_parallel": INT,
               "workers": INT, "schedule": STR, "warmup": WARMUP, "decay_to": FLOAT, "step_every": FLOAT,
-              "step_factor": FLOAT, "target": STR},
+              "step_factor": FLOAT, "target": STR, "backend": STR, "ray_address": STR, "ray_max_retries": INT},
     "regularization": {"l1": FLOAT, "l2": FLOAT, "dropout": FLOAT, "dropout_mode": STR, "early_stopping": BOOL,
                        "monitor": STR, "patience": INT, "min_delta": FLOAT, "augment_shift": INT,
                        "augment_noise": FLOAT, "train_fraction": FLOAT},
@@ -222,6 +225,7 @@ def _job(src: _Source, suite: dict[str, dict[str, Any]], over: dict[str, dict[st
     seeds, seed = train.pop("seeds", (1, "", None)), train.pop("seed", (0, "", None))
     parallel = train.pop("max_parallel", None)
     workers = train.pop("workers", None)
+    backend_values = {key: train.pop(key) for key in BACKEND_KEYS if key in train}
     model = merged("model")
     if "hidden" in model:
         model["hidden"] = (tuple(model["hidden"][0]), *model["hidden"][1:])
@@ -247,7 +251,8 @@ def _job(src: _Source, suite: dict[str, dict[str, Any]], over: dict[str, dict[st
                seeds=tuple(range(seed[0], seed[0] + seeds[0])), max_parallel=parallel[0] if parallel else None,
                workers=workers[0] if workers else None, schedule=_build(src, make_schedule, schedule_values),
                target=_build(src, lambda target=None: targets.parse_target(target),
-                             {"target": target_value} if target_value else {}))
+                             {"target": target_value} if target_value else {}),
+               backend=_build(src, BackendSettings, backend_values))
 
 
 def _experiment(src: _Source, index: int, raw: Any, suite: dict[str, dict[str, Any]], folder: Path,
@@ -262,7 +267,7 @@ def _experiment(src: _Source, index: int, raw: Any, suite: dict[str, dict[str, A
     over = {}
     for section in OVERRIDABLE:
         # one per suite, in [train]: how the whole run is split into programs
-        allowed = {k: v for k, v in SECTIONS[section].items() if k not in ("max_parallel", "workers")}
+        allowed = {k: v for k, v in SECTIONS[section].items() if k not in ("max_parallel", "workers", *BACKEND_KEYS)}
         over[section] = _checked(src, raw.get(section, {}), f"experiment.{section}", allowed, index)
     name = own.pop("name", kind)
     if not name.strip():

@@ -10,6 +10,7 @@ outcome back as it finishes, in any order. The runner writes rows in group order
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -27,6 +28,7 @@ GroupCallback = Callable[[int, int, Sequence[TrialSpec]], None]  # (program, pro
 EpochCallback = Callable[[int, int, dict[str, np.ndarray]], None]  # (program, epoch, metrics)
 
 NAMES = ("local", "ray")
+RAY_MISSING = "Ray is not installed: pip install 'dnnbench[ray]'"
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,8 @@ class Settings:
             raise InputError(f"ray max retries must be 0 or more, got {self.ray_max_retries!r}")
         if self.ray_address is not None and self.backend != "ray":
             raise InputError("--ray-address goes with --backend ray")
+        if self.backend == "ray" and importlib.util.find_spec("ray") is None:  # say so before anything runs
+            raise InputError(RAY_MISSING)
 
 
 class Execution(Protocol):

@@ -1,0 +1,233 @@
+"""The Ray backend (``--backend ray``): one compiled program = one Ray task on a Ray cluster.
+
+The driver (this process) plans the run as for a local one, puts the dataset into Ray's object
+store once (``ray.put``: tasks read it from there, nothing is shipped per task or re-generated on
+the workers) and submits one task per program. Each task declares one CPU (and one GPU where the
+cluster has GPUs, with JAX's preallocation off) and runs XLA on one thread, so that tasks sharing
+a node do not oversubscribe it: Ray's CPUs are only logical. Outcomes come back as programs
+finish (``ray.wait``); the runner writes rows in group order.
+
+Failures: a task whose worker process or node died is run again by Ray (``max_retries``); one
+that still fails, and an exception raised inside a program (a bad user optimizer), become
+``error`` rows with the reason -- never retried (``retry_exceptions=False``). ``stop`` (Ctrl-C)
+keeps what finished and force-cancels every queued and running task: a cooperative cancel only
+lands after the current XLA call.
+
+Workers need dnnbench (and the optimizers' packages) installed. An optimizer file
+(``path.py:factory``) travels with the run: its text goes into the object store with its SHA-256;
+a worker uses the file at the same absolute path when it holds the same bytes, else a copy of
+the shipped text under its temporary directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+import pickle
+import tempfile
+import traceback
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from dnnbench.backends import RAY_MISSING, EpochCallback, GroupCallback, Outcome, Settings
+from dnnbench.config import TrialSpec
+from dnnbench.errors import DnnbenchError, InputError
+
+#: CPUs each task declares, and XLA's threads inside it.
+TASK_CPUS = 1
+_WAIT_S = 0.5  # ray.wait's timeout: Ctrl-C lands between waits
+
+
+def import_ray() -> Any:
+    """The ``ray`` module, or the one-line ``InputError`` that says how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise InputError(RAY_MISSING) from None
+    return ray
+
+
+class RayExecution:
+    """``backends.Execution`` on Ray tasks."""
+
+    def __init__(self, settings: Settings, programs: Sequence[Sequence[TrialSpec]], data: Any,
+                 on_group: GroupCallback | None, on_epoch: EpochCallback | None) -> None:
+        self.ray = ray = import_ray()
+        self.programs = [list(specs) for specs in programs]
+        self.on_group, self.on_epoch = on_group, on_epoch
+        self.started_here = connect(settings)
+        try:
+            data_ref = ray.put(data)
+            files_ref = ray.put(optimizer_files(spec for specs in self.programs for spec in specs))
+            gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
+            task = ray.remote(train_program).options(
+                num_cpus=TASK_CPUS, num_gpus=gpus, max_retries=settings.ray_max_retries, retry_exceptions=False,
+                runtime_env={"env_vars": worker_env(TASK_CPUS, gpus)})
+            self.pending: dict[Any, int] = {task.remote(specs, data_ref, files_ref): g
+                                            for g, specs in enumerate(self.programs)}
+        except BaseException:
+            self.close()
+            raise
+
+    def finished(self) -> Iterator[tuple[int, Outcome]]:
+        while self.pending:
+            ready, _ = self.ray.wait(list(self.pending), num_returns=1, timeout=_WAIT_S)
+            for ref in ready:
+                g = self.pending.pop(ref)
+                outcome = self._outcome(ref)
+                self._report(g, outcome)
+                yield g, outcome
+
+    def _outcome(self, ref: Any) -> Outcome:
+        ray = self.ray
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayTaskError as exc:  # raised by the task itself: bad input stops the run
+            if isinstance(exc.cause, DnnbenchError):
+                raise exc.cause from None
+            return _with_report(RuntimeError(str(exc).splitlines()[0]), str(exc))
+        except ray.exceptions.RayError as exc:  # its worker or node died, retries exhausted; cancelled
+            return _with_report(exc, str(exc))
+
+    def _report(self, g: int, outcome: Outcome) -> None:
+        """Progress for a program that ended: it appears, at its last epoch."""
+        if self.on_group is not None:
+            self.on_group(g, len(self.programs), self.programs[g])
+        history = getattr(outcome, "history", None)
+        if self.on_epoch is not None and history:
+            epochs = len(next(iter(history.values())))
+            self.on_epoch(g, epochs - 1, {name: values[-1] for name, values in history.items()})
+
+    def stop(self) -> dict[int, Outcome]:
+        ray, kept = self.ray, {}
+        if self.pending:
+            ready, _ = ray.wait(list(self.pending), num_returns=len(self.pending), timeout=0)
+            for ref in ready:  # finished before the stop: kept
+                g = self.pending.pop(ref)
+                outcome = self._outcome(ref)
+                if not isinstance(outcome, ray.exceptions.RayError):
+                    kept[g] = outcome
+            for ref in self.pending:
+                ray.cancel(ref, force=True)
+            self.pending.clear()
+        return kept
+
+    def close(self) -> None:
+        for ref in getattr(self, "pending", {}):
+            self.ray.cancel(ref, force=True)
+        if self.started_here:
+            self.ray.shutdown()  # a cluster started for the run stops; one we joined stays
+            self.started_here = False
+
+
+def start(settings: Settings, programs: Sequence[Sequence[TrialSpec]], data: Any, *,
+          on_group: GroupCallback | None = None, on_epoch: EpochCallback | None = None) -> RayExecution:
+    return RayExecution(settings, programs, data, on_group, on_epoch)
+
+
+def connect(settings: Settings) -> bool:
+    """Join ``--ray-address``, else ``$RAY_ADDRESS``, else a cluster started on this machine (``ray
+    start``), else start a local one with this machine's cores. True when this call connected
+    (and ``close`` must disconnect); False when Ray was already initialised (tests, the Python API)."""
+    ray = import_ray()
+    if ray.is_initialized():
+        return False
+    quiet: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
+    with warnings.catch_warnings():  # Ray starts its processes by fork + exec: JAX's fork warning does not apply
+        warnings.filterwarnings("ignore", r"os\.fork\(\) was called", RuntimeWarning)
+        return _init(ray, settings, quiet)
+
+
+def _init(ray: Any, settings: Settings, quiet: dict[str, Any]) -> bool:
+    address = settings.ray_address or os.environ.get("RAY_ADDRESS")
+    if address:
+        try:
+            ray.init(address=address, **quiet)
+        except ConnectionError as exc:
+            raise InputError(f"cannot reach the Ray cluster at {address}: {str(exc).splitlines()[0]}") from None
+        return True
+    try:
+        ray.init(address="auto", **quiet)
+    except ConnectionError:  # no cluster on this machine: one for this run
+        from dnnbench import engine
+
+        ray.init(num_cpus=engine.cores(), **quiet)
+    return True
+
+
+def worker_env(cpus: int, gpus: int) -> dict[str, str]:
+    """The task's environment, set before JAX starts in the worker: XLA's CPU threads limited to
+    the task's CPUs; no GPU memory preallocation (programs may share a GPU's memory with others)."""
+    threads = "--xla_cpu_multi_thread_eigen=false " if cpus == 1 else ""
+    env = {"XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} {threads}intra_op_parallelism_threads={cpus}".strip()}
+    if gpus:
+        env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
+    if "DNNBENCH_COMPILE_CACHE" in os.environ:
+        env["DNNBENCH_COMPILE_CACHE"] = os.environ["DNNBENCH_COMPILE_CACHE"]
+    return env
+
+
+def optimizer_files(specs: Any) -> dict[str, tuple[str, str, str]]:
+    """Per optimizer-file spec of the run: (its file's absolute path, SHA-256, text)."""
+    from dnnbench.optim import user
+
+    out = {}
+    for spec in {s.optimizer for s in specs}:
+        if user.is_file_spec(spec):
+            path = Path(spec.rpartition(":")[0]).expanduser().resolve()
+            text = path.read_bytes()
+            out[spec] = (str(path), hashlib.sha256(text).hexdigest(), text.decode("utf-8"))
+    return out
+
+
+def _local_spec(spec: str, files: dict[str, tuple[str, str, str]]) -> str:
+    """``spec`` as this worker loads it: the same file where it holds the same bytes, else the
+    shipped text written to a file named by its SHA-256."""
+    if spec not in files:
+        return spec
+    path, sha, text = files[spec]
+    factory = spec.rpartition(":")[2]
+    here = Path(path)
+    if not (here.is_file() and hashlib.sha256(here.read_bytes()).hexdigest() == sha):
+        here = Path(tempfile.gettempdir()) / "dnnbench-optimizers" / sha / Path(path).name
+        if not here.is_file():
+            here.parent.mkdir(parents=True, exist_ok=True)
+            part = here.with_suffix(f".{os.getpid()}.part")
+            part.write_text(text, encoding="utf-8")
+            part.replace(here)
+    return f"{here}:{factory}"
+
+
+def train_program(specs: list[TrialSpec], data: Any, files: dict[str, tuple[str, str, str]]) -> Outcome:
+    """The Ray task: train one program; its output (parameters as NumPy arrays), or the exception
+    that failed it (with ``.report``). A ``DnnbenchError`` (bad input) is raised: it stops the run."""
+    import jax
+
+    from dnnbench import engine
+
+    local = [dataclasses.replace(spec, optimizer=_local_spec(spec.optimizer, files)) for spec in specs]
+    try:
+        output = engine.train_group(local, data)
+    except DnnbenchError:
+        raise
+    except Exception as exc:  # noqa: BLE001 -- this program's trials become error rows
+        return _portable(_with_report(exc, traceback.format_exc(limit=3)))
+    return dataclasses.replace(output, specs=tuple(specs), params=jax.device_get(output.params))
+
+
+def _with_report(exc: BaseException, report: str) -> Any:
+    exc.report = report  # type: ignore[attr-defined]
+    return exc
+
+
+def _portable(exc: Exception) -> Exception:
+    """``exc`` if the driver can unpickle it, else a ``RuntimeError`` with its type and message."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:  # noqa: BLE001 -- a user's exception class may not travel
+        return _with_report(RuntimeError(f"{type(exc).__name__}: {exc}"), getattr(exc, "report", ""))
