@@ -279,13 +279,15 @@ def compare_regularizers(job: Job, methods: str | None, optimizer: str, lr: floa
                                    "strengths": dataclasses.asdict(strengths)},
                      summary=lambda ts: stats.summary_row(ts, lambda t: t.tags.get("regularizer", "?"), "regularizer"))
     if not json:
-        report.make_console().print(regularizers_table(job, trials, optimizer))
+        console = report.make_console()
+        console.print(regularizers.data_note(job), soft_wrap=True)
+        console.print(regularizers_table(job, trials, optimizer, strengths=strengths))
         print_time_to_target(job, trials, lambda t: t.tags.get("regularizer", "?"))
     return trials
 
 
 def regularizers_table(job: Job, trials: Sequence[results.TrialResult], optimizer: str,
-                       title: str = "Regularizers") -> Any:
+                       title: str = "Regularizers", strengths: regularizers.Strengths | None = None) -> Any:
     """The comparison table of a regularizer comparison: one row per method, mean ± std over seeds."""
     from dnnbench import report, stats
 
@@ -293,8 +295,10 @@ def regularizers_table(job: Job, trials: Sequence[results.TrialResult], optimize
     title = (f"{title} on {_data_label(job)} (train fraction {job.reg.train_fraction:g}): "
              f"{_model_label(job)}, {optimizer}, {job.train.epochs} epochs, batch {job.train.batch_size}")
     paired = stats.paired_to_best(summaries, "test_acc") if len(job.seeds) > 1 else None
+    augmented = strengths and {"augment", "all"} & {t.tags.get("regularizer") for t in trials}
+    note = regularizers.augment_note(strengths, regularizers.image_data(job.data)) if augmented else ""
     return report.comparison_table(summaries, title=title, label_header="regularizer", show_epochs=True,
-                                   paired=paired)
+                                   paired=paired, note=note)
 
 
 def diagnose_one(job: Job, optimizer: str, lr: float | None, *, out: Path | None = None, json: bool = False,

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from dnnbench import optim, targets
+from dnnbench import optim, regularizers, targets
 from dnnbench.backends import Settings as BackendSettings
 from dnnbench.config import MAX_SEED, MAX_SEEDS, DataConfig, ModelConfig, Regularization, TrainConfig
 from dnnbench.errors import InputError
@@ -20,16 +20,24 @@ from dnnbench.job import HpSetting, Job
 
 
 def job_from_cli(*, dataset: str, data: Path | None, data_dir: Path | None, no_verify: bool,
-                 val_split: float, label_noise: float, hidden: str, activation: str, residual: bool, precision: str,
+                 val_split: float, label_noise: float | None, hidden: str, activation: str, residual: bool, precision: str,
                  loss: str, epochs: int, batch_size: int, train_eval_samples: int, seeds: int, seed: int,
                  max_parallel: int | None, workers: int | None,
                  l1: float, l2: float, dropout: float, dropout_mode: str, early_stopping: bool, monitor: str,
-                 patience: int, min_delta: float, augment_shift: int, augment_noise: float,
-                 train_fraction: float, hp: Sequence[str] | None = None, schedule: str = "constant",
+                 patience: int, min_delta: float, augment_shift: int | None, augment_noise: float,
+                 train_fraction: float | None, hp: Sequence[str] | None = None, schedule: str = "constant",
                  warmup: str | None = None, decay_to: float | None = None, step_every: float | None = None,
                  step_factor: float = 0.1, target: str | None = None, backend: str = "local",
                  ray_address: str | None = None, ray_max_retries: int = 2) -> Job:
-    """The ``Job`` of the shared options of every training command."""
+    """The ``Job`` of the shared options of every training command. ``None`` is a command's "not
+    given": a ``label_noise`` or ``train_fraction`` is then the digits demo's on the bundled digits
+    and none (the data as given) on any other data; an ``augment_shift`` is the regularizers'
+    default on image data and 0 on feature vectors."""
+    demo = regularizers.DIGITS_DEMO if data is None and dataset == "digits" else None
+    if label_noise is None:
+        label_noise = demo.label_noise if demo else 0.0
+    if train_fraction is None:
+        train_fraction = demo.train_fraction if demo else 1.0
     if not 0 < seeds <= MAX_SEEDS:
         raise InputError(f"seeds must be a positive integer up to {MAX_SEEDS}, got {seeds}")
     if not 0 <= seed or seed + seeds - 1 > MAX_SEED:
@@ -41,10 +49,13 @@ def job_from_cli(*, dataset: str, data: Path | None, data_dir: Path | None, no_v
     train = TrainConfig(epochs=epochs, batch_size=batch_size, loss=loss, train_eval_samples=train_eval_samples)
     sched = make_schedule(schedule, warmup, decay_to, step_every, step_factor)
     sched.check_epochs(train.epochs)
+    data_config = DataConfig(dataset=dataset, path=str(data) if data else None, val_split=val_split,
+                             data_dir=str(data_dir) if data_dir else None, verify=not no_verify,
+                             label_noise=label_noise)
+    if augment_shift is None:
+        augment_shift = regularizers.Strengths().augment_shift if regularizers.image_data(data_config) else 0
     return Job(
-        data=DataConfig(dataset=dataset, path=str(data) if data else None, val_split=val_split,
-                        data_dir=str(data_dir) if data_dir else None, verify=not no_verify,
-                        label_noise=label_noise),
+        data=data_config,
         model=ModelConfig(hidden=parse_hidden(hidden), activation=activation, residual=residual,
                           precision=precision),
         train=train,

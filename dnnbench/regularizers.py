@@ -3,8 +3,10 @@
 ``dnnbench regularizers`` trains the same task, seeds and initial weights once per method. Every
 method is a ``Regularization`` derived from the same base, so the methods differ only in numbers
 (L1/L2 strength, dropout rate, noise, shift, early-stopping flag) and train together in ONE
-compiled program. The defaults below are chosen so that the lesson is visible on digits: with a
-quarter of the training set and 40 epochs the unregularized network overfits.
+compiled program. ``augment`` is random shifts + Gaussian noise on image data and noise alone on
+feature vectors. The command's data defaults (``DIGITS_DEMO``: label noise, half the training set)
+make the lesson visible on the bundled digits, and apply to nothing else: other data are used as
+given unless asked.
 """
 
 from __future__ import annotations
@@ -14,12 +16,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dnnbench.config import Regularization, TrialSpec
+from dnnbench.config import DataConfig, Regularization, TrialSpec
 from dnnbench.errors import InputError
 from dnnbench.job import Job
 
 METHODS = ("none", "l1", "l2", "dropout", "early_stopping", "augment", "all")
-IMAGE_ONLY = ("augment",)
+
+
+@dataclass(frozen=True)
+class DemoData:
+    """What ``dnnbench regularizers`` does to the bundled digits unless told otherwise."""
+
+    label_noise: float = 0.2
+    train_fraction: float = 0.5
+
+
+DIGITS_DEMO = DemoData()
 
 
 @dataclass(frozen=True)
@@ -62,10 +74,10 @@ def method_regularization(method: str, base: Regularization, s: Strengths) -> Re
     raise InputError(f"unknown regularizer {method!r}; valid: {', '.join(METHODS)}")
 
 
-def parse_methods(text: str | None, image_like: bool) -> list[str]:
-    """``--methods`` (comma-separated); by default every method, ``augment`` only for images."""
+def parse_methods(text: str | None) -> list[str]:
+    """``--methods`` (comma-separated); by default every method."""
     if text is None:
-        return [m for m in METHODS if image_like or m not in IMAGE_ONLY]
+        return list(METHODS)
     given = [n.strip() for n in text.split(",")]
     if "" in given and any(given):
         raise InputError(f"--methods {text!r} has an empty name; separate names with single commas")
@@ -81,14 +93,12 @@ def parse_methods(text: str | None, image_like: bool) -> list[str]:
     return names
 
 
-def method_specs(methods: Sequence[str], base: TrialSpec, seeds: Sequence[int], strengths: Strengths,
-                 image_like: bool) -> tuple[TrialSpec, ...]:
+def method_specs(methods: Sequence[str], base: TrialSpec, seeds: Sequence[int],
+                 strengths: Strengths) -> tuple[TrialSpec, ...]:
     """One trial per method and seed, tagged ``regularizer=<method>``."""
     specs = []
     for method in methods:
         reg = method_regularization(method, base.reg, strengths)
-        if not image_like and reg.augment_shift:
-            reg = dataclasses.replace(reg, augment_shift=0, augment_noise=reg.augment_noise or strengths.augment_noise)
         for seed in seeds:
             specs.append(dataclasses.replace(base, seed=seed, reg=reg, tags=(("regularizer", method),)))
     return tuple(specs)
@@ -100,26 +110,69 @@ def comparison_specs(job: Job, methods: str | None, optimizer: str, lr: float | 
     """``dnnbench regularizers``' trials: the methods, their strengths and one trial per method
     and seed. ``strengths``: exactly these (the CLI, whose option defaults are ``Strengths()``, so
     an explicit 0 is kept); by default those of ``job.reg``, a 0 there meaning the default (a
-    suite's ``[regularization]``, whose own defaults are 0)."""
-    image_like = image_data(job)
-    names = parse_methods(methods, image_like)
+    suite's ``[regularization]``, whose own defaults are 0). On feature vectors the default shift
+    is 0 (augment = noise); a shift asked for there is an error."""
+    image_like = image_data(job.data)
+    names = parse_methods(methods)
     if strengths is None:
         r, default = job.reg, Strengths()
         strengths = Strengths(
             l1=r.l1 or default.l1, l2=r.l2 or default.l2, dropout=r.dropout or default.dropout,
-            patience=r.patience, augment_shift=r.augment_shift or default.augment_shift,
+            patience=r.patience, augment_shift=r.augment_shift or (default.augment_shift if image_like else 0),
             augment_noise=r.augment_noise or default.augment_noise,
         )
+    if strengths.augment_shift and not image_like and {"augment", "all"} & set(names):
+        raise InputError(f"augment shift {strengths.augment_shift} needs image data, and "
+                         f"{job.data.path or job.data.dataset} holds feature vectors; leave --augment-shift out "
+                         f"(augment is then noise only)")
     base = job.trial(optimizer, lr, hyperparams)
     if "early_stopping" in names or "all" in names:
         if job.data.val_split == 0:
             raise InputError("early stopping needs a validation set; use --val-split > 0 or leave it out of --methods")
-    return names, strengths, method_specs(names, base, job.seeds, strengths, image_like)
+    return names, strengths, method_specs(names, base, job.seeds, strengths)
 
 
-def image_data(job: Job) -> bool:
-    """Whether the data are single-channel images (augmentation by shifts makes sense)."""
-    if job.data.path:
-        return True  # checked against the loaded data by the engine; a clear error if not
-    name = job.data.dataset.split(":")[0]
-    return name in ("digits", "mnist", "fashion-mnist")
+def image_data(data: DataConfig) -> bool:
+    """Whether the data are single-channel images (augmentation by shifts makes sense). An .npz
+    is judged by the shape in its ``x_train`` header (not loaded); an unreadable one counts as
+    images, so that loading it gives its own, clearer error."""
+    if data.path:
+        shape = _npz_shape(data.path)
+        return shape is None or len(shape) == 3 or (len(shape) == 4 and shape[3] == 1)
+    return data.dataset.split(":")[0] in ("digits", "mnist", "fashion-mnist")
+
+
+def _npz_shape(path: str) -> tuple[int, ...] | None:
+    import zipfile
+
+    from numpy.lib import format as npy
+
+    try:
+        with zipfile.ZipFile(path) as archive, archive.open("x_train.npy") as member:
+            version = npy.read_magic(member)
+            read = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+            return tuple(read(member)[0])
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+
+
+def augment_note(strengths: Strengths, image_like: bool) -> str:
+    """What ``augment`` did, for the table's caption."""
+    if image_like:
+        return f"augment = random shifts of up to {strengths.augment_shift} px + noise std {strengths.augment_noise:g}"
+    return f"augment = noise std {strengths.augment_noise:g} (feature vectors: no shifts)"
+
+
+def data_note(job: Job) -> str:
+    """One line: what was done to the training data (label noise, fraction), and why."""
+    noise, fraction = job.data.label_noise, job.reg.train_fraction
+    where = job.data.path or job.data.dataset
+    if noise == 0 and fraction == 1:
+        return f"Training data: {where} as given (no label noise, the full training set)."
+    done = ([f"{noise:g} of its training labels replaced by a wrong class"] if noise else []) + (
+        [f"training on a {fraction:g} fraction of its training set"] if fraction < 1 else [])
+    demo = (job.data.path is None and job.data.dataset == "digits"
+            and (noise, fraction) == (DIGITS_DEMO.label_noise, DIGITS_DEMO.train_fraction))
+    why = (" (the digits demo's defaults, to make overfitting visible; --label-noise 0 --train-fraction 1 "
+           "for the data as given)") if demo else ""
+    return f"Training data: {where} with {' and '.join(done)}{why}."

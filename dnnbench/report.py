@@ -100,8 +100,9 @@ def _diagnosis(summary: Summary) -> Text:
 
 
 def comparison_table(summaries: Sequence[Summary], *, title: str, label_header: str = "optimizer",
-                     show_epochs: bool = False, paired: dict | None = None) -> Table:
-    """One row per summary: rate, losses, accuracies, best epoch, diagnosis, timings, status.
+                     show_epochs: bool = False, paired: dict | None = None, note: str = "") -> Table:
+    """One row per summary: rate, losses, accuracies, best epoch, diagnosis, timings, status;
+    ``note``: one more caption line (e.g. what a method did on these data).
 
     At render time, columns that do not fit the console are dropped in ``COMPARISON_DROP_ORDER``
     and named in the caption; the label, test accuracy, diagnosis and status always stay."""
@@ -181,7 +182,7 @@ def comparison_table(summaries: Sequence[Summary], *, title: str, label_header: 
                                 if paired else ""))
         else:
             table.caption = "best of each column in green; compile and train times are per compiled group"
-        table.caption += _error_notes(summaries)
+        table.caption += (f"\n{note}" if note else "") + _error_notes(summaries)
         return table
 
     present = [header for header, _, _ in columns]

@@ -68,7 +68,7 @@ def test_augmentation_keeps_labels_and_shapes_and_shifts_pixels():
 
 def test_methods_share_one_compiled_program_and_tag_rows():
     base = TrialSpec(model=ModelConfig(hidden=(8,)), train=TrainConfig(epochs=2, batch_size=16))
-    specs = regularizers.method_specs(regularizers.METHODS, base, [0, 1], regularizers.Strengths(), image_like=True)
+    specs = regularizers.method_specs(regularizers.METHODS, base, [0, 1], regularizers.Strengths())
     assert len({s.structure for s in specs}) == 1
     assert len(runner.group_by_structure(specs)) == 1
     assert [dict(s.tags)["regularizer"] for s in specs[::2]] == list(regularizers.METHODS)
@@ -79,4 +79,4 @@ def test_unknown_method_is_an_input_error():
     from dnnbench.errors import InputError
 
     with pytest.raises(InputError, match="unknown regularizer 'weight_decay'; valid: none, l1"):
-        regularizers.parse_methods("l2,weight_decay", image_like=True)
+        regularizers.parse_methods("l2,weight_decay")
