@@ -29,6 +29,21 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from dnnbench import __version__
+
+        print(f"dnnbench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", help="Print dnnbench's version and exit.",
+                                                callback=_print_version, is_eager=True)] = False) -> None:
+    """Only the app-wide ``--version``; every command has its own options."""
+
+
 DATA = "Data"
 MODEL = "Model"
 TRAIN = "Training"

@@ -17,6 +17,11 @@ The decision, with the ``Thresholds`` (all configurable):
 4. ``still improving`` if the validation loss still falls as in 2.
 5. ``good fit`` otherwise.
 Test data is only reported, never used to decide, unless there is no validation set.
+
+An early-stopping trial keeps the weights of its restored (best) epoch, so it is judged there: the
+gap and accuracy at that epoch, the trend up to it, no rise after it (it no longer uses those
+epochs), and never ``still improving`` once it stopped. Its evidence says "stopped at epoch E,
+restored epoch B".
 """
 
 from __future__ import annotations
@@ -54,13 +59,26 @@ def _trend(losses: np.ndarray, window: int) -> float:
     return float((tail[-1] - tail[0]) / abs(tail[0]) / (len(tail) - 1))
 
 
+def restored_epoch(history: dict[str, list], reg: Regularization) -> int:
+    """The epoch (1-based) whose weights early stopping restores: the first that improved the
+    monitored value by more than ``min_delta`` over every earlier one (the engine's rule)."""
+    values = np.asarray(history[reg.monitor], float)
+    sign = -1.0 if reg.monitor.endswith("_acc") else 1.0  # compare as a loss: lower is better
+    best, best_index = np.inf, 0
+    for i, value in enumerate(sign * values):
+        if np.isfinite(value) and value < best - reg.min_delta:
+            best, best_index = value, i
+    return best_index + 1
+
+
 def diagnose(history: dict[str, list], status: str, *, spec: TrialSpec | None = None,
              data: DataConfig | None = None, base_command: Sequence[str] | None = None,
-             thresholds: Thresholds = Thresholds()) -> dict[str, Any]:
+             thresholds: Thresholds = Thresholds(), restored: int | None = None) -> dict[str, Any]:
     """``{"label", "evidence", "remedies"}`` for one trial's history (see the module doc).
 
     The remedies are commands for ``spec`` on ``data`` (or on the data options of
-    ``base_command``, a ``command_for`` line)."""
+    ``base_command``, a ``command_for`` line). ``restored``: the epoch an early-stopping trial
+    restored (default: found in the history by the monitor of ``spec``)."""
     base = data if data is not None else _data_part(base_command)
     t = thresholds
     train_acc = np.asarray(history["train_acc"], float)
@@ -70,9 +88,20 @@ def diagnose(history: dict[str, list], status: str, *, spec: TrialSpec | None = 
     test_acc = np.asarray(history["test_acc"], float)
     has_val = bool(np.isfinite(val_acc).any())
     monitored = val_loss if has_val else train_loss
+    ran = len(train_acc)
+    early = spec is not None and spec.reg.early_stopping and status != "diverged" and has_val
+    if early:
+        assert spec is not None
+        restored = restored or restored_epoch(history, spec.reg)
+        stopped = ran < spec.train.epochs
+        # Judge the weights the trial kept: everything after the restored epoch is cut off.
+        train_acc, train_loss, val_loss, val_acc, test_acc, monitored = (
+            a[:restored] for a in (train_acc, train_loss, val_loss, val_acc, test_acc, monitored))
     last = len(train_acc) - 1
     evidence: dict[str, Any] = {
-        "epochs": last + 1,
+        "epochs": ran,
+        **({"early_stopping": (f"stopped at epoch {ran}" if stopped else f"ran all {ran} epochs")
+                              + f", restored epoch {restored}", "judged_epoch": restored} if early else {}),
         "train_acc": _num(train_acc[last]),
         "train_loss": _num(train_loss[last]),
         "underfit_train_acc_threshold": t.underfit_train_acc,
@@ -103,7 +132,8 @@ def diagnose(history: dict[str, list], status: str, *, spec: TrialSpec | None = 
         "val_acc": _num(val_acc[last]) if has_val else None,
         "test_acc": _num(test_acc[last]),
     })
-    improving = trend < -t.improving_rel and best == last
+    # A trial that stopped early is past improving: its monitor stopped getting better.
+    improving = trend < -t.improving_rel and best == last and not (early and stopped)
     if train_acc[last] < t.underfit_train_acc:
         label = "still improving" if improving else "underfitting"
     elif gap > t.overfit_gap or (has_val and rise > t.overfit_val_rise and last - best >= t.window):

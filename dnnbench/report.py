@@ -137,8 +137,11 @@ def comparison_table(summaries: Sequence[Summary], *, title: str, label_header: 
             elif header == "lr":
                 cells.append(",".join(f"{lr:g}" for lr in s.learning_rates))
             elif header == "best val (epoch)":
-                epoch = st["best_epoch"]
-                cells.append(f"{_fmt(st['best_val_acc'])} ({'-' if not epoch.n else f'{epoch.mean:.0f}'})")
+                epoch, ran = st["best_epoch"], st["epochs_run"]
+                # An early-stopping row reports its restored epoch, and of how many it ran.
+                restored = epoch.n and all(t.spec.reg.early_stopping for t in s.trials)
+                of = f" of {ran.mean:.0f}" if restored and ran.n else ""
+                cells.append(f"{_fmt(st['best_val_acc'])} ({'-' if not epoch.n else f'{epoch.mean:.0f}'}{of})")
             elif header == "gap":
                 gap = Stat(st["train_acc"].mean - st["test_acc"].mean, 0.0, 1, (math.nan, math.nan))
                 cells.append(_fmt(gap, 3) if st["train_acc"].n else "-")
@@ -182,6 +185,9 @@ def comparison_table(summaries: Sequence[Summary], *, title: str, label_header: 
                                 if paired else ""))
         else:
             table.caption = "best of each column in green; compile and train times are per compiled group"
+        if "best val (epoch)" in [columns[j][0] for j in keep] and any(
+                all(t.spec.reg.early_stopping for t in s.trials) for s in summaries):
+            table.caption += "\nbest val (epoch) of an early-stopping row: at the restored epoch (B of E run)"
         table.caption += (f"\n{note}" if note else "") + _error_notes(summaries)
         return table
 

@@ -126,3 +126,43 @@ def test_an_explicit_shift_on_feature_vectors_is_an_error(tmp_path):
     # Without augment among the methods the shift is unused: no error.
     code, _, err = _run("regularizers", *SMALL, "--data", signals, "--augment-shift", "1", "--methods", "l2")
     assert code == 0, err
+
+
+# ---- 5. an early-stopped row shows its restored epoch
+
+
+def test_the_table_shows_the_restored_epoch_of_an_early_stopping_row():
+    from rich.console import Console
+
+    from dnnbench import report, stats
+    from dnnbench.config import Regularization, TrainConfig, TrialSpec
+    from dnnbench.results import TrialResult
+
+    def trial(method: str, seed: int, best: int, ran: int) -> TrialResult:
+        reg = Regularization(early_stopping=method == "early_stopping")
+        return TrialResult(id=f"{method}-{seed}", spec=TrialSpec(seed=seed, train=TrainConfig(epochs=20), reg=reg,
+                                                                 tags=(("regularizer", method),)),
+                           status="ok", metrics={"val_acc": 0.9, "best_val_acc": 0.95, "test_acc": 0.9},
+                           history={}, best_epoch=best, stopped_epoch=ran if ran < 20 else None, diverged_epoch=None,
+                           timing={"epochs_run": ran})
+
+    trials = [trial("none", 0, 12, 20), trial("none", 1, 14, 20),
+              trial("early_stopping", 0, 6, 11), trial("early_stopping", 1, 8, 13)]
+    table = report.comparison_table(stats.summarize(trials, lambda t: t.tags["regularizer"]), title="t",
+                                    label_header="regularizer", show_epochs=True)
+    console = Console(width=200, record=True)
+    console.print(table)
+    text = console.export_text()
+    assert "0.950±0.000 (13)" in next(line for line in text.splitlines() if "│ none" in line)
+    assert "0.950±0.000 (7 of 12)" in next(line for line in text.splitlines() if "│ early_stopping" in line)
+    assert "best val (epoch) of an early-stopping row: at the restored epoch (B of E run)" in text
+
+
+# ---- 6. small things
+
+
+def test_version():
+    from dnnbench import __version__
+
+    code, stdout, _ = _run("--version")
+    assert code == 0 and stdout == f"dnnbench {__version__}\n"
