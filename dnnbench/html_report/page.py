@@ -153,7 +153,7 @@ def _section(section: sections.Section, anchor: str) -> str:
     return "".join(parts)
 
 
-def render(sources: Sequence[Source], *, baseline: Source | None = None, tolerance: float = 0.01,
+def render(sources: Sequence[Source], *, baseline: Source | None = None, tolerance: float = checking.DEFAULT_TOLERANCE,
            generated: str = "") -> str:
     """The whole page for ``sources`` (and their check against ``baseline``, when given)."""
     body, toc = [], []
