@@ -70,16 +70,25 @@ def env(address: str) -> dict[str, str]:
 
 
 def program_pids() -> list[int]:
-    """Ray worker processes running a program now (Ray titles them ``ray::train_program``)."""
+    """This session's Ray workers running a program now (Ray titles them ``ray::train_program``):
+    descendants of this process -- the cluster's raylet is its child -- never another user's."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if (entry / "cmdline").read_bytes().startswith(b"ray::train_program"):
+                if (entry / "cmdline").read_bytes().startswith(b"ray::train_program") and _ours(int(entry.name)):
                     pids.append(int(entry.name))
             except OSError:
                 continue
     return pids
+
+
+def _ours(pid: int) -> bool:
+    for _ in range(4):  # worker -> raylet -> this process
+        pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        if pid == os.getpid():
+            return True
+    return False
 
 
 def test_ray_gives_the_local_rows_bit_for_bit_in_group_order(cluster, ds):

@@ -60,6 +60,7 @@ class RayExecution:
         self.programs = [list(specs) for specs in programs]
         self.on_group, self.on_epoch = on_group, on_epoch
         self.started_here = connect(settings)
+        self.nodes: dict[int, str] = {}  # program -> the Ray node id that trained it
         try:
             data_ref = ray.put(data)
             files_ref = ray.put(optimizer_files(spec for specs in self.programs for spec in specs))
@@ -69,6 +70,7 @@ class RayExecution:
                 runtime_env={"env_vars": worker_env(TASK_CPUS, gpus)})
             self.pending: dict[Any, int] = {task.remote(specs, data_ref, files_ref): g
                                             for g, specs in enumerate(self.programs)}
+            self.submitted = dict(self.pending)
         except BaseException:
             self.close()
             raise
@@ -85,7 +87,9 @@ class RayExecution:
     def _outcome(self, ref: Any) -> Outcome:
         ray = self.ray
         try:
-            return ray.get(ref)
+            node, outcome = ray.get(ref)
+            self.nodes[self.submitted[ref]] = node
+            return outcome
         except ray.exceptions.RayTaskError as exc:  # raised by the task itself: bad input stops the run
             if isinstance(exc.cause, DnnbenchError):
                 raise exc.cause from None
@@ -202,9 +206,16 @@ def _local_spec(spec: str, files: dict[str, tuple[str, str, str]]) -> str:
     return f"{here}:{factory}"
 
 
-def train_program(specs: list[TrialSpec], data: Any, files: dict[str, tuple[str, str, str]]) -> Outcome:
-    """The Ray task: train one program; its output (parameters as NumPy arrays), or the exception
-    that failed it (with ``.report``). A ``DnnbenchError`` (bad input) is raised: it stops the run."""
+def train_program(specs: list[TrialSpec], data: Any, files: dict[str, tuple[str, str, str]]) -> tuple[str, Outcome]:
+    """The Ray task: train one program; the node's id and the program's output (parameters as
+    NumPy arrays) or the exception that failed it (with ``.report``). A ``DnnbenchError`` (bad
+    input) is raised: it stops the run."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id(), _train(specs, data, files)
+
+
+def _train(specs: list[TrialSpec], data: Any, files: dict[str, tuple[str, str, str]]) -> Outcome:
     import jax
 
     from dnnbench import engine
