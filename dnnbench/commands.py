@@ -280,7 +280,7 @@ def compare_regularizers(job: Job, methods: str | None, optimizer: str, lr: floa
                      summary=lambda ts: stats.summary_row(ts, lambda t: t.tags.get("regularizer", "?"), "regularizer"))
     if not json:
         console = report.make_console()
-        console.print(regularizers.data_note(job), soft_wrap=True)
+        console.print(regularizers.data_note(job))  # wrapped to the terminal like the tables
         console.print(regularizers_table(job, trials, optimizer, strengths=strengths))
         print_time_to_target(job, trials, lambda t: t.tags.get("regularizer", "?"))
     return trials

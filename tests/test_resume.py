@@ -24,7 +24,8 @@ from dnnbench.cli import main
 TINY = ["--dataset", "synthetic:train=200,test=50,features=8", "--hidden", "8", "--epochs", "2",
         "--batch-size", "20", "--quiet"]
 # Two workers: two compiled groups (sgd, adam) of two trials, however many cores the machine has.
-TWO_BY_TWO = ["optimizers", *TINY, "--optimizers", "sgd,adam", "--seeds", "2", "--workers", "2"]
+# --max-parallel 2: two compiled groups of two trials (without it the plan cuts them into 4 singles)
+TWO_BY_TWO = ["optimizers", *TINY, "--optimizers", "sgd,adam", "--seeds", "2", "--max-parallel", "2"]
 NUMBERS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
 
 
@@ -90,10 +91,10 @@ def test_resume_trains_the_groups_of_missing_trials_whole_with_identical_numbers
     _assert_same_numbers(_trials(path), _trials(full))
 
 
-def test_resume_keeps_the_split_groups_of_more_workers(tmp_path, monkeypatch):
-    """With four workers the two groups run as four single-trial programs; resume trains exactly
-    the programs of the missing trials, as the interrupted run had them."""
-    argv = [*TWO_BY_TWO[:-1], "4"]
+def test_resume_keeps_the_split_groups_of_the_plan(tmp_path, monkeypatch):
+    """Planned for the cores, the two groups run as four single-trial programs; resume trains
+    exactly the programs of the missing trials, as the interrupted run had them."""
+    argv = TWO_BY_TWO[:-2]
     full = tmp_path / "full.jsonl"
     assert _run([*argv, "--out", full])[0] == 0
     sizes: list[int] = []
