@@ -196,8 +196,9 @@ def _result(output: engine.GroupOutput, j: int, key: dict[str, Any], run: Run, d
         result.extra["target"] = targets.time_to_target(result.history, result.timing, target)
     result.params = engine.trial_params(output, j)
     result.graphdef = output.graphdef
+    restored = (result.extra.get("early_stopping") or {}).get("restored_epoch")  # the engine's own best epoch
     result.diagnosis = diagnosis.diagnose(result.history, result.status, spec=result.spec, data=run.data,
-                                          thresholds=thresholds)
+                                          thresholds=thresholds, restored=restored)
     return result
 
 
