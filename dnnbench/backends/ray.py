@@ -112,7 +112,10 @@ class RayExecution:
             ready, _ = ray.wait(list(self.pending), num_returns=len(self.pending), timeout=0)
             for ref in ready:  # finished before the stop: kept
                 g = self.pending.pop(ref)
-                outcome = self._outcome(ref)
+                try:
+                    outcome = self._outcome(ref)
+                except DnnbenchError:  # bad input, raised by a task: the error being handled says enough
+                    continue
                 if not isinstance(outcome, ray.exceptions.RayError):
                     kept[g] = outcome
             for ref in self.pending:
