@@ -338,10 +338,18 @@ def _catch_sigterm() -> object:
     if threading.current_thread() is not threading.main_thread():
         return None
 
+    _SIGTERM.clear()
+
     def terminate(signum: int, frame: object) -> None:
+        _SIGTERM.set()
         raise Terminated
 
     return signal.signal(signal.SIGTERM, terminate)
+
+
+#: Set when this process received SIGTERM: Typer turns any KeyboardInterrupt escaping a command
+#: (``Terminated`` is one) into exit 130, so the exit code is decided on this, not on the exception.
+_SIGTERM = threading.Event()
 
 
 def _stdout_to_devnull() -> None:
@@ -384,7 +392,10 @@ def _main(argv: list[str] | None) -> int:
         where = exc.filename or "stdout"
         print(f"dnnbench: error: {where}: cannot write ({exc.strerror or exc})", file=sys.stderr)
         return OutputError.exit_code
-    if code == 130:
+    if code == 130:  # a stop outside training (Typer's own KeyboardInterrupt handling)
+        if _SIGTERM.is_set():
+            print("dnnbench: terminated (SIGTERM)", file=sys.stderr)
+            return 143
         print("dnnbench: interrupted", file=sys.stderr)
     return code if isinstance(code, int) else 0
 

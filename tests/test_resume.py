@@ -195,9 +195,10 @@ def _dnnbench() -> list[str]:
                                                    (signal.SIGTERM, 143, "terminated (SIGTERM)")])
 def test_a_stop_keeps_finished_trials_and_resume_completes_them_exactly(tmp_path, sig, exit_code, said):
     # SIGTERM (how CI systems stop a job) takes the same path as Ctrl-C, with exit code 143.
-    # One worker and 150 epochs: the groups train one after the other, the second for a while,
+    # One worker and 600 epochs: the groups train one after the other, the second for a while
+    # (seconds, even with the Ray tests loading the cores beside it),
     # so the interrupt lands after the first group's rows and before the last ones.
-    argv = [*TWO_BY_TWO, "--epochs", "150"]  # the last --epochs counts
+    argv = [*TWO_BY_TWO, "--epochs", "600"]  # the last --epochs counts
     full = tmp_path / "full.jsonl"
     code, _, err = _run([*argv, "--out", full])  # the uninterrupted run (two workers: the same two groups)
     assert code == 0, err
@@ -226,3 +227,20 @@ def test_a_stop_keeps_finished_trials_and_resume_completes_them_exactly(tmp_path
     assert code == 0, err
     assert path.read_text().splitlines()[: len(lines)] == lines
     _assert_same_numbers(_trials(path), _trials(full))  # the uninterrupted run's numbers
+
+
+def test_sigterm_outside_training_still_exits_143(monkeypatch, capsys):
+    """Typer turns a KeyboardInterrupt escaping a command into exit 130; a SIGTERM (say, while the
+    table is drawn after training) must still read as one: exit 143."""
+    from dnnbench import cli, commands
+    from dnnbench.errors import Terminated
+
+    def terminated(*args, **kwargs):
+        cli._SIGTERM.set()  # what the SIGTERM handler does before it raises
+        raise Terminated
+
+    monkeypatch.setattr(commands, "compare_optimizers", terminated)
+    assert cli.main(["optimizers", *TINY]) == 143
+    assert capsys.readouterr().err.strip() == "dnnbench: terminated (SIGTERM)"
+    monkeypatch.setattr(commands, "compare_optimizers", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    assert cli.main(["optimizers", *TINY]) == 130  # Ctrl-C stays 130
