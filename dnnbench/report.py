@@ -280,17 +280,30 @@ def make_console(*, stderr: bool = False, quiet: bool = False) -> Console:
     return Console(stderr=stderr, quiet=quiet, highlight=False, soft_wrap=False, width=width)
 
 
-def datasets_table(rows: Sequence[dict]) -> Table:
+#: What the datasets table drops first when the console is too narrow (name, availability and the
+#: cache path always stay; a path folds onto more lines rather than being cut).
+DATASETS_DROP_ORDER = ("source", "input shape", "test", "train", "classes")
+
+
+def datasets_table(rows: Sequence[dict]) -> Fitted:
     """``dnnbench datasets``: name, input shape, classes, sizes, source, availability."""
-    table = Table(title="Datasets", title_justify="left", header_style="bold")
-    for header in ("name", "input shape", "classes", "train", "test", "offline", "where", "source"):
-        table.add_column(header, justify="right" if header in ("classes", "train", "test") else "left")
-    for row in rows:
-        shape = "x".join(map(str, row["input_shape"]))
-        table.add_row(Text(row["name"], style="bold"), shape, str(row["classes"]), str(row["train"]),
-                      str(row["test"]), Text("yes", style="green") if row["offline"] else Text("no (downloads)", style="yellow"),
-                      row["where"], row["source"])
-    return table
+    def build(hidden: Sequence[str]) -> Table:
+        table = Table(title="Datasets", title_justify="left", header_style="bold")
+        headers = [h for h in ("name", "input shape", "classes", "train", "test", "offline", "where", "source")
+                   if h not in hidden]
+        for header in headers:
+            numeric = header in ("classes", "train", "test")
+            table.add_column(header, justify="right" if numeric else "left", no_wrap=header != "where",
+                             overflow="fold")
+        for row in rows:
+            cells = {"name": Text(row["name"], style="bold"), "input shape": "x".join(map(str, row["input_shape"])),
+                     "classes": str(row["classes"]), "train": str(row["train"]), "test": str(row["test"]),
+                     "offline": Text("yes", style="green") if row["offline"] else Text("no (downloads)", style="yellow"),
+                     "where": row["where"], "source": row["source"]}
+            table.add_row(*(cells[h] for h in headers))
+        return table
+
+    return Fitted(build, DATASETS_DROP_ORDER)
 
 
 class TrainingProgress:

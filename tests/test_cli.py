@@ -259,3 +259,17 @@ def test_json_prints_only_json_lines_and_divergence_is_a_status(json_run):
 def test_dnnbench_script_is_installed():
     script = Path(sys.executable).with_name("dnnbench")
     assert script.exists() and os.access(script, os.X_OK)
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_datasets_table_never_cuts_a_path(columns, monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("COLUMNS", str(columns))
+    cache = tmp_path / "a rather long cache folder name" / "for the datasets of dnnbench"
+    assert main(["datasets", "--data-dir", str(cache)]) == 0
+    out = capsys.readouterr().out
+    assert "…" not in out and all(len(line) <= columns for line in out.splitlines())
+    # the path folds over lines inside its cell: glue the cells of the mnist row back together
+    cells = " ".join(line.split("│")[-2].strip() for line in out.splitlines() if line.count("│") >= 3)
+    assert "".join(str(cache / "mnist").split()) in "".join(cells.split())  # wrapped over lines, but whole
+    if columns == 80:
+        assert "hidden to fit 80 columns: source" in " ".join(out.split())
