@@ -6,16 +6,16 @@ The only module that imports rich (the CLI aside, which hands it consoles).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from rich.console import Console, ConsoleOptions, Group
+from rich.console import Console, Group
 from rich.panel import Panel
-from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
 from dnnbench import optim
+from dnnbench.report_results import Fitted
 from dnnbench.results import TrialResult
 from dnnbench.stats import Stat, Summary
 
@@ -36,31 +36,6 @@ def _fmt(stat: Stat, digits: int = 4, scale: float = 1.0) -> str:
         d = max(digits - 1, 0)
         return f"{mean:.{d}f}±{stat.std * scale:.{d}f}"
     return f"{mean:.{digits}f}"
-
-
-class Fitted:
-    """A table that fits the console: at render time it drops its least important columns, in a
-    stated order, until it fits, and its caption names what was hidden. Numbers and statuses are
-    never cut; a wider terminal (or ``COLUMNS=200``) shows every column."""
-
-    def __init__(self, build: Callable[[Sequence[str]], Table], drop_order: Sequence[str]) -> None:
-        self.build, self.drop_order = build, list(drop_order)
-
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[Table]:
-        hidden: list[str] = []
-        table = self.build(hidden)
-        unbounded = options.update(max_width=1_000_000)  # the table's own minimum, not clamped to the console
-        for name in self.drop_order:
-            if console.measure(table, options=unbounded).minimum <= options.max_width and max(
-                    (Segment.get_line_length(line) for line in Segment.split_lines(console.render(table, options))),
-                    default=0) <= options.max_width:
-                break
-            hidden.append(name)
-            table = self.build(hidden)
-        if hidden:
-            table.caption = (f"{table.caption}\n" if table.caption else "") + (
-                f"hidden to fit {options.max_width} columns: {', '.join(hidden)} (a wider terminal or COLUMNS=N shows them)")
-        yield table
 
 
 #: What a comparison table drops first when the console is too narrow (the label, test accuracy,

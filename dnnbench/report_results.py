@@ -9,10 +9,11 @@ from __future__ import annotations
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, ConsoleOptions
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
@@ -77,25 +78,72 @@ def _counts(counts: dict[str, int], total: int, styles: dict[str, str]) -> Text:
     return text
 
 
-def results_table(summaries: Sequence[GroupSummary], *, title: str) -> Table:
+class Fitted:
+    """A table that fits the console: at render time it drops its least important columns, in a
+    stated order, until it fits, and its caption names what was hidden. Numbers and statuses are
+    never cut; a wider terminal (or ``COLUMNS=200``) shows every column."""
+
+    def __init__(self, build: Callable[[Sequence[str]], Table], drop_order: Sequence[str]) -> None:
+        self.build, self.drop_order = build, list(drop_order)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[Table]:
+        hidden: list[str] = []
+        table = self.build(hidden)
+        unbounded = options.update(max_width=1_000_000)  # the table's own minimum, not clamped to the console
+        for name in self.drop_order:
+            if console.measure(table, options=unbounded).minimum <= options.max_width and max(
+                    (Segment.get_line_length(line) for line in Segment.split_lines(console.render(table, options))),
+                    default=0) <= options.max_width:
+                break
+            hidden.append(name)
+            table = self.build(hidden)
+        if hidden:
+            table.caption = (f"{table.caption}\n" if table.caption else "") + (
+                f"hidden to fit {options.max_width} columns: {', '.join(hidden)} (a wider terminal or COLUMNS=N shows them)")
+        yield table
+
+
+#: What ``dnnbench report`` drops first when the console is too narrow (label, test acc, diagnosis
+#: and status always stay).
+RESULTS_DROP_ORDER = ("lr", "train loss", "best epoch", "train acc", "best val acc")
+
+
+def results_table(summaries: Sequence[GroupSummary], *, title: str) -> Fitted:
     """``dnnbench report``: one line per label, mean ± std over the seeds that finished ok."""
-    table = Table(title=title, title_justify="left", header_style="bold")
     columns = [("label", None), ("lr", None), ("train loss", "train_loss"), ("train acc", "train_acc"),
                ("best val acc", "best_val_acc"), ("test acc", "test_acc"), ("best epoch", "best_epoch"),
                ("diagnosis", None), ("status", None)]
-    for header, metric in columns:
-        table.add_column(header, justify="right" if metric or header == "lr" else "left", no_wrap=header == "label")
     status_style = {"diverged": "bold red", "error": "bold red", "interrupted": "yellow"}
-    for s in summaries:
-        cells: list[str | Text] = [Text(s.label, style="bold"), ",".join(f"{lr:g}" for lr in s.learning_rates)]
-        for _, metric in columns[2:7]:
-            cells.append(_stat(s.stats[metric], 1 if metric == "best_epoch" else 4))
-        cells.append(_counts(s.diagnoses, len(s.rows), LABEL_STYLE))
-        cells.append(_counts(s.statuses, len(s.rows), status_style))
-        table.add_row(*cells)
     seeds = max((len(s.rows) for s in summaries), default=1)
-    table.caption = f"mean ± std over {seeds} seeds (ok trials only)" if seeds > 1 else "one seed per row"
-    return table
+
+    rows = []
+    for s in summaries:
+        cells: dict[str, str | Text] = {"label": Text(s.label, style="bold"),
+                                        "lr": ",".join(f"{lr:g}" for lr in s.learning_rates),
+                                        "diagnosis": _counts(s.diagnoses, len(s.rows), LABEL_STYLE),
+                                        "status": _counts(s.statuses, len(s.rows), status_style)}
+        for header, metric in columns[2:7]:
+            cells[header] = _stat(s.stats[metric], 1 if metric == "best_epoch" else 4)
+        rows.append(cells)
+
+    def build(hidden: Sequence[str]) -> Table:
+        table = Table(title=title, title_justify="left", header_style="bold")
+        shown = [(h, m) for h, m in columns if h not in hidden]
+        for header, metric in shown:
+            # numbers and labels never wrap (a column is as wide as its widest cell); the diagnosis
+            # and status counts take what is left
+            flexible = header in ("diagnosis", "status")
+            widest = max((len(str(cells[header])) for cells in rows), default=1)
+            if header == "label":  # a long label folds before a number is ever cut
+                widest = min(widest, 20)
+            table.add_column(header, justify="right" if metric or header == "lr" else "left", overflow="fold",
+                             min_width=(15 if header == "diagnosis" else 8) if flexible else widest)
+        for cells in rows:
+            table.add_row(*(cells[h] for h, _ in shown))
+        table.caption = f"mean ± std over {seeds} seeds (ok trials only)" if seeds > 1 else "one seed per row"
+        return table
+
+    return Fitted(build, RESULTS_DROP_ORDER)
 
 
 def profile_table(profiles: Sequence[Any], n_tasks: int, target: str) -> Table:

@@ -273,3 +273,22 @@ def test_datasets_table_never_cuts_a_path(columns, monkeypatch, capsys, tmp_path
     assert "".join(str(cache / "mnist").split()) in "".join(cells.split())  # wrapped over lines, but whole
     if columns == 80:
         assert "hidden to fit 80 columns: source" in " ".join(out.split())
+
+
+@pytest.mark.parametrize("columns", [80, 100])
+def test_report_tables_drop_columns_and_never_cut_numbers(columns, monkeypatch, capsys, tmp_path):
+    out = tmp_path / "r.jsonl"
+    assert main(["optimizers", "--optimizers", "sgd,momentum,adam", "--seeds", "2", "--dataset",
+                 "synthetic:train=200,test=50,features=8,classes=3", "--hidden", "8", "--epochs", "1",
+                 "--batch-size", "20", "--quiet", "--out", str(out)]) == 0
+    capsys.readouterr()
+    monkeypatch.setenv("COLUMNS", str(columns))
+    assert main(["report", str(out)]) == 0
+    text = capsys.readouterr().out
+    lines = text.splitlines()
+    assert all(len(line) <= columns for line in lines) and "…" not in text
+    rows = [json.loads(line) for line in out.read_text().splitlines()[1:7]]
+    for name in ("sgd", "momentum", "adam"):  # each row's mean test accuracy, whole
+        accs = [r["metrics"]["test_acc"] for r in rows if r["optimizer"] == name]
+        assert f"{sum(accs) / len(accs):.4f} ± " in text
+    assert "hidden to fit" in " ".join(text.split())
