@@ -10,65 +10,30 @@ outcome back as it finishes, in any order. The runner writes rows in group order
 
 from __future__ import annotations
 
-import importlib.util
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Any
 
-import numpy as np
-
+from dnnbench.backends.base import (
+    NAMES,
+    RAY_MISSING,
+    EpochCallback,
+    Execution,
+    GroupCallback,
+    Outcome,
+    Settings,
+)
 from dnnbench.config import TrialSpec
-from dnnbench.errors import InputError
 
-#: What a program ends as: its output (``engine.GroupOutput``) or the exception that failed it,
-#: carrying ``.report`` (a short traceback) where one was taken. Such a program's trials become
-#: ``error`` rows; every other program's rows are kept.
-Outcome = Any
-GroupCallback = Callable[[int, int, Sequence[TrialSpec]], None]  # (program, programs, its trials)
-EpochCallback = Callable[[int, int, dict[str, np.ndarray]], None]  # (program, epoch, metrics)
-
-NAMES = ("local", "ray")
-RAY_MISSING = "Ray is not installed: pip install 'dnnbench[ray]'"
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Where a run trains: ``--backend``, and for Ray ``--ray-address`` / ``--ray-max-retries``."""
-
-    backend: str = "local"
-    ray_address: str | None = None  # None: $RAY_ADDRESS, else a cluster on this machine, else a new one
-    ray_max_retries: int = 2  # a task whose worker process or node died runs again this many times
-
-    def __post_init__(self) -> None:
-        if self.backend not in NAMES:
-            raise InputError(f"unknown backend {self.backend!r}; valid: {', '.join(NAMES)}")
-        if self.ray_max_retries < 0:
-            raise InputError(f"ray max retries must be 0 or more, got {self.ray_max_retries!r}")
-        if self.ray_address is not None and self.backend != "ray":
-            raise InputError("--ray-address goes with --backend ray")
-        if self.backend == "ray" and importlib.util.find_spec("ray") is None:  # say so before anything runs
-            raise InputError(RAY_MISSING)
-
-
-class Execution(Protocol):
-    """Programs being trained. ``finished`` blocks and yields ``(program index, outcome)`` as each
-    ends; ``stop`` (on Ctrl-C or an error) cancels what is queued or running and returns the
-    outcomes that finished but were not yielded yet; ``close`` releases what ``start`` took."""
-
-    def finished(self) -> Iterator[tuple[int, Outcome]]: ...
-
-    def stop(self) -> dict[int, Outcome]: ...
-
-    def close(self) -> None: ...
+__all__ = ["NAMES", "RAY_MISSING", "EpochCallback", "Execution", "GroupCallback", "Outcome", "Settings", "start"]
 
 
 def start(settings: Settings, programs: Sequence[Sequence[TrialSpec]], data: Any, *, workers: int,
           on_group: GroupCallback | None = None, on_epoch: EpochCallback | None = None) -> Execution:
     """Start training ``programs`` (each a compiled program's trials) on ``data``."""
     if settings.backend == "ray":
-        from dnnbench.backends import ray
+        import dnnbench.backends.ray as ray
 
         return ray.start(settings, programs, data, on_group=on_group, on_epoch=on_epoch)
-    from dnnbench.backends import local
+    import dnnbench.backends.local as local
 
     return local.start(programs, data, workers=workers, on_group=on_group, on_epoch=on_epoch)

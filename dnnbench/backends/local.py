@@ -16,7 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 import numpy as np
 
 from dnnbench import engine
-from dnnbench.backends import EpochCallback, GroupCallback, Outcome
+from dnnbench.backends.base import EpochCallback, GroupCallback, Outcome
 from dnnbench.config import TrialSpec
 from dnnbench.data import Dataset
 from dnnbench.errors import DnnbenchError

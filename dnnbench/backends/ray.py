@@ -33,7 +33,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from dnnbench.backends import RAY_MISSING, EpochCallback, GroupCallback, Outcome, Settings
+from dnnbench.backends.base import RAY_MISSING, EpochCallback, GroupCallback, Outcome, Settings
 from dnnbench.config import TrialSpec
 from dnnbench.errors import DnnbenchError, InputError
 

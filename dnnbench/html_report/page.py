@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
+import dnnbench.html_report.plots as plots
+import dnnbench.html_report.sections as sections
+import dnnbench.html_report.tables as tables
 from dnnbench import checking
-from dnnbench.html_report import plots, sections, tables
 
 Row = dict[str, Any]
 

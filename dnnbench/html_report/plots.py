@@ -12,8 +12,10 @@ from html import escape
 
 import numpy as np
 
+import dnnbench.html_report.figures as figures
+import dnnbench.html_report.sections as sections
+import dnnbench.html_report.tables as tables
 from dnnbench import stats
-from dnnbench.html_report import figures, sections, tables
 from dnnbench.html_report.sections import RowTrial, Section
 
 CURVE_METRICS = ("train_loss", "val_loss", "train_acc", "val_acc")
