@@ -10,7 +10,7 @@ help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's|$$(RESULTS)|$(RESULTS)|' | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 $(BIN)/dnnbench: pyproject.toml
-	$(PY) -m venv $(VENV) && $(BIN)/pip install -q -e '.[test]'
+	$(PY) -m venv $(VENV) && $(BIN)/pip install -q -e '.[test,ray]'
 	@touch $@
 
 install: $(BIN)/dnnbench  ## create .venv and install dnnbench with its test tools
