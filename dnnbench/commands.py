@@ -22,6 +22,7 @@ from dnnbench import engine, optim, options, output_files, regularizers, results
 from dnnbench.config import TrialSpec
 from dnnbench.errors import InputError, Interrupted, OutputError, Terminated
 from dnnbench.job import Job
+from dnnbench.progress import TrainingProgress
 
 
 def execute(job: Job, specs: Sequence[TrialSpec], *, out: Path | None, json_lines: bool, quiet: bool,
@@ -80,7 +81,6 @@ def _execute(job: Job, run: runner.Run, *, out: Path | None, json_lines: bool, q
     may belong to the second stage of an interrupted run), the second with ``earlier`` (the first
     stage's results: their rows are in the file and on stdout already, the header too).
     """
-    from dnnbench import report
 
     previous = results.read_resumable(out) if resume and out is not None else None
     show_progress = not quiet and not json_lines and sys.stderr.isatty()
@@ -119,7 +119,7 @@ def _execute(job: Job, run: runner.Run, *, out: Path | None, json_lines: bool, q
         if not todo:
             return _close([done[i] for i in ids], sinks, summary)
         todo_run = dataclasses.replace(run, specs=tuple(run.specs[i] for i in todo))
-        progress = stack.enter_context(_progress(report, todo_run, show_progress))
+        progress = stack.enter_context(TrainingProgress(todo_run, enabled=show_progress))
 
         shared = _executable_trials(run.specs, ids, plan)
 
@@ -230,12 +230,6 @@ def _holding_sigint() -> Iterator[None]:
             signal.signal(sig, previous[sig])
         if caught and callable(previous[caught[0][0]]):
             previous[caught[0][0]](*caught[0])  # the handler that was held: KeyboardInterrupt / Terminated
-
-
-@contextlib.contextmanager
-def _progress(report: Any, run: runner.Run, enabled: bool) -> Iterator[Any]:
-    with report.TrainingProgress(run, enabled=enabled) as progress:
-        yield progress
 
 
 def compare_optimizers(job: Job, names: Sequence[str], lr: str | None, *, out: Path | None = None,
@@ -408,7 +402,8 @@ def _model_label(job: Job) -> str:
 
 def run_suite(path: Path, *, out: Path | None = None, json: bool = False, quiet: bool = False,
               resume: bool = False, force: bool = False, backend: str | None = None,
-              ray_address: str | None = None, ray_max_retries: int | None = None) -> list[results.TrialResult]:
+              ray_address: str | None = None, ray_max_retries: int | None = None,
+              ray_cpus: int | None = None) -> list[results.TrialResult]:
     """``dnnbench run``: every experiment of a suite file into one results file, one table each.
 
     All experiments train in one ``execute`` (so trials of one structure share a compiled program
@@ -419,7 +414,7 @@ def run_suite(path: Path, *, out: Path | None = None, json: bool = False, quiet:
 
     loaded = suite.load(path)
     given = {k: v for k, v in {"backend": backend, "ray_address": ray_address,
-                                "ray_max_retries": ray_max_retries}.items() if v is not None}
+                                "ray_max_retries": ray_max_retries, "ray_cpus": ray_cpus}.items() if v is not None}
     if given:  # the command line's --backend / --ray-address over the suite's [train]
         settings = dataclasses.replace(loaded.job.backend, **given)
         loaded = dataclasses.replace(loaded, job=dataclasses.replace(loaded.job, backend=settings))

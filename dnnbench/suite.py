@@ -3,7 +3,7 @@
     [data]             dataset, path, val_split, label_noise, data_dir, verify
     [model]            hidden, activation, residual, precision
     [train]            epochs, batch_size, loss, seeds, seed, max_parallel, workers,
-                       backend ("local" | "ray"), ray_address, ray_max_retries,
+                       backend ("local" | "ray"), ray_address, ray_max_retries, ray_cpus,
                        schedule, warmup (0.1 or "2e"), decay_to, step_every, step_factor,
                        target ("val_acc=0.97": time to target, per experiment too)
     [regularization]   l1, l2, dropout, dropout_mode, early_stopping, monitor, patience, min_delta,
@@ -50,14 +50,14 @@ WARMUP = 'a fraction of training like 0.1 or epochs like "2e"'
 HYPERPARAMS = "a table of tables like {adam = {b1 = 0.95}}"
 SPACE = 'a table of tables like {adam = {b1 = "0.8..0.99", lr = "1e-4..1e-1:log", b2 = [0.99, 0.999]}}'
 SCHEDULE_KEYS = ("schedule", "warmup", "decay_to", "step_every", "step_factor")
-BACKEND_KEYS = ("backend", "ray_address", "ray_max_retries")  # one per suite, like workers
+BACKEND_KEYS = ("backend", "ray_address", "ray_max_retries", "ray_cpus")  # one per suite, like workers
 
 SECTIONS: dict[str, dict[str, str]] = {
     "data": {"dataset": STR, "path": STR, "val_split": FLOAT, "label_noise": FLOAT, "data_dir": STR, "verify": BOOL},
     "model": {"hidden": HIDDEN, "activation": STR, "residual": BOOL, "precision": STR},
     "train": {"epochs": INT, "batch_size": INT, "loss": STR, "seeds": INT, "seed": INT, "max_parallel": INT,
               "workers": INT, "schedule": STR, "warmup": WARMUP, "decay_to": FLOAT, "step_every": FLOAT,
-              "step_factor": FLOAT, "target": STR, "backend": STR, "ray_address": STR, "ray_max_retries": INT},
+              "step_factor": FLOAT, "target": STR, "backend": STR, "ray_address": STR, "ray_max_retries": INT, "ray_cpus": INT},
     "regularization": {"l1": FLOAT, "l2": FLOAT, "dropout": FLOAT, "dropout_mode": STR, "early_stopping": BOOL,
                        "monitor": STR, "patience": INT, "min_delta": FLOAT, "augment_shift": INT,
                        "augment_noise": FLOAT, "train_fraction": FLOAT},
