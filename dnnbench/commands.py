@@ -135,9 +135,10 @@ def _execute(job: Job, run: runner.Run, *, out: Path | None, json_lines: bool, q
 
         try:
             position = {i: k for k, i in enumerate(todo)}
-            trained = runner.execute(todo_run, data, on_result=on_result, on_epoch=progress.on_epoch,
-                                     on_group=progress.on_group,
-                                     groups=[[position[i] for i in chunk] for chunk in pending])
+            watch = ({"on_epoch": progress.on_epoch, "on_group": progress.on_group, "on_status": progress.on_status}
+                     if show_progress else {})  # none: a Ray run then needs no progress actor
+            trained = runner.execute(todo_run, data, on_result=on_result,
+                                     groups=[[position[i] for i in chunk] for chunk in pending], **watch)
         except KeyboardInterrupt as exc:
             where = f"written to {out}" if out else "written to stdout" if json_lines else "finished (no --out)"
             how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"

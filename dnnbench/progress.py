@@ -23,6 +23,7 @@ class TrainingProgress:
         self.enabled = enabled
         self._progress = None
         self._tasks: dict[int, Any] = {}
+        self._status_task: Any = None
 
     def __enter__(self) -> TrainingProgress:
         if self.enabled:
@@ -36,7 +37,7 @@ class TrainingProgress:
             )
 
             self._progress = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("epochs"),
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[unit]}"),
                 TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
                 console=make_console(stderr=True), transient=True,
             )
@@ -53,9 +54,23 @@ class TrainingProgress:
         first = specs[0]
         label = f"[{index + 1}/{total}] {first.optimizer}"
         if first.tags:
-            label += " " + ",".join(dict(first.tags).values())
+            label += " " + ",".join(str(value) for value in dict(first.tags).values())
         label += f" ×{len(specs)} trials"
-        self._tasks[index] = self._progress.add_task(label, total=first.train.epochs, status="compiling…")
+        self._tasks[index] = self._progress.add_task(label, total=first.train.epochs, status="compiling…",
+                                                     unit="epochs")
+
+    def on_status(self, status: Any) -> None:
+        """On a cluster (``backends.Status``): one line above the bars, programs finished of all,
+        how many run and wait, and the nodes in use."""
+        if self._progress is None:
+            return
+        total = status.finished + status.running + status.queued
+        text = (f"{status.running} running · {status.queued} queued · "
+                f"{status.nodes_in_use} of {status.nodes} node{'s' if status.nodes != 1 else ''} in use")
+        if self._status_task is None:
+            self._status_task = self._progress.add_task("cluster", total=total, unit="programs finished",
+                                                        status=text)
+        self._progress.update(self._status_task, completed=status.finished, status=text)
 
     def on_epoch(self, group: int, epoch: int, metrics: dict) -> None:
         task = self._tasks.get(group)

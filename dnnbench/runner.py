@@ -136,14 +136,15 @@ def data_key(config: DataConfig, data: Dataset) -> dict[str, Any]:
 def execute(run: Run, data: Dataset, *, on_result: Callable[[results.TrialResult], None] | None = None,
             on_epoch: EpochCallback | None = None,
             on_group: Callable[[int, int, Sequence[TrialSpec]], None] | None = None,
+            on_status: backends.StatusCallback | None = None,
             groups: Sequence[Sequence[int]] | None = None) -> list[results.TrialResult]:
     """Train every trial of ``run`` on ``data``; results in the order of ``run.specs``.
 
     ``groups``: the indices of each compiled program's trials, when they must be as another run
     had them (resume); by default ``chunks_of(run, data)``. The plan is made here, once; the
     backend (``run.backend``: local threads or a Ray cluster) only trains its programs and hands
-    each back as it finishes. ``on_group`` and ``on_epoch`` are called one at a time (from the
-    backend's threads); ``on_result`` from the calling thread, group by group, in group order
+    each back as it finishes. ``on_group``, ``on_epoch`` and ``on_status`` (on a cluster) are
+    called one at a time (from the backend's threads); ``on_result`` from the calling thread, group by group, in group order
     whatever finishes first. On Ctrl-C or an error the backend stops, the groups that finished
     meanwhile are emitted, and the exception propagates.
     """
@@ -168,7 +169,8 @@ def execute(run: Run, data: Dataset, *, on_result: Callable[[results.TrialResult
             if on_result:
                 on_result(out[i])
 
-    execution = backends.start(run.backend, group_specs, data, workers=workers, on_group=on_group, on_epoch=on_epoch)
+    execution = backends.start(run.backend, group_specs, data, workers=workers, on_group=on_group, on_epoch=on_epoch,
+                               on_status=on_status)
     try:
         next_group = 0  # results go out in group order: a results file's rows do not depend on timing
         for g, outcome in execution.finished():

@@ -109,8 +109,54 @@ def test_the_cli_writes_the_same_results_file_with_either_backend(cluster, tmp_p
     assert cli.main([*argv, "--out", str(tmp_path / "ray.jsonl"), "--backend", "ray"]) == 0
     local, remote = rows(tmp_path / "local.jsonl"), rows(tmp_path / "ray.jsonl")
     assert trial_rows(remote) == trial_rows(local) and len(trial_rows(remote)) == 4
-    assert remote[0]["config"]["backend"] == {"backend": "ray", "ray_address": None, "ray_max_retries": 2}
+    assert remote[0]["config"]["backend"] == {"backend": "ray", "ray_address": None, "ray_max_retries": 2, "ray_cpus": 1}
     assert remote[-1]["type"] == local[-1]["type"] == "summary"
+
+
+def watched(settings: backends.Settings, ds, trials) -> tuple[list, dict]:
+    """Train ``trials`` on Ray with every progress callback; the rows and what the callbacks heard."""
+    heard: dict[str, list] = {"groups": [], "epochs": [], "statuses": []}
+    got = runner.execute(runner.Run(trials, backend=settings), ds,
+                         on_group=lambda g, n, s: heard["groups"].append((g, n, len(s))),
+                         on_epoch=lambda g, epoch, metrics: heard["epochs"].append((g, epoch, sorted(metrics))),
+                         on_status=heard["statuses"].append)
+    return got, heard
+
+
+def test_progress_on_a_cluster_shows_running_queued_finished_programs_nodes_and_epochs(cluster, ds):
+    trials = specs(("sgd", "adam", "rmsprop"), seeds=2, epochs=150)  # 4 programs of a few seconds, 2 CPUs
+    got, heard = watched(RAY, ds, trials)
+    assert numbers(got) == numbers(runner.execute(runner.Run(trials), ds))  # progress changes no number
+    statuses = heard["statuses"]
+    assert statuses[0] == backends.Status(finished=0, running=0, queued=4, nodes_in_use=0, nodes=1)
+    assert statuses[-1] == backends.Status(finished=4, running=0, queued=0, nodes_in_use=0, nodes=1)
+    assert all(s.finished + s.running + s.queued == 4 for s in statuses)
+    assert max(s.running for s in statuses) == 2  # two 1-CPU programs at once on 2 CPUs, never more
+    assert {s.nodes_in_use for s in statuses} == {0, 1}
+    assert [f for f in (s.finished for s in statuses)] == sorted(s.finished for s in statuses)
+    plan, _ = runner.chunks_of(runner.Run(trials), ds)
+    assert sorted(heard["groups"]) == [(g, 4, len(chunk)) for g, chunk in enumerate(plan)]  # one bar per program
+    for g in range(4):  # every epoch of every program, in order, as it ended on the worker
+        epochs = [epoch for h, epoch, _ in heard["epochs"] if h == g]
+        assert epochs[-1] == 149 and epochs == sorted(epochs) and len(epochs) >= 100, (g, epochs[:5], len(epochs))
+    assert all("val_acc" in names for _, _, names in heard["epochs"])
+
+
+def test_ray_cpus_gives_each_task_more_cpus_and_the_same_numbers(cluster, ds):
+    trials = specs(("sgd", "adam"), seeds=1, epochs=100)
+    got, heard = watched(backends.Settings("ray", ray_cpus=2), ds, trials)
+    assert max(s.running for s in heard["statuses"]) == 1  # 2-CPU tasks on a 2-CPU cluster: one at a time
+    assert numbers(got) == numbers(runner.execute(runner.Run(trials), ds))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--backend", "ray", "--ray-cpus", "0"], "ray cpus must be a positive integer, got 0"),
+    (["--ray-cpus", "2"], "--ray-cpus goes with --backend ray"),
+])
+def test_ray_cpus_is_checked_before_anything_runs(argv, message, capsys, tmp_path):
+    out = tmp_path / "r.jsonl"
+    assert cli.main(["optimizers", "--optimizers", "adam", "--epochs", "1", *SMALL, *argv, "--out", str(out)]) == 2
+    assert capsys.readouterr().err == f"dnnbench: error: {message}\n" and not out.exists()
 
 
 def test_a_killed_worker_is_retried_and_nothing_is_lost(cluster, ds):
@@ -204,8 +250,9 @@ def test_a_suite_chooses_its_backend_in_train(tmp_path):
     from dnnbench import suite
 
     path = tmp_path / "s.toml"
-    path.write_text('[train]\nepochs = 1\nbackend = "ray"\nray_max_retries = 1\n\n[[experiment]]\nkind = "optimizers"\n')
-    assert suite.load(path).job.backend == backends.Settings("ray", None, 1)
+    path.write_text('[train]\nepochs = 1\nbackend = "ray"\nray_max_retries = 1\nray_cpus = 2\n\n'
+                    '[[experiment]]\nkind = "optimizers"\n')
+    assert suite.load(path).job.backend == backends.Settings("ray", None, 1, 2)
     path.write_text('[train]\nepochs = 1\nbackend = "spark"\n\n[[experiment]]\nkind = "optimizers"\n')
     with pytest.raises(Exception, match=r"s\.toml:3: \[train\] .*unknown backend 'spark'"):
         suite.load(path)

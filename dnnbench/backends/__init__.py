@@ -21,19 +21,25 @@ from dnnbench.backends.base import (
     GroupCallback,
     Outcome,
     Settings,
+    Status,
+    StatusCallback,
 )
 from dnnbench.config import TrialSpec
 
-__all__ = ["NAMES", "RAY_MISSING", "EpochCallback", "Execution", "GroupCallback", "Outcome", "Settings", "start"]
+__all__ = ["NAMES", "RAY_MISSING", "EpochCallback", "Execution", "GroupCallback", "Outcome", "Settings", "Status",
+           "StatusCallback", "start"]
 
 
 def start(settings: Settings, programs: Sequence[Sequence[TrialSpec]], data: Any, *, workers: int,
-          on_group: GroupCallback | None = None, on_epoch: EpochCallback | None = None) -> Execution:
-    """Start training ``programs`` (each a compiled program's trials) on ``data``."""
+          on_group: GroupCallback | None = None, on_epoch: EpochCallback | None = None,
+          on_status: StatusCallback | None = None) -> Execution:
+    """Start training ``programs`` (each a compiled program's trials) on ``data``. ``on_status``
+    (programs queued / running / finished, nodes in use) is called by the Ray backend only: the
+    local backend's running programs are its progress bars."""
     if settings.backend == "ray":
         import dnnbench.backends.ray as ray
 
-        return ray.start(settings, programs, data, on_group=on_group, on_epoch=on_epoch)
+        return ray.start(settings, programs, data, on_group=on_group, on_epoch=on_epoch, on_status=on_status)
     import dnnbench.backends.local as local
 
     return local.start(programs, data, workers=workers, on_group=on_group, on_epoch=on_epoch)

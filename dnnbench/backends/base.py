@@ -23,6 +23,21 @@ Outcome = Any
 GroupCallback = Callable[[int, int, Sequence[TrialSpec]], None]  # (program, programs, its trials)
 EpochCallback = Callable[[int, int, dict[str, np.ndarray]], None]  # (program, epoch, metrics)
 
+
+@dataclass(frozen=True)
+class Status:
+    """Where a run's programs are, for progress on a cluster: each program is queued, running
+    or finished; the nodes in use are those running a program now."""
+
+    finished: int
+    running: int
+    queued: int
+    nodes_in_use: int
+    nodes: int  # alive nodes of the cluster when the run started
+
+
+StatusCallback = Callable[[Status], None]
+
 NAMES = ("local", "ray")
 RAY_MISSING = "Ray is not installed: pip install 'dnnbench[ray]'"
 

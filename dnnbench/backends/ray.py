@@ -2,10 +2,12 @@
 
 The driver (this process) plans the run as for a local one, puts the dataset into Ray's object
 store once (``ray.put``: tasks read it from there, nothing is shipped per task or re-generated on
-the workers) and submits one task per program. Each task declares one CPU (and one GPU where the
-cluster has GPUs, with JAX's preallocation off) and runs XLA on one thread, so that tasks sharing
-a node do not oversubscribe it: Ray's CPUs are only logical. Outcomes come back as programs
-finish (``ray.wait``); the runner writes rows in group order.
+the workers) and submits one task per program. Each task declares ``--ray-cpus`` CPUs (default
+1; and one GPU where the cluster has GPUs, with JAX's preallocation off) and runs XLA on that
+many threads, so that tasks sharing a node do not oversubscribe it: Ray's CPUs are only logical.
+Outcomes come back as programs finish (``ray.wait``); the runner writes rows in group order.
+Progress: each task tells an ``Events`` actor when it starts (and on which node) and each epoch's
+metrics; the driver drains it between waits (programs queued / running / finished, nodes in use).
 
 Failures: a task whose worker process or node died is run again by Ray (``max_retries``); one
 that still fails, and an exception raised inside a program (a bad user optimizer), become
@@ -21,6 +23,7 @@ the shipped text under its temporary directory.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -33,13 +36,19 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from dnnbench.backends.base import RAY_MISSING, EpochCallback, GroupCallback, Outcome, Settings
+from dnnbench.backends.base import (
+    RAY_MISSING,
+    EpochCallback,
+    GroupCallback,
+    Outcome,
+    Settings,
+    Status,
+    StatusCallback,
+)
 from dnnbench.config import TrialSpec
 from dnnbench.errors import DnnbenchError, InputError
 
-#: CPUs each task declares, and XLA's threads inside it.
-TASK_CPUS = 1
-_WAIT_S = 0.5  # ray.wait's timeout: Ctrl-C lands between waits
+_WAIT_S = 0.5  # ray.wait's timeout: Ctrl-C lands, and progress is refreshed, between waits
 
 
 def import_ray() -> Any:
@@ -51,26 +60,55 @@ def import_ray() -> Any:
     return ray
 
 
+class Events:
+    """A Ray actor that collects what tasks tell about themselves (started on node N, finished
+    epoch E, ended) until the driver drains it: progress for programs that train on other machines.
+
+    Tasks call ``tell`` without waiting for it (``.remote()`` alone): a task blocked in
+    ``ray.get`` lends its CPU to the next queued task, which would oversubscribe the node. That is
+    also why this is not ``ray.util.queue.Queue``, whose ``put`` waits. It declares no CPU."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple] = []
+
+    def tell(self, item: tuple) -> None:
+        self.items.append(item)
+
+    def drain(self) -> list[tuple]:
+        items, self.items = self.items, []
+        return items
+
+
 class RayExecution:
     """``backends.Execution`` on Ray tasks."""
 
     def __init__(self, settings: Settings, programs: Sequence[Sequence[TrialSpec]], data: Any,
-                 on_group: GroupCallback | None, on_epoch: EpochCallback | None) -> None:
+                 on_group: GroupCallback | None, on_epoch: EpochCallback | None,
+                 on_status: StatusCallback | None) -> None:
         self.ray = ray = import_ray()
         self.programs = [list(specs) for specs in programs]
-        self.on_group, self.on_epoch = on_group, on_epoch
+        self.on_group, self.on_epoch, self.on_status = on_group, on_epoch, on_status
         self.started_here = connect(settings)
         self.nodes: dict[int, str] = {}  # program -> the Ray node id that trained it
+        self.running: dict[int, str] = {}  # program -> the node training it now (as its task told)
+        self.shown: set[int] = set()  # programs given to on_group
+        self.done: set[int] = set()
+        self.status: Status | None = None
+        self.events: Any = None
         try:
+            self.alive_nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
+            if on_group or on_epoch or on_status:  # progress wanted: tasks tell what they do
+                self.events = ray.remote(num_cpus=0, max_restarts=0)(Events).remote()
             data_ref = ray.put(data)
             files_ref = ray.put(optimizer_files(spec for specs in self.programs for spec in specs))
-            gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
+            gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0  # one program per GPU
             task = ray.remote(train_program).options(
-                num_cpus=TASK_CPUS, num_gpus=gpus, max_retries=settings.ray_max_retries, retry_exceptions=False,
-                runtime_env={"env_vars": worker_env(TASK_CPUS, gpus)})
-            self.pending: dict[Any, int] = {task.remote(specs, data_ref, files_ref): g
+                num_cpus=settings.ray_cpus, num_gpus=gpus, max_retries=settings.ray_max_retries,
+                retry_exceptions=False, runtime_env={"env_vars": worker_env(settings.ray_cpus, gpus)})
+            self.pending: dict[Any, int] = {task.remote(g, specs, data_ref, files_ref, self.events): g
                                             for g, specs in enumerate(self.programs)}
             self.submitted = dict(self.pending)
+            self._tell_status()
         except BaseException:
             self.close()
             raise
@@ -78,6 +116,7 @@ class RayExecution:
     def finished(self) -> Iterator[tuple[int, Outcome]]:
         while self.pending:
             ready, _ = self.ray.wait(list(self.pending), num_returns=1, timeout=_WAIT_S)
+            self._drain()
             for ref in ready:
                 g = self.pending.pop(ref)
                 outcome = self._outcome(ref)
@@ -97,14 +136,55 @@ class RayExecution:
         except ray.exceptions.RayError as exc:  # its worker or node died, retries exhausted; cancelled
             return _with_report(exc, str(exc))
 
-    def _report(self, g: int, outcome: Outcome) -> None:
-        """Progress for a program that ended: it appears, at its last epoch."""
-        if self.on_group is not None:
+    def _drain(self) -> None:
+        """Progress from what the tasks told since the last wait: programs that started (again,
+        after a retry: its epochs count from 0), and epochs that ended."""
+        if self.events is None:
+            return
+        try:
+            items = self.ray.get(self.events.drain.remote(), timeout=10)
+        except self.ray.exceptions.RayError:  # progress is not worth failing a run for
+            self.events = None
+            return
+        for kind, g, *rest in items:
+            if g in self.done:  # a late word from a program already finished
+                continue
+            if kind == "start":
+                self.running[g] = rest[0]
+                self._show(g)
+            elif kind == "epoch" and self.on_epoch is not None and g in self.shown:
+                self.on_epoch(g, rest[0], rest[1])
+            elif kind == "end":  # before its result is seen: its CPU may already train the next one
+                self.running.pop(g, None)
+        self._tell_status()
+
+    def _show(self, g: int) -> None:
+        if g not in self.shown and self.on_group is not None:
+            self.shown.add(g)
             self.on_group(g, len(self.programs), self.programs[g])
+
+    def _report(self, g: int, outcome: Outcome) -> None:
+        """Progress for a program that ended: its bar (shown now if its start was not heard) at
+        its last epoch."""
+        self.done.add(g)
+        self.running.pop(g, None)
+        self._show(g)
         history = getattr(outcome, "history", None)
         if self.on_epoch is not None and history:
             epochs = len(next(iter(history.values())))
             self.on_epoch(g, epochs - 1, {name: values[-1] for name, values in history.items()})
+        self._tell_status()
+
+    def _tell_status(self) -> None:
+        if self.on_status is None:
+            return
+        running = len(self.running)
+        status = Status(finished=len(self.done), running=running,
+                        queued=len(self.programs) - len(self.done) - running,
+                        nodes_in_use=len(set(self.running.values())), nodes=self.alive_nodes)
+        if status != self.status:
+            self.status = status
+            self.on_status(status)
 
     def stop(self) -> dict[int, Outcome]:
         ray, kept = self.ray, {}
@@ -126,14 +206,18 @@ class RayExecution:
     def close(self) -> None:
         for ref in getattr(self, "pending", {}):
             self.ray.cancel(ref, force=True)
+        if self.events is not None:
+            self.ray.kill(self.events)
+            self.events = None
         if self.started_here:
             self.ray.shutdown()  # a cluster started for the run stops; one we joined stays
             self.started_here = False
 
 
 def start(settings: Settings, programs: Sequence[Sequence[TrialSpec]], data: Any, *,
-          on_group: GroupCallback | None = None, on_epoch: EpochCallback | None = None) -> RayExecution:
-    return RayExecution(settings, programs, data, on_group, on_epoch)
+          on_group: GroupCallback | None = None, on_epoch: EpochCallback | None = None,
+          on_status: StatusCallback | None = None) -> RayExecution:
+    return RayExecution(settings, programs, data, on_group, on_epoch, on_status)
 
 
 def connect(settings: Settings) -> bool:
@@ -167,10 +251,12 @@ def _init(ray: Any, settings: Settings, quiet: dict[str, Any]) -> bool:
 
 
 def worker_env(cpus: int, gpus: int) -> dict[str, str]:
-    """The task's environment, set before JAX starts in the worker: XLA's CPU threads limited to
-    the task's CPUs; no GPU memory preallocation (programs may share a GPU's memory with others)."""
-    threads = "--xla_cpu_multi_thread_eigen=false " if cpus == 1 else ""
-    env = {"XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} {threads}intra_op_parallelism_threads={cpus}".strip()}
+    """The task's environment, set before JAX starts in the worker: with one CPU, XLA's matrix
+    products on one thread (more CPUs: ``start_jax``); no GPU memory preallocation (programs may
+    share a GPU's memory with others)."""
+    env = {}
+    if cpus == 1:
+        env["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_cpu_multi_thread_eigen=false".strip()
     if gpus:
         env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
     if "DNNBENCH_COMPILE_CACHE" in os.environ:
@@ -209,23 +295,69 @@ def _local_spec(spec: str, files: dict[str, tuple[str, str, str]]) -> str:
     return f"{here}:{factory}"
 
 
-def train_program(specs: list[TrialSpec], data: Any, files: dict[str, tuple[str, str, str]]) -> tuple[str, Outcome]:
+def train_program(program: int, specs: list[TrialSpec], data: Any, files: dict[str, tuple[str, str, str]],
+                  events: Any) -> tuple[str, Outcome]:
     """The Ray task: train one program; the node's id and the program's output (parameters as
     NumPy arrays) or the exception that failed it (with ``.report``). A ``DnnbenchError`` (bad
-    input) is raised: it stops the run."""
+    input) is raised: it stops the run. ``events`` (an ``Events`` actor, or None) hears that it
+    started, where, and each epoch's metrics."""
     import ray
 
-    return ray.get_runtime_context().get_node_id(), _train(specs, data, files)
+    node = ray.get_runtime_context().get_node_id()
+    start_jax(int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))
+    _tell(events, ("start", program, node))
+    try:
+        return node, _train(specs, data, files, lambda epoch, metrics: _tell(events, ("epoch", program, epoch, metrics)))
+    finally:
+        _tell(events, ("end", program))
 
 
-def _train(specs: list[TrialSpec], data: Any, files: dict[str, tuple[str, str, str]]) -> Outcome:
+_jax_started = False  # per worker process: Ray reuses a worker for the run's next tasks
+
+
+def start_jax(cpus: int) -> None:
+    """Start JAX in this worker with XLA's CPU thread pools sized to the task's ``cpus``.
+
+    XLA sizes its pools to the cores the process may use when its CPU client starts, and Ray's
+    CPUs are only logical (it pins nothing). So the client starts with ``cpus`` cores allowed,
+    then every thread is allowed all cores again: ``cpus`` threads that the OS places freely,
+    instead of one per core of the node in each of the node's tasks. Linux only; elsewhere XLA
+    keeps its default."""
+    global _jax_started
+    if _jax_started:
+        return
+    _jax_started = True
+    import jax
+
+    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_setaffinity") else []
+    if not 0 < cpus < len(allowed):
+        return
+    os.sched_setaffinity(0, allowed[:cpus])
+    try:
+        jax.devices()  # the client and its pools start now
+    finally:
+        for thread in os.listdir("/proc/self/task"):
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(int(thread), allowed)
+
+
+def _tell(events: Any, item: tuple) -> None:
+    if events is not None:
+        try:
+            events.tell.remote(item)  # not waited for: see Events
+        except Exception:  # noqa: BLE001 -- progress must never fail a program
+            pass
+
+
+def _train(specs: list[TrialSpec], data: Any, files: dict[str, tuple[str, str, str]],
+           on_epoch: Any = None) -> Outcome:
     import jax
 
     from dnnbench import engine
 
     local = [dataclasses.replace(spec, optimizer=_local_spec(spec.optimizer, files)) for spec in specs]
     try:
-        output = engine.train_group(local, data)
+        output = engine.train_group(local, data, on_epoch=on_epoch)
     except DnnbenchError:
         raise
     except Exception as exc:  # noqa: BLE001 -- this program's trials become error rows
