@@ -26,6 +26,8 @@ MAX_SEED = 2**32 - 1  # seeds travel to the device as uint32
 MAX_SEEDS = 10_000
 DROPOUT_MODES = ("inverted", "scale-at-test")
 PRECISIONS = ("fp32", "bf16")
+#: A tag's value: a JSON scalar kept as given, so a sweep's ``depth`` level 8 reads back as 8, not "8".
+TagValue = str | int | float | bool
 
 
 def _positive_int(name: str, value: Any) -> int:
@@ -42,6 +44,13 @@ def _finite(name: str, value: Any, lo: float = 0.0, hi: float = math.inf, hi_ope
         bound = f"[{lo:g}, {hi:g})" if hi_open else f"[{lo:g}, {hi:g}]"
         raise InputError(f"{name} must be in {bound}, got {value!r}")
     return number
+
+
+def _check_tag(name: Any, value: Any) -> None:
+    # a non-finite float would not survive strict JSON; anything else (a tuple, None) has no one column type
+    if not isinstance(name, str) or not isinstance(value, (str, int, float, bool)) \
+            or (isinstance(value, float) and not math.isfinite(value)):
+        raise InputError(f"tag {name!r} must be a string, integer, finite number or true/false, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -167,7 +176,8 @@ class TrialSpec:
 
     ``optimizer`` is any optimizer spec (``dnnbench.optim``); ``hyperparams`` may name any of its
     hyperparameters and are completed with the spec's defaults. ``tags`` are free labels carried
-    into the results row (e.g. ``{"regularizer": "l2"}``).
+    into the results row with their JSON types (e.g. ``{"regularizer": "l2", "depth": 8}``); they
+    are part of the trial's id.
     """
 
     optimizer: str = "adam"
@@ -176,7 +186,7 @@ class TrialSpec:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     reg: Regularization = field(default_factory=Regularization)
-    tags: tuple[tuple[str, str], ...] = ()
+    tags: tuple[tuple[str, TagValue], ...] = ()
     schedule: optim.Schedule = field(default_factory=optim.Schedule)
 
     def __post_init__(self) -> None:
@@ -186,6 +196,8 @@ class TrialSpec:
         object.__setattr__(self, "hyperparams", tuple(full.items()))
         self.schedule.check_epochs(self.train.epochs)
         object.__setattr__(self, "tags", tuple(dict(self.tags).items()))
+        for name, value in self.tags:
+            _check_tag(name, value)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
             raise InputError(f"seed must be an integer in [0, {MAX_SEED}], got {self.seed!r}")
 

@@ -37,11 +37,14 @@ def require(rows: Sequence[Row], what: str = "results") -> None:
                 raise DataError(f"{what}: trial {i} has no {key!r}")
 
 
-def tags(row: Row) -> dict[str, str]:
-    """The trial's free labels: ``config.tags`` when present, else extra top-level strings."""
+def tags(row: Row) -> dict[str, Any]:
+    """The trial's free labels: ``config.tags`` when present, else extra top-level strings.
+
+    Values keep their JSON types (``depth`` 8, not "8"; files written before tags were typed hold
+    strings), so a CSV column holds numbers; labels are ``str(value)``."""
     config_tags = (row.get("config") or {}).get("tags")
     if isinstance(config_tags, dict):
-        return {str(k): str(v) for k, v in config_tags.items()}
+        return {str(k): v for k, v in config_tags.items()}
     return {k: v for k, v in row.items() if k not in ROW_KEYS and isinstance(v, str)}
 
 
@@ -62,7 +65,7 @@ def _settings(row: Row) -> dict[str, Any]:
 
 
 def _base(row: Row) -> str:
-    return " ".join([row["optimizer"], *tags(row).values()])
+    return " ".join([row["optimizer"], *map(str, tags(row).values())])
 
 
 def swept_keys(rows: Sequence[Row]) -> dict[str, list[str]]:

@@ -313,7 +313,7 @@ def sweep_table(summaries: Sequence[Summary], factors: Sequence[str], *, metric:
     best = _best(summaries, metric, not metric.endswith("loss"))
     for i, s in enumerate(summaries):
         tags = s.trials[0].tags
-        cells: list[Text | str] = [tags.get(f, "?") for f in factors]
+        cells: list[Text | str] = [str(tags.get(f, "?")) for f in factors]
         st = s.stats
         values = [_fmt(st["train_acc"]), _fmt(st["val_acc"]), _fmt(st["test_acc"])]
         if metric not in shown:

@@ -24,7 +24,7 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:  # reading results files must not load JAX
-    from dnnbench.config import TrialSpec
+    from dnnbench.config import TagValue, TrialSpec
 
 SCHEMA = "dnnbench/1"
 #: Line types: one header, trial rows, and a closing summary over the trials (optional).
@@ -65,7 +65,7 @@ class TrialResult:
         return self.spec.optimizer
 
     @property
-    def tags(self) -> dict[str, str]:
+    def tags(self) -> dict[str, TagValue]:
         return dict(self.spec.tags)
 
     def to_row(self) -> dict[str, Any]:

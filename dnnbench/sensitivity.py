@@ -41,7 +41,7 @@ def sensitivity_specs(optimizers: Sequence[str], grid: Sequence[float], base: Tr
         for lr in grid:
             for seed in seeds:
                 specs.append(dataclasses.replace(base, optimizer=name, hyperparams=(*given.items(), ("learning_rate", lr)),
-                                                 seed=seed, tags=(("lr", f"{lr:g}"),)))
+                                                 seed=seed, tags=(("lr", lr),)))
     return tuple(specs)
 
 

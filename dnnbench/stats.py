@@ -126,7 +126,7 @@ def main_effects(trials: Sequence[TrialResult], factors: Sequence[str], metric: 
         levels: dict[str, list[float]] = {}
         for trial in trials:
             value = trial.metrics.get(metric, math.nan) if trial.status == "ok" else math.nan
-            levels.setdefault(trial.tags[factor], []).append(value)
+            levels.setdefault(str(trial.tags[factor]), []).append(value)  # a typed tag, labelled
         stats = {level: Stat.of(values) for level, values in levels.items()}
         finite = {level: st.mean for level, st in stats.items() if st.n}
         best = (max if higher_is_better else min)(finite, key=finite.get) if finite else None

@@ -3,7 +3,8 @@
 ``--vary KEY=V1,V2,...`` names a factor and its levels: a knob of ``FACTORS``, a schedule
 number (``warmup``, ``decay_to``, ...), or any optimizer hyperparameter -- ``b1`` (every swept
 optimizer that has it) or ``adam.b1`` (that optimizer's trials only). Every combination of levels becomes a
-trial per seed, tagged with its levels (``{"lr": "0.01", "activation": "relu"}``). Trials whose
+trial per seed, tagged with its levels as JSON scalars (``{"lr": 0.01, "depth": 8, "activation": "relu"}``;
+a level that is not one value, ``hidden=8x8`` or ``warmup=2e``, is tagged with its text). Trials whose
 levels differ only in numbers (lr, l1, l2, dropout, noise, ...) share a structure and so train
 together in one compiled program; for one seed they also share the batch order, and the initial
 weights wherever the shapes allow (the initial weights depend on the seed and layer sizes only).
@@ -13,13 +14,14 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from dnnbench import optim
-from dnnbench.config import TrialSpec
+from dnnbench.config import TagValue, TrialSpec
 from dnnbench.errors import InputError
 
 
@@ -217,11 +219,27 @@ def sweep_specs(factors: dict[str, list[tuple[str, Any]]], base: TrialSpec, seed
             levels = ", ".join(f"{n}={label}" for n, (label, _) in zip(names, combo, strict=True))
             raise InputError(f"--vary combination {levels}: {exc}") from None
         chosen = dict(zip(names, combo, strict=True))
-        tags = tuple((name, chosen[name][0]) for name in factors)
+        tags = tuple((name, tag_value(*chosen[name])) for name in factors)
         for seed in seeds:
             specs.append(dataclasses.replace(spec, seed=seed, tags=tags))
     return tuple(specs)
 
 
-def levels_label(trial_tags: dict[str, str], factors: Sequence[str]) -> str:
+def tag_value(label: str, value: Any) -> TagValue:
+    """A level as its trial's tag: the parsed number, flag or name, so rows keep the type; a
+    hyperparameter level (parsed per optimizer, so still text here) reads as a number when it is one."""
+    if isinstance(value, (bool, int, float)):
+        return value
+    if not isinstance(value, str):
+        return label  # a tuple (hidden 8x8, warmup 2e): its text is the one value that names it
+    if re.fullmatch(r"[+-]?\d+", value.strip()):
+        return int(value)
+    try:
+        number = float(value)
+    except ValueError:
+        return {"true": True, "false": False}.get(value.strip().lower(), value)
+    return number if math.isfinite(number) else value
+
+
+def levels_label(trial_tags: dict[str, TagValue], factors: Sequence[str]) -> str:
     return " ".join(f"{name}={trial_tags[name]}" for name in factors)

@@ -74,7 +74,7 @@ class RowTrial:
         report does not know (``phase`` from a future command) becomes a column, not an error."""
         extra = {k: str(v) for k, v in self.row.items()
                  if k not in export.ROW_KEYS and k not in NOT_TAGS and isinstance(v, (str, int, float, bool))}
-        return {**extra, **export.tags(self.row)}
+        return {**extra, **{k: str(v) for k, v in export.tags(self.row).items()}}
 
 
 @dataclass

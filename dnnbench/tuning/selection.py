@@ -1,7 +1,7 @@
 """The tuning protocol's trials: N candidates per optimizer on one search seed, then the winner --
 chosen on the validation set only -- and the optimizer's defaults, both on K fresh seeds.
 
-Rows are tagged ``phase = search | final``; search rows carry ``candidate`` (its index), final
+Rows are tagged ``phase = search | final``; search rows carry ``candidate`` (its index, an integer), final
 rows ``choice = default | tuned``. Candidates of one optimizer differ only in numbers, so they
 train as one compiled program (static choices, e.g. ``nesterov = true, false``, split it).
 """
@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dnnbench.config import MAX_SEED
+from dnnbench.config import MAX_SEED, TagValue
 from dnnbench.errors import InputError
 from dnnbench.job import Job
 from dnnbench.results import TrialResult
@@ -34,7 +34,7 @@ def search_specs(job: Job, spaces: Mapping[str, Mapping[str, Dimension]], budget
             lr = given.pop("learning_rate", None)
             try:
                 specs.append(job.trial(name, lr, given, seed=seed,
-                                       tags=(("phase", "search"), ("candidate", str(i)))))
+                                       tags=(("phase", "search"), ("candidate", i))))
             except InputError as exc:
                 raise InputError(f"tune {name}: candidate {i} ({_short(cand)}) is not valid: {exc}; narrow --space") \
                     from None
@@ -97,7 +97,7 @@ class TuningPlan:
     search: tuple
     final_seeds: tuple[int, ...]
 
-    def finals(self, search: Sequence[TrialResult], tags: tuple[tuple[str, str], ...] = ()) -> list:
+    def finals(self, search: Sequence[TrialResult], tags: tuple[tuple[str, TagValue], ...] = ()) -> list:
         """The final trials once ``search`` (this plan's search results) is known."""
         mine = [t for t in search if t.tags.get("phase") == "search"]
         specs = final_specs(self.job, self.optimizers, select(mine, self.metric), self.final_seeds, self.hyperparams)
