@@ -18,6 +18,7 @@ from typing import Annotated
 
 import typer
 
+from dnnbench.cli_results import COLUMNS_HELP, WIDE_HELP
 from dnnbench.errors import DnnbenchError, InputError, Interrupted, OutputError, Terminated, TrialsErrored
 
 app = typer.Typer(
@@ -91,6 +92,8 @@ Warmup = Annotated[str | None, typer.Option(help="Linear warmup: a fraction of t
 DecayTo = Annotated[float | None, typer.Option(help="Final factor of linear, cosine and exponential schedules (default 0; 0.01 for exponential).", rich_help_panel=TRAIN)]
 StepEvery = Annotated[float | None, typer.Option(help="step schedule: epochs between steps (default: a third of training).", rich_help_panel=TRAIN)]
 StepFactor = Annotated[float, typer.Option(help="step schedule: the factor of each step.", rich_help_panel=TRAIN)]
+Wide = Annotated[bool, typer.Option("--wide", help=WIDE_HELP, rich_help_panel=OUTPUT)]
+TableColumns = Annotated[str | None, typer.Option("--columns", help=COLUMNS_HELP, show_default=False, rich_help_panel=OUTPUT)]
 TargetOpt = Annotated[str | None, typer.Option("--target", help="Time to target: METRIC=VALUE (val_acc=0.97, val_loss=0.1); each row records the first epoch, step and training time that reached it.", rich_help_panel=OUTPUT)]
 
 BackendOpt = Annotated[str, typer.Option("--backend", help="Where the compiled programs train: local (threads of this process) | ray (one Ray task per program on a Ray cluster; pip install 'dnnbench[ray]').", rich_help_panel=BACKEND)]
@@ -114,29 +117,37 @@ SHARED_OPTIONS: list[tuple[str, object, object]] = [
     ("early_stopping", EarlyStopping, False), ("monitor", Monitor, "val_loss"), ("patience", Patience, 5),
     ("min_delta", MinDelta, 0.0), ("augment_shift", AugmentShift, 0), ("augment_noise", AugmentNoise, 0.0),
     ("train_fraction", TrainFraction, 1.0), ("out", Out, None), ("json", Json, False), ("quiet", Quiet, False),
-    ("resume", Resume, False), ("force", Force, False),
+    ("resume", Resume, False), ("force", Force, False), ("wide", Wide, False), ("columns", TableColumns, None),
 ]
 _OUTPUT_KEYS = ("out", "json", "quiet", "resume", "force")
+_TABLE_KEYS = ("wide", "columns")  # become output["layout"], a report_layout.TableLayout
 
 
-def shared_options(command: Callable[..., None] | None = None, **defaults: object) -> Callable[..., None]:
+def shared_options(command: Callable[..., None] | None = None, *, tables: bool = True,
+                   **defaults: object) -> Callable[..., None]:
     """Give a command the shared options; it receives them as ``job`` (a built, validated
-    ``job.Job``) and ``output`` (``out``, ``json``, ``quiet``, ``resume``, ``force``). One list, many
-    commands. A command returns its trials; errored ones make the exit code 1 (``fail_on_errored``).
-    ``@shared_options(epochs=40)`` changes a default for that command only."""
+    ``job.Job``) and ``output`` (``out``, ``json``, ``quiet``, ``resume``, ``force``, and ``layout``:
+    ``--wide`` / ``--columns``, whose names the command checks against its table before training).
+    One list, many commands. A command returns its trials; errored ones make the exit code 1
+    (``fail_on_errored``). ``@shared_options(epochs=40)`` changes a default for that command only;
+    ``tables=False``: a command that prints no table (no ``--wide`` / ``--columns``)."""
     if command is None:
-        return functools.partial(shared_options, **defaults)  # type: ignore[return-value]
+        return functools.partial(shared_options, tables=tables, **defaults)  # type: ignore[return-value]
     own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name not in ("job", "output")]
     extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=defaults.get(name, default),
                                annotation=annotation)
-             for name, annotation, default in SHARED_OPTIONS]
+             for name, annotation, default in SHARED_OPTIONS if tables or name not in _TABLE_KEYS]
 
     @functools.wraps(command)
     def wrapper(**kwargs: object) -> None:
         from dnnbench import options
 
-        shared = {name: kwargs.pop(name) for name, _, _ in SHARED_OPTIONS}
+        shared = {name: kwargs.pop(name) for name, _, _ in SHARED_OPTIONS if tables or name not in _TABLE_KEYS}
         output = {key: shared.pop(key) for key in _OUTPUT_KEYS}
+        if tables:
+            from dnnbench.report_layout import TableLayout
+
+            output["layout"] = TableLayout.from_options(shared.pop("wide"), shared.pop("columns"))
         fail_on_errored(command(job=options.job_from_cli(**shared), output=output, **kwargs))
 
     wrapper.__signature__ = inspect.Signature(own + extra)  # type: ignore[attr-defined]
@@ -218,7 +229,7 @@ def regularizers(
 
 
 @app.command()
-@shared_options
+@shared_options(tables=False)
 def diagnose(
     job: object,
     output: dict,
@@ -299,6 +310,8 @@ def run(
     quiet: Quiet = False,
     resume: Resume = False,
     force: Force = False,
+    wide: Wide = False,
+    columns: TableColumns = None,
     backend: Annotated[str | None, typer.Option("--backend", help="local | ray (default: the suite's [train] backend, else local).", rich_help_panel=BACKEND)] = None,
     ray_address: RayAddress = None,
     ray_max_retries: Annotated[int | None, typer.Option(help="With --backend ray: retries of a program whose worker died (default: the suite's, else 2).", rich_help_panel=BACKEND)] = None,
@@ -306,9 +319,11 @@ def run(
 ) -> None:
     """Run every experiment of a suite file (optimizer and regularizer comparisons) into one results file."""
     from dnnbench import commands
+    from dnnbench.report_layout import TableLayout
 
+    layout = TableLayout.from_options(wide, columns)
     fail_on_errored(commands.run_suite(suite, out=out, json=json, quiet=quiet, resume=resume, force=force,
-                                       backend=backend, ray_address=ray_address,
+                                       layout=layout, backend=backend, ray_address=ray_address,
                                        ray_max_retries=ray_max_retries, ray_cpus=ray_cpus))
 
 

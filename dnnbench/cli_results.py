@@ -23,6 +23,13 @@ CHECK_FORMATS = ("table", "markdown", "github-benchmark")
 Results = Annotated[Path, typer.Argument(help="A results file (JSON Lines) written with --out.", show_default=False)]
 Force = Annotated[bool, typer.Option("--force", help="Replace --out if it exists (without it, an existing file is never replaced).")]
 Metrics = Annotated[list[str] | None, typer.Option("--metric", help="A metric (repeat for several), e.g. test_acc, val_loss.", show_default=False)]
+WIDE_HELP = ("Never drop a column to fit the terminal: print tables at their natural width (wider than the terminal "
+             "if need be; for a file or a pager).")
+COLUMNS_HELP = ("Show only these columns of the results table, comma-separated (test_acc,status or the headers as "
+                "printed), in the table's order; its first column (optimizer, label, row) always shows. An unknown "
+                "name is an error that lists the valid ones.")
+Wide = Annotated[bool, typer.Option("--wide", help=WIDE_HELP)]
+Columns = Annotated[str | None, typer.Option("--columns", help=COLUMNS_HELP, show_default=False)]
 
 
 def _load(path: Path, *, need_trials: bool = True) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
@@ -53,12 +60,15 @@ def check(
     metric: Metrics = None,
     format_: Annotated[str, typer.Option("--format", help="table | markdown | github-benchmark (customBiggerIsBetter JSON of CURRENT).")] = "table",
     strict: Annotated[bool, typer.Option("--strict", help="Also fail on an uncertain row (its 95% interval straddles the tolerance).")] = False,
+    wide: Wide = False,
+    columns: Columns = None,
 ) -> None:
     """Compare CURRENT with BASELINE per comparison row over seeds; exit 1 if a row got worse (its seed-paired 95% interval lies beyond the tolerance; one seed: the change itself), a trial newly diverged, ended in error or went missing."""
     from dnnbench import checking
 
     if format_ not in CHECK_FORMATS:
         raise one_of("--format", format_, CHECK_FORMATS)
+    layout = _layout(wide, columns, "check")
     metrics = tuple(metric or ("test_acc",))
     _, base_rows = _load(baseline, need_trials=False)
     _, cur_rows = _load(current, need_trials=False)
@@ -71,7 +81,7 @@ def check(
     else:
         from dnnbench import report_results
 
-        report_results.console().print(report_results.check_table(result))
+        report_results.console(layout=layout).print(report_results.check_table(result, layout))
     _append_summary(summary)
     if result.failed:
         raise typer.Exit(1)
@@ -84,11 +94,14 @@ def profile(
                                                "rows recorded with --target).")] = None,
     out: Annotated[Path | None, typer.Option(help="Also draw the profiles to this figure (.png, .svg, .pdf).")] = None,
     force: Force = False,
+    wide: Wide = False,
+    columns: Columns = None,
 ) -> None:
     """Performance profiles across tasks: for each optimizer, the fraction of tasks reached within τ x the fastest's steps."""
     from dnnbench import plotting, profiles, report_results, targets
 
     goal = targets.parse_target(target)
+    layout = _layout(wide, columns, "profile")
     tasks: dict[str, list[dict[str, Any]]] = {}
     for path in results:
         _, rows = _load(path)
@@ -100,7 +113,8 @@ def profile(
     times = profiles.task_times(tasks, goal)
     found, skipped = profiles.profiles(times)
     label = goal.label if goal else _recorded_target(tasks)
-    report_results.console().print(report_results.profile_table(found, len(times) - len(skipped), label))
+    report_results.console(layout=layout).print(
+        report_results.profile_table(found, len(times) - len(skipped), label, layout))
     if skipped:
         print(f"dnnbench: no optimizer reached the target on {', '.join(skipped)}: left out", file=sys.stderr)
     if out is not None:
@@ -183,6 +197,8 @@ def report(
                                                   "baseline (as `dnnbench check`) and show the verdicts.",
                                                   show_default=False)] = None,
     force: Force = False,
+    wide: Wide = False,
+    columns: Columns = None,
 ) -> None:
     """Re-render the comparison table of results files (mean ± std over seeds) without training; --html writes a page."""
     from dnnbench import export as flat
@@ -190,6 +206,7 @@ def report(
 
     if html is None and baseline is not None:
         raise InputError("--baseline needs --html (for a check in the terminal: dnnbench check BASE CURRENT)")
+    layout = _layout(wide, columns, "report")
     if html is not None:
         _report_html(results, html, baseline=baseline, force=force)
         return
@@ -199,7 +216,8 @@ def report(
         title = f"{path.name}: {data.get('source') or data.get('name') or 'results'}, {len(rows)} trials"
         if i:
             print()
-        report_results.console().print(report_results.results_table(flat.summarize(rows), title=title))
+        report_results.console(layout=layout).print(
+            report_results.results_table(flat.summarize(rows), title=title, layout=layout))
 
 
 def _report_html(results: list[Path], out: Path, *, baseline: Path | None, force: bool) -> None:
@@ -224,6 +242,19 @@ def _report_html(results: list[Path], out: Path, *, baseline: Path | None, force
     page = html_report.render(sources, baseline=base, generated=now)
     output_files.write_atomic(out, page, option="--html")
     print(f"wrote {out} ({len(page.encode()) / 1e6:.2f} MB, {sum(len(s.rows) for s in sources)} trials)")
+
+
+def _layout(wide: bool, columns: str | None, table: str) -> Any:
+    """``--wide`` / ``--columns`` checked against the columns of ``table`` (check, profile, report),
+    before any file is read."""
+    from dnnbench import report_results
+
+    layout = report_results.TableLayout.from_options(wide, columns)
+    known = {"check": (report_results.CHECK_COLUMNS, ("row",)),
+             "profile": (report_results.PROFILE_COLUMNS, ("optimizer",)),
+             "report": (report_results.RESULTS_COLUMNS, ("label",))}[table]
+    layout.check(*known)
+    return layout
 
 
 def register(app: typer.Typer) -> None:

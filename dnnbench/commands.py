@@ -23,6 +23,7 @@ from dnnbench.config import TrialSpec
 from dnnbench.errors import InputError, Interrupted, OutputError, Terminated
 from dnnbench.job import Job
 from dnnbench.progress import TrainingProgress
+from dnnbench.report_layout import FIT, TableLayout
 
 
 def execute(job: Job, specs: Sequence[TrialSpec], *, out: Path | None, json_lines: bool, quiet: bool,
@@ -235,37 +236,41 @@ def _holding_sigint() -> Iterator[None]:
 
 def compare_optimizers(job: Job, names: Sequence[str], lr: str | None, *, out: Path | None = None,
                        json: bool = False, quiet: bool = False, resume: bool = False,
-                       force: bool = False) -> list[results.TrialResult]:
+                       force: bool = False, layout: TableLayout = FIT) -> list[results.TrialResult]:
     """``dnnbench optimizers``: the paired comparison of ``names`` on one task."""
     from dnnbench import report, stats
 
+    layout.check(report.comparison_columns(paired=len(job.seeds) > 1), kept=("optimizer",))
     lrs = options.parse_lr(lr, names)
     specs = runner.optimizer_specs(job, names, lrs, options.apply_hp(job.hp, names))
     trials = execute(job, specs, out=out, json_lines=json, quiet=quiet, resume=resume, force=force,
                      extra_config={"command": "optimizers", "optimizers": list(names), "lr": lr},
                      summary=lambda ts: stats.summary_row(ts, lambda t: t.optimizer, "optimizer"))
     if not json:
-        report.make_console().print(optimizers_table(job, trials))
-        print_time_to_target(job, trials, lambda t: t.optimizer)
+        report.make_console(layout=layout).print(optimizers_table(job, trials, layout=layout))
+        print_time_to_target(job, trials, lambda t: t.optimizer, layout)
     return trials
 
 
-def optimizers_table(job: Job, trials: Sequence[results.TrialResult], title: str = "Optimizers") -> Any:
+def optimizers_table(job: Job, trials: Sequence[results.TrialResult], title: str = "Optimizers",
+                     layout: TableLayout | None = None) -> Any:
     """The comparison table of an optimizer comparison: one row per optimizer, mean ± std over seeds."""
     from dnnbench import report, stats
 
     summaries = stats.summarize(trials, lambda t: t.optimizer)
     title = f"{title} on {_data_label(job)}: {_model_label(job)}, {job.train.epochs} epochs, batch {job.train.batch_size}"
     paired = stats.paired_to_best(summaries, "test_acc") if len(job.seeds) > 1 else None
-    return report.comparison_table(summaries, title=title, label_header="optimizer", paired=paired)
+    return report.comparison_table(summaries, title=title, label_header="optimizer", paired=paired, layout=layout)
 
 
 def compare_regularizers(job: Job, methods: str | None, optimizer: str, lr: float | None, *,
                          out: Path | None = None, json: bool = False, quiet: bool = False,
-                         resume: bool = False, force: bool = False) -> list[results.TrialResult]:
+                         resume: bool = False, force: bool = False,
+                         layout: TableLayout = FIT) -> list[results.TrialResult]:
     """``dnnbench regularizers``: each remedy on the same task, seeds and initial weights."""
     from dnnbench import report, stats
 
+    layout.check(report.comparison_columns(show_epochs=True, paired=len(job.seeds) > 1), kept=("regularizer",))
     hyperparams = options.apply_hp(job.hp, [optimizer])[optimizer]
     names, strengths, specs = regularizers.comparison_specs(job, methods, optimizer, lr, hyperparams,
                                                             regularizers.given_strengths(job.reg))
@@ -274,15 +279,17 @@ def compare_regularizers(job: Job, methods: str | None, optimizer: str, lr: floa
                                    "strengths": dataclasses.asdict(strengths)},
                      summary=lambda ts: stats.summary_row(ts, lambda t: t.tags.get("regularizer", "?"), "regularizer"))
     if not json:
-        console = report.make_console()
-        console.print(regularizers.data_note(job))  # wrapped to the terminal like the tables
-        console.print(regularizers_table(job, trials, optimizer, strengths=strengths))
-        print_time_to_target(job, trials, lambda t: t.tags.get("regularizer", "?"))
+        # the note wraps to the terminal even with --wide (only tables are printed at full width)
+        report.make_console().print(regularizers.data_note(job))
+        report.make_console(layout=layout).print(
+            regularizers_table(job, trials, optimizer, strengths=strengths, layout=layout))
+        print_time_to_target(job, trials, lambda t: t.tags.get("regularizer", "?"), layout)
     return trials
 
 
 def regularizers_table(job: Job, trials: Sequence[results.TrialResult], optimizer: str,
-                       title: str = "Regularizers", strengths: regularizers.Strengths | None = None) -> Any:
+                       title: str = "Regularizers", strengths: regularizers.Strengths | None = None,
+                       layout: TableLayout | None = None) -> Any:
     """The comparison table of a regularizer comparison: one row per method, mean ± std over seeds."""
     from dnnbench import report, stats
 
@@ -293,7 +300,7 @@ def regularizers_table(job: Job, trials: Sequence[results.TrialResult], optimize
     augmented = strengths and {"augment", "all"} & {t.tags.get("regularizer") for t in trials}
     note = regularizers.augment_note(strengths, regularizers.image_data(job.data)) if augmented else ""
     return report.comparison_table(summaries, title=title, label_header="regularizer", show_epochs=True,
-                                   paired=paired, note=note)
+                                   paired=paired, note=note, layout=layout)
 
 
 def diagnose_one(job: Job, optimizer: str, lr: float | None, *, out: Path | None = None, json: bool = False,
@@ -319,7 +326,7 @@ def tune_label(trial: Any) -> str:
 
 
 def print_tune_tables(job: Job, planned: Any, trials: Sequence[results.TrialResult], where: str,
-                      title: str = "Tuned") -> None:
+                      title: str = "Tuned", layout: TableLayout | None = None) -> None:
     """``tune``'s tables: default vs tuned on the final seeds (paired), the expected-best curves
     of the search, and the time to target when asked."""
     from dnnbench import report, stats
@@ -329,24 +336,29 @@ def print_tune_tables(job: Job, planned: Any, trials: Sequence[results.TrialResu
     final = [t for t in trials if t.tags.get("phase") == "final"]
     summaries = stats.summarize(final, tune_label)
     paired = stats.paired_to_best(summaries, "test_acc") if len(planned.final_seeds) > 1 else None
-    console = report.make_console()
+    layout = layout or FIT
+    console = report.make_console(layout=layout)
     console.print(report.comparison_table(
-        summaries, paired=paired, label_header="optimizer",
+        summaries, paired=paired, label_header="optimizer", layout=layout,
         title=f"{title} on {where}: budget {planned.budget} per optimizer, selected on {planned.metric}, "
               f"{len(planned.final_seeds)} fresh seeds"))
     candidates = [(t.optimizer, t.status, t.metrics, dict(t.spec.hyperparams)) for t in search]
-    console.print(report.expected_best_table(curves(candidates, planned.metric), planned.metric))
-    print_time_to_target(job, final, tune_label)
+    console.print(report.expected_best_table(curves(candidates, planned.metric), planned.metric,
+                                             layout.without_choice()))
+    print_time_to_target(job, final, tune_label, layout)
 
 
-def print_time_to_target(job: Job, trials: Sequence[results.TrialResult], label: Callable[[Any], str]) -> None:
-    """The time-to-target table under a comparison, when the job has a ``--target``."""
+def print_time_to_target(job: Job, trials: Sequence[results.TrialResult], label: Callable[[Any], str],
+                         layout: TableLayout | None = None) -> None:
+    """The time-to-target table under a comparison, when the job has a ``--target`` (``--wide``
+    applies to it; ``--columns`` names the comparison's columns only)."""
     from dnnbench import report, targets
 
     if job.target is None:
         return
+    layout = (layout or FIT).without_choice()
     rows = targets.summarize([(label(t), t.extra.get("target")) for t in trials])
-    report.make_console().print(report.target_table(rows, job.target.label))
+    report.make_console(layout=layout).print(report.target_table(rows, job.target.label, layout))
 
 
 def list_optimizers(named: Sequence[str] = (), *, every: bool = False) -> None:
@@ -404,16 +416,18 @@ def _model_label(job: Job) -> str:
 def run_suite(path: Path, *, out: Path | None = None, json: bool = False, quiet: bool = False,
               resume: bool = False, force: bool = False, backend: str | None = None,
               ray_address: str | None = None, ray_max_retries: int | None = None,
-              ray_cpus: int | None = None) -> list[results.TrialResult]:
+              ray_cpus: int | None = None, layout: TableLayout = FIT) -> list[results.TrialResult]:
     """``dnnbench run``: every experiment of a suite file into one results file, one table each.
 
     All experiments train in one ``execute`` (so trials of one structure share a compiled program
     across experiments); each row is tagged ``experiment=<name>``. ``out`` defaults to
-    ``results/<suite stem>.jsonl``.
+    ``results/<suite stem>.jsonl``. ``--columns`` names columns of any experiment's table; each
+    table shows those it has.
     """
     from dnnbench import report, suite
 
     loaded = suite.load(path)
+    layout.check(_suite_columns(loaded), kept=("optimizer", "regularizer"))
     given = {k: v for k, v in {"backend": backend, "ray_address": ray_address,
                                 "ray_max_retries": ray_max_retries, "ray_cpus": ray_cpus}.items() if v is not None}
     if given:  # the command line's --backend / --ray-address over the suite's [train]
@@ -426,22 +440,38 @@ def run_suite(path: Path, *, out: Path | None = None, json: bool = False, quiet:
                      target=lambda spec: target_of.get(dict(spec.tags).get("experiment")),
                      then=loaded.finals if loaded.tunes else None)
     if not json:
-        console = report.make_console()
+        console = report.make_console(layout=layout)
         for experiment in loaded.experiments:
             mine = [t for t in trials if t.tags.get("experiment") == experiment.name]
             kind = experiment.kind
             title = kind.capitalize() if experiment.name == kind else f"{experiment.name}: {kind}"
             if experiment.tuning is not None:
-                print_tune_tables(experiment.job, experiment.tuning, mine, _data_label(experiment.job), title)
+                print_tune_tables(experiment.job, experiment.tuning, mine, _data_label(experiment.job), title,
+                                  layout)
                 continue
             if kind == "optimizers":
-                table = optimizers_table(experiment.job, mine, title=title)
+                table = optimizers_table(experiment.job, mine, title=title, layout=layout)
                 label = lambda t: t.optimizer  # noqa: E731
             else:
-                table = regularizers_table(experiment.job, mine, experiment.settings.get("optimizer", "adam"), title=title)
+                table = regularizers_table(experiment.job, mine, experiment.settings.get("optimizer", "adam"),
+                                           title=title, layout=layout)
                 label = lambda t: t.tags.get("regularizer", "?")  # noqa: E731
             console.print(table)
-            print_time_to_target(experiment.job, mine, label)
+            print_time_to_target(experiment.job, mine, label, layout)
     if not quiet:
         print(f"dnnbench: {len(trials)} trials of {len(loaded.experiments)} experiments in {out}", file=sys.stderr)
     return trials
+
+
+def _suite_columns(loaded: Any) -> dict[str, str]:
+    """Every column some experiment's comparison table of the suite has (for ``--columns``)."""
+    from dnnbench import report
+
+    kinds = set()
+    for e in loaded.experiments:
+        final_seeds = e.tuning.final_seeds if e.tuning is not None else e.job.seeds
+        kinds.add((e.kind == "regularizers", len(final_seeds) > 1))
+    union = {}
+    for show_epochs, paired in kinds:
+        union.update(report.comparison_columns(show_epochs=show_epochs, paired=paired))
+    return {key: header for key, header in report.COMPARISON_COLUMNS.items() if key in union}

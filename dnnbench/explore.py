@@ -13,6 +13,7 @@ from typing import Any
 from dnnbench import commands, optim, options, report, sensitivity, stats, sweep, tuning
 from dnnbench.errors import InputError
 from dnnbench.job import Job
+from dnnbench.report_layout import FIT, TableLayout
 from dnnbench.results import TrialResult
 
 SORT_METRICS = ("test_acc", "val_acc", "best_val_acc", "train_acc", "train_loss", "val_loss", "test_loss")
@@ -24,6 +25,8 @@ def run_sweep(job: Job, vary: Sequence[str], *, optimizer: str, lr: float | None
     if sort not in SORT_METRICS:
         raise InputError(f"--sort: unknown metric {sort!r}; valid: {', '.join(SORT_METRICS)}")
     factors = sweep.parse_vary(vary, optimizer)
+    layout = _layout(output)
+    layout.check(report.sweep_columns(sort, paired=len(job.seeds) > 1), kept=list(factors))
     swept = [label for label, _ in factors["optimizer"]] if "optimizer" in factors else [optimizer]
     hp = options.apply_hp(job.hp, options.check_optimizers(list(dict.fromkeys([optimizer, *swept]))))
     base = job.trial(optimizer, lr if "optimizer" not in factors else None, hp[optimizer])
@@ -42,11 +45,12 @@ def run_sweep(job: Job, vary: Sequence[str], *, optimizer: str, lr: float | None
         higher = not sort.endswith("loss")
         summaries.sort(key=lambda s: _sort_key(s.stats[sort].mean, higher))
         paired = stats.paired_to_best(summaries, sort, higher) if len(job.seeds) > 1 else None
-        console = report.make_console()
-        console.print(report.sweep_table(summaries, names, metric=sort, paired=paired,
+        console = report.make_console(layout=layout)
+        console.print(report.sweep_table(summaries, names, metric=sort, paired=paired, layout=layout,
                                          title=f"Sweep over {', '.join(names)} on {_data_label(job)}"))
-        console.print(report.main_effects_table(stats.main_effects(trials, names, sort, higher), sort))
-        commands.print_time_to_target(job, trials, lambda t: sweep.levels_label(t.tags, names))
+        console.print(report.main_effects_table(stats.main_effects(trials, names, sort, higher), sort,
+                                                layout.without_choice()))
+        commands.print_time_to_target(job, trials, lambda t: sweep.levels_label(t.tags, names), layout)
     return trials
 
 
@@ -54,6 +58,11 @@ def _sort_key(value: float, higher: bool) -> float:
     if value != value:  # NaN (diverged everywhere) sorts last
         return float("inf")
     return -value if higher else value
+
+
+def _layout(output: dict[str, Any]) -> TableLayout:
+    """The ``--wide`` / ``--columns`` choice in the CLI's ``output`` dict (fit to the console if none)."""
+    return output.get("layout") or FIT
 
 
 def _io(output: dict[str, Any]) -> dict[str, Any]:
@@ -69,6 +78,8 @@ def run_sensitivity(job: Job, optimizers: Sequence[str], *, lr_min: float, lr_ma
                     metric: str, tolerance: float, **output: Any) -> tuple[list[TrialResult], list[dict[str, Any]]]:
     """``dnnbench lr-sensitivity``: a log-spaced learning-rate grid per optimizer, one program each."""
     options.check_optimizers(optimizers)
+    layout = _layout(output)
+    layout.check(report.sensitivity_columns(metric), kept=("optimizer",))
     if metric.startswith("val") and job.data.val_split == 0:
         raise InputError("lr-sensitivity decides on the validation set; use --val-split > 0 or --metric train_acc")
     if not tolerance >= 0:
@@ -79,7 +90,7 @@ def run_sensitivity(job: Job, optimizers: Sequence[str], *, lr_min: float, lr_ma
                                                         "tolerance": tolerance}, **_io(output))
     rows = sensitivity.analyze(trials, metric, tolerance)
     if not output.get("json"):
-        report.make_console().print(report.sensitivity_table(rows, metric, tolerance))
+        report.make_console(layout=layout).print(report.sensitivity_table(rows, metric, tolerance, layout))
     return trials, rows
 
 
@@ -96,6 +107,8 @@ def run_tuned(job: Job, optimizers: Sequence[str], **output: Any) -> list[TrialR
     """
     if job.data.val_split == 0:
         raise InputError("--tune chooses learning rates on the validation set; use --val-split > 0")
+    layout = _layout(output)
+    layout.check(report.comparison_columns(), kept=("optimizer",))
     grid = sensitivity.lr_grid(1e-5, 10.0, 13)
     hp = options.apply_hp(job.hp, optimizers)
     quiet_io = {"out": None, "json_lines": False, "quiet": bool(output.get("quiet")) or bool(output.get("json"))}
@@ -115,7 +128,8 @@ def run_tuned(job: Job, optimizers: Sequence[str], **output: Any) -> list[TrialR
     if not output.get("json"):
         summaries = stats.summarize(trials, lambda t: f"{t.optimizer} ({t.tags['lr_choice']})")
         title = f"Optimizers on {_data_label(job)}: default vs tuned learning rate (grid 1e-5 … 10, best val acc)"
-        report.make_console().print(report.comparison_table(summaries, title=title, label_header="optimizer"))
+        report.make_console(layout=layout).print(
+            report.comparison_table(summaries, title=title, label_header="optimizer", layout=layout))
     return trials
 
 
@@ -129,10 +143,12 @@ def run_tune(job: Job, optimizers: Sequence[str], *, budget: int, space: Sequenc
     """
     planned = tuning.plan(job, optimizers, budget=budget, metric=metric, settings=tuning.parse_space(space),
                           hyperparams=options.apply_hp(job.hp, optimizers))
+    layout = _layout(output)
+    layout.check(report.comparison_columns(paired=len(planned.final_seeds) > 1), kept=("optimizer",))
     trials = commands.execute(job, planned.search, then=planned.finals,
                               extra_config={"command": "tune", **planned.describe()},
                               summary=lambda ts: stats.summary_row(ts, commands.tune_label, "optimizer"),
                               **_io(output))
     if not output.get("json"):
-        commands.print_tune_tables(job, planned, trials, _data_label(job))
+        commands.print_tune_tables(job, planned, trials, _data_label(job), layout=layout)
     return trials

@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dnnbench import optim
-from dnnbench.report_results import Fitted
+from dnnbench.report_layout import Fitted, TableLayout, add_columns, console
 from dnnbench.results import TrialResult
 from dnnbench.stats import Stat, Summary
 
@@ -36,6 +36,13 @@ def _fmt(stat: Stat, digits: int = 4, scale: float = 1.0) -> str:
         return f"{mean:.{d}f}±{stat.std * scale:.{d}f}"
     return f"{mean:.{digits}f}"
 
+
+#: A comparison table's columns as ``--columns`` names them, in table order (the label always
+#: shows; gap, val acc and epochs run only in regularizer comparisons, Δ only over seeds).
+COMPARISON_COLUMNS = {"lr": "lr", "train_loss": "train loss", "train_acc": "train acc", "val_acc": "val acc",
+                      "best_val": "best val (epoch)", "test_acc": "test acc", "gap": "gap",
+                      "delta": "Δ test acc [95% CI] W/T/L", "epochs": "epochs run", "diagnosis": "diagnosis",
+                      "time": "compile + train s", "samples_per_s": "samples/s", "status": "status"}
 
 #: What a comparison table drops first when the console is too narrow (the label, test accuracy,
 #: diagnosis and status always stay).
@@ -73,13 +80,21 @@ def _diagnosis(summary: Summary) -> Text:
     return text
 
 
+def comparison_columns(*, show_epochs: bool = False, paired: bool = False) -> dict[str, str]:
+    """The ``--columns`` name -> header of each column a comparison table of this kind has."""
+    dropped = ({"gap", "val_acc", "epochs"} if not show_epochs else set()) | ({"delta"} if not paired else set())
+    return {key: header for key, header in COMPARISON_COLUMNS.items() if key not in dropped}
+
+
 def comparison_table(summaries: Sequence[Summary], *, title: str, label_header: str = "optimizer",
-                     show_epochs: bool = False, paired: dict | None = None, note: str = "") -> Table:
+                     show_epochs: bool = False, paired: dict | None = None, note: str = "",
+                     layout: TableLayout | None = None) -> Fitted:
     """One row per summary: rate, losses, accuracies, best epoch, diagnosis, timings, status;
     ``note``: one more caption line (e.g. what a method did on these data).
 
     At render time, columns that do not fit the console are dropped in ``COMPARISON_DROP_ORDER``
-    and named in the caption; the label, test accuracy, diagnosis and status always stay."""
+    and named in the caption; the label, test accuracy, diagnosis and status always stay.
+    ``layout``: the user's ``--wide`` / ``--columns``."""
     columns = [
         (label_header, None, None),
         ("lr", None, None),
@@ -142,21 +157,20 @@ def comparison_table(summaries: Sequence[Summary], *, title: str, label_header: 
     def build(hidden: Sequence[str]) -> Table:
         table = Table(title=title, title_justify="left", header_style="bold")
         keep = [j for j, (header, _, _) in enumerate(columns) if header not in hidden]
-        for j in keep:
-            header = columns[j][0]
-            # Numbers never wrap (a column is at least as wide as its widest cell); headers do, and
-            # the diagnosis, status and Δ columns take what is left.
-            flexible = header in ("diagnosis", "status") or header.startswith("Δ")
-            widest = max((len(str(row[j])) for row in rows), default=1)
-            table.add_column(header, justify="left" if header in (label_header, "diagnosis", "status") else "right",
-                             min_width=15 if header == "diagnosis" else None if flexible else widest)
+        # Numbers never wrap (a column is at least as wide as its widest cell); headers do, a long
+        # label folds, and the diagnosis, status and Δ columns take what is left.
+        headers = [columns[j][0] for j in keep]
+        add_columns(table, headers, [{h: row[j] for h, j in zip(headers, keep, strict=True)} for row in rows],
+                    right=[h for h in headers if h not in (label_header, "diagnosis", "status")],
+                    labels={label_header: 20}, flexible={"diagnosis": 15, "status": None,
+                                                         **{h: 8 for h in headers if h.startswith("Δ")}})
         for cells in rows:
             table.add_row(*(cells[j] for j in keep))
         n_seeds = max((len(s.trials) for s in summaries), default=1)
         if n_seeds > 1:
             table.caption = (f"mean ± std over {n_seeds} seeds; best of each column in green"
                              + ("; Δ = seed-paired difference to the best row, bootstrap 95% CI, wins/ties/losses"
-                                if paired else ""))
+                                if paired and any(h.startswith("Δ") for h in headers) else ""))
         else:
             table.caption = "best of each column in green; compile and train times are per compiled group"
         if "best val (epoch)" in [columns[j][0] for j in keep] and any(
@@ -166,8 +180,8 @@ def comparison_table(summaries: Sequence[Summary], *, title: str, label_header: 
         return table
 
     present = [header for header, _, _ in columns]
-    return Fitted(build, [h for h in COMPARISON_DROP_ORDER if h in present]
-                  + [h for h in present if h.startswith("Δ")])
+    return Fitted(build, [h for h in COMPARISON_DROP_ORDER if h in present] + [h for h in present if h.startswith("Δ")],
+                  columns=comparison_columns(show_epochs=show_epochs, paired=bool(paired)), layout=layout)
 
 
 def _error_notes(summaries: Sequence[Summary]) -> str:
@@ -243,15 +257,10 @@ def next_commands(result: TrialResult) -> Text:
     return text
 
 
-def make_console(*, stderr: bool = False, quiet: bool = False) -> Console:
-    """A console that honours NO_COLOR and drops styling when not on a terminal."""
-    import os
-    import sys
-
-    stream = sys.stderr if stderr else sys.stdout
-    # Piped or in CI, rich would assume 80 columns and squeeze the table; give it room instead.
-    width = None if stream.isatty() or os.environ.get("COLUMNS") else 200
-    return Console(stderr=stderr, quiet=quiet, highlight=False, soft_wrap=False, width=width)
+def make_console(*, stderr: bool = False, quiet: bool = False, layout: TableLayout | None = None) -> Console:
+    """A console that honours NO_COLOR and drops styling when not on a terminal; with ``--wide``
+    (``layout``) it prints tables at their natural width."""
+    return console(stderr=stderr, quiet=quiet, layout=layout)
 
 
 #: What the datasets table drops first when the console is too narrow (name, availability and the
@@ -296,65 +305,96 @@ def _paired(p: object | None) -> Text:
     return Text(text, style="dim" if lo <= 0 <= hi else "")
 
 
-def sweep_table(summaries: Sequence[Summary], factors: Sequence[str], *, metric: str, title: str,
-                paired: dict | None = None) -> Table:
-    """One row per combination of levels, sorted as given; gradient flow and paired differences."""
-    table = Table(title=title, title_justify="left", header_style="bold")
-    for factor in factors:
-        table.add_column(factor, style="bold")
-    headers = ["train acc", "val acc", "test acc", "grad first/last (start → end)", "diagnosis", "status"]
-    shown = {"train_acc", "val_acc", "test_acc"}
-    if metric not in shown:  # the column the rows are sorted by is always shown, first
-        headers.insert(0, metric.replace("_", " "))
+def sweep_columns(metric: str, *, paired: bool = False) -> dict[str, str]:
+    """The ``--columns`` name -> header of each column of a sweep table sorted by ``metric`` (the
+    factors' columns always show): the sort metric first when it is not an accuracy shown anyway."""
+    columns = {} if metric in ("train_acc", "val_acc", "test_acc") else {metric: metric.replace("_", " ")}
+    columns.update({"train_acc": "train acc", "val_acc": "val acc", "test_acc": "test acc"})
     if paired:
-        headers.insert(3, f"Δ {metric} vs best [95% CI] W/T/L")
-    for header in headers:
-        table.add_column(header, justify="left" if header in ("diagnosis", "status") else "right")
+        columns["delta"] = f"Δ {metric} vs best [95% CI] W/T/L"
+    columns.update({"grad": "grad first/last (start → end)", "diagnosis": "diagnosis", "status": "status"})
+    return columns
+
+
+def sweep_table(summaries: Sequence[Summary], factors: Sequence[str], *, metric: str, title: str,
+                paired: dict | None = None, layout: TableLayout | None = None) -> Fitted:
+    """One row per combination of levels, sorted as given; gradient flow and paired differences.
+    Too narrow a console drops gradient flow, val acc, train acc, Δ and diagnosis, in that order;
+    the factors, the sort metric, test acc and status always stay."""
+    columns = sweep_columns(metric, paired=bool(paired))
     best = _best(summaries, metric, not metric.endswith("loss"))
-    for i, s in enumerate(summaries):
-        tags = s.trials[0].tags
-        cells: list[Text | str] = [str(tags.get(f, "?")) for f in factors]
-        st = s.stats
-        values = [_fmt(st["train_acc"]), _fmt(st["val_acc"]), _fmt(st["test_acc"])]
-        if metric not in shown:
-            values.insert(0, _fmt(st[metric]) if metric in st else "-")
-        cells += values
+    rows = []
+    for s in summaries:
+        tags, st = s.trials[0].tags, s.stats
+        cells: dict[str, Text | str] = {f: str(tags.get(f, "?")) for f in factors}
+        cells.update({"train acc": _fmt(st["train_acc"]), "val acc": _fmt(st["val_acc"]),
+                      "test acc": _fmt(st["test_acc"]),
+                      "grad first/last (start → end)": f"{_ratio(st['grad_ratio_start'])} → {_ratio(st['grad_ratio_end'])}",
+                      "diagnosis": _diagnosis(s), "status": _status(s)})
+        if metric in columns:
+            cells[columns[metric]] = _fmt(st[metric]) if metric in st else "-"
         if paired:
-            cells.append(_paired(paired.get(s.label)))
-        cells.append(f"{_ratio(st['grad_ratio_start'])} → {_ratio(st['grad_ratio_end'])}")
-        cells += [_diagnosis(s), _status(s)]
-        style = "bold green" if i == best else ""
-        table.add_row(*cells, style=style)
+            cells[columns["delta"]] = _paired(paired.get(s.label))
+        rows.append(cells)
     n = max((len(s.trials) for s in summaries), default=1)
-    table.caption = (f"sorted by {metric}; best row in green" + (f"; mean ± std over {n} seeds" if n > 1 else "")
-                     + "; grad first/last = first-layer / last-layer gradient norm (≪1: vanishing)"
-                     + _error_notes(summaries))
-    return table
+
+    def build(hidden: Sequence[str]) -> Table:
+        table = Table(title=title, title_justify="left", header_style="bold")
+        headers = [*factors, *(h for h in columns.values() if h not in hidden)]
+        # a level folds past 20 characters; numbers never do
+        add_columns(table, headers, rows, right=[h for h in headers if h not in ("diagnosis", "status", *factors)],
+                    labels=dict.fromkeys(factors, 20),
+                    flexible={"diagnosis": 15, "status": None, columns.get("delta", "Δ"): 8})
+        for i, cells in enumerate(rows):
+            table.add_row(*(Text(str(cells[h]), style="bold") if h in factors else cells[h] for h in headers),
+                          style="bold green" if i == best else "")
+        table.caption = (f"sorted by {metric}; best row in green" + (f"; mean ± std over {n} seeds" if n > 1 else "")
+                         + ("; grad first/last = first-layer / last-layer gradient norm (≪1: vanishing)"
+                            if columns["grad"] not in hidden else "")
+                         + _error_notes(summaries))
+        return table
+
+    drop = [columns["grad"], "val acc", "train acc", columns.get("delta"), "diagnosis"]
+    return Fitted(build, [h for h in drop if h in columns.values()], columns=columns, layout=layout)
 
 
-def main_effects_table(effects: Sequence, metric: str) -> Table:
-    """The ablation matrix: each factor's levels with the metric averaged over everything else."""
-    table = Table(title=f"Main effects: mean {metric} per level, over all other factors and seeds", title_justify="left",
-                  header_style="bold")
-    for header in ("factor", "level", f"mean {metric}", "± std", "trials"):
-        table.add_column(header, justify="left" if header in ("factor", "level") else "right")
-    previous = None
+def main_effects_table(effects: Sequence, metric: str, layout: TableLayout | None = None) -> Fitted:
+    """The ablation matrix: each factor's levels with the metric averaged over everything else.
+    Too narrow a console drops the trial counts, then the std."""
+    rows, previous = [], None
     for e in effects:
-        style = "bold green" if e.best else ""
-        table.add_row(e.factor if e.factor != previous else "", e.level + (" ★" if e.best else ""),
-                      "-" if e.stat.n == 0 else f"{e.stat.mean:.4f}", "-" if e.stat.n < 2 else f"{e.stat.std:.4f}",
-                      str(e.stat.n), style=style)
+        rows.append({"factor": e.factor if e.factor != previous else "", "level": e.level + (" ★" if e.best else ""),
+                     f"mean {metric}": "-" if e.stat.n == 0 else f"{e.stat.mean:.4f}",
+                     "± std": "-" if e.stat.n < 2 else f"{e.stat.std:.4f}", "trials": str(e.stat.n),
+                     "style": "bold green" if e.best else ""})
         previous = e.factor
-    return table
+
+    def build(hidden: Sequence[str]) -> Table:
+        table = Table(title=f"Main effects: mean {metric} per level, over all other factors and seeds",
+                      title_justify="left", header_style="bold")
+        headers = [h for h in ("factor", "level", f"mean {metric}", "± std", "trials") if h not in hidden]
+        add_columns(table, headers, rows, right=headers[2:], labels={"factor": 16, "level": 20})
+        for cells in rows:
+            table.add_row(*(cells[h] for h in headers), style=cells["style"])
+        return table
+
+    return Fitted(build, ("trials", "± std"), layout=layout)
 
 
-def sensitivity_table(rows: Sequence[dict], metric: str, tolerance: float) -> Table:
-    """``dnnbench lr-sensitivity``: best learning rate and how forgiving each optimizer is."""
-    table = Table(title=f"Learning-rate sensitivity ({metric}; forgiving range = within {tolerance:g} of the best)",
-                  title_justify="left", header_style="bold")
-    for header in ("optimizer", "best lr", f"best {metric}", "forgiving range", "width (decades)", "curve (grid, low → high lr)"):
-        table.add_column(header, justify="left" if header in ("optimizer", "forgiving range", "curve (grid, low → high lr)") else "right")
+def sensitivity_columns(metric: str) -> dict[str, str]:
+    """The ``--columns`` name -> header of each column of the sensitivity table (the optimizer
+    always shows)."""
+    return {"best_lr": "best lr", "best": f"best {metric}", "range": "forgiving range", "width": "width (decades)",
+            "curve": "curve (grid, low → high lr)"}
+
+
+def sensitivity_table(rows: Sequence[dict], metric: str, tolerance: float,
+                      layout: TableLayout | None = None) -> Fitted:
+    """``dnnbench lr-sensitivity``: best learning rate and how forgiving each optimizer is. Too
+    narrow a console drops the width, then the curve, then the range."""
+    columns = sensitivity_columns(metric)
     bars = "▁▂▃▄▅▆▇█"
+    cells_of = []
     for row in rows:
         values = [v if v is not None and not math.isnan(v) else None for v in row["curve"]]
         finite = [v for v in values if v is not None]
@@ -362,54 +402,83 @@ def sensitivity_table(rows: Sequence[dict], metric: str, tolerance: float) -> Ta
         # the tallest bar is the best rate: for a loss, the lowest value
         goodness = [None if v is None else (hi - v if metric.endswith("loss") else v - lo) for v in values]
         spark = "".join("✗" if g is None else bars[int(round(g / (hi - lo or 1) * (len(bars) - 1)))] for g in goodness)
-        table.add_row(Text(row["optimizer"], style="bold"), f"{row['best_lr']:.3g}", f"{row['best_metric']:.4f}",
-                      f"{row['range'][0]:.3g} … {row['range'][1]:.3g}", f"{row['width_decades']:.2f}", spark)
-    table.caption = (f"curve: the taller the bar, the better the {metric}"
-                     + (" (lower loss)" if metric.endswith("loss") else "") + "; ✗ = diverged; one compiled program per optimizer")
-    return table
+        cells_of.append({"optimizer": Text(row["optimizer"], style="bold"), "best lr": f"{row['best_lr']:.3g}",
+                         f"best {metric}": f"{row['best_metric']:.4f}",
+                         "forgiving range": f"{row['range'][0]:.3g} to {row['range'][1]:.3g}",
+                         "width (decades)": f"{row['width_decades']:.2f}", "curve (grid, low → high lr)": spark})
+
+    def build(hidden: Sequence[str]) -> Table:
+        table = Table(title=f"Learning-rate sensitivity ({metric}; forgiving range = within {tolerance:g} of the best)",
+                      title_justify="left", header_style="bold")
+        headers = [h for h in ("optimizer", *columns.values()) if h not in hidden]
+        add_columns(table, headers, cells_of, right=("best lr", f"best {metric}", "width (decades)"),
+                    labels={"optimizer": 20})
+        for cells in cells_of:
+            table.add_row(*(cells[h] for h in headers))
+        table.caption = (f"curve: the taller the bar, the better the {metric}"
+                         + (" (lower loss)" if metric.endswith("loss") else "")
+                         + "; ✗ = diverged; one compiled program per optimizer")
+        return table
+
+    return Fitted(build, ("width (decades)", "curve (grid, low → high lr)", "forgiving range"), columns=columns,
+                  layout=layout)
 
 
-def expected_best_table(rows: Sequence[dict], metric: str) -> Table:
-    """``dnnbench tune``: the expected best ``metric`` after k of the N candidates (Dodge et al.)."""
+def expected_best_table(rows: Sequence[dict], metric: str, layout: TableLayout | None = None) -> Fitted:
+    """``dnnbench tune``: the expected best ``metric`` after k of the N candidates (Dodge et al.).
+    Too narrow a console drops the sparkline, then the k between 1 and N (smallest first)."""
     from dnnbench.tuning import sparkline
 
     n = max((row["n"] for row in rows), default=0)
     ks = [k for k in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024) if k <= n]
     if n and n not in ks:
         ks.append(n)
-    table = Table(title=f"Expected best {metric.replace('_', ' ')} after k tries (of N candidates)",
-                  title_justify="left", header_style="bold")
-    table.add_column("optimizer", style="bold", overflow="fold")
-    for k in ks:
-        table.add_column(f"k={k}", justify="right", no_wrap=True)
-    table.add_column("curve", no_wrap=True)
-    table.add_column("best candidate", overflow="fold")
+    cells_of = []
     for row in rows:
-        curve = row["curve"]
-        cells = [f"{curve[k - 1]:.4f}" if k <= len(curve) else "" for k in ks]
-        best = row["best"]
+        curve, best = row["curve"], row["best"]
         text = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.items()) \
             if best else "every candidate diverged"
         if row["diverged"]:
             text += f" ({row['diverged']} of {row['n']} diverged)"
-        table.add_row(row["optimizer"], *cells, sparkline(curve), text)
-    table.caption = ("E(best of k) over k candidates drawn without replacement from the N searched (exact order "
-                     "statistics); k=1 is the mean candidate, k=N the best; validation set only")
-    return table
+        cells = {f"k={k}": f"{curve[k - 1]:.4f}" if k <= len(curve) else "" for k in ks}
+        cells.update({"optimizer": Text(row["optimizer"], style="bold"), "curve": sparkline(curve),
+                      "best candidate": text})
+        cells_of.append(cells)
+
+    def build(hidden: Sequence[str]) -> Table:
+        table = Table(title=f"Expected best {metric.replace('_', ' ')} after k tries (of N candidates)",
+                      title_justify="left", header_style="bold")
+        headers = [h for h in ("optimizer", *(f"k={k}" for k in ks), "curve", "best candidate") if h not in hidden]
+        add_columns(table, headers, cells_of, right=[h for h in headers if h.startswith("k=")],
+                    labels={"optimizer": 20}, flexible={"best candidate": 12})
+        for cells in cells_of:
+            table.add_row(*(cells[h] for h in headers))
+        table.caption = ("E(best of k) over k candidates drawn without replacement from the N searched (exact order "
+                         "statistics); k=1 is the mean candidate, k=N the best; validation set only")
+        return table
+
+    return Fitted(build, ["curve", *(f"k={k}" for k in ks[1:-1])], layout=layout)
 
 
-def target_table(rows: Sequence[dict], target_label: str) -> Table:
-    """Time to target per comparison row: median epochs, steps and training seconds over seeds."""
-    table = Table(title=f"Time to target {target_label}", title_justify="left", header_style="bold")
-    for name, justify in (("row", "left"), ("reached", "right"), ("epochs", "right"), ("steps", "right"),
-                          ("train s", "right")):
-        table.add_column(name, justify=justify, no_wrap=justify == "right", overflow="fold")
+def target_table(rows: Sequence[dict], target_label: str, layout: TableLayout | None = None) -> Fitted:
+    """Time to target per comparison row: median epochs, steps and training seconds over seeds.
+    Too narrow a console drops the seconds, then the count of seeds that reached it."""
+    cells_of = []
     for row in rows:
         never = row["epoch"] is None
-        table.add_row(row["label"], f"{row['reached']}/{row['n']}",
-                      "never" if never else f"{row['epoch']:g}",
-                      "never" if never or row["step"] is None else f"{row['step']:,.0f}",
-                      "never" if never or row["train_s"] is None else f"{row['train_s']:.2f}")
-    table.caption = ("median over seeds (never: not reached by a majority); steps are machine-independent, "
-                     "seconds are per compiled program (programs share the cores)")
-    return table
+        cells_of.append({"row": row["label"], "reached": f"{row['reached']}/{row['n']}",
+                         "epochs": "never" if never else f"{row['epoch']:g}",
+                         "steps": "never" if never or row["step"] is None else f"{row['step']:,.0f}",
+                         "train s": "never" if never or row["train_s"] is None else f"{row['train_s']:.2f}"})
+
+    def build(hidden: Sequence[str]) -> Table:
+        table = Table(title=f"Time to target {target_label}", title_justify="left", header_style="bold")
+        headers = [h for h in ("row", "reached", "epochs", "steps", "train s") if h not in hidden]
+        add_columns(table, headers, cells_of, right=headers[1:], labels={"row": 24})
+        for cells in cells_of:
+            table.add_row(*(cells[h] for h in headers))
+        table.caption = ("median over seeds (never: not reached by a majority); steps are machine-independent, "
+                         "seconds are per compiled program (programs share the cores)")
+        return table
+
+    return Fitted(build, ("train s", "reached"), layout=layout)

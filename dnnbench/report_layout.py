@@ -1,0 +1,177 @@
+"""Which columns a table shows, and at what width: the report layer's one answer to narrow terminals.
+
+``Fitted`` wraps a table builder. By default it drops the least important columns, in a stated
+order, until the table fits the console, and its caption names what was hidden. ``TableLayout``
+carries the two choices a user can make (``--wide``: drop nothing, print at the table's natural
+width; ``--columns``: these columns only). Numbers and statuses are never cut: builders give them
+a minimum width (``min_widths``), and labels fold instead.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+from rich.console import Console, ConsoleOptions
+from rich.measure import Measurement
+from rich.table import Table
+
+from dnnbench.errors import InputError
+
+#: The console width behind ``--wide``: wider than any table, so rich lays each out at its natural
+#: width and never crops a line (the terminal, or the file it is piped to, gets long lines).
+WIDE = 100_000
+
+
+def normalize(name: str) -> str:
+    """A column name as ``--columns`` compares it: case, spaces, ``_`` and punctuation do not count
+    (``train acc``, ``train_acc`` and ``Train-Acc`` are one name)."""
+    return re.sub(r"[^0-9a-zα-ω.]+", "_", name.lower()).strip("_")
+
+
+@dataclass(frozen=True)
+class TableLayout:
+    """The user's choice of columns for a command's results table.
+
+    ``wide``: never drop a column (print wider than the terminal if needed). ``columns``: the
+    normalized names given to ``--columns`` (None: all that fit); the table's identifying column
+    (label, optimizer, row) always shows."""
+
+    wide: bool = False
+    columns: tuple[str, ...] | None = None
+
+    @classmethod
+    def from_options(cls, wide: bool, columns: str | None) -> TableLayout:
+        """``--wide`` and ``--columns A,B`` as given; names are checked against a table by ``check``."""
+        if columns is None:
+            return cls(wide=wide)
+        names = [normalize(part) for part in columns.split(",")]
+        if not all(names):
+            raise InputError(f"--columns: an empty column name in {columns!r}; give NAME,NAME,...")
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise InputError(f"--columns: {', '.join(twice)} given twice")
+        return cls(wide=wide, columns=tuple(names))
+
+    def picks(self, key: str, header: str) -> bool:
+        """Whether the column ``key`` (its ``--columns`` name) / ``header`` is asked for."""
+        return self.columns is None or normalize(key) in self.columns or normalize(header) in self.columns
+
+    def check(self, columns: Mapping[str, str], kept: Sequence[str] = ()) -> None:
+        """Every name of ``--columns`` must be a column of the table (``columns``: name -> header,
+        the identifying ``kept`` ones aside); raises one ``InputError`` naming the unknown ones
+        and the valid names. Called before anything is trained or read."""
+        if self.columns is None:
+            return
+        known = {normalize(k) for k in (*columns, *columns.values(), *kept)}
+        unknown = [name for name in self.columns if name not in known]
+        if unknown:
+            always = f" ({', '.join(kept)} always show{'s' if len(kept) == 1 else ''})" if kept else ""
+            raise InputError(f"--columns: unknown column{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
+                             f"valid: {', '.join(columns)}{always}")
+
+    def without_choice(self) -> TableLayout:
+        """For the tables after a command's results table (main effects, time to target): ``--wide``
+        applies to them, ``--columns`` names the results table's columns only."""
+        return TableLayout(wide=self.wide)
+
+
+#: The default layout: every table fitted to the console.
+FIT = TableLayout()
+
+
+def console(*, stderr: bool = False, quiet: bool = False, layout: TableLayout | None = None) -> Console:
+    """A console that honours NO_COLOR; piped or in CI it does not squeeze tables to 80 columns,
+    and with ``--wide`` it never narrows or crops one."""
+    stream = sys.stderr if stderr else sys.stdout
+    if layout is not None and layout.wide:
+        width: int | None = WIDE
+    else:
+        width = None if stream.isatty() or os.environ.get("COLUMNS") else 200
+    return Console(stderr=stderr, quiet=quiet, highlight=False, soft_wrap=False, width=width)
+
+
+def add_columns(table: Table, headers: Sequence[str], rows: Sequence[Mapping[str, object]], *,
+                right: Collection[str] = (), labels: Mapping[str, int] | None = None,
+                flexible: Mapping[str, int | None] | None = None) -> None:
+    """Add ``headers`` to ``table`` so that no number or status is ever cut: such a column is at
+    least as wide as its widest cell (rich folds its header instead). A column of ``labels`` folds
+    past the width given; a ``flexible`` one (diagnosis, status counts, notes) takes what is left,
+    down to the width given or its longest word, so it breaks between words, never inside a number or a status. ``right``: right-justified."""
+    labels, flexible = labels or {}, flexible or {}
+    for header in headers:
+        cells = [str(row[header]) for row in rows]
+        widest = max((len(cell) for cell in cells), default=1)
+        if header in flexible:
+            minimum = max([flexible[header] or 1, *(len(word) for cell in cells for word in cell.split())])
+        else:
+            minimum = min(widest, labels.get(header, widest))
+        table.add_column(header, justify="right" if header in right else "left", overflow="fold",
+                         min_width=minimum)
+
+
+class Fitted:
+    """A table that fits the console: at render time it drops its least important columns, in a
+    stated order, until it fits, and its caption names what was hidden.
+
+    ``build(hidden)`` makes the table without the columns whose headers are in ``hidden``;
+    ``drop_order``: headers, least important first. ``columns``: the ``--columns`` name -> header
+    of each column a user may choose (None: the table offers no choice; its identifying column is
+    never in it). ``layout``: the user's choice; None for a command without ``--wide``."""
+
+    def __init__(self, build: Callable[[Sequence[str]], Table], drop_order: Sequence[str], *,
+                 columns: Mapping[str, str] | None = None, layout: TableLayout | None = None) -> None:
+        self.build, self.drop_order = build, list(drop_order)
+        self.columns, self.layout = columns, layout
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[Table]:
+        layout = self.layout or TableLayout()
+        unchosen = [header for key, header in (self.columns or {}).items() if not layout.picks(key, header)]
+        hidden: list[str] = []
+        table = self.build(unchosen)
+        if not layout.wide:
+            for name in [h for h in self.drop_order if h not in unchosen]:
+                if fit_widths(console, table, options.max_width):
+                    break
+                hidden.append(name)
+                table = self.build([*unchosen, *hidden])
+            else:
+                fit_widths(console, table, options.max_width)
+        if hidden:
+            hint = "a wider terminal or COLUMNS=N shows them" + ("; --wide keeps every column" if self.layout else "")
+            table.caption = (f"{table.caption}\n" if table.caption else "") + (
+                f"hidden to fit {options.max_width} columns: {', '.join(hidden)} ({hint})")
+        yield table
+
+
+def fit_widths(console: Console, table: Table, width: int) -> bool:
+    """Fix each column's width so that ``table`` is at most ``width`` wide, or say it cannot be.
+
+    A column needs its minimum (its ``min_width``, and its longest word, so a header breaks between
+    words) and would like its natural width; what is left over the minimums goes first to the
+    columns that need least to be whole (water-filling). rich's own squeezing shrinks every column
+    evenly, below its minimum, and then the minimum pushes the table past the console, where it
+    would be cropped: hence fixed widths."""
+    options = console.options.update(max_width=1_000_000)
+    ranges = []
+    for column in table.columns:
+        measured = [Measurement.get(console, options, cell) for cell in (column.header, *column.cells)]
+        low = max([column.min_width or 1, *(m.minimum for m in measured)])
+        ranges.append((low, max([low, *(m.maximum for m in measured)])))
+    _, right, _, left = table.padding
+    frame = (2 if table.show_edge else 0) + (len(ranges) - 1 if table.box else 0) + (left + right) * len(ranges)
+    spare = width - frame - sum(low for low, _ in ranges)
+    if spare < 0:
+        return False
+    widths = [low for low, _ in ranges]
+    by_need = sorted(range(len(ranges)), key=lambda j: ranges[j][1] - ranges[j][0])
+    for k, j in enumerate(by_need):
+        give = min(ranges[j][1] - widths[j], spare // (len(ranges) - k))
+        widths[j] += give
+        spare -= give
+    for column, fixed in zip(table.columns, widths, strict=True):
+        column.width = fixed
+    return True
