@@ -99,7 +99,7 @@ TargetOpt = Annotated[str | None, typer.Option("--target", help="Time to target:
 BackendOpt = Annotated[str, typer.Option("--backend", help="Where the compiled programs train: local (threads of this process) | ray (one Ray task per program on a Ray cluster; pip install 'dnnbench[ray]').", rich_help_panel=BACKEND)]
 RayAddress = Annotated[str | None, typer.Option(help="With --backend ray: the cluster to join (default: $RAY_ADDRESS, else a cluster started with `ray start` on this machine, else a new local one for this run).", rich_help_panel=BACKEND)]
 RayMaxRetries = Annotated[int, typer.Option(help="With --backend ray: how many times a program whose worker process or node died runs again.", rich_help_panel=BACKEND)]
-RayCpus = Annotated[int, typer.Option(help="With --backend ray: CPUs each program's task declares and XLA's threads in it (1: as many programs at once as the cluster has CPUs).", rich_help_panel=BACKEND)]
+Threads = Annotated[int | None, typer.Option(help="XLA's CPU threads per program (default 1, or $DNNBENCH_THREADS): the same number gives the same numbers on any machine and backend (Ray tasks declare that many CPUs); more speeds up a run of one large program.", rich_help_panel=TRAIN, show_default=False)]
 
 # The options every training command shares: (parameter name, annotated type, default).
 SHARED_OPTIONS: list[tuple[str, object, object]] = [
@@ -112,7 +112,7 @@ SHARED_OPTIONS: list[tuple[str, object, object]] = [
     ("decay_to", DecayTo, None), ("step_every", StepEvery, None), ("step_factor", StepFactor, 0.1),
     ("target", TargetOpt, None),
     ("backend", BackendOpt, "local"), ("ray_address", RayAddress, None), ("ray_max_retries", RayMaxRetries, 2),
-    ("ray_cpus", RayCpus, 1),
+    ("threads", Threads, None),
     ("l1", L1, 0.0), ("l2", L2, 0.0), ("dropout", Dropout, 0.0), ("dropout_mode", DropoutMode, "inverted"),
     ("early_stopping", EarlyStopping, False), ("monitor", Monitor, "val_loss"), ("patience", Patience, 5),
     ("min_delta", MinDelta, 0.0), ("augment_shift", AugmentShift, 0), ("augment_noise", AugmentNoise, 0.0),
@@ -140,9 +140,13 @@ def shared_options(command: Callable[..., None] | None = None, *, tables: bool =
 
     @functools.wraps(command)
     def wrapper(**kwargs: object) -> None:
+        from dnnbench import threads
+
+        threads.use(kwargs.pop("threads"))  # before anything starts JAX
         from dnnbench import options
 
-        shared = {name: kwargs.pop(name) for name, _, _ in SHARED_OPTIONS if tables or name not in _TABLE_KEYS}
+        shared = {name: kwargs.pop(name) for name, _, _ in SHARED_OPTIONS
+                  if (tables or name not in _TABLE_KEYS) and name != "threads"}
         output = {key: shared.pop(key) for key in _OUTPUT_KEYS}
         if tables:
             from dnnbench.report_layout import TableLayout
@@ -315,16 +319,19 @@ def run(
     backend: Annotated[str | None, typer.Option("--backend", help="local | ray (default: the suite's [train] backend, else local).", rich_help_panel=BACKEND)] = None,
     ray_address: RayAddress = None,
     ray_max_retries: Annotated[int | None, typer.Option(help="With --backend ray: retries of a program whose worker died (default: the suite's, else 2).", rich_help_panel=BACKEND)] = None,
-    ray_cpus: Annotated[int | None, typer.Option(help="With --backend ray: CPUs each program's task declares and XLA's threads in it (default: the suite's, else 1).", rich_help_panel=BACKEND)] = None,
+    threads: Threads = None,
 ) -> None:
     """Run every experiment of a suite file (optimizer and regularizer comparisons) into one results file."""
+    from dnnbench import threads as xla_threads
+
+    xla_threads.use(threads)  # before anything starts JAX
     from dnnbench import commands
     from dnnbench.report_layout import TableLayout
 
     layout = TableLayout.from_options(wide, columns)
     fail_on_errored(commands.run_suite(suite, out=out, json=json, quiet=quiet, resume=resume, force=force,
                                        layout=layout, backend=backend, ray_address=ray_address,
-                                       ray_max_retries=ray_max_retries, ray_cpus=ray_cpus))
+                                       ray_max_retries=ray_max_retries))
 
 
 from dnnbench.cli_results import register as _register_results  # noqa: E402 -- check, plot, export, report

@@ -19,6 +19,7 @@ from typing import Any
 
 from dnnbench import data as datamod
 from dnnbench import engine, optim, options, output_files, regularizers, results, runner
+from dnnbench import threads as xla_threads
 from dnnbench.config import TrialSpec
 from dnnbench.errors import InputError, Interrupted, OutputError, Terminated
 from dnnbench.job import Job
@@ -94,7 +95,8 @@ def _execute(job: Job, run: runner.Run, *, out: Path | None, json_lines: bool, q
     ids = [results.trial_id(spec, key) for spec in run.specs]
     # the header records effective values: the worker count used, not None for "the default"
     plan, workers = runner.chunks_of(run, data)
-    effective = {"workers": workers, "plan": [len(chunk) for chunk in plan]}  # trials per compiled program
+    # trials per compiled program, and XLA's threads: both decide a trial's last bits
+    effective = {"workers": workers, "plan": [len(chunk) for chunk in plan], "threads": xla_threads.current()}
     head = results.header({**job.describe(), **effective, **(extra_config or {})}, data.describe())
     done: dict[str, results.TrialResult] = {}
     if previous is not None and out is not None:
@@ -186,6 +188,10 @@ def _resume(out: Path, previous: tuple[dict[str, Any], list[dict[str, Any]], boo
     sizes) is not what it holds: a change there keeps the file's header."""
     old, rows, intact = previous
     how = ("workers", "max_parallel", "backend")
+    was = (old.get("config") or {}).get("threads", "absent")
+    if head is not None and was != "absent" and was != head["config"].get("threads"):
+        raise InputError(f"--resume: {out} was written with --threads {was}; XLA's threads change a trial's last "
+                         f"bits, so resume with --threads {was}")
     changed = head is not None and ({k: v for k, v in json.loads(json.dumps(head["config"])).items() if k not in how}
                                     != {k: v for k, v in (old.get("config") or {}).items() if k not in how})
     head = head if changed else old
@@ -416,7 +422,7 @@ def _model_label(job: Job) -> str:
 def run_suite(path: Path, *, out: Path | None = None, json: bool = False, quiet: bool = False,
               resume: bool = False, force: bool = False, backend: str | None = None,
               ray_address: str | None = None, ray_max_retries: int | None = None,
-              ray_cpus: int | None = None, layout: TableLayout = FIT) -> list[results.TrialResult]:
+              layout: TableLayout = FIT) -> list[results.TrialResult]:
     """``dnnbench run``: every experiment of a suite file into one results file, one table each.
 
     All experiments train in one ``execute`` (so trials of one structure share a compiled program
@@ -429,7 +435,7 @@ def run_suite(path: Path, *, out: Path | None = None, json: bool = False, quiet:
     loaded = suite.load(path)
     layout.check(_suite_columns(loaded), kept=("optimizer", "regularizer"))
     given = {k: v for k, v in {"backend": backend, "ray_address": ray_address,
-                                "ray_max_retries": ray_max_retries, "ray_cpus": ray_cpus}.items() if v is not None}
+                                "ray_max_retries": ray_max_retries}.items() if v is not None}
     if given:  # the command line's --backend / --ray-address over the suite's [train]
         settings = dataclasses.replace(loaded.job.backend, **given)
         loaded = dataclasses.replace(loaded, job=dataclasses.replace(loaded.job, backend=settings))

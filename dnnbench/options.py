@@ -28,7 +28,7 @@ def job_from_cli(*, dataset: str, data: Path | None, data_dir: Path | None, no_v
                  train_fraction: float | None, hp: Sequence[str] | None = None, schedule: str = "constant",
                  warmup: str | None = None, decay_to: float | None = None, step_every: float | None = None,
                  step_factor: float = 0.1, target: str | None = None, backend: str = "local",
-                 ray_address: str | None = None, ray_max_retries: int = 2, ray_cpus: int = 1) -> Job:
+                 ray_address: str | None = None, ray_max_retries: int = 2) -> Job:
     """The ``Job`` of the shared options of every training command. ``None`` is a command's "not
     given": a ``label_noise`` or ``train_fraction`` is then the digits demo's on the bundled digits
     and none (the data as given) on any other data; an ``augment_shift`` is the regularizers'
@@ -69,7 +69,7 @@ def job_from_cli(*, dataset: str, data: Path | None, data_dir: Path | None, no_v
         schedule=sched,
         hp=parse_hp(hp or ()),
         target=targets.parse_target(target),
-        backend=BackendSettings(backend, ray_address, ray_max_retries, ray_cpus),
+        backend=BackendSettings(backend, ray_address, ray_max_retries),
     )
 
 

@@ -109,7 +109,8 @@ def test_the_cli_writes_the_same_results_file_with_either_backend(cluster, tmp_p
     assert cli.main([*argv, "--out", str(tmp_path / "ray.jsonl"), "--backend", "ray"]) == 0
     local, remote = rows(tmp_path / "local.jsonl"), rows(tmp_path / "ray.jsonl")
     assert trial_rows(remote) == trial_rows(local) and len(trial_rows(remote)) == 4
-    assert remote[0]["config"]["backend"] == {"backend": "ray", "ray_address": None, "ray_max_retries": 2, "ray_cpus": 1}
+    assert remote[0]["config"]["backend"] == {"backend": "ray", "ray_address": None, "ray_max_retries": 2}
+    assert remote[0]["config"]["threads"] == local[0]["config"]["threads"] == 1
     assert remote[-1]["type"] == local[-1]["type"] == "summary"
 
 
@@ -142,21 +143,14 @@ def test_progress_on_a_cluster_shows_running_queued_finished_programs_nodes_and_
     assert all("val_acc" in names for _, _, names in heard["epochs"])
 
 
-def test_ray_cpus_gives_each_task_more_cpus_and_the_same_numbers(cluster, ds):
+def test_tasks_declare_the_drivers_xla_threads_as_cpus(cluster, ds, monkeypatch):
+    from dnnbench import threads
+
     trials = specs(("sgd", "adam"), seeds=1, epochs=100)
-    got, heard = watched(backends.Settings("ray", ray_cpus=2), ds, trials)
+    monkeypatch.setattr(threads, "current", lambda: 2)  # a driver started with --threads 2
+    got, heard = watched(RAY, ds, trials)
     assert max(s.running for s in heard["statuses"]) == 1  # 2-CPU tasks on a 2-CPU cluster: one at a time
     assert numbers(got) == numbers(runner.execute(runner.Run(trials), ds))
-
-
-@pytest.mark.parametrize("argv, message", [
-    (["--backend", "ray", "--ray-cpus", "0"], "ray cpus must be a positive integer, got 0"),
-    (["--ray-cpus", "2"], "--ray-cpus goes with --backend ray"),
-])
-def test_ray_cpus_is_checked_before_anything_runs(argv, message, capsys, tmp_path):
-    out = tmp_path / "r.jsonl"
-    assert cli.main(["optimizers", "--optimizers", "adam", "--epochs", "1", *SMALL, *argv, "--out", str(out)]) == 2
-    assert capsys.readouterr().err == f"dnnbench: error: {message}\n" and not out.exists()
 
 
 def test_a_killed_worker_is_retried_and_nothing_is_lost(cluster, ds):
@@ -250,9 +244,8 @@ def test_a_suite_chooses_its_backend_in_train(tmp_path):
     from dnnbench import suite
 
     path = tmp_path / "s.toml"
-    path.write_text('[train]\nepochs = 1\nbackend = "ray"\nray_max_retries = 1\nray_cpus = 2\n\n'
-                    '[[experiment]]\nkind = "optimizers"\n')
-    assert suite.load(path).job.backend == backends.Settings("ray", None, 1, 2)
+    path.write_text('[train]\nepochs = 1\nbackend = "ray"\nray_max_retries = 1\n\n[[experiment]]\nkind = "optimizers"\n')
+    assert suite.load(path).job.backend == backends.Settings("ray", None, 1)
     path.write_text('[train]\nepochs = 1\nbackend = "spark"\n\n[[experiment]]\nkind = "optimizers"\n')
     with pytest.raises(Exception, match=r"s\.toml:3: \[train\] .*unknown backend 'spark'"):
         suite.load(path)

@@ -49,19 +49,14 @@ class Settings:
     backend: str = "local"
     ray_address: str | None = None  # None: $RAY_ADDRESS, else a cluster on this machine, else a new one
     ray_max_retries: int = 2  # a task whose worker process or node died runs again this many times
-    ray_cpus: int = 1  # CPUs each task declares; XLA's threads in it. More: fewer, faster programs at once
 
     def __post_init__(self) -> None:
         if self.backend not in NAMES:
             raise InputError(f"unknown backend {self.backend!r}; valid: {', '.join(NAMES)}")
         if self.ray_max_retries < 0:
             raise InputError(f"ray max retries must be 0 or more, got {self.ray_max_retries!r}")
-        if isinstance(self.ray_cpus, bool) or not isinstance(self.ray_cpus, int) or self.ray_cpus < 1:
-            raise InputError(f"ray cpus must be a positive integer, got {self.ray_cpus!r}")
         if self.ray_address is not None and self.backend != "ray":
             raise InputError("--ray-address goes with --backend ray")
-        if self.ray_cpus != 1 and self.backend != "ray":
-            raise InputError("--ray-cpus goes with --backend ray")
         if self.backend == "ray" and importlib.util.find_spec("ray") is None:  # say so before anything runs
             raise InputError(RAY_MISSING)
 

@@ -2,9 +2,11 @@
 
 The driver (this process) plans the run as for a local one, puts the dataset into Ray's object
 store once (``ray.put``: tasks read it from there, nothing is shipped per task or re-generated on
-the workers) and submits one task per program. Each task declares ``--ray-cpus`` CPUs (default
-1; and one GPU where the cluster has GPUs, with JAX's preallocation off) and runs XLA on that
-many threads, so that tasks sharing a node do not oversubscribe it: Ray's CPUs are only logical.
+the workers) and submits one task per program. Each task declares as many CPUs as the driver's
+XLA threads (``--threads``, default 1; and one GPU where the cluster has GPUs, with JAX's
+preallocation off) and runs XLA on that many threads (``dnnbench.threads``), so that tasks
+sharing a node do not oversubscribe it -- Ray's CPUs are only logical -- and every program's
+numbers are those a local run gives.
 Outcomes come back as programs finish (``ray.wait``); the runner writes rows in group order.
 Progress: each task tells an ``Events`` actor when it starts (and on which node) and each epoch's
 metrics; the driver drains it between waits (programs queued / running / finished, nodes in use).
@@ -23,7 +25,6 @@ the shipped text under its temporary directory.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -36,6 +37,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from dnnbench import threads as xla_threads
 from dnnbench.backends.base import (
     RAY_MISSING,
     EpochCallback,
@@ -102,9 +104,10 @@ class RayExecution:
             data_ref = ray.put(data)
             files_ref = ray.put(optimizer_files(spec for specs in self.programs for spec in specs))
             gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0  # one program per GPU
+            cpus = xla_threads.current() or 1  # the driver's: a program's numbers are as they would be here
             task = ray.remote(train_program).options(
-                num_cpus=settings.ray_cpus, num_gpus=gpus, max_retries=settings.ray_max_retries,
-                retry_exceptions=False, runtime_env={"env_vars": worker_env(settings.ray_cpus, gpus)})
+                num_cpus=cpus, num_gpus=gpus, max_retries=settings.ray_max_retries,
+                retry_exceptions=False, runtime_env={"env_vars": worker_env(cpus, gpus)})
             self.pending: dict[Any, int] = {task.remote(g, specs, data_ref, files_ref, self.events): g
                                             for g, specs in enumerate(self.programs)}
             self.submitted = dict(self.pending)
@@ -251,12 +254,10 @@ def _init(ray: Any, settings: Settings, quiet: dict[str, Any]) -> bool:
 
 
 def worker_env(cpus: int, gpus: int) -> dict[str, str]:
-    """The task's environment, set before JAX starts in the worker: with one CPU, XLA's matrix
-    products on one thread (more CPUs: ``start_jax``); no GPU memory preallocation (programs may
-    share a GPU's memory with others)."""
-    env = {}
-    if cpus == 1:
-        env["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_cpu_multi_thread_eigen=false".strip()
+    """The task's environment, set before dnnbench starts JAX in the worker: XLA's CPU threads =
+    the task's CPUs (``dnnbench.threads``: the driver's number, so the numbers are the driver's);
+    no GPU memory preallocation (programs may share a GPU's memory with others)."""
+    env = {xla_threads.ENV: str(cpus)}
     if gpus:
         env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
     if "DNNBENCH_COMPILE_CACHE" in os.environ:
@@ -304,41 +305,11 @@ def train_program(program: int, specs: list[TrialSpec], data: Any, files: dict[s
     import ray
 
     node = ray.get_runtime_context().get_node_id()
-    start_jax(int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))
     _tell(events, ("start", program, node))
     try:
         return node, _train(specs, data, files, lambda epoch, metrics: _tell(events, ("epoch", program, epoch, metrics)))
     finally:
         _tell(events, ("end", program))
-
-
-_jax_started = False  # per worker process: Ray reuses a worker for the run's next tasks
-
-
-def start_jax(cpus: int) -> None:
-    """Start JAX in this worker with XLA's CPU thread pools sized to the task's ``cpus``.
-
-    XLA sizes its pools to the cores the process may use when its CPU client starts, and Ray's
-    CPUs are only logical (it pins nothing). So the client starts with ``cpus`` cores allowed,
-    then every thread is allowed all cores again: ``cpus`` threads that the OS places freely,
-    instead of one per core of the node in each of the node's tasks. Linux only; elsewhere XLA
-    keeps its default."""
-    global _jax_started
-    if _jax_started:
-        return
-    _jax_started = True
-    import jax
-
-    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_setaffinity") else []
-    if not 0 < cpus < len(allowed):
-        return
-    os.sched_setaffinity(0, allowed[:cpus])
-    try:
-        jax.devices()  # the client and its pools start now
-    finally:
-        for thread in os.listdir("/proc/self/task"):
-            with contextlib.suppress(OSError):
-                os.sched_setaffinity(int(thread), allowed)
 
 
 def _tell(events: Any, item: tuple) -> None:

@@ -23,11 +23,24 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from dnnbench import threads
 from dnnbench.errors import InputError
-from dnnbench.optim import builtin, catalogue, schedules, user
-from dnnbench.optim.builtin import DEFAULTS, NAMES, RECIPE, RULES
-from dnnbench.optim.definition import FALLBACK_LR, NUMBER, STATIC, Optimizer, Param, signature_params
-from dnnbench.optim.schedules import Schedule
+
+# Every path that trains imports this package before JAX computes anything: XLA starts here, with
+# its CPU thread pools sized by ``dnnbench.threads`` (a trial's last bits depend on them).
+threads.ensure()
+
+from dnnbench.optim import builtin, catalogue, schedules, user  # noqa: E402
+from dnnbench.optim.builtin import DEFAULTS, NAMES, RECIPE, RULES  # noqa: E402
+from dnnbench.optim.definition import (  # noqa: E402
+    FALLBACK_LR,
+    NUMBER,
+    STATIC,
+    Optimizer,
+    Param,
+    signature_params,
+)
+from dnnbench.optim.schedules import Schedule  # noqa: E402
 
 __all__ = ["DEFAULTS", "FALLBACK_LR", "NAMES", "NUMBER", "RECIPE", "RULES", "STATIC", "Optimizer", "Param",
            "Schedule", "build", "describe_spec", "origin", "resolve", "resolve_spec", "schedules", "split_setting",

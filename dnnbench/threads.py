@@ -1,0 +1,88 @@
+"""XLA's CPU threads: a fixed number per process, so that numbers do not depend on the machine.
+
+XLA's CPU client sizes its thread pools to the cores the process may use when the client starts,
+and some of its kernels split a reduction by that pool (measured with jaxlib 0.10.2: the bias
+gradients of the reference MLP differ in the last bits between 1 and 2 threads; over 20 epochs
+such bits can reach the third decimal). A baseline made on an 8-core laptop and checked on a
+2-core CI runner, or a program trained on a Ray node of another size, would then disagree.
+
+So every dnnbench process starts XLA with ``threads`` (``--threads``, ``$DNNBENCH_THREADS``,
+default ``DEFAULT``) cores allowed, then allows every thread all cores again: a pool of that many
+threads that the OS places freely. Runs with the same ``threads`` on the same kind of CPU give the
+same numbers on any machine and backend; parallelism comes from programs training at once
+(``--workers``, Ray tasks). More threads speed up a run of a single large program.
+
+Linux only (``sched_setaffinity``); elsewhere XLA keeps its own pool size, and headers say
+``threads: null``. Started by importing ``dnnbench.optim`` (every path that trains imports it
+before JAX computes anything); once JAX has started, the size is fixed for the process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+from dnnbench.errors import InputError
+
+DEFAULT = 1
+ENV = "DNNBENCH_THREADS"
+_started: list[int | None] = []  # [threads] once this process started XLA (None: not sized by us)
+
+
+def requested() -> int:
+    """``$DNNBENCH_THREADS``, else ``DEFAULT``."""
+    text = os.environ.get(ENV, "").strip()
+    if not text:
+        return DEFAULT
+    try:
+        value = int(text)
+    except ValueError:
+        raise InputError(f"${ENV} must be a positive integer, got {text!r}") from None
+    return check(value)
+
+
+def check(value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(f"threads must be a positive integer, got {value!r}")
+    return value
+
+
+def ensure() -> int | None:
+    """Start XLA with ``requested()`` threads unless it started already; the threads it has
+    (None: JAX was started before dnnbench could size it, or the OS cannot pin)."""
+    if _started:
+        return _started[0]
+    threads = requested()
+    import jax
+    from jax._src import xla_bridge
+
+    if xla_bridge.backends_are_initialized() or not hasattr(os, "sched_setaffinity"):
+        _started.append(None)
+        return None
+    allowed = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, allowed[:threads] if threads < len(allowed) else allowed)
+    try:
+        jax.devices()  # the client and its pools start now, sized to the cores allowed
+    finally:
+        for thread in os.listdir("/proc/self/task"):
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(int(thread), allowed)
+    _started.append(min(threads, len(allowed)))  # a pool is at most as large as the cores
+    return _started[0]
+
+
+def use(threads: int | None) -> None:
+    """Ask for ``threads`` in this process (``--threads``), before XLA starts; an error once it
+    started with another number."""
+    if threads is None:
+        return
+    check(threads)
+    if _started and _started[0] is not None and _started[0] != threads:
+        raise InputError(f"XLA already runs with {_started[0]} threads in this process; --threads {threads} "
+                         "needs a new process")
+    os.environ[ENV] = str(threads)
+
+
+def current() -> int | None:
+    """The threads XLA runs with in this process (starting it if needed)."""
+    return ensure()
