@@ -276,8 +276,9 @@ def datasets_table(rows: Sequence[dict]) -> Fitted:
                    if h not in hidden]
         for header in headers:
             numeric = header in ("classes", "train", "test")
+            # a cache path folds over lines (min_width: how narrow it may get), whole
             table.add_column(header, justify="right" if numeric else "left", no_wrap=header != "where",
-                             overflow="fold")
+                             overflow="fold", min_width=20 if header == "where" else None)
         for row in rows:
             cells = {"name": Text(row["name"], style="bold"), "input shape": "x".join(map(str, row["input_shape"])),
                      "classes": str(row["classes"]), "train": str(row["train"]), "test": str(row["test"]),

@@ -150,17 +150,23 @@ class Fitted:
 def fit_widths(console: Console, table: Table, width: int) -> bool:
     """Fix each column's width so that ``table`` is at most ``width`` wide, or say it cannot be.
 
-    A column needs its minimum (its ``min_width``, and its longest word, so a header breaks between
-    words) and would like its natural width; what is left over the minimums goes first to the
-    columns that need least to be whole (water-filling). rich's own squeezing shrinks every column
-    evenly, below its minimum, and then the minimum pushes the table past the console, where it
-    would be cropped: hence fixed widths."""
+    A column needs its minimum and would like its natural width; what is left over the minimums
+    goes first to the columns that need least to be whole (water-filling). The minimum: its
+    ``min_width`` if it has one (a label or a path folds past it), else its longest word (whole
+    cells if it is ``no_wrap``), and never less than its header's longest word, so a header breaks
+    between words. rich's own squeezing shrinks every column evenly, below its minimum, and then
+    the minimum pushes the table past the console, where it would be cropped: hence fixed widths."""
     options = console.options.update(max_width=1_000_000)
     ranges = []
     for column in table.columns:
-        measured = [Measurement.get(console, options, cell) for cell in (column.header, *column.cells)]
-        low = max([column.min_width or 1, *(m.minimum for m in measured)])
-        ranges.append((low, max([low, *(m.maximum for m in measured)])))
+        head = Measurement.get(console, options, column.header)
+        cells = [Measurement.get(console, options, cell) for cell in column.cells]
+        if column.min_width is not None:
+            own = column.min_width
+        else:
+            own = max((m.maximum if column.no_wrap else m.minimum for m in cells), default=1)
+        low = max(own, head.minimum)
+        ranges.append((low, max([low, head.maximum, *(m.maximum for m in cells)])))
     _, right, _, left = table.padding
     frame = (2 if table.show_edge else 0) + (len(ranges) - 1 if table.box else 0) + (left + right) * len(ranges)
     spare = width - frame - sum(low for low, _ in ranges)
