@@ -86,14 +86,14 @@ def main() -> None:
 
     figures["local_s"], reference = timed(run, ds)
     start = time.perf_counter()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     figures["ray_start_s"] = time.perf_counter() - start
     try:
         ray_run = runner.Run(run.specs, max_parallel=1, backend=RAY)
         figures["ray_cold_s"], got = timed(ray_run, ds)
         assert got == reference, "ray rows differ from local rows"
         ray.shutdown()  # the same again once Ray's workers are up (JAX imported), nothing compiled in them
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
         timed(runner.Run(sweep((8,), 1).specs[:2], max_parallel=1, backend=RAY), ds)
         figures["ray_up_s"], got = timed(ray_run, ds)
         assert got == reference, "ray rows differ from local rows"

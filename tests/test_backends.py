@@ -37,7 +37,7 @@ def cluster():
     """A local Ray cluster of 2 CPUs; its address, for subprocesses."""
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     yield ray.get_runtime_context().gcs_address
     if started:
         ray.shutdown()
@@ -153,7 +153,7 @@ def test_tasks_declare_the_drivers_xla_threads_as_cpus(cluster, ds, monkeypatch)
     assert numbers(got) == numbers(runner.execute(runner.Run(trials), ds))
 
 
-def test_a_killed_worker_is_retried_and_nothing_is_lost(cluster, ds):
+def test_a_killed_worker_is_retried_and_nothing_is_lost(cluster, ds, capfd):
     trials = specs(("sgd", "adam"), seeds=1, epochs=300)  # two programs of a few seconds each
     done: dict[str, list] = {}
     thread = threading.Thread(target=lambda: done.setdefault("rows", runner.execute(runner.Run(trials, backend=RAY), ds)))
@@ -171,6 +171,8 @@ def test_a_killed_worker_is_retried_and_nothing_is_lost(cluster, ds):
     assert "rows" in done, "the run raised"
     assert [t.status for t in done["rows"]] == ["ok", "ok"], [t.extra.get("error") for t in done["rows"]]
     assert numbers(done["rows"]) == numbers(runner.execute(runner.Run(trials), ds))  # the retry: same numbers
+    captured = capfd.readouterr()  # Ray's word of the dead worker went to stderr: stdout is --json's stream
+    assert "A worker died" not in captured.out and "A worker died" in captured.err
 
 
 FAILING = '''import jax

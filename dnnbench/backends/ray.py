@@ -25,11 +25,13 @@ the shipped text under its temporary directory.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import logging
 import os
 import pickle
+import sys
 import tempfile
 import traceback
 import warnings
@@ -90,7 +92,12 @@ class RayExecution:
         self.ray = ray = import_ray()
         self.programs = [list(specs) for specs in programs]
         self.on_group, self.on_epoch, self.on_status = on_group, on_epoch, on_status
-        self.started_here = connect(settings)
+        # Ray prints what it hears of dead workers ("(raylet) A worker died ...") to sys.stdout,
+        # which is the results stream with --json: while Ray runs, sys.stdout is stderr (the
+        # results writer holds the real stdout since before the run).
+        self.stdout: Any = contextlib.redirect_stdout(sys.stderr)
+        self.stdout.__enter__()
+        self.started_here = False
         self.nodes: dict[int, str] = {}  # program -> the Ray node id that trained it
         self.running: dict[int, str] = {}  # program -> the node training it now (as its task told)
         self.shown: set[int] = set()  # programs given to on_group
@@ -98,6 +105,7 @@ class RayExecution:
         self.status: Status | None = None
         self.events: Any = None
         try:
+            self.started_here = connect(settings)
             self.alive_nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
             if on_group or on_epoch or on_status:  # progress wanted: tasks tell what they do
                 self.events = ray.remote(num_cpus=0, max_restarts=0)(Events).remote()
@@ -215,6 +223,9 @@ class RayExecution:
         if self.started_here:
             self.ray.shutdown()  # a cluster started for the run stops; one we joined stays
             self.started_here = False
+        if self.stdout is not None:
+            self.stdout.__exit__(None, None, None)
+            self.stdout = None
 
 
 def start(settings: Settings, programs: Sequence[Sequence[TrialSpec]], data: Any, *,
@@ -249,7 +260,7 @@ def _init(ray: Any, settings: Settings, quiet: dict[str, Any]) -> bool:
     except ConnectionError:  # no cluster on this machine: one for this run
         from dnnbench import engine
 
-        ray.init(num_cpus=engine.cores(), **quiet)
+        ray.init(address="local", num_cpus=engine.cores(), **quiet)  # "local": never a stale `ray start` address
     return True
 
 
