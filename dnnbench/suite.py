@@ -3,7 +3,7 @@
     [data]             dataset, path, val_split, label_noise, data_dir, verify
     [model]            hidden, activation, residual, precision
     [train]            epochs, batch_size, loss, seeds, seed, max_parallel, workers,
-                       backend ("local" | "ray"), ray_address, ray_max_retries, ray_cpus,
+                       backend ("local" | "ray"), ray_address, ray_max_retries,
                        schedule, warmup (0.1 or "2e"), decay_to, step_every, step_factor,
                        target ("val_acc=0.97": time to target, per experiment too)
     [regularization]   l1, l2, dropout, dropout_mode, early_stopping, monitor, patience, min_delta,
@@ -16,21 +16,24 @@
 
 Unset keys take the command line's defaults. Everything is validated on load, before anything
 trains: an unknown key or a bad value is one ``InputError`` naming the file, the line and the key.
-``tomllib`` gives no line numbers, so the line is found by searching the key in its table's text
-(good enough for hand-written files). A relative ``path`` or ``data_dir`` -- and the file of an
-optimizer named ``file.py:factory`` -- is relative to the suite.
+The file's shape (tables, keys, types) is checked by pydantic models built from ``SECTIONS`` and
+``KINDS``; the values then by the config classes the command line builds too. ``tomllib`` gives
+no line numbers, so the line is found by searching the key in its table's text (good enough for
+hand-written files). A relative ``path`` or ``data_dir`` -- and the file of an optimizer named
+``file.py:factory`` -- is relative to the suite.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from dnnbench import optim, options, regularizers, runner, targets, tuning
 from dnnbench.backends import Settings as BackendSettings
@@ -44,32 +47,59 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-INT, FLOAT, BOOL, STR = "an integer", "a number", "true or false", "a string"
-NAMES, HIDDEN, LR = "a list of names", "a list of layer widths like [500, 500]", "a number or a table like {adam = 1e-3}"
-WARMUP = 'a fraction of training like 0.1 or epochs like "2e"'
-HYPERPARAMS = "a table of tables like {adam = {b1 = 0.95}}"
-SPACE = 'a table of tables like {adam = {b1 = "0.8..0.99", lr = "1e-4..1e-1:log", b2 = [0.99, 0.999]}}'
+#: How an error names what a key holds: by its type, or by the description of its field.
+WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+Names = Annotated[list[str], Field(min_length=1, description="a list of names")]
+Hidden = Annotated[list[int], Field(min_length=1, description="a list of layer widths like [500, 500]")]
+LR = Annotated[float | dict[str, float], Field(description="a number or a table like {adam = 1e-3}")]
+Warmup = Annotated[float | str, Field(description='a fraction of training like 0.1 or epochs like "2e"')]
+Positive = Annotated[int, Field(gt=0, description="a positive integer")]
+Seeds = Annotated[int, Field(gt=0, le=MAX_SEEDS, description=f"a positive integer up to {MAX_SEEDS}")]
+Hyperparams = Annotated[dict[str, dict[str, Any]], Field(description="a table of tables like {adam = {b1 = 0.95}}")]
+Space = Annotated[dict[str, dict[str, Any]], Field(description='a table of tables like {adam = {b1 = "0.8..0.99", '
+                                                                  'lr = "1e-4..1e-1:log", b2 = [0.99, 0.999]}}')]
+Name = Annotated[str, Field(pattern=r"\S", description="a non-empty string")]
 SCHEDULE_KEYS = ("schedule", "warmup", "decay_to", "step_every", "step_factor")
-BACKEND_KEYS = ("backend", "ray_address", "ray_max_retries", "ray_cpus")  # one per suite, like workers
+BACKEND_KEYS = ("backend", "ray_address", "ray_max_retries")
+PER_SUITE = ("max_parallel", "workers", *BACKEND_KEYS)  # in [train] only: how the whole run is split and where it trains
 
-SECTIONS: dict[str, dict[str, str]] = {
-    "data": {"dataset": STR, "path": STR, "val_split": FLOAT, "label_noise": FLOAT, "data_dir": STR, "verify": BOOL},
-    "model": {"hidden": HIDDEN, "activation": STR, "residual": BOOL, "precision": STR},
-    "train": {"epochs": INT, "batch_size": INT, "loss": STR, "seeds": INT, "seed": INT, "max_parallel": INT,
-              "workers": INT, "schedule": STR, "warmup": WARMUP, "decay_to": FLOAT, "step_every": FLOAT,
-              "step_factor": FLOAT, "target": STR, "backend": STR, "ray_address": STR, "ray_max_retries": INT, "ray_cpus": INT},
-    "regularization": {"l1": FLOAT, "l2": FLOAT, "dropout": FLOAT, "dropout_mode": STR, "early_stopping": BOOL,
-                       "monitor": STR, "patience": INT, "min_delta": FLOAT, "augment_shift": INT,
-                       "augment_noise": FLOAT, "train_fraction": FLOAT},
+SECTIONS: dict[str, dict[str, Any]] = {
+    "data": {"dataset": str, "path": str, "val_split": float, "label_noise": float, "data_dir": str, "verify": bool},
+    "model": {"hidden": Hidden, "activation": str, "residual": bool, "precision": str},
+    "train": {"epochs": int, "batch_size": int, "loss": str, "seeds": Seeds, "seed": int, "max_parallel": Positive,
+              "workers": Positive, "schedule": str, "warmup": Warmup, "decay_to": float, "step_every": float,
+              "step_factor": float, "target": str, "backend": str, "ray_address": str, "ray_max_retries": int},
+    "regularization": {"l1": float, "l2": float, "dropout": float, "dropout_mode": str, "early_stopping": bool,
+                       "monitor": str, "patience": int, "min_delta": float, "augment_shift": int,
+                       "augment_noise": float, "train_fraction": float},
 }
 #: The keys of each experiment kind (besides name, kind and the model/train/regularization overrides).
-KINDS: dict[str, dict[str, str]] = {
-    "optimizers": {"optimizers": NAMES, "lr": LR, "hyperparams": HYPERPARAMS},
-    "regularizers": {"methods": NAMES, "optimizer": STR, "lr": FLOAT, "hyperparams": HYPERPARAMS},
-    "tune": {"optimizers": NAMES, "budget": INT, "metric": STR, "space": SPACE, "hyperparams": HYPERPARAMS},
+KINDS: dict[str, dict[str, Any]] = {
+    "optimizers": {"optimizers": Names, "lr": LR, "hyperparams": Hyperparams},
+    "regularizers": {"methods": Names, "optimizer": str, "lr": float, "hyperparams": Hyperparams},
+    "tune": {"optimizers": Names, "budget": int, "metric": str, "space": Space, "hyperparams": Hyperparams},
 }
 OVERRIDABLE = ("model", "train", "regularization")
 DEFAULT_OPTIMIZERS = ("sgd", "momentum", "adagrad", "rmsprop", "adam")
+
+# The schema as pydantic models, one per table, made from the tables above. Strict: no "2" for 2,
+# no true for 1 (an integer is a number); numbers finite; unknown keys forbidden. Every key is
+# optional (unset: the command line's default); the values are used as tomllib read them, so an
+# integer given for a number stays an integer in the config (and in the trial ids).
+_STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+def _model(name: str, keys: dict[str, Any]) -> type[BaseModel]:
+    """A table's model: each key a type (optional) or a (type, default) pair."""
+    return create_model(name, __config__=_STRICT, **{k: t if isinstance(t, tuple) else (t, None) for k, t in keys.items()})
+
+
+_OVERRIDES = {s: _model(s, {k: t for k, t in SECTIONS[s].items() if k not in PER_SUITE}) for s in OVERRIDABLE}
+_EXPERIMENTS = {kind: _model(kind, {"name": Name, "kind": (Literal[kind], ...), **keys, **_OVERRIDES})
+                for kind, keys in KINDS.items()}
+_Experiments = Union[tuple(_EXPERIMENTS.values())]  # noqa: UP007 -- X | Y cannot be built from a tuple
+SuiteFile = _model("suite", {**{s: _model(s, keys) for s, keys in SECTIONS.items()},
+                             "experiment": (list[Annotated[_Experiments, Field(discriminator="kind")]], Field(min_length=1))})
 
 
 @dataclass(frozen=True)
@@ -145,8 +175,9 @@ def find_line(text: str, table: str, key: str | None, index: int | None = None) 
         if match:
             current = match.group(2).replace('"', "").replace(" ", "")
             count += bool(match.group(1)) and current == "experiment"
-            if table == "" and key is not None and current.split(".")[0] == key:  # a top-level table
-                return number
+            sub = f"{table}.{key}".lstrip(".")
+            if key is not None and (current == sub or current.startswith(f"{sub}.")) and (index is None or count == index):
+                return number  # the key is a table itself: [train], [experiment.hyperparams]
             if current == table and (index is None or count == index) and header is None:
                 header = number
             continue
@@ -156,40 +187,33 @@ def find_line(text: str, table: str, key: str | None, index: int | None = None) 
     return header
 
 
-def _typed(value: Any, kind: str) -> bool:
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if kind == INT:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if kind == FLOAT:
-        return number and (isinstance(value, int) or math.isfinite(value))
-    if kind == BOOL:
-        return isinstance(value, bool)
-    if kind == STR:
-        return isinstance(value, str)
-    if kind == NAMES:
-        return isinstance(value, list) and bool(value) and all(isinstance(v, str) for v in value)
-    if kind == HIDDEN:
-        return isinstance(value, list) and bool(value) and all(_typed(v, INT) for v in value)
-    if kind == LR:
-        return _typed(value, FLOAT) or (isinstance(value, dict) and all(_typed(v, FLOAT) for v in value.values()))
-    if kind == WARMUP:
-        return _typed(value, FLOAT) or isinstance(value, str)
-    if kind in (HYPERPARAMS, SPACE):
-        return isinstance(value, dict) and all(isinstance(v, dict) for v in value.values())
-    raise AssertionError(kind)
+#: What is wrong and where: (message, table, key, [[experiment]] index), as ``_Source.error`` takes it.
+Problem = tuple[str, str, str | None, int | None]
 
 
-def _checked(src: _Source, raw: Any, table: str, schema: dict[str, str], index: int | None) -> dict[str, Any]:
-    """``raw`` if it is a table of known keys with values of the right types; else one error."""
-    if not isinstance(raw, dict):
-        parent, _, leaf = table.rpartition(".")
-        raise src.error(f"{leaf} must be a table, got {raw!r}", parent, leaf, index)
-    for key, value in raw.items():
-        if key not in schema:
-            raise src.error(f"unknown key {key!r}; valid: {', '.join(schema)}", table, key, index)
-        if not _typed(value, schema[key]):
-            raise src.error(f"{key} must be {schema[key]}, got {value!r}", table, key, index)
-    return dict(raw)
+def _problem(doc: dict[str, Any], error: Any) -> Problem:
+    """A pydantic error as a ``Problem``: its ``loc`` is the path of keys to the bad value (for an
+    [[experiment]]: its index, then its kind, then keys)."""
+    loc, table, index, model, raw = error["loc"], "", None, SuiteFile, doc
+    if loc == ("experiment",):  # missing, empty, or not an array of tables
+        return 'a suite needs at least one [[experiment]] table (kind = "optimizers" or "regularizers")', "", "experiment", None
+    if loc[0] == "experiment" and len(loc) == 2:  # an [[experiment]] that is not a table, or its kind
+        index, raw = loc[1], doc["experiment"][loc[1]]
+        if not isinstance(raw, dict):
+            return "must be a table", "experiment", None, index
+        return f"kind must be one of {', '.join(KINDS)}, got {raw.get('kind')!r}", "experiment", "kind", index
+    if loc[0] == "experiment":
+        table, index, model, raw, loc = "experiment", loc[1], _EXPERIMENTS[loc[2]], doc["experiment"][loc[1]], loc[3:]
+    if len(loc) > 1 and loc[0] in (*SECTIONS, *OVERRIDABLE):  # a key of a section, or of an experiment's override
+        table, model, raw, loc = f"{table}.{loc[0]}".lstrip("."), model.model_fields[loc[0]].annotation, raw[loc[0]], loc[1:]
+    key = str(loc[0])
+    if error["type"] == "extra_forbidden":
+        if model is SuiteFile:
+            return f"unknown table {key!r}; valid: {', '.join(SECTIONS)}, [[experiment]]", "", key, None
+        return f"unknown key {key!r}; valid: {', '.join(model.model_fields)}", table, key, index
+    field = model.model_fields[key]
+    what = field.description or WORDS.get(field.annotation, "a table")  # a key that is none of these is a table
+    return f"{key} must be {what}, got {raw[key]!r}", table, key, index
 
 
 def _build(src: _Source, make: Callable[..., Any], values: dict[str, tuple[Any, str, int | None]]) -> Any:
@@ -229,15 +253,9 @@ def _job(src: _Source, suite: dict[str, dict[str, Any]], over: dict[str, dict[st
     model = merged("model")
     if "hidden" in model:
         model["hidden"] = (tuple(model["hidden"][0]), *model["hidden"][1:])
-    if not 0 < seeds[0] <= MAX_SEEDS:
-        raise src.error(f"seeds must be a positive integer up to {MAX_SEEDS}, got {seeds[0]}", seeds[1], "seeds", seeds[2])
-    if not 0 <= seed[0] or seed[0] + seeds[0] - 1 > MAX_SEED:
+    if not 0 <= seed[0] or seed[0] + seeds[0] - 1 > MAX_SEED:  # seeds itself is checked by TrainTable
         raise src.error(f"seeds {seed[0]}..{seed[0] + seeds[0] - 1} must lie in [0, {MAX_SEED}]", seed[1] or seeds[1],
                         "seed", seed[2])
-    if parallel is not None and parallel[0] <= 0:
-        raise src.error(f"max_parallel must be a positive integer, got {parallel[0]}", "train", "max_parallel")
-    if workers is not None and workers[0] <= 0:
-        raise src.error(f"workers must be a positive integer, got {workers[0]}", "train", "workers")
     train_config = _build(src, TrainConfig, train)
 
     def make_schedule(schedule: str = "constant", warmup: Any = None, decay_to: float | None = None,
@@ -255,25 +273,13 @@ def _job(src: _Source, suite: dict[str, dict[str, Any]], over: dict[str, dict[st
                backend=_build(src, BackendSettings, backend_values))
 
 
-def _experiment(src: _Source, index: int, raw: Any, suite: dict[str, dict[str, Any]], folder: Path,
+def _experiment(src: _Source, index: int, raw: dict[str, Any], suite: dict[str, dict[str, Any]], folder: Path,
                 max_parallel: int | None, workers: int | None) -> Experiment:
-    if not isinstance(raw, dict):
-        raise src.error("must be a table", "experiment", None, index)
-    kind = raw.get("kind")
-    if not isinstance(kind, str) or kind not in KINDS:
-        raise src.error(f"kind must be one of {', '.join(KINDS)}, got {kind!r}", "experiment", "kind", index)
-    schema = {"name": STR, "kind": STR, **KINDS[kind], **dict.fromkeys(OVERRIDABLE, "a table")}
-    own = _checked(src, {k: v for k, v in raw.items() if k not in OVERRIDABLE}, "experiment", schema, index)
-    over = {}
-    for section in OVERRIDABLE:
-        # one per suite, in [train]: how the whole run is split into programs
-        allowed = {k: v for k, v in SECTIONS[section].items() if k not in ("max_parallel", "workers", *BACKEND_KEYS)}
-        over[section] = _checked(src, raw.get(section, {}), f"experiment.{section}", allowed, index)
-    name = own.pop("name", kind)
-    if not name.strip():
-        raise src.error("name must not be empty", "experiment", "name", index)
+    """The ``index``-th [[experiment]] (of a checked shape) and its trials."""
+    kind, name = raw["kind"], raw.get("name", raw["kind"])
+    over = {section: raw.get(section, {}) for section in OVERRIDABLE}
     job = dataclasses.replace(_job(src, suite, over, index, folder), max_parallel=max_parallel, workers=workers)
-    settings = {k: v for k, v in own.items() if k != "kind"}
+    settings = {k: v for k, v in raw.items() if k not in (*OVERRIDABLE, "name", "kind")}
 
     def fail(message: str, key: str) -> InputError:
         return src.error(message, "experiment", key, index)
@@ -366,18 +372,16 @@ def load(path: Path) -> Suite:
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{path}: not valid TOML ({exc})") from None
     src = _Source(path, text)
-    for key in doc:
-        if key not in (*SECTIONS, "experiment"):
-            raise src.error(f"unknown table {key!r}; valid: {', '.join(SECTIONS)}, [[experiment]]", "", key)
-    suite = {name: _checked(src, doc.get(name, {}), name, schema, None) for name, schema in SECTIONS.items()}
+    try:
+        SuiteFile.model_validate(doc)
+    except ValidationError as exc:  # the first problem in the file (those without a line last)
+        problems = [_problem(doc, e) for e in exc.errors()]
+        raise src.error(*min(problems, key=lambda p: find_line(text, *p[1:]) or len(text))) from None
+    suite = {name: doc.get(name, {}) for name in SECTIONS}
     folder = path.parent
     job = _job(src, suite, {}, None, folder)
-    raw = doc.get("experiment")
-    if not isinstance(raw, list) or not raw:
-        raise src.error("a suite needs at least one [[experiment]] table (kind = \"optimizers\" or "
-                        "\"regularizers\")", "", "experiment")
     experiments = [_experiment(src, i, item, suite, folder, job.max_parallel, job.workers)
-                   for i, item in enumerate(raw)]
+                   for i, item in enumerate(doc["experiment"])]
     seen: set[str] = set()
     for i, experiment in enumerate(experiments):
         if experiment.name in seen:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -153,6 +155,24 @@ BAD_SUITES: dict[str, tuple[str, int | None, list[str]]] = {
     "warmup too long": (SMALL.replace("seeds = 2", 'seeds = 2\nwarmup = "9e"'), 11, ["warmup of 9 epochs"]),
     "optimizer file missing": (SMALL.replace('optimizers = ["sgd", "adam"]', 'optimizers = ["nope.py:make"]'), 15,
                                ["nope.py not found"]),
+    # the schema (pydantic): strict types, finite numbers, one model per kind
+    "not a width in hidden": (SMALL.replace("hidden = [8]", 'hidden = [8, "x"]'), 5,
+                              ["[model] hidden must be a list of layer widths", "got [8, 'x']"]),
+    "seeds not whole": (SMALL.replace("seeds = 2", "seeds = 2.0"), 10, ["seeds must be a positive integer", "2.0"]),
+    "not finite": (SMALL.replace("seeds = 2", "seeds = 2\ndecay_to = inf"), 11, ["[train] decay_to must be a number",
+                                                                                "inf"]),
+    "true is not a number": (SMALL + "lr = true\n", 21, ["[[experiment]] lr must be a number, got True"]),
+    "no kind": (SMALL.replace('kind = "regularizers"\n', ""), 17, ["kind must be one of optimizers, regularizers, tune",
+                                                                   "got None"]),
+    "blank name": (SMALL.replace('name = "opt"', 'name = " "'), 13, ["name must be a non-empty string"]),
+    "no optimizers": (SMALL.replace('["sgd", "adam"]', "[]"), 15, ["optimizers must be a list of names, got []"]),
+    "override not a table": (SMALL + "train = 5\n", 21, ["[[experiment]] train must be a table, got 5"]),
+    "hyperparams not tables": (SMALL + "[experiment.hyperparams]\nadam = 5\n", 21,
+                               ["hyperparams must be a table of tables", "{'adam': 5}"]),
+    "retries not an integer": (SMALL.replace("seeds = 2", 'seeds = 2\nray_max_retries = "2"'), 11,
+                               ["[train] ray_max_retries must be an integer, got '2'"]),
+    "first problem in the file": (SMALL.replace("epochs = 2", 'epochs = "2"').replace("hidden = [8]", 'hidden = "8"'),
+                                  5, ["hidden must be"]),
 }
 
 
@@ -170,6 +190,13 @@ def test_bad_suite_is_one_line_naming_file_and_line_and_writes_nothing(case, tmp
     for word in words:
         assert word in lines[0], (word, lines[0])
     assert stdout == "" and not out.exists()
+
+
+def test_the_cli_does_not_import_pydantic():
+    """The suite schema costs ~0.15 s to import and build: only ``dnnbench run`` (which loads JAX) pays it."""
+    code = "import sys, dnnbench.cli; print('pydantic' in sys.modules, 'dnnbench.suite' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
 
 
 def test_missing_suite_file_is_one_error_line(tmp_path):
