@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from dnnbench import export, results, sweep
+from dnnbench import export, results, sensitivity, sweep, tuning
 from dnnbench.cli import main
-from dnnbench.config import TrialSpec
+from dnnbench.config import DataConfig, ModelConfig, Regularization, TrainConfig, TrialSpec
 from dnnbench.errors import InputError
+from dnnbench.job import Job
 
 TINY = ["--dataset", "synthetic:train=120,test=40,features=6,classes=3", "--epochs", "1", "--batch-size", "20",
         "--quiet"]
@@ -78,6 +79,14 @@ def test_tag_values_per_kind_of_level():
     (spec,) = sweep.sweep_specs(sweep.parse_vary(["hidden=8x8", "warmup=2e"]), TrialSpec(), [0], width=4)
     assert dict(spec.tags) == {"hidden": "8x8", "warmup": "2e"}  # not one value: the level's text
     assert sweep.levels_label({"depth": 8, "lr": 0.01}, ["depth", "lr"]) == "depth=8 lr=0.01"
+
+
+def test_tune_candidates_and_lr_grid_points_are_tagged_with_numbers():
+    job = Job(DataConfig(), ModelConfig(hidden=(8,)), TrainConfig(epochs=1), Regularization(), seeds=(0,))
+    planned = tuning.plan(job, ["sgd"], budget=3, metric="val_acc")
+    assert [dict(s.tags) for s in planned.search] == [{"phase": "search", "candidate": i} for i in range(3)]
+    specs = sensitivity.sensitivity_specs(["sgd"], [1e-3, 0.1], TrialSpec(), seeds=[0])
+    assert [dict(s.tags)["lr"] for s in specs] == [s.learning_rate for s in specs] == [1e-3, 0.1]
 
 
 @pytest.mark.parametrize("value", [None, (8, 8), float("nan"), [1]])
