@@ -54,7 +54,7 @@ def ensure() -> int | None:
         return _started[0]
     threads = requested()
     import jax
-    from jax._src import xla_bridge
+    from jax._src import xla_bridge  # no public "has JAX started?" (jax.extend.backend has none)
 
     if xla_bridge.backends_are_initialized() or not hasattr(os, "sched_setaffinity"):
         _started.append(None)
@@ -83,7 +83,8 @@ def use(threads: int | None) -> None:
     if threads is None:
         return
     check(threads)
-    if _started and _started[0] is not None and _started[0] != threads:
+    # what ensure() would have made of it: a pool is at most as large as the cores
+    if _started and _started[0] is not None and _started[0] != min(threads, len(os.sched_getaffinity(0))):
         raise InputError(f"XLA already runs with {_started[0]} threads in this process; --threads {threads} "
                          "needs a new process")
     os.environ[ENV] = str(threads)

@@ -70,3 +70,20 @@ def test_resume_refuses_other_threads_than_the_file_was_written_with(tmp_path: P
         f"dnnbench: error: --resume: {out} was written with --threads 1; XLA's threads change a trial's last "
         "bits, so resume with --threads 1\n")
     assert out.read_text() == before
+
+
+def test_a_process_keeps_the_threads_xla_started_with(monkeypatch):
+    from dnnbench import threads
+    from dnnbench.errors import InputError
+
+    started = threads.current()
+    if started is None:
+        pytest.skip("XLA was not sized by dnnbench in this process")
+    monkeypatch.setenv(threads.ENV, str(started))  # use() sets it; monkeypatch puts it back
+    threads.use(started)  # the same number: nothing to do
+    more = started + 1
+    if len(CORES) > started:
+        with pytest.raises(InputError, match=f"XLA already runs with {started} threads.*--threads {more} needs a new"):
+            threads.use(more)
+    else:  # capped by the cores: the same pool it has
+        threads.use(more)
