@@ -9,7 +9,7 @@ Used by ``benchmarks/speed.py --peers``; every function takes the data as arrays
 - ``torch_loop``: the same MLP as a plain eager PyTorch loop (Adam, batch 100, test evaluation
   every epoch); ``{"skipped": ...}`` when torch is not installed.
 - ``dnnbench_suite``: the same five optimizers x epochs through dnnbench's library
-  (``dnnbench.runner.execute``), end to end, compile included.
+  (``dnnbench.run.runner.execute``), end to end, compile included.
 
 Keras and torch are optional ``bench`` extras, imported only inside these functions. Keras must run
 on JAX: ``KERAS_BACKEND`` is set to ``jax`` here before Keras is imported (an already-imported Keras
@@ -229,7 +229,7 @@ def torch_loop(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_t
 def dnnbench_suite(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
                    optimizers: Sequence[str] = RECIPE, epochs: int = 20, batch_size: int = BATCH,
                    val_split: float = 0.0, seed: int = 0) -> dict[str, Any]:
-    """The five-optimizer reference suite through ``dnnbench.runner.execute``, compile included.
+    """The five-optimizer reference suite through ``dnnbench.run.runner.execute``, compile included.
 
     ``val_split=0`` trains on exactly the samples Keras trains on (its reference has no validation
     set either; both evaluate the test set every epoch). dnnbench also evaluates the whole training
@@ -237,8 +237,9 @@ def dnnbench_suite(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
     does not make (Keras reports a running average of the training batches instead).
     """
     from dnnbench import data as datamod
-    from dnnbench import engine, runner
     from dnnbench.config import DataConfig, ModelConfig, TrainConfig, TrialSpec
+    from dnnbench.run import runner
+    from dnnbench.train import engine
 
     engine.clear_cache()  # compile included, as for a fresh process
     n_classes = int(max(y_train.max(), y_test.max())) + 1

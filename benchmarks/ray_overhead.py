@@ -36,8 +36,9 @@ os.environ.setdefault("DNNBENCH_COMPILE_CACHE", "off")
 import ray  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 
-from dnnbench import backends, data, runner  # noqa: E402
+from dnnbench import data  # noqa: E402
 from dnnbench.config import DataConfig, ModelConfig, TrainConfig, TrialSpec  # noqa: E402
+from dnnbench.run import backends, runner
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
 RAY = backends.Settings("ray")

@@ -39,8 +39,8 @@ from rich.table import Table
 from rich.text import Text
 
 from dnnbench import data as datamod
-from dnnbench import engine
 from dnnbench.config import ModelConfig, TrainConfig, TrialSpec
+from dnnbench.train import engine
 
 SIZES = (784, 500, 500, 10)
 BATCH = 100
@@ -116,7 +116,7 @@ def runner_epoch(trials: int, epochs: int, data: datamod.Dataset) -> dict[str, f
     """The same trials through ``runner.execute`` as a user's command runs them: chunked to the
     memory budget, split for the workers, several programs at once. Timed on a second, compiled
     run: wall time per trial-epoch (evaluation, initialisation and result rows included)."""
-    from dnnbench import runner
+    from dnnbench.run import runner
 
     specs = tuple(TrialSpec(optimizer="adam", seed=s, model=ModelConfig(hidden=(500, 500)),
                             train=TrainConfig(epochs=epochs, batch_size=BATCH)) for s in range(trials))

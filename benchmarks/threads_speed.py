@@ -36,7 +36,7 @@ WORKLOADS = {
 def wall(argv: list[str], threads: int) -> float:
     env = {**os.environ, "DNNBENCH_COMPILE_CACHE": "off"}
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "dnnbench.cli", *argv, "--threads", str(threads)], env=env, check=True,
+    subprocess.run([sys.executable, "-m", "dnnbench", *argv, "--threads", str(threads)], env=env, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - start
 

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DNNBENCH = [sys.executable, "-m", "dnnbench.cli"]
+DNNBENCH = [sys.executable, "-m", "dnnbench"]
 
 
 def _run(argv: list[str], cache: Path) -> float:

@@ -19,10 +19,11 @@ from typing import Any
 import numpy as np
 
 from dnnbench import data as datamod
-from dnnbench import engine, runner
 from dnnbench.config import DataConfig, ModelConfig, Regularization, TrainConfig, TrialSpec
 from dnnbench.errors import InputError
-from dnnbench.results import TrialResult
+from dnnbench.results.rows import TrialResult
+from dnnbench.run import runner
+from dnnbench.train import engine
 
 
 @dataclass

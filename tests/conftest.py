@@ -8,7 +8,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from dnnbench.cli_results import register
+from dnnbench.cli.results import register
 
 # Tests compile afresh (no persistent compilation cache in the user's home; test_runner checks it).
 os.environ.setdefault("DNNBENCH_COMPILE_CACHE", "off")

@@ -23,11 +23,11 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from dnnbench import threads
 from dnnbench.errors import InputError
+from dnnbench.train import threads
 
 # Every path that trains imports this package before JAX computes anything: XLA starts here, with
-# its CPU thread pools sized by ``dnnbench.threads`` (a trial's last bits depend on them).
+# its CPU thread pools sized by ``dnnbench.train.threads`` (a trial's last bits depend on them).
 threads.ensure()
 
 from dnnbench.optim import builtin, catalogue, schedules, user  # noqa: E402

@@ -1,0 +1,1 @@
+"""What rows mean: diagnosis, seed statistics, targets, profiles, regression checks, expected best."""

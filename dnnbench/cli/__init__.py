@@ -1,0 +1,5 @@
+"""The command line: the Typer app (``app.py``) and one module per command family."""
+
+from dnnbench.cli.app import main
+
+__all__ = ["main"]

@@ -1,0 +1,159 @@
+"""The underfitting toolbox's commands: ``sweep`` and ``lr-sensitivity`` (no Typer here).
+
+Both build trials from a ``Job``, run them through ``commands.execute`` (so results
+files, ``--json``, progress and resume behave as everywhere) and render tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from dnnbench import optim
+from dnnbench.analysis import stats
+from dnnbench.cli import commands
+from dnnbench.experiments import options
+from dnnbench.errors import InputError
+from dnnbench.experiments import sensitivity, sweep, tuning
+from dnnbench.experiments.job import Job
+from dnnbench.render import tables as report
+from dnnbench.render.layout import FIT, TableLayout
+from dnnbench.results.rows import TrialResult
+
+SORT_METRICS = ("test_acc", "val_acc", "best_val_acc", "train_acc", "train_loss", "val_loss", "test_loss")
+
+
+def run_sweep(job: Job, vary: Sequence[str], *, optimizer: str, lr: float | None, width: int | None,
+              sort: str, **output: Any) -> list[TrialResult]:
+    """``dnnbench sweep``: the cartesian product of ``--vary`` levels; trials and main-effects tables."""
+    if sort not in SORT_METRICS:
+        raise InputError(f"--sort: unknown metric {sort!r}; valid: {', '.join(SORT_METRICS)}")
+    factors = sweep.parse_vary(vary, optimizer)
+    layout = _layout(output)
+    layout.check(report.sweep_columns(sort, paired=len(job.seeds) > 1), kept=list(factors))
+    swept = [label for label, _ in factors["optimizer"]] if "optimizer" in factors else [optimizer]
+    hp = options.apply_hp(job.hp, options.check_optimizers(list(dict.fromkeys([optimizer, *swept]))))
+    base = job.trial(optimizer, lr if "optimizer" not in factors else None, hp[optimizer])
+    width = width if width is not None else job.model.hidden[0]
+    if width <= 0:
+        raise InputError(f"--width must be a positive integer, got {width}")
+    specs = sweep.sweep_specs(factors, base, job.seeds, width, lr=lr, hyperparams=hp)
+    trials = commands.execute(job, specs, extra_config={"command": "sweep", "vary": list(vary), "sort": sort},
+                              summary=lambda ts: stats.summary_row(
+                                  ts, lambda t: sweep.levels_label(t.tags, list(factors)), "levels", sort),
+                              **_io(output))
+    if not output.get("json"):
+        names = list(factors)
+        summaries = stats.summarize(trials, lambda t: sweep.levels_label(t.tags, names))
+        stats.add_grad_ratios(summaries)
+        higher = not sort.endswith("loss")
+        summaries.sort(key=lambda s: _sort_key(s.stats[sort].mean, higher))
+        paired = stats.paired_to_best(summaries, sort, higher) if len(job.seeds) > 1 else None
+        console = report.make_console(layout=layout)
+        console.print(report.sweep_table(summaries, names, metric=sort, paired=paired, layout=layout,
+                                         title=f"Sweep over {', '.join(names)} on {_data_label(job)}"))
+        console.print(report.main_effects_table(stats.main_effects(trials, names, sort, higher), sort,
+                                                layout.without_choice()))
+        commands.print_time_to_target(job, trials, lambda t: sweep.levels_label(t.tags, names), layout)
+    return trials
+
+
+def _sort_key(value: float, higher: bool) -> float:
+    if value != value:  # NaN (diverged everywhere) sorts last
+        return float("inf")
+    return -value if higher else value
+
+
+def _layout(output: dict[str, Any]) -> TableLayout:
+    """The ``--wide`` / ``--columns`` choice in the CLI's ``output`` dict (fit to the console if none)."""
+    return output.get("layout") or FIT
+
+
+def _io(output: dict[str, Any]) -> dict[str, Any]:
+    """The output options of ``commands.execute`` from the CLI's ``output`` dict."""
+    out = {"out": output.get("out"), "json_lines": bool(output.get("json")), "quiet": bool(output.get("quiet"))}
+    if "resume" in output:
+        out["resume"] = bool(output["resume"])
+    out["force"] = bool(output.get("force"))
+    return out
+
+
+def run_sensitivity(job: Job, optimizers: Sequence[str], *, lr_min: float, lr_max: float, points: int,
+                    metric: str, tolerance: float, **output: Any) -> tuple[list[TrialResult], list[dict[str, Any]]]:
+    """``dnnbench lr-sensitivity``: a log-spaced learning-rate grid per optimizer, one program each."""
+    options.check_optimizers(optimizers)
+    layout = _layout(output)
+    layout.check(report.sensitivity_columns(metric), kept=("optimizer",))
+    if metric.startswith("val") and job.data.val_split == 0:
+        raise InputError("lr-sensitivity decides on the validation set; use --val-split > 0 or --metric train_acc")
+    if not tolerance >= 0:
+        raise InputError(f"--tolerance must be >= 0, got {tolerance}")
+    grid = sensitivity.lr_grid(lr_min, lr_max, points)
+    specs = sensitivity.sensitivity_specs(optimizers, grid, job.trial(), job.seeds, options.apply_hp(job.hp, optimizers))
+    trials = commands.execute(job, specs, extra_config={"command": "lr-sensitivity", "grid": grid, "metric": metric,
+                                                        "tolerance": tolerance}, **_io(output))
+    rows = sensitivity.analyze(trials, metric, tolerance)
+    if not output.get("json"):
+        report.make_console(layout=layout).print(report.sensitivity_table(rows, metric, tolerance, layout))
+    return trials, rows
+
+
+def _data_label(job: Job) -> str:
+    return Path(job.data.path).name if job.data.path else job.data.dataset
+
+
+def run_tuned(job: Job, optimizers: Sequence[str], **output: Any) -> list[TrialResult]:
+    """``dnnbench optimizers --tune``: each optimizer at its default and at its tuned learning rate.
+
+    The tuned rate is the best of the default lr-sensitivity grid on the validation set (trained
+    with the job's epochs and seeds, not written to the results file); then both rates train
+    side by side on the same seeds, weights and batches, and the table shows them paired.
+    """
+    if job.data.val_split == 0:
+        raise InputError("--tune chooses learning rates on the validation set; use --val-split > 0")
+    layout = _layout(output)
+    layout.check(report.comparison_columns(), kept=("optimizer",))
+    grid = sensitivity.lr_grid(1e-5, 10.0, 13)
+    hp = options.apply_hp(job.hp, optimizers)
+    quiet_io = {"out": None, "json_lines": False, "quiet": bool(output.get("quiet")) or bool(output.get("json"))}
+    grid_trials = commands.execute(job, sensitivity.sensitivity_specs(optimizers, grid, job.trial(), job.seeds, hp),
+                                   extra_config={"command": "optimizers --tune (grid)"}, **quiet_io)
+    tuned = {row["optimizer"]: row["best_lr"] for row in sensitivity.analyze(grid_trials, "val_acc", 0.02)}
+    specs = []
+    for name in optimizers:
+        default_lr = optim.resolve_spec(name).default_lr
+        for choice, lr in (("default", default_lr), ("tuned", tuned[name])):
+            if lr != lr:  # every grid point diverged: nothing to tune to
+                continue
+            for seed in job.seeds:
+                specs.append(job.trial(name, lr, hp[name], seed=seed, tags=(("lr_choice", choice),)))
+    trials = commands.execute(job, specs, extra_config={"command": "optimizers --tune", "grid": grid,
+                                                        "tuned_lr": tuned}, **_io(output))
+    if not output.get("json"):
+        summaries = stats.summarize(trials, lambda t: f"{t.optimizer} ({t.tags['lr_choice']})")
+        title = f"Optimizers on {_data_label(job)}: default vs tuned learning rate (grid 1e-5 … 10, best val acc)"
+        report.make_console(layout=layout).print(
+            report.comparison_table(summaries, title=title, label_header="optimizer", layout=layout))
+    return trials
+
+
+def run_tune(job: Job, optimizers: Sequence[str], *, budget: int, space: Sequence[str], metric: str = "val_acc",
+             **output: Any) -> list[TrialResult]:
+    """``dnnbench tune``: each optimizer tuned under the same budget, then default vs tuned.
+
+    Search: ``budget`` quasi-random candidates per optimizer (one compiled program each) on the
+    search seed (``--seed``), selected on the validation set only. Final: each optimizer at its
+    defaults and at its winner on ``--seeds`` fresh seeds (seed + 1, ...), paired.
+    """
+    planned = tuning.plan(job, optimizers, budget=budget, metric=metric, settings=tuning.parse_space(space),
+                          hyperparams=options.apply_hp(job.hp, optimizers))
+    layout = _layout(output)
+    layout.check(report.comparison_columns(paired=len(planned.final_seeds) > 1), kept=("optimizer",))
+    trials = commands.execute(job, planned.search, then=planned.finals,
+                              extra_config={"command": "tune", **planned.describe()},
+                              summary=lambda ts: stats.summary_row(ts, commands.tune_label, "optimizer"),
+                              **_io(output))
+    if not output.get("json"):
+        commands.print_tune_tables(job, planned, trials, _data_label(job), layout=layout)
+    return trials

@@ -1,0 +1,1 @@
+"""Experiment kinds: every builder of trial lists (optimizers, regularizers, sweep, sensitivity, tune, suite)."""

@@ -1,0 +1,245 @@
+"""Sweeps: vary any knob of a trial over a cartesian product of values.
+
+``--vary KEY=V1,V2,...`` names a factor and its levels: a knob of ``FACTORS``, a schedule
+number (``warmup``, ``decay_to``, ...), or any optimizer hyperparameter -- ``b1`` (every swept
+optimizer that has it) or ``adam.b1`` (that optimizer's trials only). Every combination of levels becomes a
+trial per seed, tagged with its levels as JSON scalars (``{"lr": 0.01, "depth": 8, "activation": "relu"}``;
+a level that is not one value, ``hidden=8x8`` or ``warmup=2e``, is tagged with its text). Trials whose
+levels differ only in numbers (lr, l1, l2, dropout, noise, ...) share a structure and so train
+together in one compiled program; for one seed they also share the batch order, and the initial
+weights wherever the shapes allow (the initial weights depend on the seed and layer sizes only).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from dnnbench import optim
+from dnnbench.config import TagValue, TrialSpec
+from dnnbench.errors import InputError
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def _hidden(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("x"))
+
+
+def _set_model(field: str) -> Callable[[TrialSpec, Any], TrialSpec]:
+    return lambda spec, value: dataclasses.replace(spec, model=dataclasses.replace(spec.model, **{field: value}))
+
+
+def _set_train(field: str) -> Callable[[TrialSpec, Any], TrialSpec]:
+    return lambda spec, value: dataclasses.replace(spec, train=dataclasses.replace(spec.train, **{field: value}))
+
+
+def _set_reg(field: str) -> Callable[[TrialSpec, Any], TrialSpec]:
+    return lambda spec, value: dataclasses.replace(spec, reg=dataclasses.replace(spec.reg, **{field: value}))
+
+
+def _set_lr(spec: TrialSpec, value: float) -> TrialSpec:
+    return dataclasses.replace(spec, hyperparams=(*dict(spec.hyperparams, learning_rate=value).items(),))
+
+
+def _set_schedule(field: str) -> Callable[[TrialSpec, Any], TrialSpec]:
+    def apply(spec: TrialSpec, value: Any) -> TrialSpec:
+        changes = {field: value}
+        if field == "warmup":  # "0.1" (a fraction of training) or "2e" (epochs)
+            changes["warmup"], changes["warmup_epochs"] = value
+        return dataclasses.replace(spec, schedule=dataclasses.replace(spec.schedule, **changes))
+
+    return apply
+
+
+def _warmup(text: str) -> tuple[float | None, bool]:
+    from dnnbench.experiments.options import parse_warmup
+
+    try:
+        return parse_warmup(text)
+    except InputError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _set_hyperparam(target: str, name: str) -> Callable[[TrialSpec, Any], TrialSpec]:
+    """Set hyperparameter ``name`` on trials of ``target`` (every optimizer that has it when "")."""
+    def apply(spec: TrialSpec, value: str) -> TrialSpec:
+        if target and spec.optimizer != target:
+            return spec  # adam.b1 leaves the other optimizers' trials alone
+        if name not in optim.resolve_spec(spec.optimizer).param:
+            if not target:
+                return spec  # b1 applies to the optimizers that have it; parse_vary checked some does
+            raise InputError(f"optimizer {spec.optimizer!r} has no hyperparameter {name!r}")
+        return dataclasses.replace(spec, hyperparams=(*dict(spec.hyperparams, **{name: value}).items(),))
+
+    return apply
+
+
+def _set_optimizer(spec: TrialSpec, value: str) -> TrialSpec:
+    # A new optimizer starts from its own defaults; a swept lr (applied after) overrides them.
+    return dataclasses.replace(spec, optimizer=value, hyperparams=())
+
+
+@dataclass(frozen=True)
+class Factor:
+    """One sweepable knob: how to parse a level and how to apply it to a trial."""
+
+    parse: Callable[[str], Any]
+    apply: Callable[[TrialSpec, Any], TrialSpec]
+    help: str
+    order: int = 1  # optimizer first, so that a swept lr lands on the swept optimizer
+
+
+FACTORS: dict[str, Factor] = {
+    "optimizer": Factor(str, _set_optimizer, "optimizer name", order=0),
+    "lr": Factor(float, _set_lr, "learning rate"),
+    "batch_size": Factor(int, _set_train("batch_size"), "minibatch size"),
+    "epochs": Factor(int, _set_train("epochs"), "training epochs"),
+    "loss": Factor(str, _set_train("loss"), "ce | mse"),
+    "activation": Factor(str, _set_model("activation"), "activation function"),
+    "hidden": Factor(_hidden, _set_model("hidden"), "hidden widths joined by x, e.g. 500x500"),
+    "depth": Factor(int, lambda spec, depth: spec, "number of hidden layers, each --width wide"),
+    "residual": Factor(_bool, _set_model("residual"), "true | false"),
+    "l1": Factor(float, _set_reg("l1"), "L1 strength"),
+    "l2": Factor(float, _set_reg("l2"), "L2 strength"),
+    "dropout": Factor(float, _set_reg("dropout"), "dropout rate"),
+    "dropout_mode": Factor(str, _set_reg("dropout_mode"), "inverted | scale-at-test"),
+    "early_stopping": Factor(_bool, _set_reg("early_stopping"), "true | false"),
+    "patience": Factor(int, _set_reg("patience"), "early-stopping patience"),
+    "augment_shift": Factor(int, _set_reg("augment_shift"), "pixels"),
+    "augment_noise": Factor(float, _set_reg("augment_noise"), "noise std"),
+    "train_fraction": Factor(float, _set_reg("train_fraction"), "fraction of the training set"),
+    "schedule": Factor(str, _set_schedule("kind"), "constant | linear | cosine | warmup_cosine | step | exponential"),
+    "warmup": Factor(_warmup, _set_schedule("warmup"), "a fraction of training (0.1) or epochs (2e)"),
+    "decay_to": Factor(float, _set_schedule("decay_to"), "final factor of the schedule"),
+    "step_every": Factor(float, _set_schedule("step_every"), "epochs between steps"),
+    "step_factor": Factor(float, _set_schedule("step_factor"), "factor of each step"),
+}
+_HP_KEY = re.compile(r"(?:(?P<target>.+)\.)?(?P<name>[A-Za-z_]\w*)")
+
+
+def factor(key: str) -> Factor:
+    """The factor ``key`` names: a knob, or an optimizer hyperparameter (``b1``, ``adam.b1``)."""
+    if key in FACTORS:
+        return FACTORS[key]
+    match = _HP_KEY.fullmatch(key)
+    if match is None:
+        raise InputError(f"--vary: unknown key {key!r}; valid keys: {', '.join(FACTORS)}, or an optimizer "
+                         "hyperparameter (b1, adam.b1)")
+    return Factor(str, _set_hyperparam(match["target"] or "", match["name"]), "hyperparameter value")
+ALIASES = {"learning_rate": "lr", "batch-size": "batch_size", "train-fraction": "train_fraction",
+           "dropout-mode": "dropout_mode", "early-stopping": "early_stopping", "augment-shift": "augment_shift",
+           "augment-noise": "augment_noise"}
+
+
+def parse_vary(items: Sequence[str], optimizer: str = "adam") -> dict[str, list[tuple[str, Any]]]:
+    """``["lr=0.1,0.01", "activation=relu,sigmoid"]`` -> ``{factor: [(label, value), ...]}``.
+
+    ``optimizer``: the sweep's optimizer when it is not swept; a hyperparameter key must belong
+    to it (or to one of the swept optimizers)."""
+    factors: dict[str, list[tuple[str, Any]]] = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        key = ALIASES.get(key.strip(), key.strip())
+        if not sep or not values.strip():
+            raise InputError(f"--vary expects KEY=V1,V2,..., got {item!r}")
+        found = factor(key)
+        if key in factors:
+            raise InputError(f"--vary names {key!r} twice; give all its values in one --vary")
+        levels = []
+        for text in (v.strip() for v in values.split(",")):
+            try:
+                levels.append((text, found.parse(text)))
+            except ValueError:
+                raise InputError(f"--vary {key}: bad value {text!r} ({found.help})") from None
+        if len({label for label, _ in levels}) != len(levels):
+            raise InputError(f"--vary {key}: repeated value in {values!r}")
+        if key == "optimizer":
+            for label, _ in levels:
+                optim.resolve_spec(label)
+        factors[key] = levels
+    if not factors:
+        raise InputError(f"sweep needs at least one --vary KEY=V1,V2; valid keys: {', '.join(FACTORS)}")
+    optimizers = [label for label, _ in factors.get("optimizer", [])] or [optimizer]
+    for key in factors:
+        target, _, name = key.rpartition(".")
+        if key in FACTORS:
+            continue
+        if not target and not any(name in optim.resolve_spec(o).param for o in optimizers):
+            raise InputError(f"--vary: unknown key {key!r}, not a hyperparameter of {', '.join(optimizers)} either; "
+                             f"valid keys: {', '.join(FACTORS)}, or an optimizer hyperparameter (b1, adam.b1)")
+        if target and target not in optimizers:
+            raise InputError(f"--vary {key}: optimizer {target!r} is not being run ({', '.join(optimizers)})")
+        if target and name not in optim.resolve_spec(target).param:
+            valid = ", ".join(optim.resolve_spec(target).param) or "none besides learning_rate"
+            raise InputError(f"--vary {key}: {target} has no hyperparameter {name!r}; valid: {valid}")
+    if "depth" in factors and "hidden" in factors:
+        raise InputError("--vary depth and --vary hidden both set the layers; vary one of them")
+    return factors
+
+
+def sweep_specs(factors: dict[str, list[tuple[str, Any]]], base: TrialSpec, seeds: Sequence[int],
+                width: int, lr: float | None = None,
+                hyperparams: dict[str, dict[str, Any]] | None = None) -> tuple[TrialSpec, ...]:
+    """The cartesian product of the factors' levels, every combination once per seed.
+
+    ``hyperparams``: per optimizer, the values ``--hp`` gives it (a swept optimizer gets its own).
+    Each spec is validated as it is built (an ``InputError`` names the bad combination).
+    """
+    names = sorted(factors, key=lambda k: (factor(k).order, list(factors).index(k)))
+    specs = []
+    for combo in itertools.product(*(factors[name] for name in names)):
+        spec = base
+        try:
+            for name, (_, value) in zip(names, combo, strict=True):
+                if name == "depth":
+                    spec = _set_model("hidden")(spec, (width,) * value)
+                else:
+                    spec = factor(name).apply(spec, value)
+                if name == "optimizer":
+                    given = dict((hyperparams or {}).get(value, {}))
+                    if lr is not None and "lr" not in factors:
+                        given["learning_rate"] = lr  # --lr applies to every swept optimizer
+                    spec = dataclasses.replace(spec, hyperparams=tuple(given.items()))
+            # re-validate: the hyperparameters of a swept optimizer, the lr on it
+            spec = dataclasses.replace(spec)
+        except InputError as exc:
+            levels = ", ".join(f"{n}={label}" for n, (label, _) in zip(names, combo, strict=True))
+            raise InputError(f"--vary combination {levels}: {exc}") from None
+        chosen = dict(zip(names, combo, strict=True))
+        tags = tuple((name, tag_value(*chosen[name])) for name in factors)
+        for seed in seeds:
+            specs.append(dataclasses.replace(spec, seed=seed, tags=tags))
+    return tuple(specs)
+
+
+def tag_value(label: str, value: Any) -> TagValue:
+    """A level as its trial's tag: the parsed number, flag or name, so rows keep the type; a
+    hyperparameter level (parsed per optimizer, so still text here) reads as a number when it is one."""
+    if isinstance(value, (bool, int, float)):
+        return value
+    if not isinstance(value, str):
+        return label  # a tuple (hidden 8x8, warmup 2e): its text is the one value that names it
+    if re.fullmatch(r"[+-]?\d+", value.strip()):
+        return int(value)
+    try:
+        number = float(value)
+    except ValueError:
+        return {"true": True, "false": False}.get(value.strip().lower(), value)
+    return number if math.isfinite(number) else value
+
+
+def levels_label(trial_tags: dict[str, TagValue], factors: Sequence[str]) -> str:
+    return " ".join(f"{name}={trial_tags[name]}" for name in factors)

@@ -1,0 +1,1 @@
+"""Rows shown to people: terminal tables and layout, progress, plots and the HTML report."""

@@ -1,0 +1,1 @@
+"""Results as plain rows and the files they live in."""

@@ -1,0 +1,1 @@
+"""Running trials: the plan, the runner and its backends (local, Ray)."""

@@ -1,0 +1,1 @@
+"""The numeric core: models, the training step, the jit/vmap/scan engine and XLA's threads."""

@@ -1,0 +1,301 @@
+"""Issue 16, point 10: tables fit the console without cutting a number or a status; ``--wide`` and
+``--columns`` choose what a results table shows.
+
+Through the CLI, on the training commands (optimizers, sweep, lr-sensitivity, regularizers, tune,
+run) and the results commands (report, check, profile). Each training run happens once, in a
+fixture; a table is then printed again at another width with ``--resume`` on its finished results
+file, which trains nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from dnnbench.cli import main
+from dnnbench.render import results as report_results
+from dnnbench.render import tables as report
+from dnnbench.run import runner
+
+pytestmark = pytest.mark.xdist_group("tables")  # one worker trains the fixture's runs, once
+
+TINY = ["--epochs", "1", "--hidden", "8", "-q"]  # the bundled digits data
+COMMANDS = {
+    "optimizers": ["optimizers", "--optimizers", "sgd,momentum,adam", "--target", "val_acc=0.05"],
+    "sweep": ["sweep", "--vary", "lr=0.3,0.01", "--vary", "activation=relu,tanh"],
+    "lr-sensitivity": ["lr-sensitivity", "--optimizers", "sgd,adam", "--points", "4", "--lr-min", "1e-3",
+                       "--lr-max", "1"],
+}
+
+
+def _run(*argv: object) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+def _trials(path: Path) -> list[dict]:
+    return [row for row in map(json.loads, path.read_text().splitlines()) if row["type"] == "trial"]
+
+
+def _headers(text: str, table: int = 0) -> list[str]:
+    """The column headers of the ``table``-th table in ``text``, a header folded over lines glued back."""
+    blocks, current = [], []
+    for line in text.splitlines():
+        if line.startswith("┃"):
+            current.append([cell.strip() for cell in line.strip().strip("┃").split("┃")])
+        elif current:
+            blocks.append(current)
+            current = []
+    lines = blocks[table]
+    return [" ".join(filter(None, (line[j] for line in lines))) for j in range(len(lines[0]))]
+
+
+def _body(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("│")]
+
+
+def _row(text: str, label: str) -> str:
+    """The first line of the body row whose first cell is ``label``."""
+    return next(line for line in _body(text) if line.split("│")[1].strip() == label)
+
+
+def _nothing_cut(text: str, columns: int) -> None:
+    assert all(len(line) <= columns for line in text.splitlines()), max(text.splitlines(), key=len)
+    body = _body(text)
+    assert body and all("…" not in line for line in body)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, monkeypatch_module) -> dict[str, Path]:
+    """One finished results file per training command of ``COMMANDS``, trained once."""
+    monkeypatch_module.setenv("COLUMNS", "200")
+    folder = tmp_path_factory.mktemp("tables")
+    files = {}
+    for name, argv in COMMANDS.items():
+        files[name] = folder / f"{name}.jsonl"
+        code, _, err = _run(*argv, *TINY, "--out", files[name])
+        assert code == 0, err
+    return files
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+@pytest.fixture()
+def no_training(monkeypatch):
+    """Fail the test if anything is trained."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("trained")
+
+    monkeypatch.setattr(runner, "execute", refuse)
+
+
+def _again(finished: dict[str, Path], name: str, *extra: str) -> tuple[int, str, str]:
+    """Print ``name``'s tables again from its finished results file (``--resume`` trains nothing)."""
+    return _run(*COMMANDS[name], *TINY, "--out", finished[name], "--resume", *extra)
+
+
+# ---- at 80 and 100 columns no number or status is cut
+
+
+@pytest.mark.parametrize("columns", [80, 100])
+def test_optimizers_table_keeps_numbers_whole(finished, monkeypatch, no_training, columns):
+    monkeypatch.setenv("COLUMNS", str(columns))
+    code, out, err = _again(finished, "optimizers")
+    assert code == 0, err
+    _nothing_cut(out, columns)
+    for trial in _trials(finished["optimizers"]):
+        row = _row(out, trial["optimizer"])
+        assert f"{trial['metrics']['test_acc']:.4f}" in row and " ok " in row, row
+    assert "Time to target" in out  # the second table fits too
+
+
+@pytest.mark.parametrize("columns", [80, 100])
+def test_sweep_tables_keep_numbers_whole(finished, monkeypatch, no_training, columns):
+    monkeypatch.setenv("COLUMNS", str(columns))
+    code, out, err = _again(finished, "sweep")
+    assert code == 0, err
+    _nothing_cut(out, columns)
+    assert _headers(out)[:2] == ["lr", "activation"]  # the factors always show, headers whole
+    rows = [line for line in _body(out) if line.split("│")[1].strip() in ("0.3", "0.01")]
+    for trial in _trials(finished["sweep"]):
+        tags = trial["config"]["tags"]
+        assert any(f" {tags['activation']} " in row and f"{trial['metrics']['test_acc']:.4f}" in row
+                   and " ok " in row for row in rows if row.split("│")[1].strip() == str(tags["lr"]))
+    assert _headers(out, 1) == ["factor", "level", "mean test_acc", "± std", "trials"]  # main effects
+
+
+@pytest.mark.parametrize("columns", [80, 100])
+def test_sensitivity_table_keeps_numbers_whole(finished, monkeypatch, no_training, columns):
+    monkeypatch.setenv("COLUMNS", str(columns))
+    code, out, err = _again(finished, "lr-sensitivity")
+    assert code == 0, err
+    _nothing_cut(out, columns)
+    trials = _trials(finished["lr-sensitivity"])
+    for name in ("sgd", "adam"):
+        best = max(t["metrics"]["val_acc"] for t in trials if t["optimizer"] == name)
+        assert f"{best:.4f}" in _row(out, name)
+
+
+@pytest.mark.parametrize("columns", [80, 100])
+def test_report_and_check_keep_numbers_whole(finished, monkeypatch, tmp_path, columns):
+    monkeypatch.setenv("COLUMNS", str(columns))
+    baseline = finished["optimizers"]
+    current = tmp_path / "current.jsonl"
+    rows = [json.loads(line) for line in baseline.read_text().splitlines()]
+    for row in rows:
+        if row["type"] == "trial" and row["optimizer"] == "adam":
+            row["metrics"]["test_acc"] -= 0.05
+    current.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+    code, out, err = _run("report", baseline)
+    assert code == 0, err
+    _nothing_cut(out, columns)
+    for trial in _trials(baseline):
+        row = _row(out, trial["optimizer"])
+        assert f"{trial['metrics']['test_acc']:.4f}" in row and " ok " in row
+
+    code, out, err = _run("check", baseline, current)
+    assert code == 1, err  # adam got worse
+    _nothing_cut(out, columns)
+    for trial in _trials(baseline):
+        row = _row(out, trial["optimizer"])
+        now = trial["metrics"]["test_acc"] - (0.05 if trial["optimizer"] == "adam" else 0)
+        assert f"{now:.4f}" in row and f"{now - trial['metrics']['test_acc']:+.4f}" in row
+        assert (" worse " if trial["optimizer"] == "adam" else " ok ") in row
+    if columns == 80:  # what is hidden is the start of the stated order
+        text = " ".join(out.split())
+        hidden = text.split("hidden to fit 80 columns: ")[1].split(" (a wider")[0].split(", ")
+        assert hidden == list(report_results.CHECK_DROP_ORDER[:len(hidden)])
+
+
+def test_narrow_tables_name_what_they_hide_in_the_stated_order(finished, monkeypatch, no_training):
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, err = _again(finished, "sweep")
+    assert code == 0, err
+    text = " ".join(out.split())
+    hidden = text.split("hidden to fit 80 columns: ")[1].split(" (a wider")[0].split(", ")
+    order = ["grad first/last (start → end)", "val acc", "train acc", "diagnosis"]  # one seed: no Δ
+    assert hidden and hidden == order[:len(hidden)]
+    assert not set(hidden) & set(_headers(out))
+    assert {"lr", "activation", "test acc", "status"} <= set(_headers(out))
+    assert "--wide keeps every column" in text
+
+
+# ---- --wide: every column, at the table's natural width
+
+
+@pytest.mark.parametrize("name", ["optimizers", "sweep", "lr-sensitivity"])
+def test_wide_keeps_every_column_of_training_tables(finished, monkeypatch, no_training, name):
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, err = _again(finished, name, "--wide")
+    assert code == 0, err
+    assert "hidden to fit" not in out and "…" not in out
+    expected = {"optimizers": ["optimizer", *report.comparison_columns().values()],
+                "sweep": ["lr", "activation", *report.sweep_columns("test_acc").values()],
+                "lr-sensitivity": ["optimizer", *report.sensitivity_columns("val_acc").values()]}[name]
+    assert _headers(out) == expected
+    assert max(len(line) for line in out.splitlines()) > 80  # wider than the terminal, not squeezed
+
+
+def test_wide_keeps_every_column_of_report_and_check(finished, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, err = _run("report", finished["optimizers"], "--wide")
+    assert code == 0, err
+    assert _headers(out) == ["label", *report_results.RESULTS_COLUMNS.values()] and "hidden to fit" not in out
+    code, out, err = _run("check", finished["optimizers"], finished["optimizers"], "--wide")
+    assert code == 0, err
+    assert _headers(out) == ["row", *report_results.CHECK_COLUMNS.values()] and "hidden to fit" not in out
+
+
+# ---- --columns: exactly these (and the identifying column), in the table's order
+
+
+@pytest.mark.parametrize(("name", "chosen", "headers"), [
+    ("optimizers", "status,test_acc", ["optimizer", "test acc", "status"]),
+    ("optimizers", "samples/s,Train Loss", ["optimizer", "train loss", "samples/s"]),  # headers as printed
+    ("sweep", "status,val_acc,grad", ["lr", "activation", "val acc", "grad first/last (start → end)", "status"]),
+    ("lr-sensitivity", "curve,best_lr", ["optimizer", "best lr", "curve (grid, low → high lr)"]),
+])
+def test_columns_show_exactly_the_chosen_ones(finished, monkeypatch, no_training, name, chosen, headers):
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, err = _again(finished, name, "--columns", chosen)
+    assert code == 0, err
+    assert _headers(out) == headers and "hidden to fit" not in out
+
+
+def test_columns_of_results_commands(finished, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    path = finished["optimizers"]
+    code, out, err = _run("report", path, "--columns", "best_epoch,lr")
+    assert code == 0, err
+    assert _headers(out) == ["label", "lr", "best epoch"]
+    code, out, err = _run("check", path, path, "--columns", "verdict,delta")
+    assert code == 0, err
+    assert _headers(out) == ["row", "Δ mean", "verdict"]
+    code, out, err = _run("profile", path, "--columns", "score,rho1")
+    assert code == 0, err
+    assert _headers(out) == ["optimizer", "ρ(1)", "score"]
+
+
+# ---- a bad --columns: one line, exit 2, nothing trained or written
+
+
+@pytest.mark.parametrize("argv", [
+    ["optimizers", "--optimizers", "sgd"],
+    ["optimizers", "--optimizers", "sgd", "--tune"],
+    ["regularizers", "--methods", "none"],
+    ["sweep", "--vary", "lr=0.1,0.01"],
+    ["lr-sensitivity", "--optimizers", "sgd"],
+    ["tune", "--optimizers", "sgd", "--budget", "2"],
+])
+def test_unknown_column_of_a_training_command_exits_2_before_training(tmp_path, no_training, argv):
+    out = tmp_path / "r.jsonl"
+    code, stdout, err = _run(*argv, *TINY, "--out", out, "--columns", "bogus")
+    assert code == 2 and stdout == ""
+    assert err.count("\n") == 1 and "unknown column bogus; valid: " in err
+    assert not out.exists()
+
+
+def test_unknown_column_of_a_suite_run_exits_2_before_training(tmp_path, no_training):
+    suite = tmp_path / "s.toml"
+    suite.write_text('[model]\nhidden = [8]\n\n[train]\nepochs = 1\n\n[[experiment]]\nkind = "optimizers"\n'
+                     'optimizers = ["sgd"]\n')
+    out = tmp_path / "r.jsonl"
+    code, stdout, err = _run("run", suite, "--out", out, "--columns", "lr,nope", "-q")
+    assert code == 2 and stdout == "" and err.count("\n") == 1 and "unknown column nope; valid: lr," in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("argv", [["report", "R"], ["check", "R", "R"], ["profile", "R"]])
+def test_unknown_column_of_a_results_command_exits_2(finished, argv):
+    argv = [finished["optimizers"] if a == "R" else a for a in argv]
+    code, stdout, err = _run(*argv, "--columns", "verdict,loss")
+    assert code == 2 and stdout == "" and err.count("\n") == 1
+    assert "unknown column" in err and "valid: " in err
+
+
+@pytest.mark.parametrize(("given", "message"), [("test_acc,,status", "an empty column name"),
+                                                 ("status,Status", "status given twice")])
+def test_malformed_columns_exit_2(tmp_path, no_training, given, message):
+    out = tmp_path / "r.jsonl"
+    code, stdout, err = _run("optimizers", "--optimizers", "sgd", *TINY, "--out", out, "--columns", given)
+    assert code == 2 and stdout == "" and err.count("\n") == 1 and message in err
+    assert not out.exists()
+
+
+def test_help_documents_wide_and_columns():
+    for command in ("optimizers", "sweep", "run", "report", "check", "profile"):
+        code, out, _ = _run(command, "--help")
+        assert code == 0 and "--wide" in out and "--columns" in out, command
+    code, out, _ = _run("diagnose", "--help")  # prints no table
+    assert "--wide" not in out and "--columns" not in out

@@ -1,0 +1,215 @@
+"""The engine: a vmapped group equals its trials run one by one, seeds reproduce, executables are
+reused, optimizers are paired (same weights, same batches), divergence and early stopping are
+recorded correctly. Tiny synthetic data keeps every compilation to a second or two."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dnnbench.config import DataConfig, ModelConfig, Regularization, TrainConfig, TrialSpec
+from dnnbench.data import sources, split
+from dnnbench.errors import InputError
+from dnnbench.results import rows as results
+from dnnbench.run import runner
+from dnnbench.train import engine
+from dnnbench.train import step as core
+
+MODEL = ModelConfig(hidden=(16,))
+TRAIN = TrainConfig(epochs=3, batch_size=20)
+RUN_DATA = DataConfig(dataset="synthetic:train=200,test=50,features=8,classes=3")
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return split(sources.load_synthetic(train=200, test=50, features=8, classes=3), 0.1)
+
+
+def spec(optimizer: str = "adam", lr: float | None = None, seed: int = 0, *, model: ModelConfig = MODEL,
+         train: TrainConfig = TRAIN, reg: Regularization | None = None, **hp: float) -> TrialSpec:
+    given = {**({"learning_rate": lr} if lr is not None else {}), **hp}
+    return TrialSpec(optimizer=optimizer, hyperparams=tuple(given.items()), seed=seed, model=model, train=train,
+                     reg=reg or Regularization())
+
+
+GROUP = (spec("adam", 0.01, 0), spec("adam", 0.003, 1), spec("adam", 0.03, 2))
+
+
+@pytest.fixture(scope="module")
+def group(ds):
+    return engine.train_group(GROUP, ds)
+
+
+def test_vmapped_group_equals_sequential_trials(ds, group):
+    for i, one in enumerate(GROUP):
+        alone = engine.train_group([one], ds)
+        assert set(alone.history) == set(group.history)
+        for name, values in group.history.items():
+            np.testing.assert_allclose(alone.history[name][:, 0], values[:, i], rtol=1e-5, atol=1e-6,
+                                       err_msg=f"trial {i} {name}")
+        for a, b in zip(jax.tree.leaves(engine.trial_params(alone, 0)),
+                        jax.tree.leaves(engine.trial_params(group, i)), strict=True):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    # the three trials really are different experiments
+    assert not np.allclose(group.history["train_loss"][:, 0], group.history["train_loss"][:, 1])
+    assert not np.allclose(group.history["train_loss"][:, 0], group.history["train_loss"][:, 2])
+
+
+def test_same_seed_gives_identical_histories(ds, group):
+    again = engine.train_group(GROUP, ds)
+    for name, values in group.history.items():
+        np.testing.assert_array_equal(again.history[name], values, err_msg=name)
+    for a, b in zip(jax.tree.leaves(again.params), jax.tree.leaves(group.params), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_executables_are_reused_across_numbers_but_not_shapes(ds, group):
+    before = engine.compile_count
+    engine.train_group(GROUP, ds)
+    assert engine.compile_count == before
+    other_numbers = [dataclasses.replace(s, hyperparams=(("learning_rate", 0.5),), seed=s.seed + 7) for s in GROUP]
+    out = engine.train_group(other_numbers, ds)
+    assert engine.compile_count == before
+    assert not np.allclose(out.history["train_loss"], group.history["train_loss"])
+    wider = [dataclasses.replace(s, model=ModelConfig(hidden=(13,))) for s in GROUP]
+    engine.train_group(wider, ds)
+    assert engine.compile_count > before
+
+
+def test_history_has_every_metric_per_epoch_and_grad_norm_per_layer(ds, group):
+    epochs, trials, layers = TRAIN.epochs, len(GROUP), len(MODEL.hidden) + 1
+    for name in (*engine.METRICS, "step_loss"):
+        assert group.history[name].shape == (epochs, trials), name
+        assert np.isfinite(group.history[name]).all(), name
+    for name in ("train_acc", "val_acc", "test_acc"):
+        assert ((group.history[name] >= 0) & (group.history[name] <= 1)).all()
+    assert group.history["grad_norm"].shape == (epochs, trials, layers)
+    assert (group.history["grad_norm"] > 0).all()
+    # adam learns: the training loss falls for every trial
+    assert (group.history["train_loss"][-1] < group.history["train_loss"][0]).all()
+    row = results.from_group(group, 0, {}, trials)
+    assert set(row.history) >= {*engine.METRICS, "grad_norm"}
+    assert all(len(row.history[name]) == epochs for name in engine.METRICS)
+    assert [len(per_epoch) for per_epoch in row.history["grad_norm"]] == [layers] * epochs
+
+
+def test_history_metrics_are_the_final_weights_evaluated(ds, group):
+    """The last epoch's train/val/test numbers are what evaluate() says of the final weights."""
+    for i, s in enumerate(GROUP):
+        params = engine.trial_params(group, i)
+        for split_name in ("train", "val", "test"):
+            got = engine.evaluate(group.graphdef, params, getattr(ds, f"x_{split_name}"),
+                                  getattr(ds, f"y_{split_name}"), loss=s.train.loss)
+            assert got["loss"] == pytest.approx(group.history[f"{split_name}_loss"][-1, i], rel=1e-5)
+            assert got["acc"] == group.history[f"{split_name}_acc"][-1, i]
+
+
+def test_same_seed_same_initial_weights_for_every_optimizer(ds):
+    _, sizes = engine.to_device(ds)
+    plans = [core.Plan(s.structure, sizes, uses_dropout=False, uses_noise=False, uses_early_stopping=False)
+             for s in (spec("sgd"), spec("adam"), spec("rmsprop"))]
+    inits = [jax.jit(core.make_init_params(plan))(jnp.uint32(3)) for plan in plans]
+    for other in inits[1:]:
+        for a, b in zip(jax.tree.leaves(inits[0]), jax.tree.leaves(other), strict=True):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    seed4 = jax.jit(core.make_init_params(plans[0]))(jnp.uint32(4))
+    assert not np.array_equal(np.asarray(jax.tree.leaves(seed4)[-1]), np.asarray(jax.tree.leaves(inits[0])[-1]))
+
+
+@pytest.fixture(scope="module")
+def comparison(ds):
+    """One run: a diverging SGD next to a healthy one (same program), momentum with lambda = 0 on
+    two seeds, and adam."""
+    specs = (spec("sgd", 1e6, 0), spec("sgd", 0.1, 0), spec("momentum", 0.1, 0, momentum=0.0),
+             spec("momentum", 0.1, 1, momentum=0.0), spec("adam", 0.01, 0))
+    return runner.execute(runner.Run(specs, data=RUN_DATA), ds)
+
+
+def test_optimizers_are_paired_same_weights_and_batch_order(comparison):
+    """momentum with lambda = 0 is exactly SGD: equal histories prove equal initial weights and
+    equal batch order across two optimizers (separate compiled programs); another seed differs."""
+    _, sgd, mom0, mom1, _ = comparison
+    for name in (*engine.METRICS, "grad_norm"):
+        np.testing.assert_allclose(np.asarray(mom0.history[name]), np.asarray(sgd.history[name]),
+                                   rtol=1e-5, atol=1e-6, err_msg=name)
+    assert abs(mom1.history["train_loss"][0] - sgd.history["train_loss"][0]) > 1e-3
+
+
+def test_divergence_is_recorded_per_trial(comparison):
+    diverged, sgd, _, _, adam = comparison
+    assert diverged.status == "diverged"
+    assert isinstance(diverged.diverged_epoch, int)
+    assert 1 <= diverged.diverged_epoch <= TRAIN.epochs
+    assert diverged.diagnosis["label"] == "diverged"
+    assert diverged.to_row()["status"] == "diverged"
+    for healthy in (sgd, adam):  # the trial vmapped next to the diverged one is untouched
+        assert healthy.status == "ok"
+        assert healthy.diverged_epoch is None
+        assert set(healthy.metrics) >= set(results.FINAL_KEYS)
+        assert all(np.isfinite(v) for v in healthy.metrics.values())
+        assert healthy.diagnosis["label"] != "diverged"
+    assert sgd.history["train_loss"][-1] < sgd.history["train_loss"][0]
+
+
+def test_early_stopping_restores_the_best_epoch(ds):
+    train = TrainConfig(epochs=6, batch_size=20)
+    stopping = Regularization(early_stopping=True, patience=1)
+    specs = (spec("sgd", 0.2, 0, train=train, reg=stopping), spec("sgd", 0.2, 0, train=train))
+    stopped, full = runner.execute(runner.Run(specs, data=RUN_DATA), ds)
+    # this setting stops early (val loss rises at epoch 3) -- otherwise the test would prove nothing
+    assert stopped.stopped_epoch is not None
+    assert stopped.stopped_epoch < train.epochs
+    assert len(stopped.history["val_loss"]) == stopped.stopped_epoch
+    best = stopped.best_epoch
+    assert 1 <= best < stopped.stopped_epoch
+    assert stopped.history["val_loss"][best - 1] == min(stopped.history["val_loss"])
+    for key in results.FINAL_KEYS:
+        assert stopped.metrics[key] == stopped.history[key][best - 1], key
+    assert stopped.extra["early_stopping"]["restored_epoch"] == best
+    # the final weights ARE the best epoch's weights, not the last epoch's
+    val = engine.evaluate(stopped.graphdef, stopped.params, ds.x_val, ds.y_val)
+    assert val["loss"] == pytest.approx(stopped.history["val_loss"][best - 1], rel=1e-5)
+    assert val["acc"] == stopped.history["val_acc"][best - 1]
+    assert abs(val["loss"] - stopped.history["val_loss"][-1]) > 1e-4
+    # the trial without early stopping in the same program ran every epoch, unaffected
+    assert full.stopped_epoch is None
+    assert len(full.history["val_loss"]) == train.epochs
+    np.testing.assert_allclose(full.history["val_loss"][:stopped.stopped_epoch], stopped.history["val_loss"],
+                               rtol=1e-5, atol=1e-6)
+    assert full.metrics["val_loss"] == full.history["val_loss"][-1]
+
+
+def test_batch_larger_than_training_set_is_input_error(ds):
+    with pytest.raises(InputError, match="larger than the training set"):
+        engine.train_group([spec(train=TrainConfig(epochs=1, batch_size=1000))], ds)
+
+
+def test_group_of_mixed_structures_is_rejected(ds):
+    with pytest.raises(ValueError, match="one structure"):
+        engine.train_group([spec("sgd"), spec("adam")], ds)
+
+
+def test_seed_beyond_uint32_is_rejected_up_front_or_trains(ds):
+    try:
+        big = spec("sgd", 0.1, 2**32, train=TrainConfig(epochs=1, batch_size=20))
+    except InputError:
+        return  # rejected when the config is built: fine
+    out = engine.train_group([big], ds)
+    assert np.isfinite(out.history["train_loss"]).all()
+
+
+def test_training_metrics_use_the_first_train_eval_samples_in_test_mode():
+    raw = sources.load_synthetic(train=300, test=40, features=6, classes=3, seed=3)
+    data = split(raw, 0.1)
+    spec = TrialSpec(optimizer="adam", model=ModelConfig(hidden=(8,)),
+                     train=TrainConfig(epochs=2, batch_size=30, train_eval_samples=50))
+    out = engine.train_group([spec], data)
+    acc = out.history["train_acc"][-1, 0]
+    assert acc * 50 == pytest.approx(round(acc * 50))  # a count out of 50, not out of 270
+    direct = engine.evaluate(out.graphdef, engine.trial_params(out, 0), data.x_train[:50], data.y_train[:50])
+    assert direct["acc"] == acc
+    assert direct["loss"] == pytest.approx(out.history["train_loss"][-1, 0], rel=1e-5)
