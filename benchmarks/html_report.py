@@ -23,8 +23,20 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 DNNBENCH = Path(sys.executable).with_name("dnnbench")
-DATA = ["--dataset", "synthetic:train=400,test=100,features=16,classes=4", "--hidden", "16,16", "--epochs", "20",
-        "--batch-size", "50", "--optimizer", "adam", "--quiet", "--force"]
+DATA = [
+    "--dataset",
+    "synthetic:train=400,test=100,features=16,classes=4",
+    "--hidden",
+    "16,16",
+    "--epochs",
+    "20",
+    "--batch-size",
+    "50",
+    "--optimizer",
+    "adam",
+    "--quiet",
+    "--force",
+]
 
 
 def _rates(n: int) -> str:
@@ -40,8 +52,11 @@ def results(name: str) -> Path:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
-        subprocess.run([str(DNNBENCH), "sweep", "--vary", f"lr={_rates(rates)}", "--seeds", str(seeds), *DATA,
-                        "--out", str(path)], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [str(DNNBENCH), "sweep", "--vary", f"lr={_rates(rates)}", "--seeds", str(seeds), *DATA, "--out", str(path)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         print(f"trained {path.name} in {time.perf_counter() - start:.0f} s")
     return path
 
@@ -57,11 +72,16 @@ def main() -> None:
         walls = []
         for _ in range(args.repeat):
             start = time.perf_counter()
-            subprocess.run([str(DNNBENCH), "report", str(source), "--html", str(out), "--force"], check=True,
-                           stdout=subprocess.DEVNULL)
+            subprocess.run(
+                [str(DNNBENCH), "report", str(source), "--html", str(out), "--force"],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
             walls.append(time.perf_counter() - start)
-        print(f"{name:<6} {rates * seeds:>6} {rates:>5} {min(walls):>10.2f} .. {max(walls):<9.2f} "
-              f"{out.stat().st_size / 1e6:>8.2f}")
+        print(
+            f"{name:<6} {rates * seeds:>6} {rates:>5} {min(walls):>10.2f} .. {max(walls):<9.2f} "
+            f"{out.stat().st_size / 1e6:>8.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -92,9 +92,16 @@ def keras_optimizer(keras: Any, name: str) -> Any:
     raise ValueError(f"no Keras counterpart for optimizer {name!r}")
 
 
-def keras_suite(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
-                optimizers: Sequence[str] = RECIPE, epochs: int = 20, batch_size: int = BATCH,
-                seed: int = 0) -> dict[str, Any]:
+def keras_suite(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    optimizers: Sequence[str] = RECIPE,
+    epochs: int = 20,
+    batch_size: int = BATCH,
+    seed: int = 0,
+) -> dict[str, Any]:
     """SEED.md's Keras reference, once per optimizer, one after another; times per epoch and in all."""
     try:
         keras = _keras()
@@ -132,8 +139,15 @@ def keras_suite(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_
         model.add(Dense(units=n_classes, activation="softmax"))
         model.compile(loss="categorical_crossentropy", optimizer=keras_optimizer(keras, name), metrics=["accuracy"])
         timer = EpochTimer()
-        history = model.fit(x_train, yc_train, batch_size=batch_size, epochs=epochs,
-                            validation_data=(x_test, yc_test), callbacks=[timer], verbose=0)
+        history = model.fit(
+            x_train,
+            yc_train,
+            batch_size=batch_size,
+            epochs=epochs,
+            validation_data=(x_test, yc_test),
+            callbacks=[timer],
+            verbose=0,
+        )
         fit_s = time.perf_counter() - start
         score = model.evaluate(x_test, yc_test, verbose=0)
         result = model.predict(x_test, verbose=0)
@@ -167,8 +181,16 @@ def keras_suite(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_
 # --------------------------------------------------------------------------------------------- torch
 
 
-def torch_loop(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
-               epochs: int = 3, batch_size: int = BATCH, seed: int = 0, threads: int | None = None) -> dict[str, Any]:
+def torch_loop(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    epochs: int = 3,
+    batch_size: int = BATCH,
+    seed: int = 0,
+    threads: int | None = None,
+) -> dict[str, Any]:
     """A plain eager PyTorch loop of the same MLP with Adam; test evaluation after every epoch.
 
     ``threads`` defaults to ``os.cpu_count()`` (``torch.set_num_threads``, process-wide).
@@ -185,8 +207,13 @@ def torch_loop(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_t
     n_classes = int(max(y_train.max(), y_test.max())) + 1
     hp = _lr("adam")
     start = time.perf_counter()
-    model = nn.Sequential(nn.Linear(SIZES[0], SIZES[1]), nn.ReLU(), nn.Linear(SIZES[1], SIZES[2]), nn.ReLU(),
-                          nn.Linear(SIZES[2], n_classes))
+    model = nn.Sequential(
+        nn.Linear(SIZES[0], SIZES[1]),
+        nn.ReLU(),
+        nn.Linear(SIZES[1], SIZES[2]),
+        nn.ReLU(),
+        nn.Linear(SIZES[2], n_classes),
+    )
     opt = torch.optim.Adam(model.parameters(), lr=hp["learning_rate"], betas=(hp["b1"], hp["b2"]), eps=hp["eps"])
     loss_fn = nn.CrossEntropyLoss()
     xt, yt = torch.from_numpy(np.ascontiguousarray(x_train, np.float32)), torch.from_numpy(y_train.astype(np.int64))
@@ -199,15 +226,16 @@ def torch_loop(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_t
         model.train()
         order = torch.randperm(len(yt))
         for i in range(steps):
-            idx = order[i * batch_size:(i + 1) * batch_size]
+            idx = order[i * batch_size : (i + 1) * batch_size]
             opt.zero_grad(set_to_none=True)
             loss = loss_fn(model(xt[idx]), yt[idx])
             loss.backward()
             opt.step()
         model.eval()
         with torch.no_grad():
-            correct = sum(int((model(xs[i:i + 2048]).argmax(1) == ys[i:i + 2048]).sum())
-                          for i in range(0, len(ys), 2048))
+            correct = sum(
+                int((model(xs[i : i + 2048]).argmax(1) == ys[i : i + 2048]).sum()) for i in range(0, len(ys), 2048)
+            )
         accs.append(correct / len(ys))
         times.append(time.perf_counter() - t0)
     return {
@@ -226,9 +254,17 @@ def torch_loop(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_t
 # ------------------------------------------------------------------------------------------ dnnbench
 
 
-def dnnbench_suite(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
-                   optimizers: Sequence[str] = RECIPE, epochs: int = 20, batch_size: int = BATCH,
-                   val_split: float = 0.0, seed: int = 0) -> dict[str, Any]:
+def dnnbench_suite(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    optimizers: Sequence[str] = RECIPE,
+    epochs: int = 20,
+    batch_size: int = BATCH,
+    val_split: float = 0.0,
+    seed: int = 0,
+) -> dict[str, Any]:
     """The five-optimizer reference suite through ``dnnbench.run.runner.execute``, compile included.
 
     ``val_split=0`` trains on exactly the samples Keras trains on (its reference has no validation
@@ -256,11 +292,26 @@ def dnnbench_suite(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
         marks[g].append(time.perf_counter())
 
     start = time.perf_counter()
-    raw = datamod.sources.RawData("synthetic", x_train, y_train.astype(np.int32), x_test, y_test.astype(np.int32),
-                                  n_classes, None, "benchmarks/peers.py arrays")
+    raw = datamod.sources.RawData(
+        "synthetic",
+        x_train,
+        y_train.astype(np.int32),
+        x_test,
+        y_test.astype(np.int32),
+        n_classes,
+        None,
+        "benchmarks/peers.py arrays",
+    )
     data = datamod.split(raw, val_split)
-    specs = tuple(TrialSpec(optimizer=name, seed=seed, model=ModelConfig(hidden=SIZES[1:-1]),
-                            train=TrainConfig(epochs=epochs, batch_size=batch_size)) for name in optimizers)
+    specs = tuple(
+        TrialSpec(
+            optimizer=name,
+            seed=seed,
+            model=ModelConfig(hidden=SIZES[1:-1]),
+            train=TrainConfig(epochs=epochs, batch_size=batch_size),
+        )
+        for name in optimizers
+    )
     run = runner.Run(specs=specs, data=DataConfig(dataset="synthetic", val_split=val_split))
 
     workers = runner.chunks_of(run, data)[1]

@@ -45,9 +45,13 @@ RAY = backends.Settings("ray")
 
 
 def sweep(hidden: tuple[int, ...], epochs: int) -> runner.Run:
-    specs = tuple(TrialSpec(optimizer=o, seed=s, model=ModelConfig(hidden=hidden),
-                            train=TrainConfig(epochs=epochs, batch_size=100))
-                  for o in OPTIMIZERS for s in range(2))
+    specs = tuple(
+        TrialSpec(
+            optimizer=o, seed=s, model=ModelConfig(hidden=hidden), train=TrainConfig(epochs=epochs, batch_size=100)
+        )
+        for o in OPTIMIZERS
+        for s in range(2)
+    )
     return runner.Run(specs, max_parallel=1)  # one trial per program: 12 programs, 12 Ray tasks
 
 
@@ -82,8 +86,13 @@ def main() -> None:
     train, hidden = (6000, (64, 64)) if args.small else (60000, (500, 500))
     ds = data.load(DataConfig(dataset=f"synthetic:train={train},test=10000,features=784,classes=10"))
     run = sweep(hidden, args.epochs)
-    figures: dict[str, object] = {"programs": len(runner.chunks_of(run, ds)[0]), "train": train, "hidden": hidden,
-                                  "epochs": args.epochs, "cores": len(os.sched_getaffinity(0))}
+    figures: dict[str, object] = {
+        "programs": len(runner.chunks_of(run, ds)[0]),
+        "train": train,
+        "hidden": hidden,
+        "epochs": args.epochs,
+        "cores": len(os.sched_getaffinity(0)),
+    }
 
     figures["local_s"], reference = timed(run, ds)
     start = time.perf_counter()

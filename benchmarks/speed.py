@@ -60,7 +60,9 @@ def matmul_floor(repeats: int = 20, streams: int = 1) -> float:
     mats = []
     for a, b in zip(SIZES[:-1], SIZES[1:], strict=True):
         k1, k2, k3, key = jax.random.split(key, 4)
-        mats.append((jax.random.normal(k1, (BATCH, a)), jax.random.normal(k2, (a, b)), jax.random.normal(k3, (BATCH, b))))
+        mats.append(
+            (jax.random.normal(k1, (BATCH, a)), jax.random.normal(k2, (a, b)), jax.random.normal(k3, (BATCH, b)))
+        )
 
     steps = 100
 
@@ -73,6 +75,7 @@ def matmul_floor(repeats: int = 20, streams: int = 1) -> float:
                 xc = x + carry
                 total = total + 1e-12 * (jnp.sum(xc @ w) + jnp.sum((dz + carry) @ w.T) + jnp.sum(xc.T @ dz))
             return total, None
+
         return jax.lax.scan(body, jnp.float32(0.0), None, length=steps)[0]
 
     jax.block_until_ready(many(mats))
@@ -86,8 +89,15 @@ def matmul_floor(repeats: int = 20, streams: int = 1) -> float:
 
 
 def dnnbench_epoch(trials: int, epochs: int, data: datamod.Dataset) -> dict[str, float]:
-    specs = [TrialSpec(optimizer="adam", seed=s, model=ModelConfig(hidden=(500, 500)),
-                       train=TrainConfig(epochs=epochs, batch_size=BATCH)) for s in range(trials)]
+    specs = [
+        TrialSpec(
+            optimizer="adam",
+            seed=s,
+            model=ModelConfig(hidden=(500, 500)),
+            train=TrainConfig(epochs=epochs, batch_size=BATCH),
+        )
+        for s in range(trials)
+    ]
     engine.clear_cache()
     times: list[float] = []
     last = [time.perf_counter()]
@@ -108,8 +118,15 @@ def dnnbench_epoch(trials: int, epochs: int, data: datamod.Dataset) -> dict[str,
     # Peak resident memory of the process so far (rows run in increasing trial counts, so each
     # row's figure is the high-water mark of its own run or an earlier, smaller one).
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"trials": trials, "compile_s": out.compile_s, "epoch_s": steady, "epoch_s_per_trial": steady / trials,
-            "train_gflops": flops_per_sample() * samples / steady / 1e9, "wall_s": wall, "peak_rss_mb": peak_mb}
+    return {
+        "trials": trials,
+        "compile_s": out.compile_s,
+        "epoch_s": steady,
+        "epoch_s_per_trial": steady / trials,
+        "train_gflops": flops_per_sample() * samples / steady / 1e9,
+        "wall_s": wall,
+        "peak_rss_mb": peak_mb,
+    }
 
 
 def runner_epoch(trials: int, epochs: int, data: datamod.Dataset) -> dict[str, float]:
@@ -118,8 +135,15 @@ def runner_epoch(trials: int, epochs: int, data: datamod.Dataset) -> dict[str, f
     run: wall time per trial-epoch (evaluation, initialisation and result rows included)."""
     from dnnbench.run import runner
 
-    specs = tuple(TrialSpec(optimizer="adam", seed=s, model=ModelConfig(hidden=(500, 500)),
-                            train=TrainConfig(epochs=epochs, batch_size=BATCH)) for s in range(trials))
+    specs = tuple(
+        TrialSpec(
+            optimizer="adam",
+            seed=s,
+            model=ModelConfig(hidden=(500, 500)),
+            train=TrainConfig(epochs=epochs, batch_size=BATCH),
+        )
+        for s in range(trials)
+    )
     run = runner.Run(specs)
     chunks, workers = runner.chunks_of(run, data)
     runner.execute(run, data)  # compiles
@@ -127,8 +151,14 @@ def runner_epoch(trials: int, epochs: int, data: datamod.Dataset) -> dict[str, f
     runner.execute(run, data)
     wall = time.perf_counter() - start
     samples = (len(data.y_train) // BATCH) * BATCH * trials * epochs
-    return {"trials": trials, "programs": len(chunks), "workers": workers, "wall_s": wall,
-            "epoch_s_per_trial": wall / (trials * epochs), "train_gflops": flops_per_sample() * samples / wall / 1e9}
+    return {
+        "trials": trials,
+        "programs": len(chunks),
+        "workers": workers,
+        "wall_s": wall,
+        "epoch_s_per_trial": wall / (trials * epochs),
+        "train_gflops": flops_per_sample() * samples / wall / 1e9,
+    }
 
 
 def main() -> None:
@@ -164,12 +194,20 @@ def main() -> None:
     through_runner = [runner_epoch(int(t), args.epochs, data) for t in args.trials.split(",") if 1 < int(t) <= 16]
     for row in rows + through_runner:
         row["pct_of_floor"] = 100.0 * row["train_gflops"] / floor
-    result = {"device": jax.devices()[0].device_kind, "backend": jax.default_backend(),
-              "platform": platform.platform(), "matmul_floor_gflops": floor,
-              "matmul_one_stream_gflops": floor_one, "matmul_streams": streams, "matmul_streams_gflops": floor_many,
-              "floor_epoch_s": flops_per_sample() * (len(data.y_train) // BATCH) * BATCH / floor / 1e9,
-              "flops_per_sample": flops_per_sample(), "rows": rows, "runner_rows": through_runner,
-              "note": "epoch_s includes evaluation of train/val/test each epoch (forward passes)"}
+    result = {
+        "device": jax.devices()[0].device_kind,
+        "backend": jax.default_backend(),
+        "platform": platform.platform(),
+        "matmul_floor_gflops": floor,
+        "matmul_one_stream_gflops": floor_one,
+        "matmul_streams": streams,
+        "matmul_streams_gflops": floor_many,
+        "floor_epoch_s": flops_per_sample() * (len(data.y_train) // BATCH) * BATCH / floor / 1e9,
+        "flops_per_sample": flops_per_sample(),
+        "rows": rows,
+        "runner_rows": through_runner,
+        "note": "epoch_s includes evaluation of train/val/test each epoch (forward passes)",
+    }
     # --- peers (benchmarks/peers.py) ---
     peer_tables = []
     if args.peers or args.suite:
@@ -179,22 +217,47 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
 
-    table = Table(title=f"dnnbench speed on {result['device']} ({result['backend']}): matmul floor {floor:.1f} GFLOP/s "
-                        f"(one stream {floor_one:.1f}, {streams} at once {floor_many:.1f}), "
-                        f"{result['floor_epoch_s']:.2f} s/epoch", title_justify="left")
-    for col in ("trials", "compile s", "epoch s (steady)", "s/epoch/trial", "GFLOP/s (train FLOPs)", "% of floor",
-                "peak RSS MiB"):
+    table = Table(
+        title=f"dnnbench speed on {result['device']} ({result['backend']}): matmul floor {floor:.1f} GFLOP/s "
+        f"(one stream {floor_one:.1f}, {streams} at once {floor_many:.1f}), "
+        f"{result['floor_epoch_s']:.2f} s/epoch",
+        title_justify="left",
+    )
+    for col in (
+        "trials",
+        "compile s",
+        "epoch s (steady)",
+        "s/epoch/trial",
+        "GFLOP/s (train FLOPs)",
+        "% of floor",
+        "peak RSS MiB",
+    ):
         table.add_column(col, justify="right")
     for r in rows:
-        table.add_row(str(r["trials"]), f"{r['compile_s']:.2f}", f"{r['epoch_s']:.2f}", f"{r['epoch_s_per_trial']:.2f}",
-                      f"{r['train_gflops']:.1f}", f"{r['pct_of_floor']:.0f}%", f"{r['peak_rss_mb']:.0f}")
+        table.add_row(
+            str(r["trials"]),
+            f"{r['compile_s']:.2f}",
+            f"{r['epoch_s']:.2f}",
+            f"{r['epoch_s_per_trial']:.2f}",
+            f"{r['train_gflops']:.1f}",
+            f"{r['pct_of_floor']:.0f}%",
+            f"{r['peak_rss_mb']:.0f}",
+        )
     for r in through_runner:
-        table.add_row(f"{r['trials']} via runner ({r['programs']} programs, {r['workers']} at once)", "-",
-                      f"{r['wall_s'] / args.epochs:.2f}", f"{r['epoch_s_per_trial']:.2f}", f"{r['train_gflops']:.1f}",
-                      f"{r['pct_of_floor']:.0f}%", "")
-    table.caption = ("epoch time includes per-epoch evaluation on train/val/test; % counts training FLOPs only; "
-                     "plain rows: one vmapped program (engine.train_group); 'via runner': runner.execute, "
-                     "compiled, wall time")
+        table.add_row(
+            f"{r['trials']} via runner ({r['programs']} programs, {r['workers']} at once)",
+            "-",
+            f"{r['wall_s'] / args.epochs:.2f}",
+            f"{r['epoch_s_per_trial']:.2f}",
+            f"{r['train_gflops']:.1f}",
+            f"{r['pct_of_floor']:.0f}%",
+            "",
+        )
+    table.caption = (
+        "epoch time includes per-epoch evaluation on train/val/test; % counts training FLOPs only; "
+        "plain rows: one vmapped program (engine.train_group); 'via runner': runner.execute, "
+        "compiled, wall time"
+    )
     console = Console() if sys.stdout.isatty() else Console(width=140)
     console.print(table)
     # --- peers (benchmarks/peers.py) ---
@@ -207,8 +270,9 @@ def main() -> None:
 # ------------------------------------------------------------------ peers (benchmarks/peers.py)
 
 
-def run_peers(args: argparse.Namespace, raw: datamod.sources.RawData, n_train: int, floor: float,
-              result: dict) -> tuple[dict, dict, list[Table | Text]]:
+def run_peers(
+    args: argparse.Namespace, raw: datamod.sources.RawData, n_train: int, floor: float, result: dict
+) -> tuple[dict, dict, list[Table | Text]]:
     """The suites on the same data (the first ``n_train`` training samples), ratios, memory; tables."""
     try:
         import peers
@@ -265,7 +329,8 @@ def run_peers(args: argparse.Namespace, raw: datamod.sources.RawData, n_train: i
         "keras_epoch_s": keras.get("epoch_s", nan),
         "speedup_keras_over_dnnbench_suite": k_fit / ours["suite_wall_s"],
         "speedup_keras_full_code_over_dnnbench_suite": keras.get("suite_wall_s", nan) / ours["suite_wall_s"],
-        "keras_epoch_over_dnnbench_suite_wall_per_epoch": keras.get("epoch_s", nan) / (ours["suite_wall_s"] / epochs_run),
+        "keras_epoch_over_dnnbench_suite_wall_per_epoch": keras.get("epoch_s", nan)
+        / (ours["suite_wall_s"] / epochs_run),
         "torch_epoch_s": torch.get("epoch_s", nan),
         "torch_epoch_over_dnnbench_epoch": torch.get("epoch_s", nan) / row1["epoch_s"],
         "peak_rss_dnnbench_mb": rss["after_dnnbench_suite_mb"],
@@ -278,46 +343,80 @@ def run_peers(args: argparse.Namespace, raw: datamod.sources.RawData, n_train: i
 
     s = summary
     epochs = args.suite_epochs
-    head = Table(title=f"dnnbench against the floor and its peers ({len(arrays[1]):,} training samples, batch {BATCH})",
-                 title_justify="left")
+    head = Table(
+        title=f"dnnbench against the floor and its peers ({len(arrays[1]):,} training samples, batch {BATCH})",
+        title_justify="left",
+    )
     for col, justify in (("figure", "left"), ("value", "right"), ("target (issue 6)", "left")):
         head.add_column(col, justify=justify)
-    head.add_row("matmul floor (the faster of one stream and the runner's workers at once)",
-                 f"{floor:.1f} GFLOP/s = {s['floor_epoch_s']:.2f} s/epoch", "")
-    head.add_row("dnnbench steady epoch (1 trial alone, with eval)",
-                 f"{s['dnnbench_epoch_s']:.2f} s = {s['dnnbench_pct_of_floor']:.0f}% of floor "
-                 f"({s['dnnbench_epoch_over_floor']:.2f}x the floor's time)", ">= 90% of floor")
+    head.add_row(
+        "matmul floor (the faster of one stream and the runner's workers at once)",
+        f"{floor:.1f} GFLOP/s = {s['floor_epoch_s']:.2f} s/epoch",
+        "",
+    )
+    head.add_row(
+        "dnnbench steady epoch (1 trial alone, with eval)",
+        f"{s['dnnbench_epoch_s']:.2f} s = {s['dnnbench_pct_of_floor']:.0f}% of floor "
+        f"({s['dnnbench_epoch_over_floor']:.2f}x the floor's time)",
+        ">= 90% of floor",
+    )
     head.add_row("dnnbench compile (1 trial)", f"{s['dnnbench_compile_s']:.2f} s", "")
-    head.add_row(f"dnnbench suite 5 optimizers x {epochs} epochs, end to end",
-                 f"{s['dnnbench_suite_wall_s']:.1f} s (compiles summed {s['dnnbench_suite_compile_s']:.1f} s)", "")
-    head.add_row("the suite's programs compiled again alone, one after another",
-                 f"{s['compile_alone_s']:.1f} s = {100 * s['compile_share_of_suite']:.0f}% of the suite's wall",
-                 "compile <= 10% of suite wall")
-    head.add_row("dnnbench suite throughput, end to end (compile + eval included)",
-                 f"{s['dnnbench_suite_gflops']:.1f} GFLOP/s = {s['dnnbench_suite_pct_of_floor']:.0f}% of floor",
-                 ">= 90% of floor")
-    head.add_row(f"Keras-JAX suite 5 x {epochs} (build+compile+fit)",
-                 f"{fmt(k_fit, '.1f', ' s')} (with evaluate+predict {fmt(s['keras_suite_wall_s'], '.1f', ' s')})", "")
-    head.add_row("speed-up: Keras suite / dnnbench suite",
-                 f"{fmt(s['speedup_keras_over_dnnbench_suite'], '.2f', 'x')} "
-                 f"(full reference code: {fmt(s['speedup_keras_full_code_over_dnnbench_suite'], '.2f', 'x')})",
-                 ">= 1.3x")
-    head.add_row("epoch: Keras steady (median) / dnnbench suite wall per epoch",
-                 f"{fmt(s['keras_epoch_s'], '.2f', ' s')} / {s['dnnbench_suite_wall_per_epoch_s']:.2f} s = "
-                 f"{fmt(s['keras_epoch_over_dnnbench_suite_wall_per_epoch'], '.2f', 'x')}", "")
-    head.add_row("PyTorch eager epoch (Adam) / dnnbench epoch",
-                 f"{fmt(s['torch_epoch_s'], '.2f', ' s')} / {s['dnnbench_epoch_s']:.2f} s = "
-                 f"{fmt(s['torch_epoch_over_dnnbench_epoch'], '.2f', 'x')}" if "torch" not in s["skipped"]
-                 else torch["skipped"], "")
-    head.add_row("peak RSS: after dnnbench / whole process",
-                 f"{s['peak_rss_dnnbench_mb']:.0f} MiB / {s['peak_rss_process_mb']:.0f} MiB", "reported")
+    head.add_row(
+        f"dnnbench suite 5 optimizers x {epochs} epochs, end to end",
+        f"{s['dnnbench_suite_wall_s']:.1f} s (compiles summed {s['dnnbench_suite_compile_s']:.1f} s)",
+        "",
+    )
+    head.add_row(
+        "the suite's programs compiled again alone, one after another",
+        f"{s['compile_alone_s']:.1f} s = {100 * s['compile_share_of_suite']:.0f}% of the suite's wall",
+        "compile <= 10% of suite wall",
+    )
+    head.add_row(
+        "dnnbench suite throughput, end to end (compile + eval included)",
+        f"{s['dnnbench_suite_gflops']:.1f} GFLOP/s = {s['dnnbench_suite_pct_of_floor']:.0f}% of floor",
+        ">= 90% of floor",
+    )
+    head.add_row(
+        f"Keras-JAX suite 5 x {epochs} (build+compile+fit)",
+        f"{fmt(k_fit, '.1f', ' s')} (with evaluate+predict {fmt(s['keras_suite_wall_s'], '.1f', ' s')})",
+        "",
+    )
+    head.add_row(
+        "speed-up: Keras suite / dnnbench suite",
+        f"{fmt(s['speedup_keras_over_dnnbench_suite'], '.2f', 'x')} "
+        f"(full reference code: {fmt(s['speedup_keras_full_code_over_dnnbench_suite'], '.2f', 'x')})",
+        ">= 1.3x",
+    )
+    head.add_row(
+        "epoch: Keras steady (median) / dnnbench suite wall per epoch",
+        f"{fmt(s['keras_epoch_s'], '.2f', ' s')} / {s['dnnbench_suite_wall_per_epoch_s']:.2f} s = "
+        f"{fmt(s['keras_epoch_over_dnnbench_suite_wall_per_epoch'], '.2f', 'x')}",
+        "",
+    )
+    head.add_row(
+        "PyTorch eager epoch (Adam) / dnnbench epoch",
+        f"{fmt(s['torch_epoch_s'], '.2f', ' s')} / {s['dnnbench_epoch_s']:.2f} s = "
+        f"{fmt(s['torch_epoch_over_dnnbench_epoch'], '.2f', 'x')}"
+        if "torch" not in s["skipped"]
+        else torch["skipped"],
+        "",
+    )
+    head.add_row(
+        "peak RSS: after dnnbench / whole process",
+        f"{s['peak_rss_dnnbench_mb']:.0f} MiB / {s['peak_rss_process_mb']:.0f} MiB",
+        "reported",
+    )
     load = os.getloadavg()
-    head.caption = (f"load average now {load[0]:.2f} on {os.cpu_count()} CPUs (other processes slow every figure); "
-                    "speed-up counts Keras's fit only, conservatively")
+    head.caption = (
+        f"load average now {load[0]:.2f} on {os.cpu_count()} CPUs (other processes slow every figure); "
+        "speed-up counts Keras's fit only, conservatively"
+    )
 
-    per = Table(title=f"per optimizer, {epochs} epochs: dnnbench | Keras-JAX  (first epoch includes compile; "
-                      f"dnnbench trains {ours['workers']} programs at once, each epoch shares the CPU)",
-                title_justify="left")
+    per = Table(
+        title=f"per optimizer, {epochs} epochs: dnnbench | Keras-JAX  (first epoch includes compile; "
+        f"dnnbench trains {ours['workers']} programs at once, each epoch shares the CPU)",
+        title_justify="left",
+    )
     for col in ("optimizer", "first epoch s", "steady epoch s", "wall s (Keras: to end of fit)", "test acc"):
         per.add_column(col, justify="left" if col == "optimizer" else "right")
     for name, mine in ours["optimizers"].items():
@@ -326,8 +425,13 @@ def run_peers(args: argparse.Namespace, raw: datamod.sources.RawData, n_train: i
         wall = f"{mine['wall_s']:.1f} | {fmt(theirs.get('fit_s', nan), '.1f')}"
         per.add_row(name, pair("first_epoch_s"), pair("epoch_s"), wall, pair("test_acc", ".3f"))
     if "torch" in out and "skipped" not in torch:
-        per.add_row(f"torch adam ({torch['threads']} thr)", f"{torch['first_epoch_s']:.2f}", f"{torch['epoch_s']:.2f}",
-                    f"{torch['wall_s']:.1f}", f"{torch['test_acc']:.3f}")
+        per.add_row(
+            f"torch adam ({torch['threads']} thr)",
+            f"{torch['first_epoch_s']:.2f}",
+            f"{torch['epoch_s']:.2f}",
+            f"{torch['wall_s']:.1f}",
+            f"{torch['test_acc']:.3f}",
+        )
     notes = keras.get("notes", []) + ours["notes"]
     if "epoch_s_by_threads" in torch:
         by = ", ".join(f"{n} thread(s) {t:.2f} s" for n, t in torch["epoch_s_by_threads"].items())

@@ -28,16 +28,26 @@ from pathlib import Path
 WORKLOADS = {
     "main job (optimizers, digits, 20 epochs)": ["optimizers", "--quiet"],
     "one program (diagnose, 60,000 x 784, 2 epochs)": [
-        "diagnose", "--dataset", "synthetic:train=60000,test=10000,features=784,classes=10", "--epochs", "2",
-        "--quiet"],
+        "diagnose",
+        "--dataset",
+        "synthetic:train=60000,test=10000,features=784,classes=10",
+        "--epochs",
+        "2",
+        "--quiet",
+    ],
 }
 
 
 def wall(argv: list[str], threads: int) -> float:
     env = {**os.environ, "DNNBENCH_COMPILE_CACHE": "off"}
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "dnnbench", *argv, "--threads", str(threads)], env=env, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "dnnbench", *argv, "--threads", str(threads)],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return time.perf_counter() - start
 
 
@@ -54,8 +64,10 @@ def main() -> None:
                 times[str(threads)].append(round(wall(argv, threads), 2))
         figures[name] = times
         ratios = [a / b for a, b in zip(times["1"], times[str(cores)], strict=True)]
-        print(f"{name}: --threads 1 {times['1']} s, --threads {cores} {times[str(cores)]} s, "
-              f"ratio 1/{cores} threads {min(ratios):.2f}-{max(ratios):.2f}")
+        print(
+            f"{name}: --threads 1 {times['1']} s, --threads {cores} {times[str(cores)]} s, "
+            f"ratio 1/{cores} threads {min(ratios):.2f}-{max(ratios):.2f}"
+        )
     Path(__file__).with_suffix(".json").write_text(json.dumps({"cores": cores, **figures}, indent=2) + "\n")
 
 

@@ -48,8 +48,22 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         results = tmp / "tune.jsonl"
-        tune_s = _run([*DNNBENCH, "tune", "--optimizers", "adam", "--budget", str(args.budget), "--seeds",
-                       str(args.seeds), *common, "--out", str(results)], tmp / "cache-a")
+        tune_s = _run(
+            [
+                *DNNBENCH,
+                "tune",
+                "--optimizers",
+                "adam",
+                "--budget",
+                str(args.budget),
+                "--seeds",
+                str(args.seeds),
+                *common,
+                "--out",
+                str(results),
+            ],
+            tmp / "cache-a",
+        )
         rows = [json.loads(line) for line in results.read_text().splitlines()]
         search = [r for r in rows if r.get("phase") == "search"]
         one_by_one = []
@@ -60,15 +74,28 @@ def main() -> None:
                 argv += ["--hp", f"{name}={hp[name]!r}"]
             one_by_one.append(_run(argv, tmp / "cache-b"))
     load = os.getloadavg()
-    report = {"budget": args.budget, "epochs": args.epochs, "dataset": args.dataset, "final_seeds": args.seeds,
-              "tune_wall_s": tune_s, "diagnose_runs_wall_s": sum(one_by_one),
-              "diagnose_first_s": one_by_one[0], "diagnose_median_s": sorted(one_by_one)[len(one_by_one) // 2],
-              "speedup": sum(one_by_one) / tune_s, "loadavg_end": load, "cpus": os.cpu_count()}
+    report = {
+        "budget": args.budget,
+        "epochs": args.epochs,
+        "dataset": args.dataset,
+        "final_seeds": args.seeds,
+        "tune_wall_s": tune_s,
+        "diagnose_runs_wall_s": sum(one_by_one),
+        "diagnose_first_s": one_by_one[0],
+        "diagnose_median_s": sorted(one_by_one)[len(one_by_one) // 2],
+        "speedup": sum(one_by_one) / tune_s,
+        "loadavg_end": load,
+        "cpus": os.cpu_count(),
+    }
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"tune --budget {args.budget} (adam, {args.epochs} epochs, {args.dataset}, finals on {args.seeds} seed(s)): "
-          f"{tune_s:.1f} s")
-    print(f"{len(one_by_one)} x diagnose, one candidate each: {sum(one_by_one):.1f} s "
-          f"(first {one_by_one[0]:.1f} s, median {report['diagnose_median_s']:.1f} s)")
+    print(
+        f"tune --budget {args.budget} (adam, {args.epochs} epochs, {args.dataset}, finals on {args.seeds} seed(s)): "
+        f"{tune_s:.1f} s"
+    )
+    print(
+        f"{len(one_by_one)} x diagnose, one candidate each: {sum(one_by_one):.1f} s "
+        f"(first {one_by_one[0]:.1f} s, median {report['diagnose_median_s']:.1f} s)"
+    )
     print(f"speed-up: {report['speedup']:.1f}x   (load average at the end: {load[0]:.2f})")
 
 

@@ -36,22 +36,46 @@ class Model:
     dataset: datamod.Dataset | None = None
 
     @classmethod
-    def build(cls, hidden: tuple[int, ...] = (500, 500), activation: str = "relu", *, residual: bool = False,
-              regularization: Regularization | None = None) -> Model:
-        return cls(ModelConfig(hidden=tuple(hidden), activation=activation, residual=residual),
-                   regularization or Regularization())
+    def build(
+        cls,
+        hidden: tuple[int, ...] = (500, 500),
+        activation: str = "relu",
+        *,
+        residual: bool = False,
+        regularization: Regularization | None = None,
+    ) -> Model:
+        return cls(
+            ModelConfig(hidden=tuple(hidden), activation=activation, residual=residual),
+            regularization or Regularization(),
+        )
 
-    def fit(self, data: str | datamod.Dataset = "digits", *, optimizer: str = "adam",
-            learning_rate: float | None = None, batch_size: int = 100, epochs: int = 20, loss: str = "ce",
-            seed: int = 0, val_split: float = 0.1, **hyperparams: float) -> dict[str, list]:
+    def fit(
+        self,
+        data: str | datamod.Dataset = "digits",
+        *,
+        optimizer: str = "adam",
+        learning_rate: float | None = None,
+        batch_size: int = 100,
+        epochs: int = 20,
+        loss: str = "ce",
+        seed: int = 0,
+        val_split: float = 0.1,
+        **hyperparams: float,
+    ) -> dict[str, list]:
         """Train on ``data`` (a dataset name or a loaded ``Dataset``); returns the per-epoch history."""
         config = DataConfig(dataset=data if isinstance(data, str) else "digits", val_split=val_split)
         self.dataset = datamod.load(config) if isinstance(data, str) else data
         hyper = dict(hyperparams)
         if learning_rate is not None:
             hyper["learning_rate"] = learning_rate
-        spec = TrialSpec(optimizer=optimizer, hyperparams=tuple(hyper.items()), seed=seed, model=self.model,
-                         train=TrainConfig(epochs=epochs, batch_size=batch_size, loss=loss), reg=self.reg)
+        spec = TrialSpec(
+            optimizer=optimizer,
+            hyperparams=tuple(hyper.items()),
+            seed=seed,
+            model=self.model,
+            train=TrainConfig(epochs=epochs, batch_size=batch_size, loss=loss),
+            reg=self.reg,
+        )
         engine.check_specs([spec], self.dataset)
         [self.result] = runner.execute(runner.Run(specs=(spec,), data=config), self.dataset)
         return self.result.history
@@ -67,16 +91,32 @@ class Model:
         if x is None or y is None:
             assert self.dataset is not None
             x, y = self.dataset.x_test, self.dataset.y_test
-        return engine.evaluate(result.graphdef, result.params, x, np.asarray(y), loss=result.spec.train.loss,
-                               dropout_rate=self.reg.dropout, dropout_mode=self.reg.dropout_mode)
+        return engine.evaluate(
+            result.graphdef,
+            result.params,
+            x,
+            np.asarray(y),
+            loss=result.spec.train.loss,
+            dropout_rate=self.reg.dropout,
+            dropout_mode=self.reg.dropout_mode,
+        )
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Class probabilities (softmax output), one row per sample."""
         result = self._trained()
-        return engine.predict_proba(result.graphdef, result.params, np.asarray(x), dropout_rate=self.reg.dropout,
-                                    dropout_mode=self.reg.dropout_mode)
+        return engine.predict_proba(
+            result.graphdef,
+            result.params,
+            np.asarray(x),
+            dropout_rate=self.reg.dropout,
+            dropout_mode=self.reg.dropout_mode,
+        )
 
     def summary(self) -> dict[str, Any]:
         result = self._trained()
-        return {"status": result.status, "metrics": result.metrics, "diagnosis": result.diagnosis,
-                "config": dataclasses.asdict(self.model)}
+        return {
+            "status": result.status,
+            "metrics": result.metrics,
+            "diagnosis": result.diagnosis,
+            "config": dataclasses.asdict(self.model),
+        }

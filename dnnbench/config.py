@@ -19,8 +19,16 @@ from dnnbench import optim
 from dnnbench.errors import InputError, one_of
 
 ACTIVATION_NAMES = ("relu", "sigmoid", "tanh", "gelu", "elu", "leaky_relu", "selu", "swish", "linear")
-LOSSES = {"ce": "categorical cross-entropy of the softmax output", "mse": "mean squared error of the softmax output against the one-hot target"}
-LOSS_ALIASES = {"cross-entropy": "ce", "crossentropy": "ce", "categorical_crossentropy": "ce", "mean_squared_error": "mse"}
+LOSSES = {
+    "ce": "categorical cross-entropy of the softmax output",
+    "mse": "mean squared error of the softmax output against the one-hot target",
+}
+LOSS_ALIASES = {
+    "cross-entropy": "ce",
+    "crossentropy": "ce",
+    "categorical_crossentropy": "ce",
+    "mean_squared_error": "mse",
+}
 MONITORS = ("val_loss", "val_acc")
 MAX_SEED = 2**32 - 1  # seeds travel to the device as uint32
 MAX_SEEDS = 10_000
@@ -48,8 +56,11 @@ def _finite(name: str, value: Any, lo: float = 0.0, hi: float = math.inf, hi_ope
 
 def _check_tag(name: Any, value: Any) -> None:
     # a non-finite float would not survive strict JSON; anything else (a tuple, None) has no one column type
-    if not isinstance(name, str) or not isinstance(value, (str, int, float, bool)) \
-            or (isinstance(value, float) and not math.isfinite(value)):
+    if (
+        not isinstance(name, str)
+        or not isinstance(value, (str, int, float, bool))
+        or (isinstance(value, float) and not math.isfinite(value))
+    ):
         raise InputError(f"tag {name!r} must be a string, integer, finite number or true/false, got {value!r}")
 
 
@@ -145,8 +156,11 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _positive_int("epochs", self.epochs)
         _positive_int("batch size", self.batch_size)
-        if isinstance(self.train_eval_samples, bool) or not isinstance(self.train_eval_samples, int) \
-                or self.train_eval_samples < 0:
+        if (
+            isinstance(self.train_eval_samples, bool)
+            or not isinstance(self.train_eval_samples, int)
+            or self.train_eval_samples < 0
+        ):
             raise InputError(f"train eval samples must be an integer >= 0 (0 = all), got {self.train_eval_samples!r}")
         loss = LOSS_ALIASES.get(self.loss, self.loss)
         if loss not in LOSSES:

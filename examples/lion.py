@@ -26,8 +26,9 @@ class LionState(NamedTuple):
     momentum: optax.Updates
 
 
-def make_lion(learning_rate: float = 1e-4, b1: float = 0.9, b2: float = 0.99,
-              weight_decay: float = 0.0) -> optax.GradientTransformation:
+def make_lion(
+    learning_rate: float = 1e-4, b1: float = 0.9, b2: float = 0.99, weight_decay: float = 0.0
+) -> optax.GradientTransformation:
     """Lion: the sign of an interpolated momentum, with decoupled weight decay."""
 
     def init(params: optax.Params) -> LionState:

@@ -74,8 +74,11 @@ def layer_violations(package: Path = PACKAGE) -> list[str]:
 
 def test_the_top_level_has_at_most_a_dozen_entries():
     # The package markers (__init__, __main__) and caches are not concepts; everything else is.
-    entries = sorted(p.name for p in PACKAGE.iterdir()
-                     if p.name not in {"__init__.py", "__main__.py", "__pycache__"} and not p.name.startswith("."))
+    entries = sorted(
+        p.name
+        for p in PACKAGE.iterdir()
+        if p.name not in {"__init__.py", "__main__.py", "__pycache__"} and not p.name.startswith(".")
+    )
     assert len(entries) <= 12, entries
 
 
@@ -98,8 +101,10 @@ def test_a_wrong_import_is_caught(tmp_path):
     (fake / "analysis" / "bad.py").write_text("def f():\n    from dnnbench.train import engine\n")
     (fake / "render").mkdir()
     (fake / "render" / "bad.py").write_text("from dnnbench import run\n")
-    assert layer_violations(fake) == ["dnnbench.analysis.bad -> dnnbench.train.engine",
-                                      "dnnbench.render.bad -> dnnbench.run"]
+    assert layer_violations(fake) == [
+        "dnnbench.analysis.bad -> dnnbench.train.engine",
+        "dnnbench.render.bad -> dnnbench.run",
+    ]
 
 
 @pytest.mark.parametrize("entry", ["analysis", "render"])

@@ -43,8 +43,10 @@ def higher_is_better(metric: str) -> bool:
         return True
     if metric.endswith("_loss"):
         return False
-    raise InputError(f"metric {metric!r} is neither accuracy-like (*_acc) nor loss-like (*_loss); "
-                     f"valid: {', '.join(export.FINAL_METRICS)}")
+    raise InputError(
+        f"metric {metric!r} is neither accuracy-like (*_acc) nor loss-like (*_loss); "
+        f"valid: {', '.join(export.FINAL_METRICS)}"
+    )
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,8 @@ class CheckReport:
     @property
     def failed(self) -> bool:
         return any(r.verdict in self.failing for r in self.rows) or any(
-            e.verdict in self.failing for e in self.problems)
+            e.verdict in self.failing for e in self.problems
+        )
 
     def summary(self) -> str:
         """One line: pass/fail, what failed or changed, and the rule."""
@@ -112,8 +115,7 @@ class CheckReport:
         listed = f"; {len(new)} new in CURRENT, not compared: {', '.join(new)}" if new else ""
         if self.failed:
             return f"FAIL: {counts} ({labels} rows, {compared} trials, {rule}){listed}"
-        return (f"PASS: {labels} rows ({compared} trials) within {rule}" + (f"; {counts}" if counts else "")
-                + listed)
+        return f"PASS: {labels} rows ({compared} trials) within {rule}" + (f"; {counts}" if counts else "") + listed
 
 
 def _value(row: Row | None, metric: str) -> float | None:
@@ -170,14 +172,20 @@ def row_check(label: str, metric: str, pairs: Sequence[tuple[float, float]], tol
     else:
         stat = Stat.of(diffs)
         # Identical changes on every seed have std 0: the interval is the point, not NaN.
-        ci = interval = (stat.ci95 if stat.std > 0 else (stat.mean, stat.mean))
+        ci = interval = stat.ci95 if stat.std > 0 else (stat.mean, stat.mean)
     mean = sum(diffs) / len(diffs)
     gain = interval if higher_is_better(metric) else (-interval[1], -interval[0])
     return RowCheck(label, metric, len(diffs), base, cur, mean, ci, _judge(gain, tolerance))
 
 
-def check(baseline_rows: Sequence[Row], current_rows: Sequence[Row], *, tolerance: float = DEFAULT_TOLERANCE,
-          metrics: Sequence[str] = ("test_acc",), strict: bool = False) -> CheckReport:
+def check(
+    baseline_rows: Sequence[Row],
+    current_rows: Sequence[Row],
+    *,
+    tolerance: float = DEFAULT_TOLERANCE,
+    metrics: Sequence[str] = ("test_acc",),
+    strict: bool = False,
+) -> CheckReport:
     """Compare ``current_rows`` with ``baseline_rows`` per comparison row over seeds (trials matched by ``id``)."""
     if not isinstance(tolerance, (int, float)) or not math.isfinite(tolerance) or tolerance < 0:
         raise InputError(f"--tolerance must be a number >= 0, got {tolerance!r}")
@@ -187,8 +195,10 @@ def check(baseline_rows: Sequence[Row], current_rows: Sequence[Row], *, toleranc
     for metric in metrics:
         higher_is_better(metric)
     if not baseline_rows:
-        raise DataError("the baseline has no trials to compare; a check against an empty or lost baseline "
-                        "cannot pass (write one with --out, then commit it)")
+        raise DataError(
+            "the baseline has no trials to compare; a check against an empty or lost baseline "
+            "cannot pass (write one with --out, then commit it)"
+        )
     base, cur = _by_id(baseline_rows, "baseline"), _by_id(current_rows, "current")
     swept = export.swept_keys([*base.values(), *cur.values()])
     trials = []  # (id, row label, trial label, metric, b, c, own verdict)
@@ -197,17 +207,36 @@ def check(baseline_rows: Sequence[Row], current_rows: Sequence[Row], *, toleranc
         either: Row = b_row or c_row  # type: ignore[assignment]
         for metric in metrics:
             b, c = _value(b_row, metric), _value(c_row, metric)
-            trials.append((trial_id, export.label(either, swept), export.trial_label(either, swept), metric, b, c,
-                           _trial_verdict(b_row, c_row, b, c)))
+            trials.append(
+                (
+                    trial_id,
+                    export.label(either, swept),
+                    export.trial_label(either, swept),
+                    metric,
+                    b,
+                    c,
+                    _trial_verdict(b_row, c_row, b, c),
+                )
+            )
     pairs: dict[tuple[str, str], list[tuple[float, float]]] = {}
     for _, row, _, metric, b, c, own in trials:
         if own is None and b is not None and c is not None:
             pairs.setdefault((row, metric), []).append((b, c))
     rows = [row_check(label, metric, p, float(tolerance)) for (label, metric), p in pairs.items()]
     verdict_of = {(r.label, r.metric): r.verdict for r in rows}
-    entries = [CheckEntry(i, name, metric, b, c, c - b if b is not None and c is not None else None,
-                          own or verdict_of.get((row, metric), "ok"), row)
-               for i, row, name, metric, b, c, own in trials]
+    entries = [
+        CheckEntry(
+            i,
+            name,
+            metric,
+            b,
+            c,
+            c - b if b is not None and c is not None else None,
+            own or verdict_of.get((row, metric), "ok"),
+            row,
+        )
+        for i, row, name, metric, b, c, own in trials
+    ]
     counts = {v: sum(r.verdict == v for r in rows) for v in ROW_VERDICTS}
     counts.update({v: sum(e.verdict == v for e in entries) for v in TRIAL_VERDICTS})
     return CheckReport(rows, entries, float(tolerance), metrics, strict, counts)
@@ -233,28 +262,45 @@ def interval(row: RowCheck) -> str:
 def rule(report: CheckReport) -> str:
     """The rule in words, for a caption or a step summary."""
     tol = f"{report.tolerance:g}"
-    return (f"per row, the mean seed-paired change (current - baseline) and its Student-t 95% interval: worse "
-            f"when the whole interval is beyond -{tol} (a loss: +{tol}), uncertain when it straddles it"
-            f"{' (fails: --strict)' if report.strict else ''}, better when it is beyond +{tol}; one seed: the "
-            f"change itself")
+    return (
+        f"per row, the mean seed-paired change (current - baseline) and its Student-t 95% interval: worse "
+        f"when the whole interval is beyond -{tol} (a loss: +{tol}), uncertain when it straddles it"
+        f"{' (fails: --strict)' if report.strict else ''}, better when it is beyond +{tol}; one seed: the "
+        f"change itself"
+    )
 
 
 def markdown(report: CheckReport) -> str:
     """GitHub-flavoured tables of every row (with its interval) and every trial problem, and the verdict."""
-    mark = {"worse": "❌ worse", "newly diverged": "❌ newly diverged", "error": "❌ error", "missing": "❌ missing",
-            "lost value": "❌ lost value", "better": "✅ better", "new": "🆕 new", "ok": "ok",
-            "uncertain": "❌ uncertain" if report.strict else "⚠️ uncertain"}
-    lines = ["### dnnbench check", "",
-             "| row | metric | seeds | baseline | current | Δ mean | 95% interval | verdict |",
-             "|---|---|---:|---:|---:|---:|---|---|"]
+    mark = {
+        "worse": "❌ worse",
+        "newly diverged": "❌ newly diverged",
+        "error": "❌ error",
+        "missing": "❌ missing",
+        "lost value": "❌ lost value",
+        "better": "✅ better",
+        "new": "🆕 new",
+        "ok": "ok",
+        "uncertain": "❌ uncertain" if report.strict else "⚠️ uncertain",
+    }
+    lines = [
+        "### dnnbench check",
+        "",
+        "| row | metric | seeds | baseline | current | Δ mean | 95% interval | verdict |",
+        "|---|---|---:|---:|---:|---:|---|---|",
+    ]
     for r in report.rows:
-        lines.append(f"| {_md(r.label)} | {r.metric} | {r.n} | {_cell(r.baseline)} "
-                     f"| {_cell(r.current)} | {_cell(r.difference, True)} | {interval(r)} | {mark[r.verdict]} |")
+        lines.append(
+            f"| {_md(r.label)} | {r.metric} | {r.n} | {_cell(r.baseline)} "
+            f"| {_cell(r.current)} | {_cell(r.difference, True)} | {interval(r)} | {mark[r.verdict]} |"
+        )
     if report.problems:
         lines += ["", "| trial | id | metric | baseline | current | verdict |", "|---|---|---|---:|---:|---|"]
         for e in report.problems:
-            lines.append(f"| {_md(e.label)} | `{e.trial_id}` | {e.metric} | {_cell(e.baseline)} "
-                         f"| {_cell(e.current)} | {mark[e.verdict]} |")
+            lines.append(
+                f"| {_md(e.label)} | `{e.trial_id}` | {e.metric} | {_cell(e.baseline)} "
+                f"| {_cell(e.current)} | {mark[e.verdict]} |"
+            )
     verdict = report.summary()
     lines += ["", f"**{verdict.split(':', 1)[0]}**:{verdict.split(':', 1)[1]}", "", f"Rule: {rule(report)}.", ""]
     return "\n".join(lines)
@@ -276,6 +322,12 @@ def github_benchmark(rows: Sequence[Row], *, metrics: Sequence[str] = ("test_acc
         for metric in metrics:
             value = _value(row, metric)
             if value is not None:
-                out.append({"name": f"{export.trial_label(row, swept)} {metric}", "unit": "accuracy",
-                            "value": value, "extra": f"id {row['id']}, status {row.get('status')}"})
+                out.append(
+                    {
+                        "name": f"{export.trial_label(row, swept)} {metric}",
+                        "unit": "accuracy",
+                        "value": value,
+                        "extra": f"id {row['id']}, status {row.get('status')}",
+                    }
+                )
     return out

@@ -53,7 +53,7 @@ class Thresholds:
 
 def _trend(losses: np.ndarray, window: int) -> float:
     """Mean relative change per epoch of ``losses`` over the last ``window`` epochs (< 0: falling)."""
-    tail = losses[-(window + 1):]
+    tail = losses[-(window + 1) :]
     if len(tail) < 2 or not np.all(np.isfinite(tail)) or tail[0] == 0:
         return 0.0
     return float((tail[-1] - tail[0]) / abs(tail[0]) / (len(tail) - 1))
@@ -71,9 +71,16 @@ def restored_epoch(history: dict[str, list], reg: Regularization) -> int:
     return best_index + 1
 
 
-def diagnose(history: dict[str, list], status: str, *, spec: TrialSpec | None = None,
-             data: DataConfig | None = None, base_command: Sequence[str] | None = None,
-             thresholds: Thresholds = Thresholds(), restored: int | None = None) -> dict[str, Any]:
+def diagnose(
+    history: dict[str, list],
+    status: str,
+    *,
+    spec: TrialSpec | None = None,
+    data: DataConfig | None = None,
+    base_command: Sequence[str] | None = None,
+    thresholds: Thresholds = Thresholds(),
+    restored: int | None = None,
+) -> dict[str, Any]:
     """``{"label", "evidence", "remedies"}`` for one trial's history (see the module doc).
 
     The remedies are commands for ``spec`` on ``data`` (or on the data options of
@@ -96,12 +103,20 @@ def diagnose(history: dict[str, list], status: str, *, spec: TrialSpec | None = 
         stopped = ran < spec.train.epochs
         # Judge the weights the trial kept: everything after the restored epoch is cut off.
         train_acc, train_loss, val_loss, val_acc, test_acc, monitored = (
-            a[:restored] for a in (train_acc, train_loss, val_loss, val_acc, test_acc, monitored))
+            a[:restored] for a in (train_acc, train_loss, val_loss, val_acc, test_acc, monitored)
+        )
     last = len(train_acc) - 1
     evidence: dict[str, Any] = {
         "epochs": ran,
-        **({"early_stopping": (f"stopped at epoch {ran}" if stopped else f"ran all {ran} epochs")
-                              + f", restored epoch {restored}", "judged_epoch": restored} if early else {}),
+        **(
+            {
+                "early_stopping": (f"stopped at epoch {ran}" if stopped else f"ran all {ran} epochs")
+                + f", restored epoch {restored}",
+                "judged_epoch": restored,
+            }
+            if early
+            else {}
+        ),
         "train_acc": _num(train_acc[last]),
         "train_loss": _num(train_loss[last]),
         "underfit_train_acc_threshold": t.underfit_train_acc,
@@ -117,21 +132,23 @@ def diagnose(history: dict[str, list], status: str, *, spec: TrialSpec | None = 
     finite = np.where(np.isfinite(monitored), monitored, np.inf)
     best = int(np.argmin(finite))
     rise = float((monitored[last] - finite[best]) / abs(finite[best])) if finite[best] not in (0, np.inf) else 0.0
-    evidence.update({
-        "generalization_gap": gap,
-        "gap_measured_on": "validation" if has_val else "test (no validation set)",
-        "overfit_gap_threshold": t.overfit_gap,
-        "monitored": "val_loss" if has_val else "train_loss",
-        "loss_trend_per_epoch": trend,
-        "trend_window": t.window,
-        "improving_threshold": -t.improving_rel,
-        "best_loss_epoch": best + 1,
-        "last_epoch": last + 1,
-        "loss_rise_from_best": rise,
-        "overfit_val_rise_threshold": t.overfit_val_rise,
-        "val_acc": _num(val_acc[last]) if has_val else None,
-        "test_acc": _num(test_acc[last]),
-    })
+    evidence.update(
+        {
+            "generalization_gap": gap,
+            "gap_measured_on": "validation" if has_val else "test (no validation set)",
+            "overfit_gap_threshold": t.overfit_gap,
+            "monitored": "val_loss" if has_val else "train_loss",
+            "loss_trend_per_epoch": trend,
+            "trend_window": t.window,
+            "improving_threshold": -t.improving_rel,
+            "best_loss_epoch": best + 1,
+            "last_epoch": last + 1,
+            "loss_rise_from_best": rise,
+            "overfit_val_rise_threshold": t.overfit_val_rise,
+            "val_acc": _num(val_acc[last]) if has_val else None,
+            "test_acc": _num(test_acc[last]),
+        }
+    )
     # A trial that stopped early is past improving: its monitor stopped getting better.
     improving = trend < -t.improving_rel and best == last and not (early and stopped)
     if train_acc[last] < t.underfit_train_acc:
@@ -149,8 +166,9 @@ def _num(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def _verdict(label: str, evidence: dict[str, Any], spec: TrialSpec | None,
-             data: DataConfig | Sequence[str] | None) -> dict[str, Any]:
+def _verdict(
+    label: str, evidence: dict[str, Any], spec: TrialSpec | None, data: DataConfig | Sequence[str] | None
+) -> dict[str, Any]:
     return {"label": label, "evidence": evidence, "remedies": remedies(label, spec, data) if spec else []}
 
 
@@ -174,8 +192,10 @@ def data_options(data: DataConfig) -> list[str]:
         args += ["--data-dir", data.data_dir]
     if not data.verify:
         args.append("--no-verify")
-    for flag, value, usual in (("--val-split", data.val_split, default.val_split),
-                               ("--label-noise", data.label_noise, default.label_noise)):
+    for flag, value, usual in (
+        ("--val-split", data.val_split, default.val_split),
+        ("--label-noise", data.label_noise, default.label_noise),
+    ):
         if value != usual:
             args += [flag, _text(value)]
     return args
@@ -186,7 +206,7 @@ def _data_part(command: Sequence[str] | None) -> list[str]:
     if not command:
         return []
     args = list(command)
-    return args[2:args.index("--optimizer")] if "--optimizer" in args else args[2:]
+    return args[2 : args.index("--optimizer")] if "--optimizer" in args else args[2:]
 
 
 def command_for(spec: TrialSpec, data: DataConfig | Sequence[str] | None = None) -> list[str]:
@@ -195,23 +215,48 @@ def command_for(spec: TrialSpec, data: DataConfig | Sequence[str] | None = None)
     also be the data options themselves. The one builder of every suggested command."""
     m, tr, r, s = spec.model, spec.train, spec.reg, spec.schedule
     data_args = data_options(data) if isinstance(data, DataConfig) else list(data or [])
-    args = ["dnnbench", "diagnose", *data_args, "--optimizer", spec.optimizer,
-            "--lr", _text(float(spec.learning_rate)), "--hidden", ",".join(map(str, m.hidden)),
-            "--activation", m.activation, "--loss", tr.loss, "--epochs", str(tr.epochs),
-            "--batch-size", str(tr.batch_size), "--seed", str(spec.seed)]
+    args = [
+        "dnnbench",
+        "diagnose",
+        *data_args,
+        "--optimizer",
+        spec.optimizer,
+        "--lr",
+        _text(float(spec.learning_rate)),
+        "--hidden",
+        ",".join(map(str, m.hidden)),
+        "--activation",
+        m.activation,
+        "--loss",
+        tr.loss,
+        "--epochs",
+        str(tr.epochs),
+        "--batch-size",
+        str(tr.batch_size),
+        "--seed",
+        str(spec.seed),
+    ]
     dm, dt, dr, ds = ModelConfig(), TrainConfig(), Regularization(), optim.Schedule()
     for flag, value, default in (
-            ("--residual", m.residual, dm.residual), ("--precision", m.precision, dm.precision),
-            ("--train-eval-samples", tr.train_eval_samples, dt.train_eval_samples),
-            ("--l1", r.l1, dr.l1), ("--l2", r.l2, dr.l2), ("--dropout", r.dropout, dr.dropout),
-            ("--dropout-mode", r.dropout_mode, dr.dropout_mode),
-            ("--early-stopping", r.early_stopping, dr.early_stopping), ("--monitor", r.monitor, dr.monitor),
-            ("--patience", r.patience, dr.patience), ("--min-delta", r.min_delta, dr.min_delta),
-            ("--augment-shift", r.augment_shift, dr.augment_shift),
-            ("--augment-noise", r.augment_noise, dr.augment_noise),
-            ("--train-fraction", r.train_fraction, dr.train_fraction),
-            ("--schedule", s.kind, ds.kind), ("--decay-to", s.decay_to, ds.decay_to),
-            ("--step-every", s.step_every, ds.step_every), ("--step-factor", s.step_factor, ds.step_factor)):
+        ("--residual", m.residual, dm.residual),
+        ("--precision", m.precision, dm.precision),
+        ("--train-eval-samples", tr.train_eval_samples, dt.train_eval_samples),
+        ("--l1", r.l1, dr.l1),
+        ("--l2", r.l2, dr.l2),
+        ("--dropout", r.dropout, dr.dropout),
+        ("--dropout-mode", r.dropout_mode, dr.dropout_mode),
+        ("--early-stopping", r.early_stopping, dr.early_stopping),
+        ("--monitor", r.monitor, dr.monitor),
+        ("--patience", r.patience, dr.patience),
+        ("--min-delta", r.min_delta, dr.min_delta),
+        ("--augment-shift", r.augment_shift, dr.augment_shift),
+        ("--augment-noise", r.augment_noise, dr.augment_noise),
+        ("--train-fraction", r.train_fraction, dr.train_fraction),
+        ("--schedule", s.kind, ds.kind),
+        ("--decay-to", s.decay_to, ds.decay_to),
+        ("--step-every", s.step_every, ds.step_every),
+        ("--step-factor", s.step_factor, ds.step_factor),
+    ):
         if value == default:
             continue
         args += [flag] if isinstance(value, bool) else [flag, _text(value)]
@@ -235,8 +280,12 @@ def _with(spec: TrialSpec, *, lr: float | None = None, **parts: Any) -> TrialSpe
     changed = dataclasses.replace(spec, **parts) if parts else spec
     if lr is None:
         return changed
-    return dataclasses.replace(changed, hyperparams=tuple(
-        (name, _rounded(lr) if name == "learning_rate" else value) for name, value in changed.hyperparams))
+    return dataclasses.replace(
+        changed,
+        hyperparams=tuple(
+            (name, _rounded(lr) if name == "learning_rate" else value) for name, value in changed.hyperparams
+        ),
+    )
 
 
 def remedy_specs(label: str, spec: TrialSpec) -> list[TrialSpec]:

@@ -50,8 +50,9 @@ def sparkline(curve: Sequence[float]) -> str:
     return "".join(SPARK[min(int((x - lo) / (hi - lo) * (len(SPARK) - 1) + 0.5), len(SPARK) - 1)] for x in c)
 
 
-def curves(search: Sequence[tuple[str, str, Mapping[str, Any], Mapping[str, Any]]],
-           metric: str) -> list[dict[str, Any]]:
+def curves(
+    search: Sequence[tuple[str, str, Mapping[str, Any], Mapping[str, Any]]], metric: str
+) -> list[dict[str, Any]]:
     """Per optimizer of ``search`` -- its tune search candidates as (optimizer, status, metrics,
     hyperparams), from trials or from a results file's rows -- the expected-best curve of
     ``metric`` over its candidates, how many diverged, and the winner's hyperparameters."""
@@ -66,7 +67,13 @@ def curves(search: Sequence[tuple[str, str, Mapping[str, Any], Mapping[str, Any]
             values.append(value if ok else (0.0 if higher else math.inf))
         order = [i for i, c in enumerate(mine) if c[1] == "ok"]
         best = max(order, key=lambda i: values[i] if higher else -values[i], default=None)
-        rows.append({"optimizer": name, "curve": expected_best(values, higher).tolist(), "n": len(mine),
-                     "diverged": sum(1 for c in mine if c[1] != "ok"),
-                     "best": dict(mine[best][3]) if best is not None else None})
+        rows.append(
+            {
+                "optimizer": name,
+                "curve": expected_best(values, higher).tolist(),
+                "n": len(mine),
+                "diverged": sum(1 for c in mine if c[1] != "ok"),
+                "best": dict(mine[best][3]) if best is not None else None,
+            }
+        )
     return rows

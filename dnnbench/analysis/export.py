@@ -22,8 +22,24 @@ Row = dict[str, Any]
 
 FINAL_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "best_val_acc")
 #: Keys every trial row has; any other top-level string value is a tag (``"regularizer": "l2"``).
-ROW_KEYS = frozenset({"type", "id", "optimizer", "hyperparams", "seed", "config", "status", "metrics",
-                      "best_epoch", "stopped_epoch", "diverged_epoch", "history", "timing", "diagnosis"})
+ROW_KEYS = frozenset(
+    {
+        "type",
+        "id",
+        "optimizer",
+        "hyperparams",
+        "seed",
+        "config",
+        "status",
+        "metrics",
+        "best_epoch",
+        "stopped_epoch",
+        "diverged_epoch",
+        "history",
+        "timing",
+        "diagnosis",
+    }
+)
 #: Short names for swept config values in labels.
 SHORT = {"learning_rate": "lr"}
 _NOT_SWEPT = ("seed", "tags", "optimizer")
@@ -152,8 +168,9 @@ def summarize(rows: Sequence[Row]) -> list[GroupSummary]:
             if diag:
                 diagnoses[diag] = diagnoses.get(diag, 0) + 1
         rates = {number((r.get("hyperparams") or {}).get("learning_rate")) for r in members}
-        out.append(GroupSummary(name, members, stats, statuses, diagnoses,
-                                sorted(x for x in rates if not math.isnan(x))))
+        out.append(
+            GroupSummary(name, members, stats, statuses, diagnoses, sorted(x for x in rates if not math.isnan(x)))
+        )
     return out
 
 
@@ -175,8 +192,14 @@ def to_csv(rows: Sequence[Row]) -> str:
     timing = _union(r.get("timing") for r in rows)
     fixed = ["id", "optimizer", "seed", "status"]
     tag_cols = [t if t not in fixed else f"tag_{t}" for t in tag_keys]
-    header = (fixed + [f"hp_{h}" for h in hps] + tag_cols + metrics
-              + ["best_epoch", "stopped_epoch", "diverged_epoch", "diagnosis"] + [f"timing_{t}" for t in timing])
+    header = (
+        fixed
+        + [f"hp_{h}" for h in hps]
+        + tag_cols
+        + metrics
+        + ["best_epoch", "stopped_epoch", "diverged_epoch", "diagnosis"]
+        + [f"timing_{t}" for t in timing]
+    )
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)

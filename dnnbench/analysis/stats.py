@@ -117,8 +117,9 @@ class MainEffect:
     best: bool
 
 
-def main_effects(trials: Sequence[TrialResult], factors: Sequence[str], metric: str,
-                 higher_is_better: bool = True) -> list[MainEffect]:
+def main_effects(
+    trials: Sequence[TrialResult], factors: Sequence[str], metric: str, higher_is_better: bool = True
+) -> list[MainEffect]:
     """For each factor and level: the metric's mean over all trials at that level (an ablation
     matrix). Diverged and failed trials count as missing values, not as zeros."""
     out: list[MainEffect] = []
@@ -147,8 +148,15 @@ class Paired:
     n: int
 
     def as_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "mean_diff": self.mean_diff, "ci95": list(self.ci95),
-                "wins": self.wins, "ties": self.ties, "losses": self.losses, "n": self.n}
+        return {
+            "label": self.label,
+            "mean_diff": self.mean_diff,
+            "ci95": list(self.ci95),
+            "wins": self.wins,
+            "ties": self.ties,
+            "losses": self.losses,
+            "n": self.n,
+        }
 
 
 def bootstrap_ci(diffs: Sequence[float], *, resamples: int = 4000, seed: int = 0) -> tuple[float, float]:
@@ -161,36 +169,54 @@ def bootstrap_ci(diffs: Sequence[float], *, resamples: int = 4000, seed: int = 0
         return (math.nan, math.nan)
     if x.size == 1 or np.all(x == x[0]):
         return (float(x[0]), float(x[0]))
-    found = scipy.stats.bootstrap((x,), np.mean, n_resamples=resamples, method="percentile",
-                                  random_state=np.random.default_rng(seed))
+    found = scipy.stats.bootstrap(
+        (x,), np.mean, n_resamples=resamples, method="percentile", random_state=np.random.default_rng(seed)
+    )
     return (float(found.confidence_interval.low), float(found.confidence_interval.high))
 
 
-def paired_to_best(summaries: Sequence[Summary], metric: str, higher_is_better: bool = True,
-                   tie: float = 1e-9) -> dict[str, Paired]:
+def paired_to_best(
+    summaries: Sequence[Summary], metric: str, higher_is_better: bool = True, tie: float = 1e-9
+) -> dict[str, Paired]:
     """Each summary's seed-paired difference (row - best) in ``metric``, with a bootstrap CI and
     a win / tie / loss count over seeds -- a real difference from noise at a glance."""
     means = {s.label: s.stats[metric].mean for s in summaries if s.stats[metric].n}
     if not means:
         return {}
     best_label = (max if higher_is_better else min)(means, key=means.get)
-    best = {t.spec.seed: t.metrics.get(metric) for t in next(s for s in summaries if s.label == best_label).trials
-            if t.status == "ok"}
+    best = {
+        t.spec.seed: t.metrics.get(metric)
+        for t in next(s for s in summaries if s.label == best_label).trials
+        if t.status == "ok"
+    }
     out = {}
     for summary in summaries:
-        diffs = [t.metrics[metric] - best[t.spec.seed] for t in summary.trials
-                 if t.status == "ok" and t.spec.seed in best and t.metrics.get(metric) is not None
-                 and best[t.spec.seed] is not None]
+        diffs = [
+            t.metrics[metric] - best[t.spec.seed]
+            for t in summary.trials
+            if t.status == "ok"
+            and t.spec.seed in best
+            and t.metrics.get(metric) is not None
+            and best[t.spec.seed] is not None
+        ]
         sign = 1.0 if higher_is_better else -1.0
         wins = sum(1 for d in diffs if sign * d > tie)
         losses = sum(1 for d in diffs if sign * d < -tie)
-        out[summary.label] = Paired(summary.label, float(np.mean(diffs)) if diffs else math.nan,
-                                    bootstrap_ci(diffs), wins, len(diffs) - wins - losses, losses, len(diffs))
+        out[summary.label] = Paired(
+            summary.label,
+            float(np.mean(diffs)) if diffs else math.nan,
+            bootstrap_ci(diffs),
+            wins,
+            len(diffs) - wins - losses,
+            losses,
+            len(diffs),
+        )
     return out
 
 
-def summary_row(trials: Sequence[TrialResult], label: Callable[[TrialResult], str], by: str,
-                metric: str = "test_acc") -> dict[str, Any]:
+def summary_row(
+    trials: Sequence[TrialResult], label: Callable[[TrialResult], str], by: str, metric: str = "test_acc"
+) -> dict[str, Any]:
     """The results file's closing ``{"type": "summary"}`` line: every comparison row's statistics
     over seeds (mean, std, n, 95% CI per metric) and its seed-paired difference to the best row."""
     summaries = summarize(trials, label)
@@ -200,12 +226,15 @@ def summary_row(trials: Sequence[TrialResult], label: Callable[[TrialResult], st
         "type": "summary",
         "by": by,
         "paired_metric": metric,
-        "rows": [{
-            "label": s.label,
-            "trials": len(s.trials),
-            "statuses": s.statuses,
-            "diagnoses": s.diagnoses,
-            "stats": {name: st.as_dict() for name, st in s.stats.items() if name != "val_acc_final"},
-            "paired_to_best": paired[s.label].as_dict() if s.label in paired else None,
-        } for s in summaries],
+        "rows": [
+            {
+                "label": s.label,
+                "trials": len(s.trials),
+                "statuses": s.statuses,
+                "diagnoses": s.diagnoses,
+                "stats": {name: st.as_dict() for name, st in s.stats.items() if name != "val_acc_final"},
+                "paired_to_best": paired[s.label].as_dict() if s.label in paired else None,
+            }
+            for s in summaries
+        ],
     }

@@ -65,8 +65,9 @@ def parse_target(text: str | None) -> Target | None:
     return Target(match.group(1), value)
 
 
-def time_to_target(history: Mapping[str, Sequence[float | None]], timing: Mapping[str, Any],
-                   target: Target) -> dict[str, Any]:
+def time_to_target(
+    history: Mapping[str, Sequence[float | None]], timing: Mapping[str, Any], target: Target
+) -> dict[str, Any]:
     """``{"epoch", "step", "train_s"}`` at which ``target`` was first reached (each None if never)."""
     values = history.get(target.metric) or []
     for epoch, value in enumerate(values, 1):
@@ -74,8 +75,12 @@ def time_to_target(history: Mapping[str, Sequence[float | None]], timing: Mappin
             steps = timing.get("steps_per_epoch")
             ran = timing.get("epochs_run") or len(values)
             train_s = timing.get("train_s")
-            return {**target.describe(), "epoch": epoch, "step": epoch * steps if steps else None,
-                    "train_s": train_s * epoch / ran if train_s is not None and ran else None}
+            return {
+                **target.describe(),
+                "epoch": epoch,
+                "step": epoch * steps if steps else None,
+                "train_s": train_s * epoch / ran if train_s is not None and ran else None,
+            }
     return {**target.describe(), "epoch": None, "step": None, "train_s": None}
 
 
@@ -96,6 +101,12 @@ def summarize(labelled: Sequence[tuple[str, Mapping[str, Any] | None]]) -> list[
         groups.setdefault(label, []).append(info or {})
     out = []
     for label, infos in groups.items():
-        out.append({"label": label, "n": len(infos), "reached": sum(1 for i in infos if i.get("epoch") is not None),
-                    **{key: median_or_never([i.get(key) for i in infos]) for key in ("epoch", "step", "train_s")}})
+        out.append(
+            {
+                "label": label,
+                "n": len(infos),
+                "reached": sum(1 for i in infos if i.get("epoch") is not None),
+                **{key: median_or_never([i.get(key) for i in infos]) for key in ("epoch", "step", "train_s")},
+            }
+        )
     return out

@@ -40,8 +40,12 @@ def _print_version(value: bool) -> None:
 
 
 @app.callback()
-def _root(version: Annotated[bool, typer.Option("--version", help="Print dnnbench's version and exit.",
-                                                callback=_print_version, is_eager=True)] = False) -> None:
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print dnnbench's version and exit.", callback=_print_version, is_eager=True),
+    ] = False,
+) -> None:
     """Only the app-wide ``--version``; every command has its own options."""
 
 
@@ -52,79 +56,288 @@ REG = "Regularization"
 OUTPUT = "Output"
 BACKEND = "Backend"
 
-Dataset = Annotated[str, typer.Option(help="digits | synthetic[:train=N,test=N,features=D,classes=C,seed=S] | mnist | fashion-mnist.", rich_help_panel=DATA)]
-DataFile = Annotated[Path | None, typer.Option("--data", help="An .npz in Keras's layout (x_train, y_train, x_test, y_test); overrides --dataset.", rich_help_panel=DATA)]
-DataDir = Annotated[Path | None, typer.Option(help="Where MNIST-like datasets are cached (default: $DNNBENCH_DATA_DIR or the user cache).", rich_help_panel=DATA)]
-NoVerify = Annotated[bool, typer.Option("--no-verify", help="Skip the SHA-256 check of dataset files (your own copies).", rich_help_panel=DATA)]
-LabelNoise = Annotated[float, typer.Option(help="Fraction of training labels replaced by a wrong class (val/test stay clean), in [0, 1).", rich_help_panel=DATA)]
-ValSplit = Annotated[float, typer.Option(help="Fraction of the training set held out for validation, in [0, 1).", rich_help_panel=DATA)]
+Dataset = Annotated[
+    str,
+    typer.Option(
+        help="digits | synthetic[:train=N,test=N,features=D,classes=C,seed=S] | mnist | fashion-mnist.",
+        rich_help_panel=DATA,
+    ),
+]
+DataFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--data",
+        help="An .npz in Keras's layout (x_train, y_train, x_test, y_test); overrides --dataset.",
+        rich_help_panel=DATA,
+    ),
+]
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        help="Where MNIST-like datasets are cached (default: $DNNBENCH_DATA_DIR or the user cache).",
+        rich_help_panel=DATA,
+    ),
+]
+NoVerify = Annotated[
+    bool,
+    typer.Option(
+        "--no-verify", help="Skip the SHA-256 check of dataset files (your own copies).", rich_help_panel=DATA
+    ),
+]
+LabelNoise = Annotated[
+    float,
+    typer.Option(
+        help="Fraction of training labels replaced by a wrong class (val/test stay clean), in [0, 1).",
+        rich_help_panel=DATA,
+    ),
+]
+ValSplit = Annotated[
+    float, typer.Option(help="Fraction of the training set held out for validation, in [0, 1).", rich_help_panel=DATA)
+]
 Hidden = Annotated[str, typer.Option(help="Hidden layer widths, comma-separated.", rich_help_panel=MODEL)]
-Activation = Annotated[str, typer.Option(help="relu | sigmoid | tanh | gelu | elu | leaky_relu | selu | swish | linear.", rich_help_panel=MODEL)]
-Residual = Annotated[bool, typer.Option("--residual", help="Skip connections around equal-width hidden layers.", rich_help_panel=MODEL)]
-Precision = Annotated[str, typer.Option(help="fp32 | bf16 (bfloat16 matmul inputs, float32 accumulation and weights).", rich_help_panel=MODEL)]
-Loss = Annotated[str, typer.Option(help="ce (categorical cross-entropy) | mse (softmax vs one-hot).", rich_help_panel=TRAIN)]
+Activation = Annotated[
+    str,
+    typer.Option(
+        help="relu | sigmoid | tanh | gelu | elu | leaky_relu | selu | swish | linear.", rich_help_panel=MODEL
+    ),
+]
+Residual = Annotated[
+    bool, typer.Option("--residual", help="Skip connections around equal-width hidden layers.", rich_help_panel=MODEL)
+]
+Precision = Annotated[
+    str,
+    typer.Option(help="fp32 | bf16 (bfloat16 matmul inputs, float32 accumulation and weights).", rich_help_panel=MODEL),
+]
+Loss = Annotated[
+    str, typer.Option(help="ce (categorical cross-entropy) | mse (softmax vs one-hot).", rich_help_panel=TRAIN)
+]
 Epochs = Annotated[int, typer.Option(help="Training epochs.", rich_help_panel=TRAIN)]
 BatchSize = Annotated[int, typer.Option(help="Minibatch size.", rich_help_panel=TRAIN)]
-TrainEval = Annotated[int, typer.Option(help="Training metrics are measured (test mode) on this many training samples; 0 = all.", rich_help_panel=TRAIN)]
-Seeds = Annotated[int, typer.Option(help="Number of seeds per configuration (seed, seed+1, ...).", rich_help_panel=TRAIN)]
-Seed = Annotated[int, typer.Option(help="First seed: initial weights, batch order and dropout masks.", rich_help_panel=TRAIN)]
-MaxParallel = Annotated[int | None, typer.Option(help="At most this many trials per compiled program.", rich_help_panel=TRAIN)]
-Workers = Annotated[int | None, typer.Option(help="Compiled programs trained at once (default: CPU cores + 1, at most 4; 1 on a GPU).", rich_help_panel=TRAIN)]
+TrainEval = Annotated[
+    int,
+    typer.Option(
+        help="Training metrics are measured (test mode) on this many training samples; 0 = all.", rich_help_panel=TRAIN
+    ),
+]
+Seeds = Annotated[
+    int, typer.Option(help="Number of seeds per configuration (seed, seed+1, ...).", rich_help_panel=TRAIN)
+]
+Seed = Annotated[
+    int, typer.Option(help="First seed: initial weights, batch order and dropout masks.", rich_help_panel=TRAIN)
+]
+MaxParallel = Annotated[
+    int | None, typer.Option(help="At most this many trials per compiled program.", rich_help_panel=TRAIN)
+]
+Workers = Annotated[
+    int | None,
+    typer.Option(
+        help="Compiled programs trained at once (default: CPU cores + 1, at most 4; 1 on a GPU).", rich_help_panel=TRAIN
+    ),
+]
 L1 = Annotated[float, typer.Option(help="L1 penalty strength on weight matrices.", rich_help_panel=REG)]
 L2 = Annotated[float, typer.Option(help="L2 penalty strength on weight matrices.", rich_help_panel=REG)]
-Dropout = Annotated[float, typer.Option(help="Dropout rate of every hidden layer's inputs, in [0, 1).", rich_help_panel=REG)]
-DropoutMode = Annotated[str, typer.Option(help="inverted | scale-at-test (the recipe's W*(1-p) at test).", rich_help_panel=REG)]
-EarlyStopping = Annotated[bool, typer.Option("--early-stopping", help="Stop when the monitored value stops improving; restore the best epoch.", rich_help_panel=REG)]
+Dropout = Annotated[
+    float, typer.Option(help="Dropout rate of every hidden layer's inputs, in [0, 1).", rich_help_panel=REG)
+]
+DropoutMode = Annotated[
+    str, typer.Option(help="inverted | scale-at-test (the recipe's W*(1-p) at test).", rich_help_panel=REG)
+]
+EarlyStopping = Annotated[
+    bool,
+    typer.Option(
+        "--early-stopping",
+        help="Stop when the monitored value stops improving; restore the best epoch.",
+        rich_help_panel=REG,
+    ),
+]
 Monitor = Annotated[str, typer.Option(help="val_loss | val_acc (early stopping).", rich_help_panel=REG)]
 Patience = Annotated[int, typer.Option(help="Epochs without improvement before stopping.", rich_help_panel=REG)]
 MinDelta = Annotated[float, typer.Option(help="Smallest change that counts as an improvement.", rich_help_panel=REG)]
-AugmentShift = Annotated[int, typer.Option(help="Random shifts of up to this many pixels (image data).", rich_help_panel=REG)]
-AugmentNoise = Annotated[float, typer.Option(help="Std of Gaussian noise added to every training batch.", rich_help_panel=REG)]
-TrainFraction = Annotated[float, typer.Option(help="Train on this fraction of the training set, in (0, 1].", rich_help_panel=REG)]
+AugmentShift = Annotated[
+    int, typer.Option(help="Random shifts of up to this many pixels (image data).", rich_help_panel=REG)
+]
+AugmentNoise = Annotated[
+    float, typer.Option(help="Std of Gaussian noise added to every training batch.", rich_help_panel=REG)
+]
+TrainFraction = Annotated[
+    float, typer.Option(help="Train on this fraction of the training set, in (0, 1].", rich_help_panel=REG)
+]
 Out = Annotated[Path | None, typer.Option(help="Write results as JSON Lines to this file.", rich_help_panel=OUTPUT)]
-Json = Annotated[bool, typer.Option("--json", help="Write the results lines to stdout instead of a table.", rich_help_panel=OUTPUT)]
+Json = Annotated[
+    bool, typer.Option("--json", help="Write the results lines to stdout instead of a table.", rich_help_panel=OUTPUT)
+]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.", rich_help_panel=OUTPUT)]
-Resume = Annotated[bool, typer.Option("--resume", help="Keep the finished trials already in --out, train the rest and append them.", rich_help_panel=OUTPUT)]
-Force = Annotated[bool, typer.Option("--force", help="Replace --out if it exists (without it, an existing file is never replaced).", rich_help_panel=OUTPUT)]
-Hp = Annotated[list[str] | None, typer.Option("--hp", help="Set an optimizer hyperparameter: NAME=VALUE (every compared optimizer that has it) or OPTIMIZER.NAME=VALUE (repeatable), e.g. --hp b1=0.95 --hp adam.eps=1e-8.", rich_help_panel=TRAIN)]
-ScheduleKind = Annotated[str, typer.Option("--schedule", help="Learning-rate schedule: constant | linear | cosine | warmup_cosine | step | exponential (a factor on every optimizer's update).", rich_help_panel=TRAIN)]
-Warmup = Annotated[str | None, typer.Option(help="Linear warmup: a fraction of training (0.1) or epochs (2e); default 0 (0.1 for warmup_cosine).", rich_help_panel=TRAIN)]
-DecayTo = Annotated[float | None, typer.Option(help="Final factor of linear, cosine and exponential schedules (default 0; 0.01 for exponential).", rich_help_panel=TRAIN)]
-StepEvery = Annotated[float | None, typer.Option(help="step schedule: epochs between steps (default: a third of training).", rich_help_panel=TRAIN)]
+Resume = Annotated[
+    bool,
+    typer.Option(
+        "--resume",
+        help="Keep the finished trials already in --out, train the rest and append them.",
+        rich_help_panel=OUTPUT,
+    ),
+]
+Force = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Replace --out if it exists (without it, an existing file is never replaced).",
+        rich_help_panel=OUTPUT,
+    ),
+]
+Hp = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--hp",
+        help=(
+            "Set an optimizer hyperparameter: NAME=VALUE (every compared optimizer that has it) or "
+            "OPTIMIZER.NAME=VALUE (repeatable), e.g. --hp b1=0.95 --hp adam.eps=1e-8."
+        ),
+        rich_help_panel=TRAIN,
+    ),
+]
+ScheduleKind = Annotated[
+    str,
+    typer.Option(
+        "--schedule",
+        help=(
+            "Learning-rate schedule: constant | linear | cosine | warmup_cosine | step | exponential (a "
+            "factor on every optimizer's update)."
+        ),
+        rich_help_panel=TRAIN,
+    ),
+]
+Warmup = Annotated[
+    str | None,
+    typer.Option(
+        help="Linear warmup: a fraction of training (0.1) or epochs (2e); default 0 (0.1 for warmup_cosine).",
+        rich_help_panel=TRAIN,
+    ),
+]
+DecayTo = Annotated[
+    float | None,
+    typer.Option(
+        help="Final factor of linear, cosine and exponential schedules (default 0; 0.01 for exponential).",
+        rich_help_panel=TRAIN,
+    ),
+]
+StepEvery = Annotated[
+    float | None,
+    typer.Option(help="step schedule: epochs between steps (default: a third of training).", rich_help_panel=TRAIN),
+]
 StepFactor = Annotated[float, typer.Option(help="step schedule: the factor of each step.", rich_help_panel=TRAIN)]
 Wide = Annotated[bool, typer.Option("--wide", help=WIDE_HELP, rich_help_panel=OUTPUT)]
-TableColumns = Annotated[str | None, typer.Option("--columns", help=COLUMNS_HELP, show_default=False, rich_help_panel=OUTPUT)]
-TargetOpt = Annotated[str | None, typer.Option("--target", help="Time to target: METRIC=VALUE (val_acc=0.97, val_loss=0.1); each row records the first epoch, step and training time that reached it.", rich_help_panel=OUTPUT)]
+TableColumns = Annotated[
+    str | None, typer.Option("--columns", help=COLUMNS_HELP, show_default=False, rich_help_panel=OUTPUT)
+]
+TargetOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--target",
+        help=(
+            "Time to target: METRIC=VALUE (val_acc=0.97, val_loss=0.1); each row records the first epoch, "
+            "step and training time that reached it."
+        ),
+        rich_help_panel=OUTPUT,
+    ),
+]
 
-BackendOpt = Annotated[str, typer.Option("--backend", help="Where the compiled programs train: local (threads of this process) | ray (one Ray task per program on a Ray cluster; pip install 'dnnbench[ray]').", rich_help_panel=BACKEND)]
-RayAddress = Annotated[str | None, typer.Option(help="With --backend ray: the cluster to join (default: $RAY_ADDRESS, else a cluster started with `ray start` on this machine, else a new local one for this run).", rich_help_panel=BACKEND)]
-RayMaxRetries = Annotated[int, typer.Option(help="With --backend ray: how many times a program whose worker process or node died runs again.", rich_help_panel=BACKEND)]
-Threads = Annotated[int | None, typer.Option(help="XLA's CPU threads per program (default 1, or $DNNBENCH_THREADS): the same number gives the same numbers on any machine and backend (Ray tasks declare that many CPUs); more speeds up a run of one large program.", rich_help_panel=TRAIN, show_default=False)]
+BackendOpt = Annotated[
+    str,
+    typer.Option(
+        "--backend",
+        help=(
+            "Where the compiled programs train: local (threads of this process) | ray (one Ray task per "
+            "program on a Ray cluster; pip install 'dnnbench[ray]')."
+        ),
+        rich_help_panel=BACKEND,
+    ),
+]
+RayAddress = Annotated[
+    str | None,
+    typer.Option(
+        help=(
+            "With --backend ray: the cluster to join (default: $RAY_ADDRESS, else a cluster started with `ray "
+            "start` on this machine, else a new local one for this run)."
+        ),
+        rich_help_panel=BACKEND,
+    ),
+]
+RayMaxRetries = Annotated[
+    int,
+    typer.Option(
+        help="With --backend ray: how many times a program whose worker process or node died runs again.",
+        rich_help_panel=BACKEND,
+    ),
+]
+Threads = Annotated[
+    int | None,
+    typer.Option(
+        help=(
+            "XLA's CPU threads per program (default 1, or $DNNBENCH_THREADS): the same number gives the same "
+            "numbers on any machine and backend (Ray tasks declare that many CPUs); more speeds up a run of "
+            "one large program."
+        ),
+        rich_help_panel=TRAIN,
+        show_default=False,
+    ),
+]
 
 # The options every training command shares: (parameter name, annotated type, default).
 SHARED_OPTIONS: list[tuple[str, object, object]] = [
-    ("dataset", Dataset, "digits"), ("data", DataFile, None), ("data_dir", DataDir, None),
-    ("no_verify", NoVerify, False), ("val_split", ValSplit, 0.1), ("label_noise", LabelNoise, 0.0),
-    ("hidden", Hidden, "500,500"), ("activation", Activation, "relu"), ("residual", Residual, False),
-    ("precision", Precision, "fp32"), ("loss", Loss, "ce"), ("epochs", Epochs, 20),
-    ("batch_size", BatchSize, 100), ("train_eval_samples", TrainEval, 10_000), ("seeds", Seeds, 1), ("seed", Seed, 0), ("max_parallel", MaxParallel, None),
-    ("workers", Workers, None), ("hp", Hp, None), ("schedule", ScheduleKind, "constant"), ("warmup", Warmup, None),
-    ("decay_to", DecayTo, None), ("step_every", StepEvery, None), ("step_factor", StepFactor, 0.1),
+    ("dataset", Dataset, "digits"),
+    ("data", DataFile, None),
+    ("data_dir", DataDir, None),
+    ("no_verify", NoVerify, False),
+    ("val_split", ValSplit, 0.1),
+    ("label_noise", LabelNoise, 0.0),
+    ("hidden", Hidden, "500,500"),
+    ("activation", Activation, "relu"),
+    ("residual", Residual, False),
+    ("precision", Precision, "fp32"),
+    ("loss", Loss, "ce"),
+    ("epochs", Epochs, 20),
+    ("batch_size", BatchSize, 100),
+    ("train_eval_samples", TrainEval, 10_000),
+    ("seeds", Seeds, 1),
+    ("seed", Seed, 0),
+    ("max_parallel", MaxParallel, None),
+    ("workers", Workers, None),
+    ("hp", Hp, None),
+    ("schedule", ScheduleKind, "constant"),
+    ("warmup", Warmup, None),
+    ("decay_to", DecayTo, None),
+    ("step_every", StepEvery, None),
+    ("step_factor", StepFactor, 0.1),
     ("target", TargetOpt, None),
-    ("backend", BackendOpt, "local"), ("ray_address", RayAddress, None), ("ray_max_retries", RayMaxRetries, 2),
+    ("backend", BackendOpt, "local"),
+    ("ray_address", RayAddress, None),
+    ("ray_max_retries", RayMaxRetries, 2),
     ("threads", Threads, None),
-    ("l1", L1, 0.0), ("l2", L2, 0.0), ("dropout", Dropout, 0.0), ("dropout_mode", DropoutMode, "inverted"),
-    ("early_stopping", EarlyStopping, False), ("monitor", Monitor, "val_loss"), ("patience", Patience, 5),
-    ("min_delta", MinDelta, 0.0), ("augment_shift", AugmentShift, 0), ("augment_noise", AugmentNoise, 0.0),
-    ("train_fraction", TrainFraction, 1.0), ("out", Out, None), ("json", Json, False), ("quiet", Quiet, False),
-    ("resume", Resume, False), ("force", Force, False), ("wide", Wide, False), ("columns", TableColumns, None),
+    ("l1", L1, 0.0),
+    ("l2", L2, 0.0),
+    ("dropout", Dropout, 0.0),
+    ("dropout_mode", DropoutMode, "inverted"),
+    ("early_stopping", EarlyStopping, False),
+    ("monitor", Monitor, "val_loss"),
+    ("patience", Patience, 5),
+    ("min_delta", MinDelta, 0.0),
+    ("augment_shift", AugmentShift, 0),
+    ("augment_noise", AugmentNoise, 0.0),
+    ("train_fraction", TrainFraction, 1.0),
+    ("out", Out, None),
+    ("json", Json, False),
+    ("quiet", Quiet, False),
+    ("resume", Resume, False),
+    ("force", Force, False),
+    ("wide", Wide, False),
+    ("columns", TableColumns, None),
 ]
 _OUTPUT_KEYS = ("out", "json", "quiet", "resume", "force")
 _TABLE_KEYS = ("wide", "columns")  # become output["layout"], a report_layout.TableLayout
 
 
-def shared_options(command: Callable[..., None] | None = None, *, tables: bool = True,
-                   **defaults: object) -> Callable[..., None]:
+def shared_options(
+    command: Callable[..., None] | None = None, *, tables: bool = True, **defaults: object
+) -> Callable[..., None]:
     """Give a command the shared options; it receives them as ``job`` (a built, validated
     ``job.Job``) and ``output`` (``out``, ``json``, ``quiet``, ``resume``, ``force``, and ``layout``:
     ``--wide`` / ``--columns``, whose names the command checks against its table before training).
@@ -134,9 +347,13 @@ def shared_options(command: Callable[..., None] | None = None, *, tables: bool =
     if command is None:
         return functools.partial(shared_options, tables=tables, **defaults)  # type: ignore[return-value]
     own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name not in ("job", "output")]
-    extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=defaults.get(name, default),
-                               annotation=annotation)
-             for name, annotation, default in SHARED_OPTIONS if tables or name not in _TABLE_KEYS]
+    extra = [
+        inspect.Parameter(
+            name, inspect.Parameter.KEYWORD_ONLY, default=defaults.get(name, default), annotation=annotation
+        )
+        for name, annotation, default in SHARED_OPTIONS
+        if tables or name not in _TABLE_KEYS
+    ]
 
     @functools.wraps(command)
     def wrapper(**kwargs: object) -> None:
@@ -145,8 +362,11 @@ def shared_options(command: Callable[..., None] | None = None, *, tables: bool =
         threads.use(kwargs.pop("threads"))  # before anything starts JAX
         from dnnbench.experiments import options
 
-        shared = {name: kwargs.pop(name) for name, _, _ in SHARED_OPTIONS
-                  if (tables or name not in _TABLE_KEYS) and name != "threads"}
+        shared = {
+            name: kwargs.pop(name)
+            for name, _, _ in SHARED_OPTIONS
+            if (tables or name not in _TABLE_KEYS) and name != "threads"
+        }
         output = {key: shared.pop(key) for key in _OUTPUT_KEYS}
         if tables:
             from dnnbench.render.layout import TableLayout
@@ -167,8 +387,11 @@ def fail_on_errored(outcome: object) -> None:
     if not errored:
         return
     for trial in errored:
-        print(f"dnnbench: trial {trial.optimizer} seed {trial.spec.seed} ({trial.id}): error: "
-              f"{trial.extra.get('error', 'no reason recorded')}", file=sys.stderr)
+        print(
+            f"dnnbench: trial {trial.optimizer} seed {trial.spec.seed} ({trial.id}): error: "
+            f"{trial.extra.get('error', 'no reason recorded')}",
+            file=sys.stderr,
+        )
     raise TrialsErrored(f"{len(errored)} of {len(trials)} trials ended in error (reasons above)")
 
 
@@ -183,11 +406,53 @@ def _optimizers(text: str) -> list[str]:
 def optimizers(
     job: object,
     output: dict,
-    optimizers: Annotated[str, typer.Option("--optimizers", help="Comma-separated optimizers to compare: built-in names, any optax optimizer (lion, optax.adam, optax.contrib.muon), path/to/file.py:factory, package.module:factory, or a plugin.", rich_help_panel=TRAIN)] = "sgd,momentum,adagrad,rmsprop,adam",
-    lr: Annotated[str | None, typer.Option(help="Learning rate for all (0.01) or per optimizer (adam=1e-3,sgd=0.1); default: each optimizer's own.", rich_help_panel=TRAIN)] = None,
-    list_: Annotated[bool, typer.Option("--list", help="List the built-in and plugin optimizers (update rules, defaults), and those named by --optimizers if given; then exit.")] = False,
-    all_: Annotated[bool, typer.Option("--all", help="With --list: also every optax optimizer dnnbench can run, with its hyperparameters and defaults.")] = False,
-    tune: Annotated[bool, typer.Option("--tune", help="Also tune each optimizer's learning rate (lr-sensitivity grid, chosen on validation) and show default and tuned side by side.", rich_help_panel=TRAIN)] = False,
+    optimizers: Annotated[
+        str,
+        typer.Option(
+            "--optimizers",
+            help=(
+                "Comma-separated optimizers to compare: built-in names, any optax optimizer (lion, "
+                "optax.adam, optax.contrib.muon), path/to/file.py:factory, package.module:factory, or a "
+                "plugin."
+            ),
+            rich_help_panel=TRAIN,
+        ),
+    ] = "sgd,momentum,adagrad,rmsprop,adam",
+    lr: Annotated[
+        str | None,
+        typer.Option(
+            help="Learning rate for all (0.01) or per optimizer (adam=1e-3,sgd=0.1); default: each optimizer's own.",
+            rich_help_panel=TRAIN,
+        ),
+    ] = None,
+    list_: Annotated[
+        bool,
+        typer.Option(
+            "--list",
+            help=(
+                "List the built-in and plugin optimizers (update rules, defaults), and those named by "
+                "--optimizers if given; then exit."
+            ),
+        ),
+    ] = False,
+    all_: Annotated[
+        bool,
+        typer.Option(
+            "--all",
+            help="With --list: also every optax optimizer dnnbench can run, with its hyperparameters and defaults.",
+        ),
+    ] = False,
+    tune: Annotated[
+        bool,
+        typer.Option(
+            "--tune",
+            help=(
+                "Also tune each optimizer's learning rate (lr-sensitivity grid, chosen on validation) and "
+                "show default and tuned side by side."
+            ),
+            rich_help_panel=TRAIN,
+        ),
+    ] = False,
 ) -> None:
     """Train the same task with each optimizer (same seeds, same initial weights, same batches) and compare."""
     from dnnbench.cli import commands
@@ -207,14 +472,35 @@ def optimizers(
 
 
 @app.command()
-@shared_options(train_fraction=None, label_noise=None, epochs=25, batch_size=32, seeds=3,
-                l1=1e-4, l2=1e-3, dropout=0.5, augment_shift=None, augment_noise=0.05)
+@shared_options(
+    train_fraction=None,
+    label_noise=None,
+    epochs=25,
+    batch_size=32,
+    seeds=3,
+    l1=1e-4,
+    l2=1e-3,
+    dropout=0.5,
+    augment_shift=None,
+    augment_noise=0.05,
+)
 def regularizers(
     job: object,
     output: dict,
-    methods: Annotated[str | None, typer.Option(help="Comma-separated subset of none,l1,l2,dropout,early_stopping,augment,all (augment: shifts + noise on images, noise on feature vectors).", rich_help_panel=REG)] = None,
+    methods: Annotated[
+        str | None,
+        typer.Option(
+            help=(
+                "Comma-separated subset of none,l1,l2,dropout,early_stopping,augment,all (augment: shifts + "
+                "noise on images, noise on feature vectors)."
+            ),
+            rich_help_panel=REG,
+        ),
+    ] = None,
     optimizer: Annotated[str, typer.Option(help="The optimizer every method uses.", rich_help_panel=TRAIN)] = "adam",
-    lr: Annotated[float | None, typer.Option(help="Learning rate (default: the optimizer's own).", rich_help_panel=TRAIN)] = None,
+    lr: Annotated[
+        float | None, typer.Option(help="Learning rate (default: the optimizer's own).", rich_help_panel=TRAIN)
+    ] = None,
 ) -> None:
     """Compare the overfitting remedies on one task: none, L1, L2, dropout, early stopping, augmentation, all.
 
@@ -238,7 +524,9 @@ def diagnose(
     job: object,
     output: dict,
     optimizer: Annotated[str, typer.Option(help="The optimizer.", rich_help_panel=TRAIN)] = "adam",
-    lr: Annotated[float | None, typer.Option(help="Learning rate (default: the optimizer's own).", rich_help_panel=TRAIN)] = None,
+    lr: Annotated[
+        float | None, typer.Option(help="Learning rate (default: the optimizer's own).", rich_help_panel=TRAIN)
+    ] = None,
 ) -> None:
     """Train one configuration and say whether it underfits, overfits or fits, with the next commands to try."""
     from dnnbench.cli import commands
@@ -251,11 +539,33 @@ def diagnose(
 def sweep(
     job: object,
     output: dict,
-    vary: Annotated[list[str], typer.Option("--vary", help="KEY=V1,V2,... (repeatable): lr, optimizer, batch_size, epochs, loss, activation, hidden (500x500), depth, residual, l1, l2, dropout, dropout_mode, early_stopping, patience, augment_shift, augment_noise, train_fraction.", rich_help_panel=TRAIN)],
+    vary: Annotated[
+        list[str],
+        typer.Option(
+            "--vary",
+            help=(
+                "KEY=V1,V2,... (repeatable): lr, optimizer, batch_size, epochs, loss, activation, hidden "
+                "(500x500), depth, residual, l1, l2, dropout, dropout_mode, early_stopping, patience, "
+                "augment_shift, augment_noise, train_fraction."
+            ),
+            rich_help_panel=TRAIN,
+        ),
+    ],
     optimizer: Annotated[str, typer.Option(help="The optimizer (unless swept).", rich_help_panel=TRAIN)] = "adam",
-    lr: Annotated[float | None, typer.Option(help="Learning rate (unless swept; default: the optimizer's own).", rich_help_panel=TRAIN)] = None,
-    width: Annotated[int | None, typer.Option(help="Width of every hidden layer when depth is swept (default: the first of --hidden).", rich_help_panel=MODEL)] = None,
-    sort: Annotated[str, typer.Option(help="Metric to sort the trials by and to compute main effects on.", rich_help_panel=OUTPUT)] = "test_acc",
+    lr: Annotated[
+        float | None,
+        typer.Option(help="Learning rate (unless swept; default: the optimizer's own).", rich_help_panel=TRAIN),
+    ] = None,
+    width: Annotated[
+        int | None,
+        typer.Option(
+            help="Width of every hidden layer when depth is swept (default: the first of --hidden).",
+            rich_help_panel=MODEL,
+        ),
+    ] = None,
+    sort: Annotated[
+        str, typer.Option(help="Metric to sort the trials by and to compute main effects on.", rich_help_panel=OUTPUT)
+    ] = "test_acc",
 ) -> None:
     """Vary any knob over the cartesian product of its values: trials table, gradient flow, main effects."""
     from dnnbench.cli import explore
@@ -268,18 +578,36 @@ def sweep(
 def lr_sensitivity(
     job: object,
     output: dict,
-    optimizers: Annotated[str, typer.Option("--optimizers", help="Comma-separated optimizers.", rich_help_panel=TRAIN)] = "sgd,momentum,adagrad,rmsprop,adam",
+    optimizers: Annotated[
+        str, typer.Option("--optimizers", help="Comma-separated optimizers.", rich_help_panel=TRAIN)
+    ] = "sgd,momentum,adagrad,rmsprop,adam",
     lr_min: Annotated[float, typer.Option(help="Smallest learning rate of the grid.", rich_help_panel=TRAIN)] = 1e-5,
     lr_max: Annotated[float, typer.Option(help="Largest learning rate of the grid.", rich_help_panel=TRAIN)] = 10.0,
-    points: Annotated[int, typer.Option(help="Log-spaced grid points (13 over 1e-5 ... 10 = half-decade steps).", rich_help_panel=TRAIN)] = 13,
-    metric: Annotated[str, typer.Option(help="val_acc | val_loss | best_val_acc | train_acc | train_loss.", rich_help_panel=OUTPUT)] = "val_acc",
-    tolerance: Annotated[float, typer.Option(help="A learning rate within this of the best metric counts as good.", rich_help_panel=OUTPUT)] = 0.02,
+    points: Annotated[
+        int,
+        typer.Option(help="Log-spaced grid points (13 over 1e-5 ... 10 = half-decade steps).", rich_help_panel=TRAIN),
+    ] = 13,
+    metric: Annotated[
+        str, typer.Option(help="val_acc | val_loss | best_val_acc | train_acc | train_loss.", rich_help_panel=OUTPUT)
+    ] = "val_acc",
+    tolerance: Annotated[
+        float,
+        typer.Option(help="A learning rate within this of the best metric counts as good.", rich_help_panel=OUTPUT),
+    ] = 0.02,
 ) -> None:
-    """For each optimizer, a log-spaced learning-rate grid in one compiled program: best rate and how forgiving it is."""
+    """For each optimizer, a log-spaced learning-rate grid in one compiled program: best rate, how forgiving."""
     from dnnbench.cli import explore
 
-    return explore.run_sensitivity(job, _optimizers(optimizers), lr_min=lr_min, lr_max=lr_max,
-                            points=points, metric=metric, tolerance=tolerance, **output)
+    return explore.run_sensitivity(
+        job,
+        _optimizers(optimizers),
+        lr_min=lr_min,
+        lr_max=lr_max,
+        points=points,
+        metric=metric,
+        tolerance=tolerance,
+        **output,
+    )
 
 
 @app.command()
@@ -287,12 +615,37 @@ def lr_sensitivity(
 def tune(
     job: object,
     output: dict,
-    optimizers: Annotated[str, typer.Option("--optimizers", help="Comma-separated optimizers to tune (any optimizer spec).", rich_help_panel=TRAIN)] = "sgd,momentum,adagrad,rmsprop,adam",
-    budget: Annotated[int, typer.Option(help="Candidates per optimizer (quasi-random: Sobol for powers of 2, else Halton), trained as one program.", rich_help_panel=TRAIN)] = 32,
-    space: Annotated[list[str] | None, typer.Option("--space", help="Search range: NAME=LO..HI[:log|:linear|:log1m] or NAME=V1,V2 (choices); OPTIMIZER.NAME for one optimizer; repeatable. Default: lr over 2 decades either side of the default, 1-b1/1-b2/1-momentum/1-decay, eps, weight_decay.", rich_help_panel=TRAIN)] = None,
-    metric: Annotated[str, typer.Option(help="Selection metric on the validation set: val_acc | val_loss.", rich_help_panel=TRAIN)] = "val_acc",
+    optimizers: Annotated[
+        str,
+        typer.Option(
+            "--optimizers", help="Comma-separated optimizers to tune (any optimizer spec).", rich_help_panel=TRAIN
+        ),
+    ] = "sgd,momentum,adagrad,rmsprop,adam",
+    budget: Annotated[
+        int,
+        typer.Option(
+            help="Candidates per optimizer (quasi-random: Sobol for powers of 2, else Halton), trained as one program.",
+            rich_help_panel=TRAIN,
+        ),
+    ] = 32,
+    space: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--space",
+            help=(
+                "Search range: NAME=LO..HI[:log|:linear|:log1m] or NAME=V1,V2 (choices); OPTIMIZER.NAME for "
+                "one optimizer; repeatable. Default: lr over 2 decades either side of the default, "
+                "1-b1/1-b2/1-momentum/1-decay, eps, weight_decay."
+            ),
+            rich_help_panel=TRAIN,
+        ),
+    ] = None,
+    metric: Annotated[
+        str, typer.Option(help="Selection metric on the validation set: val_acc | val_loss.", rich_help_panel=TRAIN)
+    ] = "val_acc",
 ) -> None:
-    """Tune every optimizer under the same budget (quasi-random search, selected on validation), then compare default vs tuned on --seeds fresh seeds."""
+    """Tune every optimizer under the same budget (quasi-random search, selected on validation), then compare default
+    vs tuned on --seeds fresh seeds."""
     from dnnbench.cli import explore
 
     return explore.run_tune(job, _optimizers(optimizers), budget=budget, space=space or [], metric=metric, **output)
@@ -308,17 +661,40 @@ def datasets(data_dir: DataDir = None) -> None:
 
 @app.command()
 def run(
-    suite: Annotated[Path, typer.Argument(help="A suite file (TOML): [data], [model], [train], [regularization], [[experiment]]...", show_default=False)],
-    out: Annotated[Path | None, typer.Option(help="Write results as JSON Lines to this file (default: results/<suite name>.jsonl).", rich_help_panel=OUTPUT)] = None,
+    suite: Annotated[
+        Path,
+        typer.Argument(
+            help="A suite file (TOML): [data], [model], [train], [regularization], [[experiment]]...",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write results as JSON Lines to this file (default: results/<suite name>.jsonl).",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = None,
     json: Json = False,
     quiet: Quiet = False,
     resume: Resume = False,
     force: Force = False,
     wide: Wide = False,
     columns: TableColumns = None,
-    backend: Annotated[str | None, typer.Option("--backend", help="local | ray (default: the suite's [train] backend, else local).", rich_help_panel=BACKEND)] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            "--backend", help="local | ray (default: the suite's [train] backend, else local).", rich_help_panel=BACKEND
+        ),
+    ] = None,
     ray_address: RayAddress = None,
-    ray_max_retries: Annotated[int | None, typer.Option(help="With --backend ray: retries of a program whose worker died (default: the suite's, else 2).", rich_help_panel=BACKEND)] = None,
+    ray_max_retries: Annotated[
+        int | None,
+        typer.Option(
+            help="With --backend ray: retries of a program whose worker died (default: the suite's, else 2).",
+            rich_help_panel=BACKEND,
+        ),
+    ] = None,
     threads: Threads = None,
 ) -> None:
     """Run every experiment of a suite file (optimizer and regularizer comparisons) into one results file."""
@@ -329,9 +705,20 @@ def run(
     from dnnbench.render.layout import TableLayout
 
     layout = TableLayout.from_options(wide, columns)
-    fail_on_errored(commands.run_suite(suite, out=out, json=json, quiet=quiet, resume=resume, force=force,
-                                       layout=layout, backend=backend, ray_address=ray_address,
-                                       ray_max_retries=ray_max_retries))
+    fail_on_errored(
+        commands.run_suite(
+            suite,
+            out=out,
+            json=json,
+            quiet=quiet,
+            resume=resume,
+            force=force,
+            layout=layout,
+            backend=backend,
+            ray_address=ray_address,
+            ray_max_retries=ray_max_retries,
+        )
+    )
 
 
 from dnnbench.cli.results import register as _register_results  # noqa: E402 -- check, plot, export, report
@@ -347,8 +734,10 @@ def main(argv: list[str] | None = None) -> int:
     """
     if sys.stdout is None:  # started with stdout closed (>&-): keep fd 1 from being reused by a file
         _stdout_to_devnull()
-        print("dnnbench: error: stdout is closed; redirect it (> file, > /dev/null) instead of closing it",
-              file=sys.stderr)
+        print(
+            "dnnbench: error: stdout is closed; redirect it (> file, > /dev/null) instead of closing it",
+            file=sys.stderr,
+        )
         return 2
     previous = _catch_sigterm()
     try:

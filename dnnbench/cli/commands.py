@@ -33,11 +33,21 @@ from dnnbench.train import engine
 from dnnbench.train import threads as xla_threads
 
 
-def execute(job: Job, specs: Sequence[TrialSpec], *, out: Path | None, json_lines: bool, quiet: bool,
-            extra_config: dict[str, Any] | None = None, resume: bool = False,
-            summary: Any = None, force: bool = False, inputs: Sequence[Path] = (),
-            then: Callable[[list[results.TrialResult]], Sequence[TrialSpec]] | None = None,
-            target: Any = None) -> list[results.TrialResult]:
+def execute(
+    job: Job,
+    specs: Sequence[TrialSpec],
+    *,
+    out: Path | None,
+    json_lines: bool,
+    quiet: bool,
+    extra_config: dict[str, Any] | None = None,
+    resume: bool = False,
+    summary: Any = None,
+    force: bool = False,
+    inputs: Sequence[Path] = (),
+    then: Callable[[list[results.TrialResult]], Sequence[TrialSpec]] | None = None,
+    target: Any = None,
+) -> list[results.TrialResult]:
     """Load data, check, then train ``specs`` streaming rows to ``out`` / stdout; returns the results.
 
     ``then``: a second stage that depends on the first one's results (``tune``: the winners'
@@ -53,8 +63,14 @@ def execute(job: Job, specs: Sequence[TrialSpec], *, out: Path | None, json_line
     file only with ``force`` or ``resume``) and locked for the whole run (``output_files``).
     ``summary``: trials -> the closing ``{"type": "summary"}`` row (statistics over seeds).
     """
-    run = runner.Run(specs=tuple(specs), data=job.data, max_parallel=job.max_parallel, workers=job.workers,
-                     target=target if target is not None else job.target, backend=job.backend)
+    run = runner.Run(
+        specs=tuple(specs),
+        data=job.data,
+        max_parallel=job.max_parallel,
+        workers=job.workers,
+        target=target if target is not None else job.target,
+        backend=job.backend,
+    )
     if resume and out is None:
         raise InputError("--resume needs --out: the results file to resume")
     if resume and force:
@@ -62,16 +78,43 @@ def execute(job: Job, specs: Sequence[TrialSpec], *, out: Path | None, json_line
     with contextlib.ExitStack() as held:
         if out is not None:
             held.enter_context(output_files.lock(out))  # first: a second run stops here, at once
-            output_files.claim(out, inputs=[job.data.path, *inputs, *_optimizer_files(specs)], force=force,
-                               resume=resume)
+            output_files.claim(
+                out, inputs=[job.data.path, *inputs, *_optimizer_files(specs)], force=force, resume=resume
+            )
         if then is None:
-            return _execute(job, run, out=out, json_lines=json_lines, quiet=quiet, extra_config=extra_config,
-                            resume=resume, summary=summary)
-        first = _execute(job, run, out=out, json_lines=json_lines, quiet=quiet, extra_config=extra_config,
-                         resume=resume, summary=None, later_stage_ok=True)
+            return _execute(
+                job,
+                run,
+                out=out,
+                json_lines=json_lines,
+                quiet=quiet,
+                extra_config=extra_config,
+                resume=resume,
+                summary=summary,
+            )
+        first = _execute(
+            job,
+            run,
+            out=out,
+            json_lines=json_lines,
+            quiet=quiet,
+            extra_config=extra_config,
+            resume=resume,
+            summary=None,
+            later_stage_ok=True,
+        )
         second = dataclasses.replace(run, specs=tuple(then(first)))
-        return first + _execute(job, second, out=out, json_lines=json_lines, quiet=quiet, extra_config=extra_config,
-                                resume=out is not None, summary=summary, earlier=first)
+        return first + _execute(
+            job,
+            second,
+            out=out,
+            json_lines=json_lines,
+            quiet=quiet,
+            extra_config=extra_config,
+            resume=out is not None,
+            summary=summary,
+            earlier=first,
+        )
 
 
 def _optimizer_files(specs: Sequence[TrialSpec]) -> list[Path]:
@@ -80,9 +123,19 @@ def _optimizer_files(specs: Sequence[TrialSpec]) -> list[Path]:
     return [Path(name.rsplit(":", 1)[0]) for name in names if ":" in name and name.rsplit(":", 1)[0].endswith(".py")]
 
 
-def _execute(job: Job, run: runner.Run, *, out: Path | None, json_lines: bool, quiet: bool,
-             extra_config: dict[str, Any] | None, resume: bool, summary: Any, later_stage_ok: bool = False,
-             earlier: Sequence[results.TrialResult] = ()) -> list[results.TrialResult]:
+def _execute(
+    job: Job,
+    run: runner.Run,
+    *,
+    out: Path | None,
+    json_lines: bool,
+    quiet: bool,
+    extra_config: dict[str, Any] | None,
+    resume: bool,
+    summary: Any,
+    later_stage_ok: bool = False,
+    earlier: Sequence[results.TrialResult] = (),
+) -> list[results.TrialResult]:
     """``execute`` once ``out`` is claimed and locked.
 
     Stages (``execute(then=...)``): the first runs with ``later_stage_ok`` (rows it does not know
@@ -95,8 +148,11 @@ def _execute(job: Job, run: runner.Run, *, out: Path | None, json_lines: bool, q
     data = datamod.load(job.data, progress=show_progress)
     engine.check_specs(run.specs, data)
     if job.data.path and not quiet and not earlier:  # a file's classes are inferred: say how many
-        print(f"dnnbench: {job.data.path}: {data.n_classes} classes (labels 0..{data.n_classes - 1}), "
-              f"{data.n_features} features", file=sys.stderr)
+        print(
+            f"dnnbench: {job.data.path}: {data.n_classes} classes (labels 0..{data.n_classes - 1}), "
+            f"{data.n_features} features",
+            file=sys.stderr,
+        )
     key = runner.data_key(job.data, data)
     ids = [results.trial_id(spec, key) for spec in run.specs]
     # the header records effective values: the worker count used, not None for "the default"
@@ -106,8 +162,13 @@ def _execute(job: Job, run: runner.Run, *, out: Path | None, json_lines: bool, q
     head = results.header({**job.describe(), **effective, **(extra_config or {})}, data.describe())
     done: dict[str, results.TrialResult] = {}
     if previous is not None and out is not None:
-        head, done = _resume(out, previous, dict(zip(ids, run.specs, strict=True)),
-                             known=None if later_stage_ok else {t.id for t in earlier}, head=head)
+        head, done = _resume(
+            out,
+            previous,
+            dict(zip(ids, run.specs, strict=True)),
+            known=None if later_stage_ok else {t.id for t in earlier},
+            head=head,
+        )
     # Resume trains again every compiled group with a missing member, whole: a trial's numbers match
     # an uninterrupted run bit for bit only in the same group (XLA's sums change in the last bits
     # with the group's size). Groups are written whole, so after Ctrl-C this costs nothing extra.
@@ -117,8 +178,9 @@ def _execute(job: Job, run: runner.Run, *, out: Path | None, json_lines: bool, q
     sinks: list[results.ResultsWriter] = []
     with contextlib.ExitStack() as stack:
         if out is not None:
-            sinks.append(results.ResultsWriter(stack.enter_context(results.open_results(out, append=resume)),
-                                               f"--out {out}"))
+            sinks.append(
+                results.ResultsWriter(stack.enter_context(results.open_results(out, append=resume)), f"--out {out}")
+            )
             if not resume:  # a resumed file keeps its own header
                 sinks[-1].write(head)
         if json_lines:  # stdout gets the whole run: header, resumed trials, new trials
@@ -144,19 +206,25 @@ def _execute(job: Job, run: runner.Run, *, out: Path | None, json_lines: bool, q
 
         try:
             position = {i: k for k, i in enumerate(todo)}
-            watch = ({"on_epoch": progress.on_epoch, "on_group": progress.on_group, "on_status": progress.on_status}
-                     if show_progress else {})  # none: a Ray run then needs no progress actor
-            trained = runner.execute(todo_run, data, on_result=on_result,
-                                     groups=[[position[i] for i in chunk] for chunk in pending], **watch)
+            watch = (
+                {"on_epoch": progress.on_epoch, "on_group": progress.on_group, "on_status": progress.on_status}
+                if show_progress
+                else {}
+            )  # none: a Ray run then needs no progress actor
+            trained = runner.execute(
+                todo_run, data, on_result=on_result, groups=[[position[i] for i in chunk] for chunk in pending], **watch
+            )
         except KeyboardInterrupt as exc:
             where = f"written to {out}" if out else "written to stdout" if json_lines else "finished (no --out)"
             how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
-            raise Interrupted(f"{how}; {written} of {len(ids)} trials {where}"
-                              + ("; --resume continues" if out else ""),
-                              143 if isinstance(exc, Terminated) else 130) from None
+            raise Interrupted(
+                f"{how}; {written} of {len(ids)} trials {where}" + ("; --resume continues" if out else ""),
+                143 if isinstance(exc, Terminated) else 130,
+            ) from None
         except OutputError as exc:
-            raise OutputError(f"{exc}; {written} of {len(ids)} trials written before it"
-                              + (", --resume continues" if out else "")) from None
+            raise OutputError(
+                f"{exc}; {written} of {len(ids)} trials written before it" + (", --resume continues" if out else "")
+            ) from None
         new = {ids[i]: result for i, result in zip(todo, trained, strict=True)}
         return _close([done[i] if i in done else new[i] for i in ids], sinks, summary)
 
@@ -182,9 +250,13 @@ def _close(trials: list[results.TrialResult], sinks: Sequence[results.ResultsWri
     return trials
 
 
-def _resume(out: Path, previous: tuple[dict[str, Any], list[dict[str, Any]], bool],
-            specs: dict[str, TrialSpec], known: Collection[str] | None = frozenset(),
-            head: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, results.TrialResult]]:
+def _resume(
+    out: Path,
+    previous: tuple[dict[str, Any], list[dict[str, Any]], bool],
+    specs: dict[str, TrialSpec],
+    known: Collection[str] | None = frozenset(),
+    head: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], dict[str, results.TrialResult]]:
     """The header and finished trials of the file being resumed; rewrites it without the rest.
 
     ``known``: ids of another stage of the same run that the file may hold (kept, not returned);
@@ -196,15 +268,21 @@ def _resume(out: Path, previous: tuple[dict[str, Any], list[dict[str, Any]], boo
     how = ("workers", "max_parallel", "backend")
     was = (old.get("config") or {}).get("threads", "absent")
     if head is not None and was != "absent" and was != head["config"].get("threads"):
-        raise InputError(f"--resume: {out} was written with --threads {was}; XLA's threads change a trial's last "
-                         f"bits, so resume with --threads {was}")
-    changed = head is not None and ({k: v for k, v in json.loads(json.dumps(head["config"])).items() if k not in how}
-                                    != {k: v for k, v in (old.get("config") or {}).items() if k not in how})
+        raise InputError(
+            f"--resume: {out} was written with --threads {was}; XLA's threads change a trial's last "
+            f"bits, so resume with --threads {was}"
+        )
+    changed = head is not None and (
+        {k: v for k, v in json.loads(json.dumps(head["config"])).items() if k not in how}
+        != {k: v for k, v in (old.get("config") or {}).items() if k not in how}
+    )
     head = head if changed else old
     foreign = [row for row in rows if row["id"] not in specs and known is not None and row["id"] not in known]
     if foreign:
-        raise InputError(f"--resume: {out} holds {len(foreign)} trial(s) that are not part of this run (other "
-                         "options or data?); resume with the options that wrote it, or write to a new --out")
+        raise InputError(
+            f"--resume: {out} holds {len(foreign)} trial(s) that are not part of this run (other "
+            "options or data?); resume with the options that wrote it, or write to a new --out"
+        )
     _check_optimizer_files(out, rows)
     finished = {row["id"]: row for row in rows if row["status"] in results.FINISHED}
     if changed or not intact or len(finished) < len(rows):  # a new header, a torn last line, error rows
@@ -222,9 +300,11 @@ def _check_optimizer_files(out: Path, rows: Sequence[dict[str, Any]]) -> None:
             continue
         now = optim.origin(row["optimizer"])
         if now.get("sha256") != before.get("sha256"):
-            raise InputError(f"--resume: optimizer file {before.get('path')} changed since {out} was written "
-                             f"(sha256 {str(before.get('sha256'))[:12]} -> {str(now.get('sha256'))[:12]}); "
-                             "restore it, or write to a new --out")
+            raise InputError(
+                f"--resume: optimizer file {before.get('path')} changed since {out} was written "
+                f"(sha256 {str(before.get('sha256'))[:12]} -> {str(now.get('sha256'))[:12]}); "
+                "restore it, or write to a new --out"
+            )
 
 
 @contextlib.contextmanager
@@ -246,9 +326,18 @@ def _holding_sigint() -> Iterator[None]:
             previous[caught[0][0]](*caught[0])  # the handler that was held: KeyboardInterrupt / Terminated
 
 
-def compare_optimizers(job: Job, names: Sequence[str], lr: str | None, *, out: Path | None = None,
-                       json: bool = False, quiet: bool = False, resume: bool = False,
-                       force: bool = False, layout: TableLayout = FIT) -> list[results.TrialResult]:
+def compare_optimizers(
+    job: Job,
+    names: Sequence[str],
+    lr: str | None,
+    *,
+    out: Path | None = None,
+    json: bool = False,
+    quiet: bool = False,
+    resume: bool = False,
+    force: bool = False,
+    layout: TableLayout = FIT,
+) -> list[results.TrialResult]:
     """``dnnbench optimizers``: the paired comparison of ``names`` on one task."""
     from dnnbench.analysis import stats
     from dnnbench.render import tables as report
@@ -256,78 +345,132 @@ def compare_optimizers(job: Job, names: Sequence[str], lr: str | None, *, out: P
     layout.check(report.comparison_columns(paired=len(job.seeds) > 1), kept=("optimizer",))
     lrs = options.parse_lr(lr, names)
     specs = optimizer_specs(job, names, lrs, options.apply_hp(job.hp, names))
-    trials = execute(job, specs, out=out, json_lines=json, quiet=quiet, resume=resume, force=force,
-                     extra_config={"command": "optimizers", "optimizers": list(names), "lr": lr},
-                     summary=lambda ts: stats.summary_row(ts, lambda t: t.optimizer, "optimizer"))
+    trials = execute(
+        job,
+        specs,
+        out=out,
+        json_lines=json,
+        quiet=quiet,
+        resume=resume,
+        force=force,
+        extra_config={"command": "optimizers", "optimizers": list(names), "lr": lr},
+        summary=lambda ts: stats.summary_row(ts, lambda t: t.optimizer, "optimizer"),
+    )
     if not json:
         report.make_console(layout=layout).print(optimizers_table(job, trials, layout=layout))
         print_time_to_target(job, trials, lambda t: t.optimizer, layout)
     return trials
 
 
-def optimizers_table(job: Job, trials: Sequence[results.TrialResult], title: str = "Optimizers",
-                     layout: TableLayout | None = None) -> Any:
+def optimizers_table(
+    job: Job, trials: Sequence[results.TrialResult], title: str = "Optimizers", layout: TableLayout | None = None
+) -> Any:
     """The comparison table of an optimizer comparison: one row per optimizer, mean ± std over seeds."""
     from dnnbench.analysis import stats
     from dnnbench.render import tables as report
 
     summaries = stats.summarize(trials, lambda t: t.optimizer)
-    title = f"{title} on {_data_label(job)}: {_model_label(job)}, {job.train.epochs} epochs, batch {job.train.batch_size}"
+    title = (
+        f"{title} on {_data_label(job)}: {_model_label(job)}, {job.train.epochs} epochs, batch {job.train.batch_size}"
+    )
     paired = stats.paired_to_best(summaries, "test_acc") if len(job.seeds) > 1 else None
     return report.comparison_table(summaries, title=title, label_header="optimizer", paired=paired, layout=layout)
 
 
-def compare_regularizers(job: Job, methods: str | None, optimizer: str, lr: float | None, *,
-                         out: Path | None = None, json: bool = False, quiet: bool = False,
-                         resume: bool = False, force: bool = False,
-                         layout: TableLayout = FIT) -> list[results.TrialResult]:
+def compare_regularizers(
+    job: Job,
+    methods: str | None,
+    optimizer: str,
+    lr: float | None,
+    *,
+    out: Path | None = None,
+    json: bool = False,
+    quiet: bool = False,
+    resume: bool = False,
+    force: bool = False,
+    layout: TableLayout = FIT,
+) -> list[results.TrialResult]:
     """``dnnbench regularizers``: each remedy on the same task, seeds and initial weights."""
     from dnnbench.analysis import stats
     from dnnbench.render import tables as report
 
     layout.check(report.comparison_columns(show_epochs=True, paired=len(job.seeds) > 1), kept=("regularizer",))
     hyperparams = options.apply_hp(job.hp, [optimizer])[optimizer]
-    names, strengths, specs = regularizers.comparison_specs(job, methods, optimizer, lr, hyperparams,
-                                                            regularizers.given_strengths(job.reg))
-    trials = execute(job, specs, out=out, json_lines=json, quiet=quiet, resume=resume, force=force,
-                     extra_config={"command": "regularizers", "methods": names,
-                                   "strengths": dataclasses.asdict(strengths)},
-                     summary=lambda ts: stats.summary_row(ts, lambda t: t.tags.get("regularizer", "?"), "regularizer"))
+    names, strengths, specs = regularizers.comparison_specs(
+        job, methods, optimizer, lr, hyperparams, regularizers.given_strengths(job.reg)
+    )
+    trials = execute(
+        job,
+        specs,
+        out=out,
+        json_lines=json,
+        quiet=quiet,
+        resume=resume,
+        force=force,
+        extra_config={"command": "regularizers", "methods": names, "strengths": dataclasses.asdict(strengths)},
+        summary=lambda ts: stats.summary_row(ts, lambda t: t.tags.get("regularizer", "?"), "regularizer"),
+    )
     if not json:
         # the note wraps to the terminal even with --wide (only tables are printed at full width)
         report.make_console().print(regularizers.data_note(job))
         report.make_console(layout=layout).print(
-            regularizers_table(job, trials, optimizer, strengths=strengths, layout=layout))
+            regularizers_table(job, trials, optimizer, strengths=strengths, layout=layout)
+        )
         print_time_to_target(job, trials, lambda t: t.tags.get("regularizer", "?"), layout)
     return trials
 
 
-def regularizers_table(job: Job, trials: Sequence[results.TrialResult], optimizer: str,
-                       title: str = "Regularizers", strengths: regularizers.Strengths | None = None,
-                       layout: TableLayout | None = None) -> Any:
+def regularizers_table(
+    job: Job,
+    trials: Sequence[results.TrialResult],
+    optimizer: str,
+    title: str = "Regularizers",
+    strengths: regularizers.Strengths | None = None,
+    layout: TableLayout | None = None,
+) -> Any:
     """The comparison table of a regularizer comparison: one row per method, mean ± std over seeds."""
     from dnnbench.analysis import stats
     from dnnbench.render import tables as report
 
     summaries = stats.summarize(trials, lambda t: t.tags.get("regularizer", "?"))
-    title = (f"{title} on {_data_label(job)} (train fraction {job.reg.train_fraction:g}): "
-             f"{_model_label(job)}, {optimizer}, {job.train.epochs} epochs, batch {job.train.batch_size}")
+    title = (
+        f"{title} on {_data_label(job)} (train fraction {job.reg.train_fraction:g}): "
+        f"{_model_label(job)}, {optimizer}, {job.train.epochs} epochs, batch {job.train.batch_size}"
+    )
     paired = stats.paired_to_best(summaries, "test_acc") if len(job.seeds) > 1 else None
     augmented = strengths and {"augment", "all"} & {t.tags.get("regularizer") for t in trials}
     note = regularizers.augment_note(strengths, regularizers.image_data(job.data)) if augmented else ""
-    return report.comparison_table(summaries, title=title, label_header="regularizer", show_epochs=True,
-                                   paired=paired, note=note, layout=layout)
+    return report.comparison_table(
+        summaries, title=title, label_header="regularizer", show_epochs=True, paired=paired, note=note, layout=layout
+    )
 
 
-def diagnose_one(job: Job, optimizer: str, lr: float | None, *, out: Path | None = None, json: bool = False,
-                 quiet: bool = False, resume: bool = False, force: bool = False) -> list[results.TrialResult]:
+def diagnose_one(
+    job: Job,
+    optimizer: str,
+    lr: float | None,
+    *,
+    out: Path | None = None,
+    json: bool = False,
+    quiet: bool = False,
+    resume: bool = False,
+    force: bool = False,
+) -> list[results.TrialResult]:
     """``dnnbench diagnose``: one configuration, its verdict, evidence and next commands."""
     from dnnbench.render import tables as report
 
     hyperparams = options.apply_hp(job.hp, [optimizer])[optimizer]
     specs = [job.trial(optimizer, lr, hyperparams, seed=s) for s in job.seeds]
-    trials = execute(job, specs, out=out, json_lines=json, quiet=quiet, resume=resume, force=force,
-                     extra_config={"command": "diagnose"})
+    trials = execute(
+        job,
+        specs,
+        out=out,
+        json_lines=json,
+        quiet=quiet,
+        resume=resume,
+        force=force,
+        extra_config={"command": "diagnose"},
+    )
     if not json:
         console = report.make_console()
         for trial in trials:
@@ -341,8 +484,14 @@ def tune_label(trial: Any) -> str:
     return f"{trial.optimizer} ({trial.tags.get('choice')})"
 
 
-def print_tune_tables(job: Job, planned: Any, trials: Sequence[results.TrialResult], where: str,
-                      title: str = "Tuned", layout: TableLayout | None = None) -> None:
+def print_tune_tables(
+    job: Job,
+    planned: Any,
+    trials: Sequence[results.TrialResult],
+    where: str,
+    title: str = "Tuned",
+    layout: TableLayout | None = None,
+) -> None:
     """``tune``'s tables: default vs tuned on the final seeds (paired), the expected-best curves
     of the search, and the time to target when asked."""
     from dnnbench.analysis import stats
@@ -355,18 +504,26 @@ def print_tune_tables(job: Job, planned: Any, trials: Sequence[results.TrialResu
     paired = stats.paired_to_best(summaries, "test_acc") if len(planned.final_seeds) > 1 else None
     layout = layout or FIT
     console = report.make_console(layout=layout)
-    console.print(report.comparison_table(
-        summaries, paired=paired, label_header="optimizer", layout=layout,
-        title=f"{title} on {where}: budget {planned.budget} per optimizer, selected on {planned.metric}, "
-              f"{len(planned.final_seeds)} fresh seeds"))
+    console.print(
+        report.comparison_table(
+            summaries,
+            paired=paired,
+            label_header="optimizer",
+            layout=layout,
+            title=f"{title} on {where}: budget {planned.budget} per optimizer, selected on {planned.metric}, "
+            f"{len(planned.final_seeds)} fresh seeds",
+        )
+    )
     candidates = [(t.optimizer, t.status, t.metrics, dict(t.spec.hyperparams)) for t in search]
-    console.print(report.expected_best_table(curves(candidates, planned.metric), planned.metric,
-                                             layout.without_choice()))
+    console.print(
+        report.expected_best_table(curves(candidates, planned.metric), planned.metric, layout.without_choice())
+    )
     print_time_to_target(job, final, tune_label, layout)
 
 
-def print_time_to_target(job: Job, trials: Sequence[results.TrialResult], label: Callable[[Any], str],
-                         layout: TableLayout | None = None) -> None:
+def print_time_to_target(
+    job: Job, trials: Sequence[results.TrialResult], label: Callable[[Any], str], layout: TableLayout | None = None
+) -> None:
     """The time-to-target table under a comparison, when the job has a ``--target`` (``--wide``
     applies to it; ``--columns`` names the comparison's columns only)."""
     from dnnbench.analysis import targets
@@ -399,8 +556,9 @@ def list_optimizers(named: Sequence[str] = (), *, every: bool = False) -> None:
             if spec in named or spec in optim.NAMES:
                 raise
             refused[spec] = str(exc)
-    report.make_console().print(report.optimizers_list_table(rows, refused, recipe=optim.RECIPE,
-                                                                 fallback_lr=optim.FALLBACK_LR))
+    report.make_console().print(
+        report.optimizers_list_table(rows, refused, recipe=optim.RECIPE, fallback_lr=optim.FALLBACK_LR)
+    )
 
 
 def list_datasets(data_dir: Path | None) -> None:
@@ -431,11 +589,19 @@ def _model_label(job: Job) -> str:
     return f"MLP {'-'.join(map(str, m.hidden))} {m.activation}{' residual' if m.residual else ''}"
 
 
-
-def run_suite(path: Path, *, out: Path | None = None, json: bool = False, quiet: bool = False,
-              resume: bool = False, force: bool = False, backend: str | None = None,
-              ray_address: str | None = None, ray_max_retries: int | None = None,
-              layout: TableLayout = FIT) -> list[results.TrialResult]:
+def run_suite(
+    path: Path,
+    *,
+    out: Path | None = None,
+    json: bool = False,
+    quiet: bool = False,
+    resume: bool = False,
+    force: bool = False,
+    backend: str | None = None,
+    ray_address: str | None = None,
+    ray_max_retries: int | None = None,
+    layout: TableLayout = FIT,
+) -> list[results.TrialResult]:
     """``dnnbench run``: every experiment of a suite file into one results file, one table each.
 
     All experiments train in one ``execute`` (so trials of one structure share a compiled program
@@ -448,17 +614,29 @@ def run_suite(path: Path, *, out: Path | None = None, json: bool = False, quiet:
 
     loaded = suite.load(path)
     layout.check(_suite_columns(loaded), kept=("optimizer", "regularizer"))
-    given = {k: v for k, v in {"backend": backend, "ray_address": ray_address,
-                                "ray_max_retries": ray_max_retries}.items() if v is not None}
+    given = {
+        k: v
+        for k, v in {"backend": backend, "ray_address": ray_address, "ray_max_retries": ray_max_retries}.items()
+        if v is not None
+    }
     if given:  # the command line's --backend / --ray-address over the suite's [train]
         settings = dataclasses.replace(loaded.job.backend, **given)
         loaded = dataclasses.replace(loaded, job=dataclasses.replace(loaded.job, backend=settings))
     out = out if out is not None else Path("results") / f"{path.stem}.jsonl"
     target_of = {e.name: e.job.target for e in loaded.experiments}
-    trials = execute(loaded.job, loaded.specs, out=out, json_lines=json, quiet=quiet, resume=resume, force=force,
-                     extra_config=loaded.describe(), inputs=[path],
-                     target=lambda spec: target_of.get(dict(spec.tags).get("experiment")),
-                     then=loaded.finals if loaded.tunes else None)
+    trials = execute(
+        loaded.job,
+        loaded.specs,
+        out=out,
+        json_lines=json,
+        quiet=quiet,
+        resume=resume,
+        force=force,
+        extra_config=loaded.describe(),
+        inputs=[path],
+        target=lambda spec: target_of.get(dict(spec.tags).get("experiment")),
+        then=loaded.finals if loaded.tunes else None,
+    )
     if not json:
         console = report.make_console(layout=layout)
         for experiment in loaded.experiments:
@@ -466,15 +644,15 @@ def run_suite(path: Path, *, out: Path | None = None, json: bool = False, quiet:
             kind = experiment.kind
             title = kind.capitalize() if experiment.name == kind else f"{experiment.name}: {kind}"
             if experiment.tuning is not None:
-                print_tune_tables(experiment.job, experiment.tuning, mine, _data_label(experiment.job), title,
-                                  layout)
+                print_tune_tables(experiment.job, experiment.tuning, mine, _data_label(experiment.job), title, layout)
                 continue
             if kind == "optimizers":
                 table = optimizers_table(experiment.job, mine, title=title, layout=layout)
                 label = lambda t: t.optimizer  # noqa: E731
             else:
-                table = regularizers_table(experiment.job, mine, experiment.settings.get("optimizer", "adam"),
-                                           title=title, layout=layout)
+                table = regularizers_table(
+                    experiment.job, mine, experiment.settings.get("optimizer", "adam"), title=title, layout=layout
+                )
                 label = lambda t: t.tags.get("regularizer", "?")  # noqa: E731
             console.print(table)
             print_time_to_target(experiment.job, mine, label, layout)

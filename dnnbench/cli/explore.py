@@ -13,9 +13,8 @@ from typing import Any
 from dnnbench import optim
 from dnnbench.analysis import stats
 from dnnbench.cli import commands
-from dnnbench.experiments import options
 from dnnbench.errors import InputError
-from dnnbench.experiments import sensitivity, sweep, tuning
+from dnnbench.experiments import options, sensitivity, sweep, tuning
 from dnnbench.experiments.job import Job
 from dnnbench.render import tables as report
 from dnnbench.render.layout import FIT, TableLayout
@@ -24,8 +23,9 @@ from dnnbench.results.rows import TrialResult
 SORT_METRICS = ("test_acc", "val_acc", "best_val_acc", "train_acc", "train_loss", "val_loss", "test_loss")
 
 
-def run_sweep(job: Job, vary: Sequence[str], *, optimizer: str, lr: float | None, width: int | None,
-              sort: str, **output: Any) -> list[TrialResult]:
+def run_sweep(
+    job: Job, vary: Sequence[str], *, optimizer: str, lr: float | None, width: int | None, sort: str, **output: Any
+) -> list[TrialResult]:
     """``dnnbench sweep``: the cartesian product of ``--vary`` levels; trials and main-effects tables."""
     if sort not in SORT_METRICS:
         raise InputError(f"--sort: unknown metric {sort!r}; valid: {', '.join(SORT_METRICS)}")
@@ -39,10 +39,13 @@ def run_sweep(job: Job, vary: Sequence[str], *, optimizer: str, lr: float | None
     if width <= 0:
         raise InputError(f"--width must be a positive integer, got {width}")
     specs = sweep.sweep_specs(factors, base, job.seeds, width, lr=lr, hyperparams=hp)
-    trials = commands.execute(job, specs, extra_config={"command": "sweep", "vary": list(vary), "sort": sort},
-                              summary=lambda ts: stats.summary_row(
-                                  ts, lambda t: sweep.levels_label(t.tags, list(factors)), "levels", sort),
-                              **_io(output))
+    trials = commands.execute(
+        job,
+        specs,
+        extra_config={"command": "sweep", "vary": list(vary), "sort": sort},
+        summary=lambda ts: stats.summary_row(ts, lambda t: sweep.levels_label(t.tags, list(factors)), "levels", sort),
+        **_io(output),
+    )
     if not output.get("json"):
         names = list(factors)
         summaries = stats.summarize(trials, lambda t: sweep.levels_label(t.tags, names))
@@ -51,10 +54,19 @@ def run_sweep(job: Job, vary: Sequence[str], *, optimizer: str, lr: float | None
         summaries.sort(key=lambda s: _sort_key(s.stats[sort].mean, higher))
         paired = stats.paired_to_best(summaries, sort, higher) if len(job.seeds) > 1 else None
         console = report.make_console(layout=layout)
-        console.print(report.sweep_table(summaries, names, metric=sort, paired=paired, layout=layout,
-                                         title=f"Sweep over {', '.join(names)} on {_data_label(job)}"))
-        console.print(report.main_effects_table(stats.main_effects(trials, names, sort, higher), sort,
-                                                layout.without_choice()))
+        console.print(
+            report.sweep_table(
+                summaries,
+                names,
+                metric=sort,
+                paired=paired,
+                layout=layout,
+                title=f"Sweep over {', '.join(names)} on {_data_label(job)}",
+            )
+        )
+        console.print(
+            report.main_effects_table(stats.main_effects(trials, names, sort, higher), sort, layout.without_choice())
+        )
         commands.print_time_to_target(job, trials, lambda t: sweep.levels_label(t.tags, names), layout)
     return trials
 
@@ -79,8 +91,17 @@ def _io(output: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def run_sensitivity(job: Job, optimizers: Sequence[str], *, lr_min: float, lr_max: float, points: int,
-                    metric: str, tolerance: float, **output: Any) -> tuple[list[TrialResult], list[dict[str, Any]]]:
+def run_sensitivity(
+    job: Job,
+    optimizers: Sequence[str],
+    *,
+    lr_min: float,
+    lr_max: float,
+    points: int,
+    metric: str,
+    tolerance: float,
+    **output: Any,
+) -> tuple[list[TrialResult], list[dict[str, Any]]]:
     """``dnnbench lr-sensitivity``: a log-spaced learning-rate grid per optimizer, one program each."""
     options.check_optimizers(optimizers)
     layout = _layout(output)
@@ -90,9 +111,15 @@ def run_sensitivity(job: Job, optimizers: Sequence[str], *, lr_min: float, lr_ma
     if not tolerance >= 0:
         raise InputError(f"--tolerance must be >= 0, got {tolerance}")
     grid = sensitivity.lr_grid(lr_min, lr_max, points)
-    specs = sensitivity.sensitivity_specs(optimizers, grid, job.trial(), job.seeds, options.apply_hp(job.hp, optimizers))
-    trials = commands.execute(job, specs, extra_config={"command": "lr-sensitivity", "grid": grid, "metric": metric,
-                                                        "tolerance": tolerance}, **_io(output))
+    specs = sensitivity.sensitivity_specs(
+        optimizers, grid, job.trial(), job.seeds, options.apply_hp(job.hp, optimizers)
+    )
+    trials = commands.execute(
+        job,
+        specs,
+        extra_config={"command": "lr-sensitivity", "grid": grid, "metric": metric, "tolerance": tolerance},
+        **_io(output),
+    )
     rows = sensitivity.analyze(trials, metric, tolerance)
     if not output.get("json"):
         report.make_console(layout=layout).print(report.sensitivity_table(rows, metric, tolerance, layout))
@@ -117,8 +144,12 @@ def run_tuned(job: Job, optimizers: Sequence[str], **output: Any) -> list[TrialR
     grid = sensitivity.lr_grid(1e-5, 10.0, 13)
     hp = options.apply_hp(job.hp, optimizers)
     quiet_io = {"out": None, "json_lines": False, "quiet": bool(output.get("quiet")) or bool(output.get("json"))}
-    grid_trials = commands.execute(job, sensitivity.sensitivity_specs(optimizers, grid, job.trial(), job.seeds, hp),
-                                   extra_config={"command": "optimizers --tune (grid)"}, **quiet_io)
+    grid_trials = commands.execute(
+        job,
+        sensitivity.sensitivity_specs(optimizers, grid, job.trial(), job.seeds, hp),
+        extra_config={"command": "optimizers --tune (grid)"},
+        **quiet_io,
+    )
     tuned = {row["optimizer"]: row["best_lr"] for row in sensitivity.analyze(grid_trials, "val_acc", 0.02)}
     specs = []
     for name in optimizers:
@@ -128,32 +159,45 @@ def run_tuned(job: Job, optimizers: Sequence[str], **output: Any) -> list[TrialR
                 continue
             for seed in job.seeds:
                 specs.append(job.trial(name, lr, hp[name], seed=seed, tags=(("lr_choice", choice),)))
-    trials = commands.execute(job, specs, extra_config={"command": "optimizers --tune", "grid": grid,
-                                                        "tuned_lr": tuned}, **_io(output))
+    trials = commands.execute(
+        job, specs, extra_config={"command": "optimizers --tune", "grid": grid, "tuned_lr": tuned}, **_io(output)
+    )
     if not output.get("json"):
         summaries = stats.summarize(trials, lambda t: f"{t.optimizer} ({t.tags['lr_choice']})")
         title = f"Optimizers on {_data_label(job)}: default vs tuned learning rate (grid 1e-5 … 10, best val acc)"
         report.make_console(layout=layout).print(
-            report.comparison_table(summaries, title=title, label_header="optimizer", layout=layout))
+            report.comparison_table(summaries, title=title, label_header="optimizer", layout=layout)
+        )
     return trials
 
 
-def run_tune(job: Job, optimizers: Sequence[str], *, budget: int, space: Sequence[str], metric: str = "val_acc",
-             **output: Any) -> list[TrialResult]:
+def run_tune(
+    job: Job, optimizers: Sequence[str], *, budget: int, space: Sequence[str], metric: str = "val_acc", **output: Any
+) -> list[TrialResult]:
     """``dnnbench tune``: each optimizer tuned under the same budget, then default vs tuned.
 
     Search: ``budget`` quasi-random candidates per optimizer (one compiled program each) on the
     search seed (``--seed``), selected on the validation set only. Final: each optimizer at its
     defaults and at its winner on ``--seeds`` fresh seeds (seed + 1, ...), paired.
     """
-    planned = tuning.plan(job, optimizers, budget=budget, metric=metric, settings=tuning.parse_space(space),
-                          hyperparams=options.apply_hp(job.hp, optimizers))
+    planned = tuning.plan(
+        job,
+        optimizers,
+        budget=budget,
+        metric=metric,
+        settings=tuning.parse_space(space),
+        hyperparams=options.apply_hp(job.hp, optimizers),
+    )
     layout = _layout(output)
     layout.check(report.comparison_columns(paired=len(planned.final_seeds) > 1), kept=("optimizer",))
-    trials = commands.execute(job, planned.search, then=planned.finals,
-                              extra_config={"command": "tune", **planned.describe()},
-                              summary=lambda ts: stats.summary_row(ts, commands.tune_label, "optimizer"),
-                              **_io(output))
+    trials = commands.execute(
+        job,
+        planned.search,
+        then=planned.finals,
+        extra_config={"command": "tune", **planned.describe()},
+        summary=lambda ts: stats.summary_row(ts, commands.tune_label, "optimizer"),
+        **_io(output),
+    )
     if not output.get("json"):
         commands.print_tune_tables(job, planned, trials, _data_label(job), layout=layout)
     return trials

@@ -21,13 +21,22 @@ from dnnbench.results import files as output_files
 CHECK_FORMATS = ("table", "markdown", "github-benchmark")
 
 Results = Annotated[Path, typer.Argument(help="A results file (JSON Lines) written with --out.", show_default=False)]
-Force = Annotated[bool, typer.Option("--force", help="Replace --out if it exists (without it, an existing file is never replaced).")]
-Metrics = Annotated[list[str] | None, typer.Option("--metric", help="A metric (repeat for several), e.g. test_acc, val_loss.", show_default=False)]
-WIDE_HELP = ("Never drop a column to fit the terminal: print tables at their natural width (wider than the terminal "
-             "if need be; for a file or a pager).")
-COLUMNS_HELP = ("Show only these columns of the results table, comma-separated (test_acc,status or the headers as "
-                "printed), in the table's order; its first column (optimizer, label, row) always shows. An unknown "
-                "name is an error that lists the valid ones.")
+Force = Annotated[
+    bool, typer.Option("--force", help="Replace --out if it exists (without it, an existing file is never replaced).")
+]
+Metrics = Annotated[
+    list[str] | None,
+    typer.Option("--metric", help="A metric (repeat for several), e.g. test_acc, val_loss.", show_default=False),
+]
+WIDE_HELP = (
+    "Never drop a column to fit the terminal: print tables at their natural width (wider than the terminal "
+    "if need be; for a file or a pager)."
+)
+COLUMNS_HELP = (
+    "Show only these columns of the results table, comma-separated (test_acc,status or the headers as "
+    "printed), in the table's order; its first column (optimizer, label, row) always shows. An unknown "
+    "name is an error that lists the valid ones."
+)
 Wide = Annotated[bool, typer.Option("--wide", help=WIDE_HELP)]
 Columns = Annotated[str | None, typer.Option("--columns", help=COLUMNS_HELP, show_default=False)]
 
@@ -56,14 +65,29 @@ def _append_summary(text: str) -> None:
 def check(
     baseline: Annotated[Path, typer.Argument(help="The reference results file.", show_default=False)],
     current: Annotated[Path, typer.Argument(help="The results file to judge.", show_default=False)],
-    tolerance: Annotated[float, typer.Option(help="Allowed mean change of a row before it counts as worse (absolute, e.g. 0.005 = half a point of accuracy).")] = 0.005,
+    tolerance: Annotated[
+        float,
+        typer.Option(
+            help=(
+                "Allowed mean change of a row before it counts as worse (absolute, e.g. 0.005 = half a point "
+                "of accuracy)."
+            )
+        ),
+    ] = 0.005,
     metric: Metrics = None,
-    format_: Annotated[str, typer.Option("--format", help="table | markdown | github-benchmark (customBiggerIsBetter JSON of CURRENT).")] = "table",
-    strict: Annotated[bool, typer.Option("--strict", help="Also fail on an uncertain row (its 95% interval straddles the tolerance).")] = False,
+    format_: Annotated[
+        str,
+        typer.Option("--format", help="table | markdown | github-benchmark (customBiggerIsBetter JSON of CURRENT)."),
+    ] = "table",
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Also fail on an uncertain row (its 95% interval straddles the tolerance).")
+    ] = False,
     wide: Wide = False,
     columns: Columns = None,
 ) -> None:
-    """Compare CURRENT with BASELINE per comparison row over seeds; exit 1 if a row got worse (its seed-paired 95% interval lies beyond the tolerance; one seed: the change itself), a trial newly diverged, ended in error or went missing."""
+    """Compare CURRENT with BASELINE per comparison row over seeds; exit 1 if a row got worse (its seed-paired 95%
+    interval lies beyond the tolerance; one seed: the change itself), a trial newly diverged, ended in error or went
+    missing."""
     from dnnbench.analysis import checking
 
     if format_ not in CHECK_FORMATS:
@@ -88,16 +112,23 @@ def check(
 
 
 def profile(
-    results: Annotated[list[Path], typer.Argument(help="Results files; each file, or each experiment of a suite's "
-                                                  "file, is one task.", show_default=False)],
-    target: Annotated[str | None, typer.Option("--target", help="METRIC=VALUE to reach (default: the target the "
-                                               "rows recorded with --target).")] = None,
+    results: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Results files; each file, or each experiment of a suite's file, is one task.", show_default=False
+        ),
+    ],
+    target: Annotated[
+        str | None,
+        typer.Option("--target", help="METRIC=VALUE to reach (default: the target the rows recorded with --target)."),
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="Also draw the profiles to this figure (.png, .svg, .pdf).")] = None,
     force: Force = False,
     wide: Wide = False,
     columns: Columns = None,
 ) -> None:
-    """Performance profiles across tasks: for each optimizer, the fraction of tasks reached within τ x the fastest's steps."""
+    """Performance profiles across tasks: for each optimizer, the fraction of tasks reached within τ x the fastest's
+    steps."""
     from dnnbench.analysis import profiles, targets
     from dnnbench.render import plots as plotting
     from dnnbench.render import results as report_results
@@ -116,7 +147,8 @@ def profile(
     found, skipped = profiles.profiles(times)
     label = goal.label if goal else _recorded_target(tasks)
     report_results.console(layout=layout).print(
-        report_results.profile_table(found, len(times) - len(skipped), label, layout))
+        report_results.profile_table(found, len(times) - len(skipped), label, layout)
+    )
     if skipped:
         print(f"dnnbench: no optimizer reached the target on {', '.join(skipped)}: left out", file=sys.stderr)
     if out is not None:
@@ -130,8 +162,9 @@ def _recorded_target(tasks: dict[str, list[dict[str, Any]]]) -> str:
     return ", ".join(targets.Target(m, v).label for m, v in sorted(found)) or "target"
 
 
-def _plot_budget(path: Path, header: dict[str, Any] | None, rows: list[dict[str, Any]], out: Path, *,
-                 force: bool) -> None:
+def _plot_budget(
+    path: Path, header: dict[str, Any] | None, rows: list[dict[str, Any]], out: Path, *, force: bool
+) -> None:
     from dnnbench.analysis.expected_best import curves
     from dnnbench.render import plots as plotting
 
@@ -140,18 +173,32 @@ def _plot_budget(path: Path, header: dict[str, Any] | None, rows: list[dict[str,
         raise InputError(f"{path}: no tune search rows (phase = search); --budget plots a `dnnbench tune` run")
     metric = ((header or {}).get("config") or {}).get("metric") or "val_acc"
     output_files.claim(out, inputs=[path], force=force)
-    found = curves([(r["optimizer"], r["status"], r.get("metrics") or {}, r.get("hyperparams") or {})
-                    for r in search], metric)
+    found = curves(
+        [(r["optimizer"], r["status"], r.get("metrics") or {}, r.get("hyperparams") or {}) for r in search], metric
+    )
     n = max(row["n"] for row in found)
-    print(f"wrote {plotting.plot_expected_best(found, out, metric=metric, title=f'Expected best after k of {n} tries')}")
+    print(
+        f"wrote {plotting.plot_expected_best(found, out, metric=metric, title=f'Expected best after k of {n} tries')}"
+    )
 
 
 def plot(
     results: Results,
     out: Annotated[Path, typer.Option(help="The figure to write: .png, .svg or .pdf.")] = Path("curves.png"),
     metric: Metrics = None,
-    terminal: Annotated[bool, typer.Option("--terminal", help="Draw text charts on stdout instead of writing a figure.")] = False,
-    budget: Annotated[bool, typer.Option("--budget", help="Draw a tune run's expected-best curves (best validation score after k tries) instead of learning curves.")] = False,
+    terminal: Annotated[
+        bool, typer.Option("--terminal", help="Draw text charts on stdout instead of writing a figure.")
+    ] = False,
+    budget: Annotated[
+        bool,
+        typer.Option(
+            "--budget",
+            help=(
+                "Draw a tune run's expected-best curves (best validation score after k tries) instead of "
+                "learning curves."
+            ),
+        ),
+    ] = False,
     force: Force = False,
 ) -> None:
     """Learning curves per epoch: one panel per metric, one line per optimizer (mean over seeds, min–max band)."""
@@ -172,11 +219,14 @@ def plot(
 
 def export(
     results: Results,
-    csv: Annotated[bool, typer.Option("--csv", help="CSV, one line per trial (the default and only format for now).")] = False,
+    csv: Annotated[
+        bool, typer.Option("--csv", help="CSV, one line per trial (the default and only format for now).")
+    ] = False,
     out: Annotated[Path | None, typer.Option(help="Write to this file (atomically) instead of stdout.")] = None,
     force: Force = False,
 ) -> None:
-    """Flatten a results file into a table: ids, optimizer, seed, status, hyperparameters, tags, final metrics, timings."""
+    """Flatten a results file into a table: ids, optimizer, seed, status, hyperparameters, tags, final metrics,
+    timings."""
     from dnnbench.analysis import export as flat
 
     if out is not None:
@@ -191,18 +241,31 @@ def export(
 
 
 def report(
-    results: Annotated[list[Path], typer.Argument(help="One or more results files (JSON Lines) written with --out.",
-                                                  show_default=False)],
-    html: Annotated[Path | None, typer.Option("--html", help="Write one self-contained HTML page (tables, curves, "
-                                              "environment; no network) to this file.", show_default=False)] = None,
-    baseline: Annotated[Path | None, typer.Option(help="With --html: check every results file against this "
-                                                  "baseline (as `dnnbench check`) and show the verdicts.",
-                                                  show_default=False)] = None,
+    results: Annotated[
+        list[Path],
+        typer.Argument(help="One or more results files (JSON Lines) written with --out.", show_default=False),
+    ],
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            "--html",
+            help="Write one self-contained HTML page (tables, curves, environment; no network) to this file.",
+            show_default=False,
+        ),
+    ] = None,
+    baseline: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --html: check every results file against this "
+            "baseline (as `dnnbench check`) and show the verdicts.",
+            show_default=False,
+        ),
+    ] = None,
     force: Force = False,
     wide: Wide = False,
     columns: Columns = None,
 ) -> None:
-    """Re-render the comparison table of results files (mean ± std over seeds) without training; --html writes a page."""
+    """Re-render the comparison table of results files (mean ± std over seeds), no training; --html writes a page."""
     from dnnbench.analysis import export as flat
     from dnnbench.render import results as report_results
 
@@ -219,7 +282,8 @@ def report(
         if i:
             print()
         report_results.console(layout=layout).print(
-            report_results.results_table(flat.summarize(rows), title=title, layout=layout))
+            report_results.results_table(flat.summarize(rows), title=title, layout=layout)
+        )
 
 
 def _report_html(results: list[Path], out: Path, *, baseline: Path | None, force: bool) -> None:
@@ -252,9 +316,11 @@ def _layout(wide: bool, columns: str | None, table: str) -> Any:
     from dnnbench.render import results as report_results
 
     layout = report_results.TableLayout.from_options(wide, columns)
-    known = {"check": (report_results.CHECK_COLUMNS, ("row",)),
-             "profile": (report_results.PROFILE_COLUMNS, ("optimizer",)),
-             "report": (report_results.RESULTS_COLUMNS, ("label",))}[table]
+    known = {
+        "check": (report_results.CHECK_COLUMNS, ("row",)),
+        "profile": (report_results.PROFILE_COLUMNS, ("optimizer",)),
+        "report": (report_results.RESULTS_COLUMNS, ("label",)),
+    }[table]
     layout.check(*known)
     return layout
 

@@ -84,9 +84,7 @@ def _parse_options(options: str) -> dict[str, int]:
     for item in filter(None, options.split(",")):
         key, sep, value = item.partition("=")
         if not sep or key not in SYNTHETIC_DEFAULTS:
-            raise InputError(
-                f"bad synthetic option {item!r}; use key=value with keys {', '.join(SYNTHETIC_DEFAULTS)}"
-            )
+            raise InputError(f"bad synthetic option {item!r}; use key=value with keys {', '.join(SYNTHETIC_DEFAULTS)}")
         try:
             parsed[key] = int(value)
         except ValueError:
@@ -106,9 +104,7 @@ def load_digits() -> RawData:
     return RawData("digits", x_train, y_train, x_test, y_test, 10, (8, 8), CATALOG["digits"]["source"])
 
 
-def load_synthetic(
-    train: int = 2000, test: int = 500, features: int = 64, classes: int = 10, seed: int = 0
-) -> RawData:
+def load_synthetic(train: int = 2000, test: int = 500, features: int = 64, classes: int = 10, seed: int = 0) -> RawData:
     """Gaussian class clusters: learnable but not trivially separable, any size and dimension.
 
     Each class has a random centre; samples are centre + isotropic noise whose scale makes the
@@ -122,8 +118,10 @@ def load_synthetic(
     if seed < 0:
         raise InputError(f"synthetic seed must be >= 0, got {seed}")
     if (train + test) * features > MAX_SYNTHETIC_VALUES:
-        raise InputError(f"synthetic data of {train + test} x {features} values is too large "
-                         f"(at most {MAX_SYNTHETIC_VALUES:,} values)")
+        raise InputError(
+            f"synthetic data of {train + test} x {features} values is too large "
+            f"(at most {MAX_SYNTHETIC_VALUES:,} values)"
+        )
     rng = np.random.default_rng(seed)
     # Unit noise per feature; centres about 4 noise-stds apart whatever the dimension, so two
     # classes overlap by ~2% and a good classifier lands near 90% rather than at 100%.
@@ -189,8 +187,9 @@ def load_npz(path: Path) -> RawData:
     return RawData(path.stem, x_train, y_train, x_test, y_test, n_classes, image_shape, str(path))  # type: ignore[arg-type]
 
 
-def _integer_labels(path: Path, y_train: np.ndarray, y_test: np.ndarray,
-                    declared: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+def _integer_labels(
+    path: Path, y_train: np.ndarray, y_test: np.ndarray, declared: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, int]:
     """The labels as int32 and the class count: ``declared`` (the file's ``n_classes``) or the
     largest label + 1, in which case every class below it must occur in y_train -- a gap is most
     likely a stray label (one 99 among 0..2 would otherwise make a 100-class model)."""
@@ -208,13 +207,17 @@ def _integer_labels(path: Path, y_train: np.ndarray, y_test: np.ndarray,
         raise DataError(f"{path}: y_test has label(s) {extra[:5].tolist()} never seen in y_train")
     if declared is not None:
         if declared.shape != () or declared.dtype.kind not in "ui" or not n_classes <= int(declared) <= 1_000_000:
-            raise DataError(f"{path}: n_classes must be one integer >= the largest label + 1 ({n_classes}), "
-                            f"got {declared.tolist()!r}")
+            raise DataError(
+                f"{path}: n_classes must be one integer >= the largest label + 1 ({n_classes}), "
+                f"got {declared.tolist()!r}"
+            )
         n_classes = int(declared)
     elif (gaps := np.setdiff1d(np.arange(n_classes), labels[0])).size:
-        raise DataError(f"{path}: labels run 0..{n_classes - 1} but {gaps.size} of those {n_classes} classes never "
-                        f"occur in y_train (e.g. {', '.join(map(str, gaps[:5].tolist()))}); a stray label? Fix the "
-                        f"labels, or store n_classes={n_classes} in the .npz to train with unused classes")
+        raise DataError(
+            f"{path}: labels run 0..{n_classes - 1} but {gaps.size} of those {n_classes} classes never "
+            f"occur in y_train (e.g. {', '.join(map(str, gaps[:5].tolist()))}); a stray label? Fix the "
+            f"labels, or store n_classes={n_classes} in the .npz to train with unused classes"
+        )
     if n_classes < 2:
         raise DataError(f"{path}: labels name only one class; need at least 2")
     return labels[0], labels[1], n_classes

@@ -36,17 +36,27 @@ class Job:
     backend: BackendSettings = field(default_factory=BackendSettings)  # --backend: where programs train
 
     def describe(self) -> dict[str, Any]:
-        out = {key: dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
-               for key, value in dataclasses.asdict(self).items()}
+        out = {
+            key: dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+            for key, value in dataclasses.asdict(self).items()
+        }
         out["hp"] = [f"{target + '.' if target else ''}{name}={value}" for target, name, value in self.hp]
         out["target"] = self.target.describe() if self.target else None
         return out
 
-    def trial(self, optimizer: str = "adam", lr: float | None = None, hyperparams: dict[str, Any] | None = None,
-              **fields: Any) -> TrialSpec:
+    def trial(
+        self, optimizer: str = "adam", lr: float | None = None, hyperparams: dict[str, Any] | None = None, **fields: Any
+    ) -> TrialSpec:
         """A trial of this job's model, training, regularization and schedule (seed 0 unless given)."""
         given = dict(hyperparams or {})
         if lr is not None:
             given["learning_rate"] = lr
-        return TrialSpec(optimizer=optimizer, hyperparams=tuple(given.items()), model=self.model, train=self.train,
-                         reg=self.reg, schedule=self.schedule, **fields)
+        return TrialSpec(
+            optimizer=optimizer,
+            hyperparams=tuple(given.items()),
+            model=self.model,
+            train=self.train,
+            reg=self.reg,
+            schedule=self.schedule,
+            **fields,
+        )

@@ -9,8 +9,12 @@ from dnnbench.config import TrialSpec
 from dnnbench.experiments.job import Job
 
 
-def optimizer_specs(job: Job, optimizers: Sequence[str], lrs: dict[str, float | None],
-                    hyperparams: dict[str, dict[str, Any]] | None = None) -> tuple[TrialSpec, ...]:
+def optimizer_specs(
+    job: Job,
+    optimizers: Sequence[str],
+    lrs: dict[str, float | None],
+    hyperparams: dict[str, dict[str, Any]] | None = None,
+) -> tuple[TrialSpec, ...]:
     """The paired optimizer comparison: every optimizer x every seed of ``job``, same model and data."""
     specs = []
     for name in optimizers:

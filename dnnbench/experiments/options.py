@@ -21,16 +21,48 @@ from dnnbench.experiments.job import HpSetting, Job
 from dnnbench.run.backends import Settings as BackendSettings
 
 
-def job_from_cli(*, dataset: str, data: Path | None, data_dir: Path | None, no_verify: bool,
-                 val_split: float, label_noise: float | None, hidden: str, activation: str, residual: bool, precision: str,
-                 loss: str, epochs: int, batch_size: int, train_eval_samples: int, seeds: int, seed: int,
-                 max_parallel: int | None, workers: int | None,
-                 l1: float, l2: float, dropout: float, dropout_mode: str, early_stopping: bool, monitor: str,
-                 patience: int, min_delta: float, augment_shift: int | None, augment_noise: float,
-                 train_fraction: float | None, hp: Sequence[str] | None = None, schedule: str = "constant",
-                 warmup: str | None = None, decay_to: float | None = None, step_every: float | None = None,
-                 step_factor: float = 0.1, target: str | None = None, backend: str = "local",
-                 ray_address: str | None = None, ray_max_retries: int = 2) -> Job:
+def job_from_cli(
+    *,
+    dataset: str,
+    data: Path | None,
+    data_dir: Path | None,
+    no_verify: bool,
+    val_split: float,
+    label_noise: float | None,
+    hidden: str,
+    activation: str,
+    residual: bool,
+    precision: str,
+    loss: str,
+    epochs: int,
+    batch_size: int,
+    train_eval_samples: int,
+    seeds: int,
+    seed: int,
+    max_parallel: int | None,
+    workers: int | None,
+    l1: float,
+    l2: float,
+    dropout: float,
+    dropout_mode: str,
+    early_stopping: bool,
+    monitor: str,
+    patience: int,
+    min_delta: float,
+    augment_shift: int | None,
+    augment_noise: float,
+    train_fraction: float | None,
+    hp: Sequence[str] | None = None,
+    schedule: str = "constant",
+    warmup: str | None = None,
+    decay_to: float | None = None,
+    step_every: float | None = None,
+    step_factor: float = 0.1,
+    target: str | None = None,
+    backend: str = "local",
+    ray_address: str | None = None,
+    ray_max_retries: int = 2,
+) -> Job:
     """The ``Job`` of the shared options of every training command. ``None`` is a command's "not
     given": a ``label_noise`` or ``train_fraction`` is then the digits demo's on the bundled digits
     and none (the data as given) on any other data; an ``augment_shift`` is the regularizers'
@@ -51,20 +83,33 @@ def job_from_cli(*, dataset: str, data: Path | None, data_dir: Path | None, no_v
     train = TrainConfig(epochs=epochs, batch_size=batch_size, loss=loss, train_eval_samples=train_eval_samples)
     sched = make_schedule(schedule, warmup, decay_to, step_every, step_factor)
     sched.check_epochs(train.epochs)
-    data_config = DataConfig(dataset=dataset, path=str(data) if data else None, val_split=val_split,
-                             data_dir=str(data_dir) if data_dir else None, verify=not no_verify,
-                             label_noise=label_noise)
+    data_config = DataConfig(
+        dataset=dataset,
+        path=str(data) if data else None,
+        val_split=val_split,
+        data_dir=str(data_dir) if data_dir else None,
+        verify=not no_verify,
+        label_noise=label_noise,
+    )
     if augment_shift is None:
         augment_shift = regularizers.Strengths().augment_shift if regularizers.image_data(data_config) else 0
     return Job(
         data=data_config,
-        model=ModelConfig(hidden=parse_hidden(hidden), activation=activation, residual=residual,
-                          precision=precision),
+        model=ModelConfig(hidden=parse_hidden(hidden), activation=activation, residual=residual, precision=precision),
         train=train,
-        reg=Regularization(l1=l1, l2=l2, dropout=dropout, dropout_mode=dropout_mode,
-                           early_stopping=early_stopping, monitor=monitor, patience=patience,
-                           min_delta=min_delta, augment_shift=augment_shift, augment_noise=augment_noise,
-                           train_fraction=train_fraction),
+        reg=Regularization(
+            l1=l1,
+            l2=l2,
+            dropout=dropout,
+            dropout_mode=dropout_mode,
+            early_stopping=early_stopping,
+            monitor=monitor,
+            patience=patience,
+            min_delta=min_delta,
+            augment_shift=augment_shift,
+            augment_noise=augment_noise,
+            train_fraction=train_fraction,
+        ),
         seeds=tuple(range(seed, seed + seeds)),
         max_parallel=max_parallel,
         workers=workers,
@@ -119,8 +164,9 @@ def parse_lr(text: str | None, optimizers: Sequence[str]) -> dict[str, float | N
         if sep and name not in optimizers:
             raise InputError(f"--lr names optimizer {name!r}, which is not being run ({', '.join(optimizers)})")
         if not sep and len(items) > 1:
-            raise InputError(f"--lr {text!r}: give one number for every optimizer or name=number pairs "
-                             "(adam=1e-3,sgd=0.1)")
+            raise InputError(
+                f"--lr {text!r}: give one number for every optimizer or name=number pairs (adam=1e-3,sgd=0.1)"
+            )
         key = name if sep else "*"
         if key in seen:
             raise InputError(f"--lr gives {name!r} two learning rates" if sep else "--lr gives two learning rates")
@@ -131,7 +177,7 @@ def parse_lr(text: str | None, optimizers: Sequence[str]) -> dict[str, float | N
             raise InputError(f"--lr expects a number or name=number, got {item!r}") from None
         if not number > 0:
             raise InputError(f"--lr: a learning rate must be positive, got {number!r}")
-        for target in ([name] if sep else optimizers):
+        for target in [name] if sep else optimizers:
             lrs[target] = number
     return lrs
 
@@ -164,8 +210,9 @@ def apply_hp(hp: Sequence[HpSetting], optimizers: Sequence[str]) -> dict[str, di
             raise InputError("--hp learning_rate: set learning rates with --lr")
         if target:
             if target not in optimizers:
-                raise InputError(f"--hp {target}.{name}: optimizer {target!r} is not being run "
-                                 f"({', '.join(optimizers)})")
+                raise InputError(
+                    f"--hp {target}.{name}: optimizer {target!r} is not being run ({', '.join(optimizers)})"
+                )
             opt = optim.resolve_spec(target)
             if name not in opt.param:
                 valid = ", ".join(opt.param) or "none besides learning_rate"
@@ -198,9 +245,16 @@ def parse_warmup(text: str | None) -> tuple[float | None, bool]:
         raise InputError(f"--warmup expects a fraction of training (0.1) or epochs (2e), got {text!r}") from None
 
 
-def make_schedule(kind: str, warmup: str | float | None, decay_to: float | None, step_every: float | None,
-                  step_factor: float) -> optim.Schedule:
+def make_schedule(
+    kind: str, warmup: str | float | None, decay_to: float | None, step_every: float | None, step_factor: float
+) -> optim.Schedule:
     """The ``Schedule`` of ``--schedule`` and its options (``--warmup`` may be text: ``2e``)."""
     value, in_epochs = parse_warmup(warmup) if isinstance(warmup, str) or warmup is None else (float(warmup), False)
-    return optim.Schedule(kind=kind, warmup=value, warmup_epochs=in_epochs, decay_to=decay_to,
-                          step_every=step_every, step_factor=step_factor)
+    return optim.Schedule(
+        kind=kind,
+        warmup=value,
+        warmup_epochs=in_epochs,
+        decay_to=decay_to,
+        step_every=step_every,
+        step_factor=step_factor,
+    )

@@ -48,14 +48,21 @@ class Strengths:
 
 def given_strengths(reg: Regularization) -> Strengths:
     """The strengths exactly as given in ``reg`` (0 included)."""
-    return Strengths(l1=reg.l1, l2=reg.l2, dropout=reg.dropout, patience=reg.patience,
-                     augment_shift=reg.augment_shift, augment_noise=reg.augment_noise)
+    return Strengths(
+        l1=reg.l1,
+        l2=reg.l2,
+        dropout=reg.dropout,
+        patience=reg.patience,
+        augment_shift=reg.augment_shift,
+        augment_noise=reg.augment_noise,
+    )
 
 
 def method_regularization(method: str, base: Regularization, s: Strengths) -> Regularization:
     """``base`` with the remedy ``method`` switched on at strength ``s``."""
-    plain = dataclasses.replace(base, l1=0.0, l2=0.0, dropout=0.0, early_stopping=False,
-                                augment_shift=0, augment_noise=0.0)
+    plain = dataclasses.replace(
+        base, l1=0.0, l2=0.0, dropout=0.0, early_stopping=False, augment_shift=0, augment_noise=0.0
+    )
     if method == "none":
         return plain
     if method == "l1":
@@ -69,8 +76,15 @@ def method_regularization(method: str, base: Regularization, s: Strengths) -> Re
     if method == "augment":
         return dataclasses.replace(plain, augment_shift=s.augment_shift, augment_noise=s.augment_noise)
     if method == "all":
-        return dataclasses.replace(plain, l2=s.l2, dropout=s.dropout, early_stopping=True, patience=s.patience,
-                                   augment_shift=s.augment_shift, augment_noise=s.augment_noise)
+        return dataclasses.replace(
+            plain,
+            l2=s.l2,
+            dropout=s.dropout,
+            early_stopping=True,
+            patience=s.patience,
+            augment_shift=s.augment_shift,
+            augment_noise=s.augment_noise,
+        )
     raise InputError(f"unknown regularizer {method!r}; valid: {', '.join(METHODS)}")
 
 
@@ -93,8 +107,9 @@ def parse_methods(text: str | None) -> list[str]:
     return names
 
 
-def method_specs(methods: Sequence[str], base: TrialSpec, seeds: Sequence[int],
-                 strengths: Strengths) -> tuple[TrialSpec, ...]:
+def method_specs(
+    methods: Sequence[str], base: TrialSpec, seeds: Sequence[int], strengths: Strengths
+) -> tuple[TrialSpec, ...]:
     """One trial per method and seed, tagged ``regularizer=<method>``."""
     specs = []
     for method in methods:
@@ -104,9 +119,14 @@ def method_specs(methods: Sequence[str], base: TrialSpec, seeds: Sequence[int],
     return tuple(specs)
 
 
-def comparison_specs(job: Job, methods: str | None, optimizer: str, lr: float | None,
-                     hyperparams: dict[str, Any] | None = None, strengths: Strengths | None = None,
-                     ) -> tuple[list[str], Strengths, tuple[TrialSpec, ...]]:
+def comparison_specs(
+    job: Job,
+    methods: str | None,
+    optimizer: str,
+    lr: float | None,
+    hyperparams: dict[str, Any] | None = None,
+    strengths: Strengths | None = None,
+) -> tuple[list[str], Strengths, tuple[TrialSpec, ...]]:
     """``dnnbench regularizers``' trials: the methods, their strengths and one trial per method
     and seed. ``strengths``: exactly these (the CLI, whose option defaults are ``Strengths()``, so
     an explicit 0 is kept); by default those of ``job.reg``, a 0 there meaning the default (a
@@ -117,14 +137,19 @@ def comparison_specs(job: Job, methods: str | None, optimizer: str, lr: float | 
     if strengths is None:
         r, default = job.reg, Strengths()
         strengths = Strengths(
-            l1=r.l1 or default.l1, l2=r.l2 or default.l2, dropout=r.dropout or default.dropout,
-            patience=r.patience, augment_shift=r.augment_shift or (default.augment_shift if image_like else 0),
+            l1=r.l1 or default.l1,
+            l2=r.l2 or default.l2,
+            dropout=r.dropout or default.dropout,
+            patience=r.patience,
+            augment_shift=r.augment_shift or (default.augment_shift if image_like else 0),
             augment_noise=r.augment_noise or default.augment_noise,
         )
     if strengths.augment_shift and not image_like and {"augment", "all"} & set(names):
-        raise InputError(f"augment shift {strengths.augment_shift} needs image data, and "
-                         f"{job.data.path or job.data.dataset} holds feature vectors; leave --augment-shift out "
-                         f"(augment is then noise only)")
+        raise InputError(
+            f"augment shift {strengths.augment_shift} needs image data, and "
+            f"{job.data.path or job.data.dataset} holds feature vectors; leave --augment-shift out "
+            f"(augment is then noise only)"
+        )
     base = job.trial(optimizer, lr, hyperparams)
     if "early_stopping" in names or "all" in names:
         if job.data.val_split == 0:
@@ -170,9 +195,19 @@ def data_note(job: Job) -> str:
     if noise == 0 and fraction == 1:
         return f"Training data: {where} as given (no label noise, the full training set)."
     done = ([f"{noise:g} of its training labels replaced by a wrong class"] if noise else []) + (
-        [f"training on a {fraction:g} fraction of its training set"] if fraction < 1 else [])
-    demo = (job.data.path is None and job.data.dataset == "digits"
-            and (noise, fraction) == (DIGITS_DEMO.label_noise, DIGITS_DEMO.train_fraction))
-    why = (" (the digits demo's defaults, to make overfitting visible; --label-noise 0 --train-fraction 1 "
-           "for the data as given)") if demo else ""
+        [f"training on a {fraction:g} fraction of its training set"] if fraction < 1 else []
+    )
+    demo = (
+        job.data.path is None
+        and job.data.dataset == "digits"
+        and (noise, fraction) == (DIGITS_DEMO.label_noise, DIGITS_DEMO.train_fraction)
+    )
+    why = (
+        (
+            " (the digits demo's defaults, to make overfitting visible; --label-noise 0 --train-fraction 1 "
+            "for the data as given)"
+        )
+        if demo
+        else ""
+    )
     return f"Training data: {where} with {' and '.join(done)}{why}."

@@ -31,8 +31,13 @@ def lr_grid(lo: float, hi: float, points: int) -> list[float]:
     return [float(f"{v:.6g}") for v in np.logspace(math.log10(lo), math.log10(hi), points)]
 
 
-def sensitivity_specs(optimizers: Sequence[str], grid: Sequence[float], base: TrialSpec,
-                      seeds: Sequence[int], hyperparams: dict[str, dict[str, Any]] | None = None) -> tuple[TrialSpec, ...]:
+def sensitivity_specs(
+    optimizers: Sequence[str],
+    grid: Sequence[float],
+    base: TrialSpec,
+    seeds: Sequence[int],
+    hyperparams: dict[str, dict[str, Any]] | None = None,
+) -> tuple[TrialSpec, ...]:
     """Every optimizer x every grid point x every seed, tagged ``optimizer`` and ``lr``; each
     optimizer's other hyperparameters from ``hyperparams`` (``--hp``) or its defaults."""
     specs = []
@@ -40,8 +45,15 @@ def sensitivity_specs(optimizers: Sequence[str], grid: Sequence[float], base: Tr
         given = dict((hyperparams or {}).get(name, {}))
         for lr in grid:
             for seed in seeds:
-                specs.append(dataclasses.replace(base, optimizer=name, hyperparams=(*given.items(), ("learning_rate", lr)),
-                                                 seed=seed, tags=(("lr", lr),)))
+                specs.append(
+                    dataclasses.replace(
+                        base,
+                        optimizer=name,
+                        hyperparams=(*given.items(), ("learning_rate", lr)),
+                        seed=seed,
+                        tags=(("lr", lr),),
+                    )
+                )
     return tuple(specs)
 
 
@@ -63,20 +75,39 @@ def analyze(trials: Sequence[TrialResult], metric: str = "val_acc", tolerance: f
         scored = [(v if higher else -v) for v in curve]
         finite = [i for i, v in enumerate(scored) if not math.isnan(v)]
         if not finite:
-            out.append({"optimizer": name, "grid": grid, "curve": curve, "best_lr": math.nan,
-                        "best_metric": math.nan, "range": (math.nan, math.nan), "width_decades": 0.0,
-                        "best_inside_grid": False})
+            out.append(
+                {
+                    "optimizer": name,
+                    "grid": grid,
+                    "curve": curve,
+                    "best_lr": math.nan,
+                    "best_metric": math.nan,
+                    "range": (math.nan, math.nan),
+                    "width_decades": 0.0,
+                    "best_inside_grid": False,
+                }
+            )
             continue
         best = max(finite, key=lambda i: scored[i])
         lo = hi = best
         while lo - 1 >= 0 and not math.isnan(scored[lo - 1]) and scored[best] - scored[lo - 1] <= tolerance + 1e-12:
             lo -= 1
-        while hi + 1 < len(grid) and not math.isnan(scored[hi + 1]) and scored[best] - scored[hi + 1] <= tolerance + 1e-12:
+        while (
+            hi + 1 < len(grid) and not math.isnan(scored[hi + 1]) and scored[best] - scored[hi + 1] <= tolerance + 1e-12
+        ):
             hi += 1
-        out.append({
-            "optimizer": name, "grid": grid, "curve": curve, "metric": metric, "tolerance": tolerance,
-            "best_lr": grid[best], "best_metric": curve[best], "range": (grid[lo], grid[hi]),
-            "width_decades": math.log10(grid[hi] / grid[lo]),
-            "best_inside_grid": 0 < best < len(grid) - 1,
-        })
+        out.append(
+            {
+                "optimizer": name,
+                "grid": grid,
+                "curve": curve,
+                "metric": metric,
+                "tolerance": tolerance,
+                "best_lr": grid[best],
+                "best_metric": curve[best],
+                "range": (grid[lo], grid[hi]),
+                "width_decades": math.log10(grid[hi] / grid[lo]),
+                "best_inside_grid": 0 < best < len(grid) - 1,
+            }
+        )
     return out

@@ -59,22 +59,53 @@ Warmup = Annotated[float | str, Field(description='a fraction of training like 0
 Positive = Annotated[int, Field(gt=0, description="a positive integer")]
 Seeds = Annotated[int, Field(gt=0, le=MAX_SEEDS, description=f"a positive integer up to {MAX_SEEDS}")]
 Hyperparams = Annotated[dict[str, dict[str, Any]], Field(description="a table of tables like {adam = {b1 = 0.95}}")]
-Space = Annotated[dict[str, dict[str, Any]], Field(description='a table of tables like {adam = {b1 = "0.8..0.99", '
-                                                                  'lr = "1e-4..1e-1:log", b2 = [0.99, 0.999]}}')]
+Space = Annotated[
+    dict[str, dict[str, Any]],
+    Field(description='a table of tables like {adam = {b1 = "0.8..0.99", lr = "1e-4..1e-1:log", b2 = [0.99, 0.999]}}'),
+]
 Name = Annotated[str, Field(pattern=r"\S", description="a non-empty string")]
 SCHEDULE_KEYS = ("schedule", "warmup", "decay_to", "step_every", "step_factor")
 BACKEND_KEYS = ("backend", "ray_address", "ray_max_retries")
-PER_SUITE = ("max_parallel", "workers", *BACKEND_KEYS)  # in [train] only: how the whole run is split and where it trains
+PER_SUITE = (
+    "max_parallel",
+    "workers",
+    *BACKEND_KEYS,
+)  # in [train] only: how the whole run is split and where it trains
 
 SECTIONS: dict[str, dict[str, Any]] = {
     "data": {"dataset": str, "path": str, "val_split": float, "label_noise": float, "data_dir": str, "verify": bool},
     "model": {"hidden": Hidden, "activation": str, "residual": bool, "precision": str},
-    "train": {"epochs": int, "batch_size": int, "loss": str, "seeds": Seeds, "seed": int, "max_parallel": Positive,
-              "workers": Positive, "schedule": str, "warmup": Warmup, "decay_to": float, "step_every": float,
-              "step_factor": float, "target": str, "backend": str, "ray_address": str, "ray_max_retries": int},
-    "regularization": {"l1": float, "l2": float, "dropout": float, "dropout_mode": str, "early_stopping": bool,
-                       "monitor": str, "patience": int, "min_delta": float, "augment_shift": int,
-                       "augment_noise": float, "train_fraction": float},
+    "train": {
+        "epochs": int,
+        "batch_size": int,
+        "loss": str,
+        "seeds": Seeds,
+        "seed": int,
+        "max_parallel": Positive,
+        "workers": Positive,
+        "schedule": str,
+        "warmup": Warmup,
+        "decay_to": float,
+        "step_every": float,
+        "step_factor": float,
+        "target": str,
+        "backend": str,
+        "ray_address": str,
+        "ray_max_retries": int,
+    },
+    "regularization": {
+        "l1": float,
+        "l2": float,
+        "dropout": float,
+        "dropout_mode": str,
+        "early_stopping": bool,
+        "monitor": str,
+        "patience": int,
+        "min_delta": float,
+        "augment_shift": int,
+        "augment_noise": float,
+        "train_fraction": float,
+    },
 }
 #: The keys of each experiment kind (besides name, kind and the model/train/regularization overrides).
 KINDS: dict[str, dict[str, Any]] = {
@@ -94,15 +125,24 @@ _STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 def _model(name: str, keys: dict[str, Any]) -> type[BaseModel]:
     """A table's model: each key a type (optional) or a (type, default) pair."""
-    return create_model(name, __config__=_STRICT, **{k: t if isinstance(t, tuple) else (t, None) for k, t in keys.items()})
+    return create_model(
+        name, __config__=_STRICT, **{k: t if isinstance(t, tuple) else (t, None) for k, t in keys.items()}
+    )
 
 
 _OVERRIDES = {s: _model(s, {k: t for k, t in SECTIONS[s].items() if k not in PER_SUITE}) for s in OVERRIDABLE}
-_EXPERIMENTS = {kind: _model(kind, {"name": Name, "kind": (Literal[kind], ...), **keys, **_OVERRIDES})
-                for kind, keys in KINDS.items()}
+_EXPERIMENTS = {
+    kind: _model(kind, {"name": Name, "kind": (Literal[kind], ...), **keys, **_OVERRIDES})
+    for kind, keys in KINDS.items()
+}
 _Experiments = Union[tuple(_EXPERIMENTS.values())]  # noqa: UP007 -- X | Y cannot be built from a tuple
-SuiteFile = _model("suite", {**{s: _model(s, keys) for s, keys in SECTIONS.items()},
-                             "experiment": (list[Annotated[_Experiments, Field(discriminator="kind")]], Field(min_length=1))})
+SuiteFile = _model(
+    "suite",
+    {
+        **{s: _model(s, keys) for s, keys in SECTIONS.items()},
+        "experiment": (list[Annotated[_Experiments, Field(discriminator="kind")]], Field(min_length=1)),
+    },
+)
 
 
 @dataclass(frozen=True)
@@ -179,7 +219,11 @@ def find_line(text: str, table: str, key: str | None, index: int | None = None) 
             current = match.group(2).replace('"', "").replace(" ", "")
             count += bool(match.group(1)) and current == "experiment"
             sub = f"{table}.{key}".lstrip(".")
-            if key is not None and (current == sub or current.startswith(f"{sub}.")) and (index is None or count == index):
+            if (
+                key is not None
+                and (current == sub or current.startswith(f"{sub}."))
+                and (index is None or count == index)
+            ):
                 return number  # the key is a table itself: [train], [experiment.hyperparams]
             if current == table and (index is None or count == index) and header is None:
                 header = number
@@ -199,7 +243,12 @@ def _problem(doc: dict[str, Any], error: Any) -> Problem:
     [[experiment]]: its index, then its kind, then keys)."""
     loc, table, index, model, raw = error["loc"], "", None, SuiteFile, doc
     if loc == ("experiment",):  # missing, empty, or not an array of tables
-        return 'a suite needs at least one [[experiment]] table (kind = "optimizers" or "regularizers")', "", "experiment", None
+        return (
+            'a suite needs at least one [[experiment]] table (kind = "optimizers" or "regularizers")',
+            "",
+            "experiment",
+            None,
+        )
     if loc[0] == "experiment" and len(loc) == 2:  # an [[experiment]] that is not a table, or its kind
         index, raw = loc[1], doc["experiment"][loc[1]]
         if not isinstance(raw, dict):
@@ -208,7 +257,12 @@ def _problem(doc: dict[str, Any], error: Any) -> Problem:
     if loc[0] == "experiment":
         table, index, model, raw, loc = "experiment", loc[1], _EXPERIMENTS[loc[2]], doc["experiment"][loc[1]], loc[3:]
     if len(loc) > 1 and loc[0] in (*SECTIONS, *OVERRIDABLE):  # a key of a section, or of an experiment's override
-        table, model, raw, loc = f"{table}.{loc[0]}".lstrip("."), model.model_fields[loc[0]].annotation, raw[loc[0]], loc[1:]
+        table, model, raw, loc = (
+            f"{table}.{loc[0]}".lstrip("."),
+            model.model_fields[loc[0]].annotation,
+            raw[loc[0]],
+            loc[1:],
+        )
     key = str(loc[0])
     if error["type"] == "extra_forbidden":
         if model is SuiteFile:
@@ -233,9 +287,11 @@ def _build(src: _Source, make: Callable[..., Any], values: dict[str, tuple[Any, 
         raise src.error(str(exc), table, None, index) from None  # no single key to blame: the table
 
 
-def _job(src: _Source, suite: dict[str, dict[str, Any]], over: dict[str, dict[str, Any]], index: int | None,
-         folder: Path) -> Job:
+def _job(
+    src: _Source, suite: dict[str, dict[str, Any]], over: dict[str, dict[str, Any]], index: int | None, folder: Path
+) -> Job:
     """The Job of the suite's sections with ``over`` (an experiment's tables) on top."""
+
     def merged(section: str) -> dict[str, tuple[Any, str, int | None]]:
         out = {key: (value, section, None) for key, value in suite[section].items()}
         out.update({key: (value, f"experiment.{section}", index) for key, value in over.get(section, {}).items()})
@@ -257,27 +313,50 @@ def _job(src: _Source, suite: dict[str, dict[str, Any]], over: dict[str, dict[st
     if "hidden" in model:
         model["hidden"] = (tuple(model["hidden"][0]), *model["hidden"][1:])
     if not 0 <= seed[0] or seed[0] + seeds[0] - 1 > MAX_SEED:  # seeds itself is checked by TrainTable
-        raise src.error(f"seeds {seed[0]}..{seed[0] + seeds[0] - 1} must lie in [0, {MAX_SEED}]", seed[1] or seeds[1],
-                        "seed", seed[2])
+        raise src.error(
+            f"seeds {seed[0]}..{seed[0] + seeds[0] - 1} must lie in [0, {MAX_SEED}]",
+            seed[1] or seeds[1],
+            "seed",
+            seed[2],
+        )
     train_config = _build(src, TrainConfig, train)
 
-    def make_schedule(schedule: str = "constant", warmup: Any = None, decay_to: float | None = None,
-                      step_every: float | None = None, step_factor: float = 0.1) -> optim.Schedule:
+    def make_schedule(
+        schedule: str = "constant",
+        warmup: Any = None,
+        decay_to: float | None = None,
+        step_every: float | None = None,
+        step_factor: float = 0.1,
+    ) -> optim.Schedule:
         made = options.make_schedule(schedule, warmup, decay_to, step_every, step_factor)
         made.check_epochs(train_config.epochs)
         return made
 
-    return Job(data=_build(src, DataConfig, data), model=_build(src, ModelConfig, model),
-               train=train_config, reg=_build(src, Regularization, merged("regularization")),
-               seeds=tuple(range(seed[0], seed[0] + seeds[0])), max_parallel=parallel[0] if parallel else None,
-               workers=workers[0] if workers else None, schedule=_build(src, make_schedule, schedule_values),
-               target=_build(src, lambda target=None: targets.parse_target(target),
-                             {"target": target_value} if target_value else {}),
-               backend=_build(src, BackendSettings, backend_values))
+    return Job(
+        data=_build(src, DataConfig, data),
+        model=_build(src, ModelConfig, model),
+        train=train_config,
+        reg=_build(src, Regularization, merged("regularization")),
+        seeds=tuple(range(seed[0], seed[0] + seeds[0])),
+        max_parallel=parallel[0] if parallel else None,
+        workers=workers[0] if workers else None,
+        schedule=_build(src, make_schedule, schedule_values),
+        target=_build(
+            src, lambda target=None: targets.parse_target(target), {"target": target_value} if target_value else {}
+        ),
+        backend=_build(src, BackendSettings, backend_values),
+    )
 
 
-def _experiment(src: _Source, index: int, raw: dict[str, Any], suite: dict[str, dict[str, Any]], folder: Path,
-                max_parallel: int | None, workers: int | None) -> Experiment:
+def _experiment(
+    src: _Source,
+    index: int,
+    raw: dict[str, Any],
+    suite: dict[str, dict[str, Any]],
+    folder: Path,
+    max_parallel: int | None,
+    workers: int | None,
+) -> Experiment:
     """The ``index``-th [[experiment]] (of a checked shape) and its trials."""
     kind, name = raw["kind"], raw.get("name", raw["kind"])
     over = {section: raw.get(section, {}) for section in OVERRIDABLE}
@@ -312,12 +391,18 @@ def _experiment(src: _Source, index: int, raw: dict[str, Any], suite: dict[str, 
         specs_of = {n: checked_optimizer(n, "optimizers") for n in names}
         for n in [*given_hp, *settings.get("space", {})]:
             if n not in names:
-                raise fail(f"hyperparams / space name optimizer {n!r}, which is not being tuned ({', '.join(names)})", n)
+                raise fail(
+                    f"hyperparams / space name optimizer {n!r}, which is not being tuned ({', '.join(names)})", n
+                )
         try:
-            planned = tuning.plan(job, list(specs_of.values()), budget=settings.get("budget", 32),
-                                  metric=settings.get("metric", "val_acc"),
-                                  suite_space={specs_of[n]: sp for n, sp in settings.get("space", {}).items()},
-                                  hyperparams={specs_of[n]: hp for n, hp in given_hp.items()})
+            planned = tuning.plan(
+                job,
+                list(specs_of.values()),
+                budget=settings.get("budget", 32),
+                metric=settings.get("metric", "val_acc"),
+                suite_space={specs_of[n]: sp for n, sp in settings.get("space", {}).items()},
+                hyperparams={specs_of[n]: hp for n, hp in given_hp.items()},
+            )
         except InputError as exc:
             raise fail(str(exc), "space" if settings.get("space") else "budget") from None
         specs = planned.search
@@ -326,17 +411,20 @@ def _experiment(src: _Source, index: int, raw: dict[str, Any], suite: dict[str, 
         specs_of = {n: checked_optimizer(n, "optimizers") for n in names}
         lr = settings.get("lr")
         lrs: dict[str, float | None] = dict.fromkeys(specs_of.values(), lr if not isinstance(lr, dict) else None)
-        for n, value in (lr.items() if isinstance(lr, dict) else ()):
+        for n, value in lr.items() if isinstance(lr, dict) else ():
             if n not in names:
                 raise fail(f"lr names optimizer {n!r}, which is not being run ({', '.join(names)})", n)
             lrs[specs_of[n]] = value
         for n in given_hp:
             if n not in names:
-                raise src.error(f"hyperparams names optimizer {n!r}, which is not being run ({', '.join(names)})",
-                                "experiment.hyperparams", n, index)
+                raise src.error(
+                    f"hyperparams names optimizer {n!r}, which is not being run ({', '.join(names)})",
+                    "experiment.hyperparams",
+                    n,
+                    index,
+                )
         try:
-            specs = optimizer_specs(job, list(specs_of.values()), lrs,
-                                           {specs_of[n]: hp for n, hp in given_hp.items()})
+            specs = optimizer_specs(job, list(specs_of.values()), lrs, {specs_of[n]: hp for n, hp in given_hp.items()})
         except InputError as exc:
             raise fail(str(exc), "hyperparams" if given_hp else "lr") from None
     else:
@@ -344,8 +432,12 @@ def _experiment(src: _Source, index: int, raw: dict[str, Any], suite: dict[str, 
         spec = checked_optimizer(optimizer, "optimizer")
         for n in given_hp:
             if n != optimizer:
-                raise src.error(f"hyperparams names optimizer {n!r}, but this experiment runs {optimizer!r}",
-                                "experiment.hyperparams", n, index)
+                raise src.error(
+                    f"hyperparams names optimizer {n!r}, but this experiment runs {optimizer!r}",
+                    "experiment.hyperparams",
+                    n,
+                    index,
+                )
         try:
             optim.resolve(spec, lr, **given_hp.get(optimizer, {}))
         except InputError as exc:
@@ -354,8 +446,9 @@ def _experiment(src: _Source, index: int, raw: dict[str, Any], suite: dict[str, 
             if m not in regularizers.METHODS:
                 raise fail(f"unknown regularizer {m!r}; valid: {', '.join(regularizers.METHODS)}", "methods")
         try:
-            _, _, specs = regularizers.comparison_specs(job, ",".join(methods) if methods else None, spec, lr,
-                                                        given_hp.get(optimizer))
+            _, _, specs = regularizers.comparison_specs(
+                job, ",".join(methods) if methods else None, spec, lr, given_hp.get(optimizer)
+            )
         except InputError as exc:
             raise fail(str(exc), "methods") from None
     tagged = tuple(dataclasses.replace(s, tags=(("experiment", name), *s.tags)) for s in specs)
@@ -383,12 +476,18 @@ def load(path: Path) -> Suite:
     suite = {name: doc.get(name, {}) for name in SECTIONS}
     folder = path.parent
     job = _job(src, suite, {}, None, folder)
-    experiments = [_experiment(src, i, item, suite, folder, job.max_parallel, job.workers)
-                   for i, item in enumerate(doc["experiment"])]
+    experiments = [
+        _experiment(src, i, item, suite, folder, job.max_parallel, job.workers)
+        for i, item in enumerate(doc["experiment"])
+    ]
     seen: set[str] = set()
     for i, experiment in enumerate(experiments):
         if experiment.name in seen:
-            raise src.error(f"experiment name {experiment.name!r} is used twice; give each [[experiment]] its own "
-                            "name", "experiment", "name", i)
+            raise src.error(
+                f"experiment name {experiment.name!r} is used twice; give each [[experiment]] its own name",
+                "experiment",
+                "name",
+                i,
+            )
         seen.add(experiment.name)
     return Suite(path=path, job=job, experiments=tuple(experiments))

@@ -75,6 +75,7 @@ def _warmup(text: str) -> tuple[float | None, bool]:
 
 def _set_hyperparam(target: str, name: str) -> Callable[[TrialSpec, Any], TrialSpec]:
     """Set hyperparameter ``name`` on trials of ``target`` (every optimizer that has it when "")."""
+
     def apply(spec: TrialSpec, value: str) -> TrialSpec:
         if target and spec.optimizer != target:
             return spec  # adam.b1 leaves the other optimizers' trials alone
@@ -136,12 +137,22 @@ def factor(key: str) -> Factor:
         return FACTORS[key]
     match = _HP_KEY.fullmatch(key)
     if match is None:
-        raise InputError(f"--vary: unknown key {key!r}; valid keys: {', '.join(FACTORS)}, or an optimizer "
-                         "hyperparameter (b1, adam.b1)")
+        raise InputError(
+            f"--vary: unknown key {key!r}; valid keys: {', '.join(FACTORS)}, or an optimizer "
+            "hyperparameter (b1, adam.b1)"
+        )
     return Factor(str, _set_hyperparam(match["target"] or "", match["name"]), "hyperparameter value")
-ALIASES = {"learning_rate": "lr", "batch-size": "batch_size", "train-fraction": "train_fraction",
-           "dropout-mode": "dropout_mode", "early-stopping": "early_stopping", "augment-shift": "augment_shift",
-           "augment-noise": "augment_noise"}
+
+
+ALIASES = {
+    "learning_rate": "lr",
+    "batch-size": "batch_size",
+    "train-fraction": "train_fraction",
+    "dropout-mode": "dropout_mode",
+    "early-stopping": "early_stopping",
+    "augment-shift": "augment_shift",
+    "augment-noise": "augment_noise",
+}
 
 
 def parse_vary(items: Sequence[str], optimizer: str = "adam") -> dict[str, list[tuple[str, Any]]]:
@@ -178,8 +189,10 @@ def parse_vary(items: Sequence[str], optimizer: str = "adam") -> dict[str, list[
         if key in FACTORS:
             continue
         if not target and not any(name in optim.resolve_spec(o).param for o in optimizers):
-            raise InputError(f"--vary: unknown key {key!r}, not a hyperparameter of {', '.join(optimizers)} either; "
-                             f"valid keys: {', '.join(FACTORS)}, or an optimizer hyperparameter (b1, adam.b1)")
+            raise InputError(
+                f"--vary: unknown key {key!r}, not a hyperparameter of {', '.join(optimizers)} either; "
+                f"valid keys: {', '.join(FACTORS)}, or an optimizer hyperparameter (b1, adam.b1)"
+            )
         if target and target not in optimizers:
             raise InputError(f"--vary {key}: optimizer {target!r} is not being run ({', '.join(optimizers)})")
         if target and name not in optim.resolve_spec(target).param:
@@ -190,9 +203,14 @@ def parse_vary(items: Sequence[str], optimizer: str = "adam") -> dict[str, list[
     return factors
 
 
-def sweep_specs(factors: dict[str, list[tuple[str, Any]]], base: TrialSpec, seeds: Sequence[int],
-                width: int, lr: float | None = None,
-                hyperparams: dict[str, dict[str, Any]] | None = None) -> tuple[TrialSpec, ...]:
+def sweep_specs(
+    factors: dict[str, list[tuple[str, Any]]],
+    base: TrialSpec,
+    seeds: Sequence[int],
+    width: int,
+    lr: float | None = None,
+    hyperparams: dict[str, dict[str, Any]] | None = None,
+) -> tuple[TrialSpec, ...]:
     """The cartesian product of the factors' levels, every combination once per seed.
 
     ``hyperparams``: per optimizer, the values ``--hp`` gives it (a swept optimizer gets its own).

@@ -42,9 +42,26 @@ from dnnbench.optim.definition import (  # noqa: E402
 )
 from dnnbench.optim.schedules import Schedule  # noqa: E402
 
-__all__ = ["DEFAULTS", "FALLBACK_LR", "NAMES", "NUMBER", "RECIPE", "RULES", "STATIC", "Optimizer", "Param",
-           "Schedule", "build", "describe_spec", "origin", "resolve", "resolve_spec", "schedules", "split_setting",
-           "transformation"]
+__all__ = [
+    "DEFAULTS",
+    "FALLBACK_LR",
+    "NAMES",
+    "NUMBER",
+    "RECIPE",
+    "RULES",
+    "STATIC",
+    "Optimizer",
+    "Param",
+    "Schedule",
+    "build",
+    "describe_spec",
+    "origin",
+    "resolve",
+    "resolve_spec",
+    "schedules",
+    "split_setting",
+    "transformation",
+]
 
 
 def resolve_spec(spec: str) -> Optimizer:
@@ -63,15 +80,24 @@ def _resolve(spec: str) -> Optimizer:
     if spec.startswith("optax."):
         found = catalogue.lookup(spec)
         if found is None:
-            raise InputError(f"optax {catalogue.version()} has no optimizer {spec.removeprefix('optax.')!r}; "
-                             "`dnnbench optimizers --list --all` lists them")
+            raise InputError(
+                f"optax {catalogue.version()} has no optimizer {spec.removeprefix('optax.')!r}; "
+                "`dnnbench optimizers --list --all` lists them"
+            )
         return _optax(spec, *found)
     if spec in builtin.FACTORIES:
         params = tuple(Param(k, NUMBER, v, float) for k, v in DEFAULTS[spec].items() if k != "learning_rate")
-        return Optimizer(spec=spec, kind="builtin", factory=builtin.FACTORIES[spec], params=params,
-                         default_lr=DEFAULTS[spec]["learning_rate"], lr_in_signature=True,
-                         origin={"kind": "builtin"}, rule=RULES[spec],
-                         check=functools.partial(builtin.check, spec))
+        return Optimizer(
+            spec=spec,
+            kind="builtin",
+            factory=builtin.FACTORIES[spec],
+            params=params,
+            default_lr=DEFAULTS[spec]["learning_rate"],
+            lr_in_signature=True,
+            origin={"kind": "builtin"},
+            rule=RULES[spec],
+            check=functools.partial(builtin.check, spec),
+        )
     plugin = user.load_plugin(spec)
     if plugin is not None:
         return _from_factory(spec, "plugin", *plugin)
@@ -82,7 +108,8 @@ def _resolve(spec: str) -> Optimizer:
             f"unknown optimizer {spec!r}: not built in ({', '.join(NAMES)}), "
             + (f"not a plugin ({', '.join(plugins)}), " if plugins else "")
             + f"not in optax {catalogue.version()}; a file is named path/to/file.py:function, a module "
-            "package.module:function (`dnnbench optimizers --list --all` lists optax's)")
+            "package.module:function (`dnnbench optimizers --list --all` lists optax's)"
+        )
     return _optax(spec, *found)
 
 
@@ -94,10 +121,16 @@ def _optax(spec: str, factory: Any, qualified: str) -> Optimizer:
 def _from_factory(spec: str, kind: str, factory: Any, origin: dict[str, Any]) -> Optimizer:
     params, default_lr = signature_params(factory, f"optimizer {spec!r}")
     doc = (getattr(factory, "__doc__", None) or "").strip()
-    return Optimizer(spec=spec, kind=kind, factory=factory, params=params,
-                     default_lr=default_lr if default_lr is not None else FALLBACK_LR,
-                     lr_in_signature=default_lr is not None, origin=origin,
-                     rule=doc.splitlines()[0] if doc else "")
+    return Optimizer(
+        spec=spec,
+        kind=kind,
+        factory=factory,
+        params=params,
+        default_lr=default_lr if default_lr is not None else FALLBACK_LR,
+        lr_in_signature=default_lr is not None,
+        origin=origin,
+        rule=doc.splitlines()[0] if doc else "",
+    )
 
 
 def resolve(spec: str, learning_rate: Any = None, **hyperparams: Any) -> dict[str, Any]:
@@ -145,6 +178,13 @@ def describe_spec(spec: str) -> dict[str, Any]:
     """``--list``'s row: kind, rule / doc line, and every hyperparameter with its default."""
     opt = resolve_spec(spec)
     params = {p.name: ("required" if p.required else p.default) for p in opt.params}
-    return {"spec": spec, "kind": opt.kind, "rule": opt.rule, "learning_rate": opt.default_lr,
-            "lr_in_signature": opt.lr_in_signature, "numbers": [p.name for p in opt.params if p.kind == NUMBER],
-            "params": params, "origin": dict(opt.origin)}
+    return {
+        "spec": spec,
+        "kind": opt.kind,
+        "rule": opt.rule,
+        "learning_rate": opt.default_lr,
+        "lr_in_signature": opt.lr_in_signature,
+        "numbers": [p.name for p in opt.params if p.kind == NUMBER],
+        "params": params,
+        "origin": dict(opt.origin),
+    }

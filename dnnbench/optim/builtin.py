@@ -71,9 +71,7 @@ def _adam(learning_rate: float, b1: float, b2: float, eps: float) -> optax.Gradi
     )
 
 
-def _adamw(
-    learning_rate: float, b1: float, b2: float, eps: float, weight_decay: float
-) -> optax.GradientTransformation:
+def _adamw(learning_rate: float, b1: float, b2: float, eps: float, weight_decay: float) -> optax.GradientTransformation:
     return optax.chain(
         optax.scale_by_adam(b1=b1, b2=b2, eps=eps),
         optax.add_decayed_weights(weight_decay),
@@ -110,8 +108,7 @@ RULES: dict[str, str] = {
     "nesterov": "m = momentum*m + g; theta -= eta * (g + momentum*m)",
     "adagrad": "v += g^2 (v0 = 0); theta -= eta * g / sqrt(v + eps)",
     "rmsprop": "v = decay*v + (1-decay)*g^2 (v0 = 0); theta -= eta * g / sqrt(v + eps)",
-    "adam": "m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2; "
-    "theta -= eta * m_hat / (sqrt(v_hat) + eps), bias-corrected",
+    "adam": "m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2; theta -= eta * m_hat / (sqrt(v_hat) + eps), bias-corrected",
     "adamw": "adam step + decoupled decay: theta -= eta * weight_decay * theta",
 }
 

@@ -46,9 +46,12 @@ def _is_optimizer(name: str, fn: Any) -> bool:
 def names(contrib: bool = False) -> list[str]:
     """The optimizers of ``optax`` (or ``optax.contrib``), building blocks left out."""
     module = _module(contrib)
-    return sorted(n for n in dir(module)
-                  if (_is_optimizer(n, getattr(module, n, None)) and not n.startswith("scale_by"))
-                  or (not contrib and n in REFUSED))
+    return sorted(
+        n
+        for n in dir(module)
+        if (_is_optimizer(n, getattr(module, n, None)) and not n.startswith("scale_by"))
+        or (not contrib and n in REFUSED)
+    )
 
 
 def lookup(name: str) -> tuple[Callable[..., Any], str] | None:
@@ -76,8 +79,10 @@ def lookup(name: str) -> tuple[Callable[..., Any], str] | None:
     for p in params.values():
         wraps = p.default is p.empty and any(word in p.name for word in ("optimizer", "inner"))
         if wraps:
-            raise InputError(f"{qualified} cannot be benchmarked on its own: it wraps another optimizer "
-                             f"(parameter {p.name!r}); write a factory file that builds it")
+            raise InputError(
+                f"{qualified} cannot be benchmarked on its own: it wraps another optimizer "
+                f"(parameter {p.name!r}); write a factory file that builds it"
+            )
     return fn, qualified
 
 

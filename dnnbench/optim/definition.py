@@ -187,8 +187,10 @@ class Optimizer:
             if p.name in given:
                 values[p.name] = p.parse(given[p.name], self.spec)
             elif p.required:
-                raise InputError(f"optimizer {self.spec!r} needs a value for {p.name!r} (its factory has no default "
-                                 f"for it): --hp {p.name}=...")
+                raise InputError(
+                    f"optimizer {self.spec!r} needs a value for {p.name!r} (its factory has no default "
+                    f"for it): --hp {p.name}=..."
+                )
             elif p.default is not None:
                 values[p.name] = p.default
         if self.check is not None:
@@ -218,11 +220,14 @@ class Optimizer:
                 warnings.simplefilter("ignore")
                 tx = self.factory(**values)
         except Exception as exc:  # noqa: BLE001 -- the user's code: quote whatever it raised
-            raise InputError(f"optimizer {self.spec!r}: the factory raised {type(exc).__name__}: "
-                             f"{_one_line(exc)}") from None
+            raise InputError(
+                f"optimizer {self.spec!r}: the factory raised {type(exc).__name__}: {_one_line(exc)}"
+            ) from None
         if not isinstance(tx, optax.GradientTransformation):
-            raise InputError(f"optimizer {self.spec!r}: the factory returned {type(tx).__name__}, not an "
-                             "optax.GradientTransformation (a pair of init/update functions)")
+            raise InputError(
+                f"optimizer {self.spec!r}: the factory returned {type(tx).__name__}, not an "
+                "optax.GradientTransformation (a pair of init/update functions)"
+            )
         static_key = ("static", tuple(sorted((k, repr(v)) for k, v in self.static(values).items())))
         if static_key not in self._checked:
             _trace_update(self, values)
@@ -244,12 +249,15 @@ def _trace_update(opt: Optimizer, values: dict[str, Any]) -> None:
     except TypeError as exc:
         missing = re.search(r"missing \d+ required (?:keyword-only |positional )?arguments?: (.+)", str(exc))
         if missing:
-            raise InputError(f"optimizer {opt.spec!r} needs {missing.group(1)} at update time; dnnbench's training "
-                             "step passes only the gradients, the state and the parameters") from None
+            raise InputError(
+                f"optimizer {opt.spec!r} needs {missing.group(1)} at update time; dnnbench's training "
+                "step passes only the gradients, the state and the parameters"
+            ) from None
         raise InputError(f"optimizer {opt.spec!r} cannot run: TypeError: {_one_line(exc)}") from None
     except Exception as exc:  # noqa: BLE001 -- e.g. Python control flow on a traced hyperparameter
-        raise InputError(f"optimizer {opt.spec!r} cannot run in a compiled step: {type(exc).__name__}: "
-                         f"{_one_line(exc)}") from None
+        raise InputError(
+            f"optimizer {opt.spec!r} cannot run in a compiled step: {type(exc).__name__}: {_one_line(exc)}"
+        ) from None
 
 
 def _one_line(exc: BaseException) -> str:

@@ -32,14 +32,21 @@ KINDS = ("constant", "linear", "cosine", "warmup_cosine", "step", "exponential")
 NUMBER_KEYS = ("warmup", "warmup_in_epochs", "decay_to", "step_every", "step_factor")
 
 
-def _number(name: str, value: Any, lo: float, hi: float = math.inf, *, lo_open: bool = False,
-            hi_open: bool = False) -> float:
+def _number(
+    name: str, value: Any, lo: float, hi: float = math.inf, *, lo_open: bool = False, hi_open: bool = False
+) -> float:
     try:
         x = float(value)
     except (TypeError, ValueError):
         raise InputError(f"schedule {name} must be a number, got {value!r}") from None
-    if isinstance(value, bool) or not math.isfinite(x) or x < lo or (lo_open and x == lo) or x > hi \
-            or (hi_open and x == hi):
+    if (
+        isinstance(value, bool)
+        or not math.isfinite(x)
+        or x < lo
+        or (lo_open and x == lo)
+        or x > hi
+        or (hi_open and x == hi)
+    ):
         lo_b, hi_b = "(" if lo_open else "[", ")" if hi_open or hi == math.inf else "]"
         raise InputError(f"schedule {name} must be in {lo_b}{lo:g}, {hi:g}{hi_b}, got {value!r}")
     return x
@@ -72,11 +79,17 @@ class Schedule:
             warmup = _number("warmup (fraction of training)", warmup, 0.0, 1.0, hi_open=True)
         decay = self.decay_to if self.decay_to is not None else (0.01 if self.kind == "exponential" else 0.0)
         decay = _number("decay_to (final factor)", decay, 0.0, 1.0, lo_open=self.kind == "exponential")
-        step_every = 0.0 if self.step_every is None else _number("step_every (epochs)", self.step_every, 0.0,
-                                                                  lo_open=True)
+        step_every = (
+            0.0 if self.step_every is None else _number("step_every (epochs)", self.step_every, 0.0, lo_open=True)
+        )
         factor = _number("step_factor", self.step_factor, 0.0, lo_open=True)
-        return {"warmup": warmup, "warmup_in_epochs": float(bool(self.warmup_epochs)), "decay_to": decay,
-                "step_every": step_every, "step_factor": factor}
+        return {
+            "warmup": warmup,
+            "warmup_in_epochs": float(bool(self.warmup_epochs)),
+            "decay_to": decay,
+            "step_every": step_every,
+            "step_factor": factor,
+        }
 
     @property
     def numbers(self) -> dict[str, float]:

@@ -53,8 +53,9 @@ def load_file(spec: str) -> tuple[Callable[..., Any], dict[str, Any]]:
     if not attr:
         raise InputError(f"optimizer {spec!r}: name the factory after the colon, e.g. {where}:make_optimizer")
     if not path.is_file():
-        raise InputError(f"optimizer file {where} not found" if not path.exists() else
-                         f"optimizer file {where} is not a file")
+        raise InputError(
+            f"optimizer file {where} not found" if not path.exists() else f"optimizer file {where} is not a file"
+        )
     resolved = path.resolve()
     name = "dnnbench_user_" + hashlib.sha256(str(resolved).encode()).hexdigest()[:12]
     try:
@@ -72,8 +73,10 @@ def load_file(spec: str) -> tuple[Callable[..., Any], dict[str, Any]]:
     except Exception as exc:  # noqa: BLE001 -- the user's code: name the line that raised
         sys.modules.pop(name, None)
         line = _line_in(exc, resolved)
-        raise InputError(f"{where}{f':{line}' if line else ''}: loading the optimizer file raised "
-                         f"{type(exc).__name__}: {_first_line(exc)}") from None
+        raise InputError(
+            f"{where}{f':{line}' if line else ''}: loading the optimizer file raised "
+            f"{type(exc).__name__}: {_first_line(exc)}"
+        ) from None
     factory = _attribute(module, attr, f"optimizer file {where}")
     origin = {"kind": "file", "path": str(resolved), "factory": attr, "sha256": sha256(resolved)}
     return factory, origin
@@ -86,14 +89,17 @@ def load_module(spec: str) -> tuple[Callable[..., Any], dict[str, Any]]:
         module = importlib.import_module(where)
     except ModuleNotFoundError as exc:
         if exc.name and where.startswith(exc.name):
-            raise InputError(f"optimizer {spec!r}: no module named {exc.name!r} (is it installed, or on "
-                             "PYTHONPATH? a file is named as path/to/file.py:function)") from None
+            raise InputError(
+                f"optimizer {spec!r}: no module named {exc.name!r} (is it installed, or on "
+                "PYTHONPATH? a file is named as path/to/file.py:function)"
+            ) from None
         raise InputError(f"optimizer module {where}: importing it raised ModuleNotFoundError: {exc}") from None
     except SyntaxError as exc:
         raise InputError(f"{exc.filename}:{exc.lineno}: syntax error in optimizer module {where}: {exc.msg}") from None
     except Exception as exc:  # noqa: BLE001
-        raise InputError(f"optimizer module {where}: importing it raised {type(exc).__name__}: "
-                         f"{_first_line(exc)}") from None
+        raise InputError(
+            f"optimizer module {where}: importing it raised {type(exc).__name__}: {_first_line(exc)}"
+        ) from None
     factory = _attribute(module, attr, f"optimizer module {where}")
     return factory, {"kind": "module", "module": where, "factory": attr, **_distribution(where)}
 
@@ -111,20 +117,28 @@ def load_plugin(name: str) -> tuple[Callable[..., Any], dict[str, Any]] | None:
     try:
         factory = ep.load()
     except Exception as exc:  # noqa: BLE001
-        raise InputError(f"optimizer plugin {name!r} ({ep.value}): loading it raised {type(exc).__name__}: "
-                         f"{_first_line(exc)}") from None
+        raise InputError(
+            f"optimizer plugin {name!r} ({ep.value}): loading it raised {type(exc).__name__}: {_first_line(exc)}"
+        ) from None
     if not callable(factory):
         raise InputError(f"optimizer plugin {name!r} ({ep.value}) is not a function")
     dist = ep.dist
-    return factory, {"kind": "plugin", "entry_point": f"{name} = {ep.value}",
-                     "distribution": dist.name if dist else None, "version": dist.version if dist else None}
+    return factory, {
+        "kind": "plugin",
+        "entry_point": f"{name} = {ep.value}",
+        "distribution": dist.name if dist else None,
+        "version": dist.version if dist else None,
+    }
 
 
 def _attribute(module: ModuleType, attr: str, where: str) -> Callable[..., Any]:
     factory = getattr(module, attr, None)
     if factory is None:
-        functions = sorted(n for n, v in vars(module).items()
-                           if inspect.isfunction(v) and v.__module__ == module.__name__ and not n.startswith("_"))
+        functions = sorted(
+            n
+            for n, v in vars(module).items()
+            if inspect.isfunction(v) and v.__module__ == module.__name__ and not n.startswith("_")
+        )
         listed = ", ".join(functions) if functions else "none"
         raise InputError(f"{where} has no function {attr!r}; its functions: {listed}")
     if not callable(factory):

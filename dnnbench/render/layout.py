@@ -70,8 +70,10 @@ class TableLayout:
         unknown = [name for name in self.columns if name not in known]
         if unknown:
             always = f" ({', '.join(kept)} always show{'s' if len(kept) == 1 else ''})" if kept else ""
-            raise InputError(f"--columns: unknown column{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
-                             f"valid: {', '.join(columns)}{always}")
+            raise InputError(
+                f"--columns: unknown column{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
+                f"valid: {', '.join(columns)}{always}"
+            )
 
     def without_choice(self) -> TableLayout:
         """For the tables after a command's results table (main effects, time to target): ``--wide``
@@ -94,13 +96,20 @@ def console(*, stderr: bool = False, quiet: bool = False, layout: TableLayout | 
     return Console(stderr=stderr, quiet=quiet, highlight=False, soft_wrap=False, width=width)
 
 
-def add_columns(table: Table, headers: Sequence[str], rows: Sequence[Mapping[str, object]], *,
-                right: Collection[str] = (), labels: Mapping[str, int] | None = None,
-                flexible: Mapping[str, int | None] | None = None) -> None:
+def add_columns(
+    table: Table,
+    headers: Sequence[str],
+    rows: Sequence[Mapping[str, object]],
+    *,
+    right: Collection[str] = (),
+    labels: Mapping[str, int] | None = None,
+    flexible: Mapping[str, int | None] | None = None,
+) -> None:
     """Add ``headers`` to ``table`` so that no number or status is ever cut: such a column is at
     least as wide as its widest cell (rich folds its header instead). A column of ``labels`` folds
     past the width given; a ``flexible`` one (diagnosis, status counts, notes) takes what is left,
-    down to the width given or its longest word, so it breaks between words, never inside a number or a status. ``right``: right-justified."""
+    down to the width given or its longest word, so it breaks between words, never inside a number or a status.
+    ``right``: right-justified."""
     labels, flexible = labels or {}, flexible or {}
     for header in headers:
         cells = [str(row[header]) for row in rows]
@@ -109,8 +118,7 @@ def add_columns(table: Table, headers: Sequence[str], rows: Sequence[Mapping[str
             minimum = max([flexible[header] or 1, *(len(word) for cell in cells for word in cell.split())])
         else:
             minimum = min(widest, labels.get(header, widest))
-        table.add_column(header, justify="right" if header in right else "left", overflow="fold",
-                         min_width=minimum)
+        table.add_column(header, justify="right" if header in right else "left", overflow="fold", min_width=minimum)
 
 
 class Fitted:
@@ -122,8 +130,14 @@ class Fitted:
     of each column a user may choose (None: the table offers no choice; its identifying column is
     never in it). ``layout``: the user's choice; None for a command without ``--wide``."""
 
-    def __init__(self, build: Callable[[Sequence[str]], Table], drop_order: Sequence[str], *,
-                 columns: Mapping[str, str] | None = None, layout: TableLayout | None = None) -> None:
+    def __init__(
+        self,
+        build: Callable[[Sequence[str]], Table],
+        drop_order: Sequence[str],
+        *,
+        columns: Mapping[str, str] | None = None,
+        layout: TableLayout | None = None,
+    ) -> None:
         self.build, self.drop_order = build, list(drop_order)
         self.columns, self.layout = columns, layout
 
@@ -143,7 +157,8 @@ class Fitted:
         if hidden:
             hint = "a wider terminal or COLUMNS=N shows them" + ("; --wide keeps every column" if self.layout else "")
             table.caption = (f"{table.caption}\n" if table.caption else "") + (
-                f"hidden to fit {options.max_width} columns: {', '.join(hidden)} ({hint})")
+                f"hidden to fit {options.max_width} columns: {', '.join(hidden)} ({hint})"
+            )
         yield table
 
 

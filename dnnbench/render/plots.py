@@ -62,8 +62,11 @@ def curves(rows: Sequence[Row], metric: str) -> dict[str, tuple[np.ndarray, np.n
 
 def _dataset(header: Row | None) -> str:
     header = header or {}
-    return str((header.get("data") or {}).get("name")
-               or ((header.get("config") or {}).get("data") or {}).get("dataset") or "results")
+    return str(
+        (header.get("data") or {}).get("name")
+        or ((header.get("config") or {}).get("data") or {}).get("dataset")
+        or "results"
+    )
 
 
 def _check_out(out: Path) -> None:
@@ -73,8 +76,9 @@ def _check_out(out: Path) -> None:
         raise InputError(f"--out {out}: is a directory")
 
 
-def plot_curves(rows: Sequence[Row], out: Path, *, metrics: Sequence[str] = DEFAULT_METRICS,
-                header: Row | None = None) -> Path:
+def plot_curves(
+    rows: Sequence[Row], out: Path, *, metrics: Sequence[str] = DEFAULT_METRICS, header: Row | None = None
+) -> Path:
     """Draw ``metrics`` per epoch, one panel each, and write the figure to ``out`` atomically.
 
     The format follows the suffix (.png, .svg, .pdf); ``header`` (the results file's first line)
@@ -99,17 +103,28 @@ def plot_curves(rows: Sequence[Row], out: Path, *, metrics: Sequence[str] = DEFA
     ncols = 1 if len(metrics) == 1 else 2
     nrows = math.ceil(len(metrics) / ncols)
     legend_cols = max(1, min(len(labels), 5 if max(map(len, labels), default=0) <= 16 else 3))
-    fig = Figure(figsize=(6.0 * ncols, 3.8 * nrows + 0.6 + 0.25 * math.ceil(len(labels) / legend_cols)),
-                 layout="constrained", dpi=110)
+    fig = Figure(
+        figsize=(6.0 * ncols, 3.8 * nrows + 0.6 + 0.25 * math.ceil(len(labels) / legend_cols)),
+        layout="constrained",
+        dpi=110,
+    )
     FigureCanvasAgg(fig)
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax, metric in zip(axes, metrics, strict=False):
         per = data[metric]
         for name, (mean, low, high, _) in per.items():
             epochs = np.arange(1, len(mean) + 1)
-            ax.plot(epochs, mean, color=colors[name], linestyle=styles[name], linewidth=1.3 + 1.5 * spread[name],
-                    marker=shapes[name] if len(mean) <= 40 else None, markersize=3.5 + 4 * spread[name],
-                    markerfacecolor="none" if spread[name] > 0 else colors[name], label=name)
+            ax.plot(
+                epochs,
+                mean,
+                color=colors[name],
+                linestyle=styles[name],
+                linewidth=1.3 + 1.5 * spread[name],
+                marker=shapes[name] if len(mean) <= 40 else None,
+                markersize=3.5 + 4 * spread[name],
+                markerfacecolor="none" if spread[name] > 0 else colors[name],
+                label=name,
+            )
             ax.fill_between(epochs, low, high, color=colors[name], alpha=alpha, linewidth=0)
         finite = np.concatenate([v[0][np.isfinite(v[0])] for v in per.values()])
         if metric.endswith("_loss") and finite.size and finite.min() > 0 and finite.max() / finite.min() > 100:
@@ -120,7 +135,7 @@ def plot_curves(rows: Sequence[Row], out: Path, *, metrics: Sequence[str] = DEFA
         ax.set_ylabel("accuracy" if metric.endswith("_acc") else "loss")
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(True, alpha=0.3)
-    for ax in axes[len(metrics):]:
+    for ax in axes[len(metrics) :]:
         ax.set_visible(False)
     seeds = max(n for per in data.values() for *_, n in per.values())
     band = f"mean over {seeds} seeds, band = min–max" if seeds > 1 else "one seed"
@@ -203,8 +218,15 @@ def plot_profiles(profiles: Sequence[Any], taus: Sequence[float], out: Path, *, 
     out = Path(out)
     fig, ax = _single_axes(out)
     for i, profile in enumerate(profiles):
-        ax.step(taus, profile.rho, where="post", color=f"C{i % 10}", linestyle=("-", "--", ":", "-.")[(i // 10) % 4],
-                linewidth=1.8, label=f"{profile.label} (score {profile.score:.2f})")
+        ax.step(
+            taus,
+            profile.rho,
+            where="post",
+            color=f"C{i % 10}",
+            linestyle=("-", "--", ":", "-.")[(i // 10) % 4],
+            linewidth=1.8,
+            label=f"{profile.label} (score {profile.score:.2f})",
+        )
     ax.set_xlim(taus[0], taus[-1])
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("τ: steps to target within a factor τ of the fastest")
@@ -218,8 +240,15 @@ def plot_expected_best(curves: Sequence[dict[str, Any]], out: Path, *, metric: s
     fig, ax = _single_axes(out)
     for i, row in enumerate(curves):
         k = np.arange(1, len(row["curve"]) + 1)
-        ax.plot(k, row["curve"], color=f"C{i % 10}", marker="os^Dv<>PXh"[i % 10], markersize=4, linewidth=1.8,
-                label=row["optimizer"])
+        ax.plot(
+            k,
+            row["curve"],
+            color=f"C{i % 10}",
+            marker="os^Dv<>PXh"[i % 10],
+            markersize=4,
+            linewidth=1.8,
+            label=row["optimizer"],
+        )
     ax.set_xscale("log", base=2)
     ax.set_xlabel("k: tries (candidates) spent")
     ax.set_ylabel(f"expected best {metric.replace('_', ' ')}")

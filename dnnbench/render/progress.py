@@ -37,9 +37,15 @@ class TrainingProgress:
             )
 
             self._progress = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[unit]}"),
-                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
-                console=make_console(stderr=True), transient=True,
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[unit]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[status]}"),
+                console=make_console(stderr=True),
+                transient=True,
             )
             self._progress.__enter__()
         return self
@@ -56,8 +62,9 @@ class TrainingProgress:
         if first.tags:
             label += " " + ",".join(str(value) for value in dict(first.tags).values())
         label += f" ×{len(specs)} trials"
-        self._tasks[index] = self._progress.add_task(label, total=first.train.epochs, status="compiling…",
-                                                     unit="epochs")
+        self._tasks[index] = self._progress.add_task(
+            label, total=first.train.epochs, status="compiling…", unit="epochs"
+        )
 
     def on_status(self, status: Any) -> None:
         """On a cluster (``backends.Status``): one line above the bars, programs finished of all,
@@ -65,11 +72,12 @@ class TrainingProgress:
         if self._progress is None:
             return
         total = status.finished + status.running + status.queued
-        text = (f"{status.running} running · {status.queued} queued · "
-                f"{status.nodes_in_use} of {status.nodes} node{'s' if status.nodes != 1 else ''} in use")
+        text = (
+            f"{status.running} running · {status.queued} queued · "
+            f"{status.nodes_in_use} of {status.nodes} node{'s' if status.nodes != 1 else ''} in use"
+        )
         if self._status_task is None:
-            self._status_task = self._progress.add_task("cluster", total=total, unit="programs finished",
-                                                        status=text)
+            self._status_task = self._progress.add_task("cluster", total=total, unit="programs finished", status=text)
         self._progress.update(self._status_task, completed=status.finished, status=text)
 
     def on_epoch(self, group: int, epoch: int, metrics: dict) -> None:

@@ -20,10 +20,24 @@ from dnnbench.render.layout import Fitted, TableLayout, add_columns, console
 
 __all__ = ["Fitted", "TableLayout", "check_table", "console", "profile_table", "results_table"]
 
-VERDICT_STYLE = {"ok": "", "better": "green", "new": "cyan", "worse": "bold red", "uncertain": "yellow",
-                 "newly diverged": "bold red", "error": "bold red", "missing": "bold red", "lost value": "bold red"}
-LABEL_STYLE = {"good fit": "green", "overfitting": "yellow", "underfitting": "magenta",
-               "still improving": "cyan", "diverged": "bold red"}
+VERDICT_STYLE = {
+    "ok": "",
+    "better": "green",
+    "new": "cyan",
+    "worse": "bold red",
+    "uncertain": "yellow",
+    "newly diverged": "bold red",
+    "error": "bold red",
+    "missing": "bold red",
+    "lost value": "bold red",
+}
+LABEL_STYLE = {
+    "good fit": "green",
+    "overfitting": "yellow",
+    "underfitting": "magenta",
+    "still improving": "cyan",
+    "diverged": "bold red",
+}
 
 
 def _num(value: float | None, signed: bool = False) -> str:
@@ -34,8 +48,15 @@ def _num(value: float | None, signed: bool = False) -> str:
 
 #: ``dnnbench check``'s columns as ``--columns`` names them (the row always shows), and what the
 #: table drops first when the console is too narrow (row, metric, current, Δ mean and verdict stay).
-CHECK_COLUMNS = {"metric": "metric", "seeds": "seeds", "baseline": "baseline", "current": "current",
-                 "delta": "Δ mean", "interval": "95% interval", "verdict": "verdict"}
+CHECK_COLUMNS = {
+    "metric": "metric",
+    "seeds": "seeds",
+    "baseline": "baseline",
+    "current": "current",
+    "delta": "Δ mean",
+    "interval": "95% interval",
+    "verdict": "verdict",
+}
 CHECK_DROP_ORDER = ("seeds", "baseline", "95% interval")
 
 
@@ -47,13 +68,31 @@ def check_table(report: CheckReport, layout: TableLayout | None = None) -> Fitte
     styles = {**VERDICT_STYLE, "uncertain": "bold red" if report.strict else "yellow"}
     rows: list[dict[str, str | Text]] = []
     for r in report.rows:
-        rows.append({"row": r.label, "metric": r.metric, "seeds": str(r.n), "baseline": _num(r.baseline),
-                     "current": _num(r.current), "Δ mean": _num(r.difference, True), "95% interval": interval(r),
-                     "verdict": Text(r.verdict, style=styles.get(r.verdict, ""))})
+        rows.append(
+            {
+                "row": r.label,
+                "metric": r.metric,
+                "seeds": str(r.n),
+                "baseline": _num(r.baseline),
+                "current": _num(r.current),
+                "Δ mean": _num(r.difference, True),
+                "95% interval": interval(r),
+                "verdict": Text(r.verdict, style=styles.get(r.verdict, "")),
+            }
+        )
     for e in report.problems:
-        rows.append({"row": f"{e.label} ({e.trial_id})", "metric": e.metric, "seeds": "", "baseline": _num(e.baseline),
-                     "current": _num(e.current), "Δ mean": "", "95% interval": "",
-                     "verdict": Text(e.verdict, style=styles.get(e.verdict, ""))})
+        rows.append(
+            {
+                "row": f"{e.label} ({e.trial_id})",
+                "metric": e.metric,
+                "seeds": "",
+                "baseline": _num(e.baseline),
+                "current": _num(e.current),
+                "Δ mean": "",
+                "95% interval": "",
+                "verdict": Text(e.verdict, style=styles.get(e.verdict, "")),
+            }
+        )
 
     def build(hidden: Sequence[str]) -> Table:
         table = Table(title="dnnbench check", title_justify="left", header_style="bold")
@@ -88,24 +127,39 @@ def _counts(counts: dict[str, int], total: int, styles: dict[str, str]) -> Text:
 
 #: ``dnnbench report``'s columns as ``--columns`` names them (the label always shows), and what it
 #: drops first when the console is too narrow (label, test acc, diagnosis and status always stay).
-RESULTS_COLUMNS = {"lr": "lr", "train_loss": "train loss", "train_acc": "train acc", "best_val_acc": "best val acc",
-                   "test_acc": "test acc", "best_epoch": "best epoch", "diagnosis": "diagnosis", "status": "status"}
+RESULTS_COLUMNS = {
+    "lr": "lr",
+    "train_loss": "train loss",
+    "train_acc": "train acc",
+    "best_val_acc": "best val acc",
+    "test_acc": "test acc",
+    "best_epoch": "best epoch",
+    "diagnosis": "diagnosis",
+    "status": "status",
+}
 RESULTS_DROP_ORDER = ("lr", "train loss", "best epoch", "train acc", "best val acc")
 
 
 def results_table(summaries: Sequence[GroupSummary], *, title: str, layout: TableLayout | None = None) -> Fitted:
     """``dnnbench report``: one line per label, mean ± std over the seeds that finished ok."""
-    metrics = {"train loss": "train_loss", "train acc": "train_acc", "best val acc": "best_val_acc",
-               "test acc": "test_acc", "best epoch": "best_epoch"}
+    metrics = {
+        "train loss": "train_loss",
+        "train acc": "train_acc",
+        "best val acc": "best_val_acc",
+        "test acc": "test_acc",
+        "best epoch": "best_epoch",
+    }
     status_style = {"diverged": "bold red", "error": "bold red", "interrupted": "yellow"}
     seeds = max((len(s.rows) for s in summaries), default=1)
 
     rows = []
     for s in summaries:
-        cells: dict[str, str | Text] = {"label": Text(s.label, style="bold"),
-                                        "lr": ",".join(f"{lr:g}" for lr in s.learning_rates),
-                                        "diagnosis": _counts(s.diagnoses, len(s.rows), LABEL_STYLE),
-                                        "status": _counts(s.statuses, len(s.rows), status_style)}
+        cells: dict[str, str | Text] = {
+            "label": Text(s.label, style="bold"),
+            "lr": ",".join(f"{lr:g}" for lr in s.learning_rates),
+            "diagnosis": _counts(s.diagnoses, len(s.rows), LABEL_STYLE),
+            "status": _counts(s.statuses, len(s.rows), status_style),
+        }
         for header, metric in metrics.items():
             cells[header] = _stat(s.stats[metric], 1 if metric == "best_epoch" else 4)
         rows.append(cells)
@@ -115,8 +169,14 @@ def results_table(summaries: Sequence[GroupSummary], *, title: str, layout: Tabl
         headers = [h for h in ("label", *RESULTS_COLUMNS.values()) if h not in hidden]
         # a long label folds before a number is ever cut; the diagnosis and status counts take
         # what is left, one count per line if need be
-        add_columns(table, headers, rows, right=("lr", *metrics), labels={"label": 20},
-                    flexible={"diagnosis": 15, "status": None})
+        add_columns(
+            table,
+            headers,
+            rows,
+            right=("lr", *metrics),
+            labels={"label": 20},
+            flexible={"diagnosis": 15, "status": None},
+        )
         for cells in rows:
             table.add_row(*(cells[h] for h in headers))
         table.caption = f"mean ± std over {seeds} seeds (ok trials only)" if seeds > 1 else "one seed per row"
@@ -136,22 +196,35 @@ def profile_table(profiles: Sequence[Any], n_tasks: int, target: str, layout: Ta
     """``dnnbench profile``: each optimizer's profile at a few tau, and its score."""
     rows = []
     for p in profiles:
-        cells: dict[str, str | Text] = {"optimizer": Text(p.label, style="bold"), "score": f"{p.score:.3f}",
-                                        "ratio per task": ", ".join("never" if r == float("inf") else f"{r:.2f}"
-                                                                    for r in p.ratios)}
+        cells: dict[str, str | Text] = {
+            "optimizer": Text(p.label, style="bold"),
+            "score": f"{p.score:.3f}",
+            "ratio per task": ", ".join("never" if r == float("inf") else f"{r:.2f}" for r in p.ratios),
+        }
         cells.update({f"ρ({tau:g})": f"{p.at(tau):.2f}" for tau in SHOWN_TAUS})
         rows.append(cells)
 
     def build(hidden: Sequence[str]) -> Table:
-        table = Table(title=f"Performance profiles over {n_tasks} task(s), steps to {target}", title_justify="left",
-                      header_style="bold")
+        table = Table(
+            title=f"Performance profiles over {n_tasks} task(s), steps to {target}",
+            title_justify="left",
+            header_style="bold",
+        )
         headers = [h for h in ("optimizer", *PROFILE_COLUMNS.values()) if h not in hidden]
-        add_columns(table, headers, rows, right=[h for h in headers if h.startswith("ρ") or h == "score"],
-                    labels={"optimizer": 20}, flexible={"ratio per task": 8})
+        add_columns(
+            table,
+            headers,
+            rows,
+            right=[h for h in headers if h.startswith("ρ") or h == "score"],
+            labels={"optimizer": 20},
+            flexible={"ratio per task": 8},
+        )
         for cells in rows:
             table.add_row(*(cells[h] for h in headers))
-        table.caption = ("ρ(τ): fraction of tasks where the optimizer reached the target within τ x the steps of "
-                         "the fastest; score: area under ρ over τ in [1, 4], scaled to [0, 1]")
+        table.caption = (
+            "ρ(τ): fraction of tasks where the optimizer reached the target within τ x the steps of "
+            "the fastest; score: area under ρ over τ in [1, 4], scaled to [0, 1]"
+        )
         return table
 
     return Fitted(build, PROFILE_DROP_ORDER, columns=PROFILE_COLUMNS, layout=layout)

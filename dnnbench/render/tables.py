@@ -38,20 +38,43 @@ def _fmt(stat: Stat, digits: int = 4, scale: float = 1.0) -> str:
 
 #: A comparison table's columns as ``--columns`` names them, in table order (the label always
 #: shows; gap, val acc and epochs run only in regularizer comparisons, Δ only over seeds).
-COMPARISON_COLUMNS = {"lr": "lr", "train_loss": "train loss", "train_acc": "train acc", "val_acc": "val acc",
-                      "best_val": "best val (epoch)", "test_acc": "test acc", "gap": "gap",
-                      "delta": "Δ test acc [95% CI] W/T/L", "epochs": "epochs run", "diagnosis": "diagnosis",
-                      "time": "compile + train s", "samples_per_s": "samples/s", "status": "status"}
+COMPARISON_COLUMNS = {
+    "lr": "lr",
+    "train_loss": "train loss",
+    "train_acc": "train acc",
+    "val_acc": "val acc",
+    "best_val": "best val (epoch)",
+    "test_acc": "test acc",
+    "gap": "gap",
+    "delta": "Δ test acc [95% CI] W/T/L",
+    "epochs": "epochs run",
+    "diagnosis": "diagnosis",
+    "time": "compile + train s",
+    "samples_per_s": "samples/s",
+    "status": "status",
+}
 
 #: What a comparison table drops first when the console is too narrow (the label, test accuracy,
 #: diagnosis and status always stay).
-COMPARISON_DROP_ORDER = ("compile + train s", "samples/s", "epochs run", "gap", "train loss", "val acc", "lr",
-                         "train acc", "best val (epoch)")
+COMPARISON_DROP_ORDER = (
+    "compile + train s",
+    "samples/s",
+    "epochs run",
+    "gap",
+    "train loss",
+    "val acc",
+    "lr",
+    "train acc",
+    "best val (epoch)",
+)
 
 
 def _best(summaries: Sequence[Summary], metric: str, higher: bool) -> int | None:
-    values = [(s.stats[metric].mean, i) for i, s in enumerate(summaries)
-              if s.stats[metric].n and not math.isnan(s.stats[metric].mean)]
+    values = [
+        (s.stats[metric].mean, i)
+        for i, s in enumerate(summaries)
+        if s.stats[metric].n and not math.isnan(s.stats[metric].mean)
+    ]
     if len(values) < 2:
         return None
     return (max(values) if higher else min(values))[1]
@@ -85,9 +108,16 @@ def comparison_columns(*, show_epochs: bool = False, paired: bool = False) -> di
     return {key: header for key, header in COMPARISON_COLUMNS.items() if key not in dropped}
 
 
-def comparison_table(summaries: Sequence[Summary], *, title: str, label_header: str = "optimizer",
-                     show_epochs: bool = False, paired: dict | None = None, note: str = "",
-                     layout: TableLayout | None = None) -> Fitted:
+def comparison_table(
+    summaries: Sequence[Summary],
+    *,
+    title: str,
+    label_header: str = "optimizer",
+    show_epochs: bool = False,
+    paired: dict | None = None,
+    note: str = "",
+    layout: TableLayout | None = None,
+) -> Fitted:
     """One row per summary: rate, losses, accuracies, best epoch, diagnosis, timings, status;
     ``note``: one more caption line (e.g. what a method did on these data).
 
@@ -159,39 +189,59 @@ def comparison_table(summaries: Sequence[Summary], *, title: str, label_header: 
         # Numbers never wrap (a column is at least as wide as its widest cell); headers do, a long
         # label folds, and the diagnosis, status and Δ columns take what is left.
         headers = [columns[j][0] for j in keep]
-        add_columns(table, headers, [{h: row[j] for h, j in zip(headers, keep, strict=True)} for row in rows],
-                    right=[h for h in headers if h not in (label_header, "diagnosis", "status")],
-                    labels={label_header: 20}, flexible={"diagnosis": 15, "status": None,
-                                                         **{h: 8 for h in headers if h.startswith("Δ")}})
+        add_columns(
+            table,
+            headers,
+            [{h: row[j] for h, j in zip(headers, keep, strict=True)} for row in rows],
+            right=[h for h in headers if h not in (label_header, "diagnosis", "status")],
+            labels={label_header: 20},
+            flexible={"diagnosis": 15, "status": None, **{h: 8 for h in headers if h.startswith("Δ")}},
+        )
         for cells in rows:
             table.add_row(*(cells[j] for j in keep))
         n_seeds = max((len(s.trials) for s in summaries), default=1)
         if n_seeds > 1:
-            table.caption = (f"mean ± std over {n_seeds} seeds; best of each column in green"
-                             + ("; Δ = seed-paired difference to the best row, bootstrap 95% CI, wins/ties/losses"
-                                if paired and any(h.startswith("Δ") for h in headers) else ""))
+            table.caption = f"mean ± std over {n_seeds} seeds; best of each column in green" + (
+                "; Δ = seed-paired difference to the best row, bootstrap 95% CI, wins/ties/losses"
+                if paired and any(h.startswith("Δ") for h in headers)
+                else ""
+            )
         else:
             table.caption = "best of each column in green; compile and train times are per compiled group"
         if "best val (epoch)" in [columns[j][0] for j in keep] and any(
-                all(t.spec.reg.early_stopping for t in s.trials) for s in summaries):
+            all(t.spec.reg.early_stopping for t in s.trials) for s in summaries
+        ):
             table.caption += "\nbest val (epoch) of an early-stopping row: at the restored epoch (B of E run)"
         table.caption += (f"\n{note}" if note else "") + _error_notes(summaries)
         return table
 
     present = [header for header, _, _ in columns]
-    return Fitted(build, [h for h in COMPARISON_DROP_ORDER if h in present] + [h for h in present if h.startswith("Δ")],
-                  columns=comparison_columns(show_epochs=show_epochs, paired=bool(paired)), layout=layout)
+    return Fitted(
+        build,
+        [h for h in COMPARISON_DROP_ORDER if h in present] + [h for h in present if h.startswith("Δ")],
+        columns=comparison_columns(show_epochs=show_epochs, paired=bool(paired)),
+        layout=layout,
+    )
 
 
 def _error_notes(summaries: Sequence[Summary]) -> str:
     """One caption line per errored trial: its reason (the table's status column only says error)."""
-    notes = [f"\nerror, {s.label} seed {t.spec.seed}: {t.extra.get('error', 'no reason recorded')}"
-             for s in summaries for t in s.trials if t.status == "error"]
+    notes = [
+        f"\nerror, {s.label} seed {t.spec.seed}: {t.extra.get('error', 'no reason recorded')}"
+        for s in summaries
+        for t in s.trials
+        if t.status == "error"
+    ]
     return "".join(notes)
 
 
-def optimizers_list_table(rows: Sequence[dict], refused: dict[str, str] | None = None, *,
-                          recipe: Collection[str] = (), fallback_lr: float = 1e-3) -> Table:
+def optimizers_list_table(
+    rows: Sequence[dict],
+    refused: dict[str, str] | None = None,
+    *,
+    recipe: Collection[str] = (),
+    fallback_lr: float = 1e-3,
+) -> Table:
     """``dnnbench optimizers --list``: each optimizer's source, rule (or doc line) and defaults.
 
     ``recipe`` names the built-ins of the recipe (the others are marked "extra"); ``fallback_lr`` is the rate
@@ -205,10 +255,13 @@ def optimizers_list_table(rows: Sequence[dict], refused: dict[str, str] | None =
     for row in rows:
         marker = " (extra)" if row["kind"] == "builtin" and row["spec"] not in recipe else ""
         origin = row["origin"]
-        source = {"builtin": "dnnbench", "optax": f"optax {origin.get('version')}",
-                  "file": f"file, sha256 {str(origin.get('sha256'))[:12]}",
-                  "module": f"{origin.get('distribution') or 'module'} {origin.get('version') or ''}".strip(),
-                  "plugin": f"plugin of {origin.get('distribution')} {origin.get('version')}"}[row["kind"]]
+        source = {
+            "builtin": "dnnbench",
+            "optax": f"optax {origin.get('version')}",
+            "file": f"file, sha256 {str(origin.get('sha256'))[:12]}",
+            "module": f"{origin.get('distribution') or 'module'} {origin.get('version') or ''}".strip(),
+            "plugin": f"plugin of {origin.get('distribution')} {origin.get('version')}",
+        }[row["kind"]]
         lr = f"learning_rate={row['learning_rate']:g}" + ("" if row["lr_in_signature"] else "†")
         numbers = set(row["numbers"])
         rest = [f"{k}{'' if k in numbers else '*'}={_value(v)}" for k, v in row["params"].items()]
@@ -217,8 +270,12 @@ def optimizers_list_table(rows: Sequence[dict], refused: dict[str, str] | None =
     if any(not row["lr_in_signature"] for row in rows):
         notes.append(f"† no default learning rate in the signature: dnnbench uses {fallback_lr:g}")
     if refused:
-        notes.append("cannot run in dnnbench's training step: " + "; ".join(
-            f"{name}: {why.split(': ', 1)[-1] if why.startswith(name) else why}" for name, why in refused.items()))
+        notes.append(
+            "cannot run in dnnbench's training step: "
+            + "; ".join(
+                f"{name}: {why.split(': ', 1)[-1] if why.startswith(name) else why}" for name, why in refused.items()
+            )
+        )
     if notes:
         table.caption = "\n".join(notes)
     return table
@@ -245,8 +302,10 @@ def diagnosis_panel(result: TrialResult) -> Panel:
         evidence,
     )
     m = result.metrics
-    title = (f"{result.optimizer} lr={result.spec.learning_rate:g} seed={result.spec.seed}: "
-             f"test acc {m.get('test_acc', float('nan')):.4f}")
+    title = (
+        f"{result.optimizer} lr={result.spec.learning_rate:g} seed={result.spec.seed}: "
+        f"test acc {m.get('test_acc', float('nan')):.4f}"
+    )
     return Panel(body, title=title, title_align="left", border_style=LABEL_STYLE.get(label, "white"), expand=False)
 
 
@@ -274,20 +333,35 @@ DATASETS_DROP_ORDER = ("source", "input shape", "test", "train", "classes")
 
 def datasets_table(rows: Sequence[dict]) -> Fitted:
     """``dnnbench datasets``: name, input shape, classes, sizes, source, availability."""
+
     def build(hidden: Sequence[str]) -> Table:
         table = Table(title="Datasets", title_justify="left", header_style="bold")
-        headers = [h for h in ("name", "input shape", "classes", "train", "test", "offline", "where", "source")
-                   if h not in hidden]
+        headers = [
+            h
+            for h in ("name", "input shape", "classes", "train", "test", "offline", "where", "source")
+            if h not in hidden
+        ]
         for header in headers:
             numeric = header in ("classes", "train", "test")
             # a cache path folds over lines (min_width: how narrow it may get), whole
-            table.add_column(header, justify="right" if numeric else "left", no_wrap=header != "where",
-                             overflow="fold", min_width=20 if header == "where" else None)
+            table.add_column(
+                header,
+                justify="right" if numeric else "left",
+                no_wrap=header != "where",
+                overflow="fold",
+                min_width=20 if header == "where" else None,
+            )
         for row in rows:
-            cells = {"name": Text(row["name"], style="bold"), "input shape": "x".join(map(str, row["input_shape"])),
-                     "classes": str(row["classes"]), "train": str(row["train"]), "test": str(row["test"]),
-                     "offline": Text("yes", style="green") if row["offline"] else Text("no (downloads)", style="yellow"),
-                     "where": row["where"], "source": row["source"]}
+            cells = {
+                "name": Text(row["name"], style="bold"),
+                "input shape": "x".join(map(str, row["input_shape"])),
+                "classes": str(row["classes"]),
+                "train": str(row["train"]),
+                "test": str(row["test"]),
+                "offline": Text("yes", style="green") if row["offline"] else Text("no (downloads)", style="yellow"),
+                "where": row["where"],
+                "source": row["source"],
+            }
             table.add_row(*(cells[h] for h in headers))
         return table
 
@@ -321,8 +395,15 @@ def sweep_columns(metric: str, *, paired: bool = False) -> dict[str, str]:
     return columns
 
 
-def sweep_table(summaries: Sequence[Summary], factors: Sequence[str], *, metric: str, title: str,
-                paired: dict | None = None, layout: TableLayout | None = None) -> Fitted:
+def sweep_table(
+    summaries: Sequence[Summary],
+    factors: Sequence[str],
+    *,
+    metric: str,
+    title: str,
+    paired: dict | None = None,
+    layout: TableLayout | None = None,
+) -> Fitted:
     """One row per combination of levels, sorted as given; gradient flow and paired differences.
     Too narrow a console drops gradient flow, val acc, train acc, Δ and diagnosis, in that order;
     the factors, the sort metric, test acc and status always stay."""
@@ -332,10 +413,16 @@ def sweep_table(summaries: Sequence[Summary], factors: Sequence[str], *, metric:
     for s in summaries:
         tags, st = s.trials[0].tags, s.stats
         cells: dict[str, Text | str] = {f: str(tags.get(f, "?")) for f in factors}
-        cells.update({"train acc": _fmt(st["train_acc"]), "val acc": _fmt(st["val_acc"]),
-                      "test acc": _fmt(st["test_acc"]),
-                      "grad first/last (start → end)": f"{_ratio(st['grad_ratio_start'])} → {_ratio(st['grad_ratio_end'])}",
-                      "diagnosis": _diagnosis(s), "status": _status(s)})
+        cells.update(
+            {
+                "train acc": _fmt(st["train_acc"]),
+                "val acc": _fmt(st["val_acc"]),
+                "test acc": _fmt(st["test_acc"]),
+                "grad first/last (start → end)": f"{_ratio(st['grad_ratio_start'])} → {_ratio(st['grad_ratio_end'])}",
+                "diagnosis": _diagnosis(s),
+                "status": _status(s),
+            }
+        )
         if metric in columns:
             cells[columns[metric]] = _fmt(st[metric]) if metric in st else "-"
         if paired:
@@ -347,16 +434,29 @@ def sweep_table(summaries: Sequence[Summary], factors: Sequence[str], *, metric:
         table = Table(title=title, title_justify="left", header_style="bold")
         headers = [*factors, *(h for h in columns.values() if h not in hidden)]
         # a level folds past 20 characters; numbers never do
-        add_columns(table, headers, rows, right=[h for h in headers if h not in ("diagnosis", "status", *factors)],
-                    labels=dict.fromkeys(factors, 20),
-                    flexible={"diagnosis": 15, "status": None, columns.get("delta", "Δ"): 8})
+        add_columns(
+            table,
+            headers,
+            rows,
+            right=[h for h in headers if h not in ("diagnosis", "status", *factors)],
+            labels=dict.fromkeys(factors, 20),
+            flexible={"diagnosis": 15, "status": None, columns.get("delta", "Δ"): 8},
+        )
         for i, cells in enumerate(rows):
-            table.add_row(*(Text(str(cells[h]), style="bold") if h in factors else cells[h] for h in headers),
-                          style="bold green" if i == best else "")
-        table.caption = (f"sorted by {metric}; best row in green" + (f"; mean ± std over {n} seeds" if n > 1 else "")
-                         + ("; grad first/last = first-layer / last-layer gradient norm (≪1: vanishing)"
-                            if columns["grad"] not in hidden else "")
-                         + _error_notes(summaries))
+            table.add_row(
+                *(Text(str(cells[h]), style="bold") if h in factors else cells[h] for h in headers),
+                style="bold green" if i == best else "",
+            )
+        table.caption = (
+            f"sorted by {metric}; best row in green"
+            + (f"; mean ± std over {n} seeds" if n > 1 else "")
+            + (
+                "; grad first/last = first-layer / last-layer gradient norm (≪1: vanishing)"
+                if columns["grad"] not in hidden
+                else ""
+            )
+            + _error_notes(summaries)
+        )
         return table
 
     drop = [columns["grad"], "val acc", "train acc", columns.get("delta"), "diagnosis"]
@@ -368,15 +468,24 @@ def main_effects_table(effects: Sequence, metric: str, layout: TableLayout | Non
     Too narrow a console drops the trial counts, then the std."""
     rows, previous = [], None
     for e in effects:
-        rows.append({"factor": e.factor if e.factor != previous else "", "level": e.level + (" ★" if e.best else ""),
-                     f"mean {metric}": "-" if e.stat.n == 0 else f"{e.stat.mean:.4f}",
-                     "± std": "-" if e.stat.n < 2 else f"{e.stat.std:.4f}", "trials": str(e.stat.n),
-                     "style": "bold green" if e.best else ""})
+        rows.append(
+            {
+                "factor": e.factor if e.factor != previous else "",
+                "level": e.level + (" ★" if e.best else ""),
+                f"mean {metric}": "-" if e.stat.n == 0 else f"{e.stat.mean:.4f}",
+                "± std": "-" if e.stat.n < 2 else f"{e.stat.std:.4f}",
+                "trials": str(e.stat.n),
+                "style": "bold green" if e.best else "",
+            }
+        )
         previous = e.factor
 
     def build(hidden: Sequence[str]) -> Table:
-        table = Table(title=f"Main effects: mean {metric} per level, over all other factors and seeds",
-                      title_justify="left", header_style="bold")
+        table = Table(
+            title=f"Main effects: mean {metric} per level, over all other factors and seeds",
+            title_justify="left",
+            header_style="bold",
+        )
         headers = [h for h in ("factor", "level", f"mean {metric}", "± std", "trials") if h not in hidden]
         add_columns(table, headers, rows, right=headers[2:], labels={"factor": 16, "level": 20})
         for cells in rows:
@@ -389,12 +498,16 @@ def main_effects_table(effects: Sequence, metric: str, layout: TableLayout | Non
 def sensitivity_columns(metric: str) -> dict[str, str]:
     """The ``--columns`` name -> header of each column of the sensitivity table (the optimizer
     always shows)."""
-    return {"best_lr": "best lr", "best": f"best {metric}", "range": "forgiving range", "width": "width (decades)",
-            "curve": "curve (grid, low → high lr)"}
+    return {
+        "best_lr": "best lr",
+        "best": f"best {metric}",
+        "range": "forgiving range",
+        "width": "width (decades)",
+        "curve": "curve (grid, low → high lr)",
+    }
 
 
-def sensitivity_table(rows: Sequence[dict], metric: str, tolerance: float,
-                      layout: TableLayout | None = None) -> Fitted:
+def sensitivity_table(rows: Sequence[dict], metric: str, tolerance: float, layout: TableLayout | None = None) -> Fitted:
     """``dnnbench lr-sensitivity``: best learning rate and how forgiving each optimizer is. Too
     narrow a console drops the width, then the curve, then the range."""
     columns = sensitivity_columns(metric)
@@ -407,26 +520,39 @@ def sensitivity_table(rows: Sequence[dict], metric: str, tolerance: float,
         # the tallest bar is the best rate: for a loss, the lowest value
         goodness = [None if v is None else (hi - v if metric.endswith("loss") else v - lo) for v in values]
         spark = "".join("✗" if g is None else bars[int(round(g / (hi - lo or 1) * (len(bars) - 1)))] for g in goodness)
-        cells_of.append({"optimizer": Text(row["optimizer"], style="bold"), "best lr": f"{row['best_lr']:.3g}",
-                         f"best {metric}": f"{row['best_metric']:.4f}",
-                         "forgiving range": f"{row['range'][0]:.3g} to {row['range'][1]:.3g}",
-                         "width (decades)": f"{row['width_decades']:.2f}", "curve (grid, low → high lr)": spark})
+        cells_of.append(
+            {
+                "optimizer": Text(row["optimizer"], style="bold"),
+                "best lr": f"{row['best_lr']:.3g}",
+                f"best {metric}": f"{row['best_metric']:.4f}",
+                "forgiving range": f"{row['range'][0]:.3g} to {row['range'][1]:.3g}",
+                "width (decades)": f"{row['width_decades']:.2f}",
+                "curve (grid, low → high lr)": spark,
+            }
+        )
 
     def build(hidden: Sequence[str]) -> Table:
-        table = Table(title=f"Learning-rate sensitivity ({metric}; forgiving range = within {tolerance:g} of the best)",
-                      title_justify="left", header_style="bold")
+        table = Table(
+            title=f"Learning-rate sensitivity ({metric}; forgiving range = within {tolerance:g} of the best)",
+            title_justify="left",
+            header_style="bold",
+        )
         headers = [h for h in ("optimizer", *columns.values()) if h not in hidden]
-        add_columns(table, headers, cells_of, right=("best lr", f"best {metric}", "width (decades)"),
-                    labels={"optimizer": 20})
+        add_columns(
+            table, headers, cells_of, right=("best lr", f"best {metric}", "width (decades)"), labels={"optimizer": 20}
+        )
         for cells in cells_of:
             table.add_row(*(cells[h] for h in headers))
-        table.caption = (f"curve: the taller the bar, the better the {metric}"
-                         + (" (lower loss)" if metric.endswith("loss") else "")
-                         + "; ✗ = diverged; one compiled program per optimizer")
+        table.caption = (
+            f"curve: the taller the bar, the better the {metric}"
+            + (" (lower loss)" if metric.endswith("loss") else "")
+            + "; ✗ = diverged; one compiled program per optimizer"
+        )
         return table
 
-    return Fitted(build, ("width (decades)", "curve (grid, low → high lr)", "forgiving range"), columns=columns,
-                  layout=layout)
+    return Fitted(
+        build, ("width (decades)", "curve (grid, low → high lr)", "forgiving range"), columns=columns, layout=layout
+    )
 
 
 def expected_best_table(rows: Sequence[dict], metric: str, layout: TableLayout | None = None) -> Fitted:
@@ -441,25 +567,40 @@ def expected_best_table(rows: Sequence[dict], metric: str, layout: TableLayout |
     cells_of = []
     for row in rows:
         curve, best = row["curve"], row["best"]
-        text = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.items()) \
-            if best else "every candidate diverged"
+        text = (
+            ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.items())
+            if best
+            else "every candidate diverged"
+        )
         if row["diverged"]:
             text += f" ({row['diverged']} of {row['n']} diverged)"
         cells = {f"k={k}": f"{curve[k - 1]:.4f}" if k <= len(curve) else "" for k in ks}
-        cells.update({"optimizer": Text(row["optimizer"], style="bold"), "curve": sparkline(curve),
-                      "best candidate": text})
+        cells.update(
+            {"optimizer": Text(row["optimizer"], style="bold"), "curve": sparkline(curve), "best candidate": text}
+        )
         cells_of.append(cells)
 
     def build(hidden: Sequence[str]) -> Table:
-        table = Table(title=f"Expected best {metric.replace('_', ' ')} after k tries (of N candidates)",
-                      title_justify="left", header_style="bold")
+        table = Table(
+            title=f"Expected best {metric.replace('_', ' ')} after k tries (of N candidates)",
+            title_justify="left",
+            header_style="bold",
+        )
         headers = [h for h in ("optimizer", *(f"k={k}" for k in ks), "curve", "best candidate") if h not in hidden]
-        add_columns(table, headers, cells_of, right=[h for h in headers if h.startswith("k=")],
-                    labels={"optimizer": 20}, flexible={"best candidate": 12})
+        add_columns(
+            table,
+            headers,
+            cells_of,
+            right=[h for h in headers if h.startswith("k=")],
+            labels={"optimizer": 20},
+            flexible={"best candidate": 12},
+        )
         for cells in cells_of:
             table.add_row(*(cells[h] for h in headers))
-        table.caption = ("E(best of k) over k candidates drawn without replacement from the N searched (exact order "
-                         "statistics); k=1 is the mean candidate, k=N the best; validation set only")
+        table.caption = (
+            "E(best of k) over k candidates drawn without replacement from the N searched (exact order "
+            "statistics); k=1 is the mean candidate, k=N the best; validation set only"
+        )
         return table
 
     return Fitted(build, ["curve", *(f"k={k}" for k in ks[1:-1])], layout=layout)
@@ -471,10 +612,15 @@ def target_table(rows: Sequence[dict], target_label: str, layout: TableLayout | 
     cells_of = []
     for row in rows:
         never = row["epoch"] is None
-        cells_of.append({"row": row["label"], "reached": f"{row['reached']}/{row['n']}",
-                         "epochs": "never" if never else f"{row['epoch']:g}",
-                         "steps": "never" if never or row["step"] is None else f"{row['step']:,.0f}",
-                         "train s": "never" if never or row["train_s"] is None else f"{row['train_s']:.2f}"})
+        cells_of.append(
+            {
+                "row": row["label"],
+                "reached": f"{row['reached']}/{row['n']}",
+                "epochs": "never" if never else f"{row['epoch']:g}",
+                "steps": "never" if never or row["step"] is None else f"{row['step']:,.0f}",
+                "train s": "never" if never or row["train_s"] is None else f"{row['train_s']:.2f}",
+            }
+        )
 
     def build(hidden: Sequence[str]) -> Table:
         table = Table(title=f"Time to target {target_label}", title_justify="left", header_style="bold")
@@ -482,8 +628,10 @@ def target_table(rows: Sequence[dict], target_label: str, layout: TableLayout | 
         add_columns(table, headers, cells_of, right=headers[1:], labels={"row": 24})
         for cells in cells_of:
             table.add_row(*(cells[h] for h in headers))
-        table.caption = ("median over seeds (never: not reached by a majority); steps are machine-independent, "
-                         "seconds are per compiled program (programs share the cores)")
+        table.caption = (
+            "median over seeds (never: not reached by a majority); steps are machine-independent, "
+            "seconds are per compiled program (programs share the cores)"
+        )
         return table
 
     return Fitted(build, ("train s", "reached"), layout=layout)

@@ -29,20 +29,25 @@ def _same_file(a: Path, b: Path) -> bool:
         return a.resolve() == b.resolve()
 
 
-def claim(path: Path, *, inputs: Iterable[Path | None] = (), force: bool = False, resume: bool = False,
-          option: str = "--out") -> None:
+def claim(
+    path: Path, *, inputs: Iterable[Path | None] = (), force: bool = False, resume: bool = False, option: str = "--out"
+) -> None:
     """Check that ``path`` may be written: not an input, not a folder, not an existing file
     unless ``force`` (replace it) or ``resume`` (continue it). ``InputError`` otherwise."""
     for source in inputs:
         if source is not None and (_same_file(path, Path(source)) or path.resolve() == Path(source).resolve()):
-            raise InputError(f"{option} {path} is also an input of this command ({source}); "
-                             "write to another file (dnnbench never writes over its inputs)")
+            raise InputError(
+                f"{option} {path} is also an input of this command ({source}); "
+                "write to another file (dnnbench never writes over its inputs)"
+            )
     if path.is_dir():
         raise InputError(f"{option} {path}: is a directory")
     if path.is_file() and not (force or resume):  # a device or a pipe (/dev/stdout) holds nothing to lose
-        raise InputError(f"{option} {path} already exists; add --force to replace it"
-                         + (" or --resume to continue it" if option == "--out" and path.suffix == ".jsonl" else "")
-                         + ", or choose another file")
+        raise InputError(
+            f"{option} {path} already exists; add --force to replace it"
+            + (" or --resume to continue it" if option == "--out" and path.suffix == ".jsonl" else "")
+            + ", or choose another file"
+        )
 
 
 def write_atomic(path: Path, data: str | bytes, *, option: str = "--out") -> None:
@@ -97,8 +102,10 @@ def lock(path: Path) -> Iterator[None]:
             with contextlib.suppress(OSError):
                 pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
             os.close(fd)
-            raise InputError(f"{path} is being written by another dnnbench run (pid {pid}); wait for it "
-                             "to finish or write to another --out") from None
+            raise InputError(
+                f"{path} is being written by another dnnbench run (pid {pid}); wait for it "
+                "to finish or write to another --out"
+            ) from None
         try:
             same = os.fstat(fd).st_ino == os.stat(target).st_ino
         except FileNotFoundError:

@@ -183,8 +183,9 @@ def environment() -> dict[str, Any]:
 
 def _git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=2,
-                             cwd=Path(__file__).resolve().parent)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=2, cwd=Path(__file__).resolve().parent
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
@@ -239,8 +240,9 @@ def open_results(path: Path, *, append: bool = False) -> IO[str]:
         raise cannot_write(path, exc) from None
 
 
-def _parse_lines(path: Path, text: str, error: type[Exception],
-                 prefix: str) -> tuple[dict[str, Any] | None, list[tuple[int, dict[str, Any]]], bool]:
+def _parse_lines(
+    path: Path, text: str, error: type[Exception], prefix: str
+) -> tuple[dict[str, Any] | None, list[tuple[int, dict[str, Any]]], bool]:
     """The header, the numbered trial rows and whether the file is intact (no torn last line,
     no summary row). Summary rows are skipped: they are derived from the trial rows.
 
@@ -291,8 +293,22 @@ def read_results(path: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]
 
 #: Statuses of a finished trial: ``--resume`` keeps these and trains everything else again.
 FINISHED = ("ok", "diverged")
-_ROW_KEYS = ("type", "id", "optimizer", "hyperparams", "seed", "config", "status", "metrics", "best_epoch",
-             "stopped_epoch", "diverged_epoch", "history", "timing", "diagnosis")
+_ROW_KEYS = (
+    "type",
+    "id",
+    "optimizer",
+    "hyperparams",
+    "seed",
+    "config",
+    "status",
+    "metrics",
+    "best_epoch",
+    "stopped_epoch",
+    "diverged_epoch",
+    "history",
+    "timing",
+    "diagnosis",
+)
 
 
 def read_resumable(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]], bool]:
@@ -304,8 +320,12 @@ def read_resumable(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]], bo
     """
     from dnnbench.errors import InputError
 
-    text = _read_text(path, InputError, f"--resume: {path} does not exist; nothing to resume (run once without "
-                      "--resume)", prefix="--resume: ")
+    text = _read_text(
+        path,
+        InputError,
+        f"--resume: {path} does not exist; nothing to resume (run once without --resume)",
+        prefix="--resume: ",
+    )
     # A summary row makes the file not intact too: it is stale once more trials come, so the
     # file is rewritten without it.
     head, numbered, intact = _parse_lines(path, text, InputError, "--resume: ")
@@ -322,10 +342,14 @@ def read_resumable(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]], bo
 def from_row(row: dict[str, Any], spec: TrialSpec) -> TrialResult:
     """A results-file trial row back as a ``TrialResult`` of ``spec`` (no weights: they are not saved)."""
     return TrialResult(
-        id=row["id"], spec=spec, status=row["status"],
+        id=row["id"],
+        spec=spec,
+        status=row["status"],
         metrics={k: math.nan if v is None else v for k, v in (row.get("metrics") or {}).items()},
-        history=dict(row.get("history") or {}), best_epoch=row.get("best_epoch") or 0,
-        stopped_epoch=row.get("stopped_epoch"), diverged_epoch=row.get("diverged_epoch"),
+        history=dict(row.get("history") or {}),
+        best_epoch=row.get("best_epoch") or 0,
+        stopped_epoch=row.get("stopped_epoch"),
+        diverged_epoch=row.get("diverged_epoch"),
         timing={k: math.nan if v is None else v for k, v in (row.get("timing") or {}).items()},
         extra={k: v for k, v in row.items() if k not in _ROW_KEYS and k not in dict(spec.tags)},
         diagnosis=row.get("diagnosis"),

@@ -67,8 +67,13 @@ def trial_bytes(spec: TrialSpec, n_features: int, n_classes: int = 10) -> int:
     return 2 * 4 * (copies * weights + activations)
 
 
-def group_by_structure(specs: Sequence[TrialSpec], max_parallel: int | None = None,
-                       n_features: int | None = None, n_classes: int = 10, workers: int = 1) -> list[list[int]]:
+def group_by_structure(
+    specs: Sequence[TrialSpec],
+    max_parallel: int | None = None,
+    n_features: int | None = None,
+    n_classes: int = 10,
+    workers: int = 1,
+) -> list[list[int]]:
     """Indices of ``specs`` grouped by structure (first-seen order), chunked to ``max_parallel``.
 
     Without ``max_parallel`` and given ``n_features``, each group is chunked so that its estimated
@@ -86,7 +91,7 @@ def group_by_structure(specs: Sequence[TrialSpec], max_parallel: int | None = No
         if max_parallel is None and n_features is not None:
             budget = MEMORY_BUDGET // max(workers, 1)
             size = max(1, min(size, budget // trial_bytes(specs[members[0]], n_features, n_classes)))
-        chunks += [members[i:i + size] for i in range(0, len(members), size)]
+        chunks += [members[i : i + size] for i in range(0, len(members), size)]
     return balance(chunks, workers) if max_parallel is None else chunks
 
 
@@ -113,7 +118,7 @@ def balance(chunks: list[list[int]], workers: int) -> list[list[int]]:
     for chunk, wanted in zip(chunks, parts, strict=True):
         k = next(k for k in range(wanted, len(chunk) + 1) if len(chunk) % k == 0)
         size = len(chunk) // k
-        out += [chunk[start:start + size] for start in range(0, len(chunk), size)]
+        out += [chunk[start : start + size] for start in range(0, len(chunk), size)]
     return out
 
 
@@ -136,18 +141,24 @@ def data_key(config: DataConfig, data: Dataset) -> dict[str, Any]:
     return {"source": data.source, "val_split": config.val_split, "sizes": data.sizes}
 
 
-def execute(run: Run, data: Dataset, *, on_result: Callable[[results.TrialResult], None] | None = None,
-            on_epoch: EpochCallback | None = None,
-            on_group: Callable[[int, int, Sequence[TrialSpec]], None] | None = None,
-            on_status: backends.StatusCallback | None = None,
-            groups: Sequence[Sequence[int]] | None = None) -> list[results.TrialResult]:
+def execute(
+    run: Run,
+    data: Dataset,
+    *,
+    on_result: Callable[[results.TrialResult], None] | None = None,
+    on_epoch: EpochCallback | None = None,
+    on_group: Callable[[int, int, Sequence[TrialSpec]], None] | None = None,
+    on_status: backends.StatusCallback | None = None,
+    groups: Sequence[Sequence[int]] | None = None,
+) -> list[results.TrialResult]:
     """Train every trial of ``run`` on ``data``; results in the order of ``run.specs``.
 
     ``groups``: the indices of each compiled program's trials, when they must be as another run
     had them (resume); by default ``chunks_of(run, data)``. The plan is made here, once; the
     backend (``run.backend``: local threads or a Ray cluster) only trains its programs and hands
     each back as it finishes. ``on_group``, ``on_epoch`` and ``on_status`` (on a cluster) are
-    called one at a time (from the backend's threads); ``on_result`` from the calling thread, group by group, in group order
+    called one at a time (from the backend's threads); ``on_result`` from the calling thread, group by group, in
+    group order
     whatever finishes first. On Ctrl-C or an error the backend stops, the groups that finished
     meanwhile are emitted, and the exception propagates.
     """
@@ -167,13 +178,17 @@ def execute(run: Run, data: Dataset, *, on_result: Callable[[results.TrialResult
         output = finished.pop(g)
         emitted.add(g)
         for j, i in enumerate(groups[g]):
-            out[i] = (_error_result(group_specs[g][j], key, output) if isinstance(output, Exception)
-                      else _result(output, j, key, run, data, thresholds))
+            out[i] = (
+                _error_result(group_specs[g][j], key, output)
+                if isinstance(output, Exception)
+                else _result(output, j, key, run, data, thresholds)
+            )
             if on_result:
                 on_result(out[i])
 
-    execution = backends.start(run.backend, group_specs, data, workers=workers, on_group=on_group, on_epoch=on_epoch,
-                               on_status=on_status)
+    execution = backends.start(
+        run.backend, group_specs, data, workers=workers, on_group=on_group, on_epoch=on_epoch, on_status=on_status
+    )
     try:
         next_group = 0  # results go out in group order: a results file's rows do not depend on timing
         for g, outcome in execution.finished():
@@ -192,8 +207,9 @@ def execute(run: Run, data: Dataset, *, on_result: Callable[[results.TrialResult
     return [out[i] for i in range(len(run.specs))]
 
 
-def _result(output: engine.GroupOutput, j: int, key: dict[str, Any], run: Run, data: Dataset,
-            thresholds: diagnosis.Thresholds) -> results.TrialResult:
+def _result(
+    output: engine.GroupOutput, j: int, key: dict[str, Any], run: Run, data: Dataset, thresholds: diagnosis.Thresholds
+) -> results.TrialResult:
     result = results.from_group(output, j, key, len(output.specs))
     result.extra["optimizer_origin"] = optim.origin(result.spec.optimizer)
     target = run.target(result.spec) if callable(run.target) else run.target
@@ -202,8 +218,9 @@ def _result(output: engine.GroupOutput, j: int, key: dict[str, Any], run: Run, d
     result.params = engine.trial_params(output, j)
     result.graphdef = output.graphdef
     restored = (result.extra.get("early_stopping") or {}).get("restored_epoch")  # the engine's own best epoch
-    result.diagnosis = diagnosis.diagnose(result.history, result.status, spec=result.spec, data=run.data,
-                                          thresholds=thresholds, restored=restored)
+    result.diagnosis = diagnosis.diagnose(
+        result.history, result.status, spec=result.spec, data=run.data, thresholds=thresholds, restored=restored
+    )
     return result
 
 
@@ -211,8 +228,14 @@ def _error_result(spec: TrialSpec, key: dict[str, Any], exc: Exception) -> resul
     message = f"{exc.__class__.__name__}: {exc}".splitlines()[0]
     report = getattr(exc, "report", None) or traceback.format_exc(limit=3)
     return results.TrialResult(
-        id=results.trial_id(spec, key), spec=spec, status="error", metrics={}, history={},
-        best_epoch=0, stopped_epoch=None, diverged_epoch=None, timing={},
+        id=results.trial_id(spec, key),
+        spec=spec,
+        status="error",
+        metrics={},
+        history={},
+        best_epoch=0,
+        stopped_epoch=None,
+        diverged_epoch=None,
+        timing={},
         extra={"optimizer_origin": optim.origin(spec.optimizer), "error": message, "traceback": report},
     )
-

@@ -147,8 +147,9 @@ def _trial_shardings(n_trials: int) -> tuple[Any, Any, int] | None:
     return NamedSharding(mesh, PartitionSpec("trials")), NamedSharding(mesh, PartitionSpec()), len(devices)
 
 
-def _programs(plan: core.Plan, numbers: core.Numbers, data: core.DeviceData,
-              shardings: tuple[Any, Any, int] | None = None) -> _Programs:
+def _programs(
+    plan: core.Plan, numbers: core.Numbers, data: core.DeviceData, shardings: tuple[Any, Any, int] | None = None
+) -> _Programs:
     """The group's compiled executables, from the cache when the shapes were seen before.
 
     The weight initialisation depends on the model shape only, so the optimizers of a
@@ -168,19 +169,23 @@ def _programs(plan: core.Plan, numbers: core.Numbers, data: core.DeviceData,
     # bit-identical weights; a run of it takes 8-9 ms either way).
     once = _FAST_COMPILE if jax.default_backend() == "cpu" else {}
     init_params_fn = core.make_init_params(plan)
-    init_params = _compiled(model_key + (devices,),
-                            lambda: jax.jit(jax.vmap(init_params_fn), **on).lower(numbers.seed).compile(once))
+    init_params = _compiled(
+        model_key + (devices,), lambda: jax.jit(jax.vmap(init_params_fn), **on).lower(numbers.seed).compile(once)
+    )
     init_fn, epoch_fn, graphdef = core.make_trial_fns(plan)
     params_shape = jax.eval_shape(jax.vmap(init_params_fn), numbers.seed)
-    init = _compiled(("init", plan, n, devices),
-                     lambda: jax.jit(jax.vmap(init_fn), **on).lower(params_shape, numbers).compile(once))
+    init = _compiled(
+        ("init", plan, n, devices), lambda: jax.jit(jax.vmap(init_fn), **on).lower(params_shape, numbers).compile(once)
+    )
     state_shape = jax.eval_shape(jax.vmap(init_fn), params_shape, numbers)
     epoch_on = {"in_shardings": (trials, trials, replicated), "out_shardings": (trials, trials)} if shardings else {}
     epoch = _compiled(
         ("epoch", plan, n, shapes, devices, opt_key),
-        lambda: jax.jit(_over_trials(epoch_fn, n), donate_argnums=0, **epoch_on)
-        .lower(state_shape, numbers, data)
-        .compile(options),
+        lambda: (
+            jax.jit(_over_trials(epoch_fn, n), donate_argnums=0, **epoch_on)
+            .lower(state_shape, numbers, data)
+            .compile(options)
+        ),
     )
     return _Programs(init_params, init, epoch, graphdef)
 
@@ -409,7 +414,8 @@ def train_group(
     final_params = state.params
     if plan.uses_early_stopping:  # early-stopping trials end with their best epoch's weights
         restore = lambda best, last: jnp.where(  # noqa: E731
-            (numbers.early_stopping > 0).reshape((-1,) + (1,) * (last.ndim - 1)), best, last)
+            (numbers.early_stopping > 0).reshape((-1,) + (1,) * (last.ndim - 1)), best, last
+        )
         final_params = jax.tree.map(restore, state.best_params, state.params)
     jax.block_until_ready(final_params)
     train_s = time.perf_counter() - train_start
@@ -436,11 +442,19 @@ def check_specs(specs: Sequence[TrialSpec], data: Dataset) -> None:
     for structure in dict.fromkeys(spec.structure for spec in specs):
         members = [spec for spec in specs if spec.structure == structure]
         n_train = len(with_train_fraction(data, structure.train_fraction).y_train)
-        sizes = core.Sizes(n_train, n_train, len(data.y_val), len(data.y_test), data.n_features, data.n_classes,
-                           data.image_shape)
-        _check_plan(core.Plan(structure, sizes, uses_dropout=False, uses_noise=False,
-                              uses_early_stopping=any(spec.reg.early_stopping for spec in members),
-                              max_shift=max(spec.reg.augment_shift for spec in members)))
+        sizes = core.Sizes(
+            n_train, n_train, len(data.y_val), len(data.y_test), data.n_features, data.n_classes, data.image_shape
+        )
+        _check_plan(
+            core.Plan(
+                structure,
+                sizes,
+                uses_dropout=False,
+                uses_noise=False,
+                uses_early_stopping=any(spec.reg.early_stopping for spec in members),
+                max_shift=max(spec.reg.augment_shift for spec in members),
+            )
+        )
 
 
 def _check_plan(plan: core.Plan) -> None:
@@ -456,8 +470,10 @@ def _check_plan(plan: core.Plan) -> None:
         if shape is None or shape[0] * shape[1] != sizes.n_features:
             raise InputError("augment shift needs single-channel image data (e.g. digits, mnist)")
         if plan.max_shift >= min(shape):  # shifting 8x8 digits by 100 pixels blanks them all
-            raise InputError(f"augment shift {plan.max_shift} pixels is not smaller than the {shape[0]}x{shape[1]} "
-                             f"images; use at most {min(shape) - 1}")
+            raise InputError(
+                f"augment shift {plan.max_shift} pixels is not smaller than the {shape[0]}x{shape[1]} "
+                f"images; use at most {min(shape) - 1}"
+            )
 
 
 def _samples(graphdef: Any, params: Any, x: Any) -> tuple[np.ndarray, int]:
@@ -478,8 +494,16 @@ def _samples(graphdef: Any, params: Any, x: Any) -> tuple[np.ndarray, int]:
     return rows, classes
 
 
-def evaluate(graphdef: Any, params: Any, x: np.ndarray, y: np.ndarray, *, loss: str = "ce",
-             dropout_rate: float = 0.0, dropout_mode: str = "inverted") -> dict[str, float]:
+def evaluate(
+    graphdef: Any,
+    params: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    loss: str = "ce",
+    dropout_rate: float = 0.0,
+    dropout_mode: str = "inverted",
+) -> dict[str, float]:
     """Loss and accuracy of ONE trial's params on (x, y): the test-mode forward pass."""
     rows, classes = _samples(graphdef, params, x)
     labels = np.asarray(y).reshape(-1) if np.ndim(y) <= 1 else np.asarray(y)
@@ -490,18 +514,27 @@ def evaluate(graphdef: Any, params: Any, x: np.ndarray, y: np.ndarray, *, loss: 
             raise InputError("y must be integer class labels")
     bad = (labels < 0) | (labels >= classes)
     if bad.any():
-        raise InputError(f"y holds labels outside 0..{classes - 1} (the model's {classes} classes), "
-                         f"e.g. {labels[bad][0]}")
+        raise InputError(
+            f"y holds labels outside 0..{classes - 1} (the model's {classes} classes), e.g. {labels[bad][0]}"
+        )
     xd = jnp.asarray(rows, jnp.float32) / (255.0 if rows.dtype == np.uint8 else 1.0)
     fn = jax.jit(core.eval_fn, static_argnames=("graphdef", "loss", "dropout_mode"))
-    total, correct = fn(graphdef, params, xd, jnp.asarray(labels, jnp.int32), jnp.float32(dropout_rate),
-                        loss=loss, dropout_mode=dropout_mode)
+    total, correct = fn(
+        graphdef,
+        params,
+        xd,
+        jnp.asarray(labels, jnp.int32),
+        jnp.float32(dropout_rate),
+        loss=loss,
+        dropout_mode=dropout_mode,
+    )
     n = max(len(labels), 1)
     return {"loss": float(total) / n, "acc": float(correct) / n}
 
 
-def predict_proba(graphdef: Any, params: Any, x: np.ndarray, *, dropout_rate: float = 0.0,
-                  dropout_mode: str = "inverted") -> np.ndarray:
+def predict_proba(
+    graphdef: Any, params: Any, x: np.ndarray, *, dropout_rate: float = 0.0, dropout_mode: str = "inverted"
+) -> np.ndarray:
     """Class probabilities of ONE trial's params for samples ``x`` (test mode; a 1-D ``x`` is one
     sample, one row out)."""
     rows, _ = _samples(graphdef, params, x)

@@ -62,9 +62,7 @@ class MLP(nnx.Module):
         rngs: nnx.Rngs,
     ) -> None:
         sizes = (n_features, *hidden, n_classes)
-        self.layers = nnx.List(
-            [nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
-        )
+        self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:], strict=True)])
         self.activation = activation
         self.residual = residual
         self.precision = precision
@@ -96,9 +94,7 @@ class MLP(nnx.Module):
         return jax.nn.softmax(self(x, **kwargs), axis=-1)
 
 
-def _dropout(
-    a: jax.Array, rate: jax.Array | float, key: jax.Array | None, mode: str, layer: int
-) -> jax.Array:
+def _dropout(a: jax.Array, rate: jax.Array | float, key: jax.Array | None, mode: str, layer: int) -> jax.Array:
     """Drop each input of a layer with probability ``rate``.
 
     ``inverted``: scale the kept inputs by 1/(1-p) at training, nothing at test.

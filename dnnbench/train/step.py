@@ -92,8 +92,15 @@ class TrialState(NamedTuple):
 
 def _model(plan: Plan, key: jax.Array | int) -> MLP:
     m, s = plan.structure.model, plan.sizes
-    return MLP(s.n_features, m.hidden, s.n_classes, activation=m.activation, residual=m.residual,
-               precision=m.precision, rngs=nnx.Rngs(params=key))
+    return MLP(
+        s.n_features,
+        m.hidden,
+        s.n_classes,
+        activation=m.activation,
+        residual=m.residual,
+        precision=m.precision,
+        rngs=nnx.Rngs(params=key),
+    )
 
 
 def data_loss(logits: jax.Array, y: jax.Array, loss: str) -> jax.Array:
@@ -130,8 +137,18 @@ def augment(x: jax.Array, key: jax.Array, nums: Numbers, plan: Plan) -> jax.Arra
     return x
 
 
-def eval_fn(graphdef: Any, params: Any, x: jax.Array, y: jax.Array, dropout_rate: jax.Array, *,
-            loss: str, dropout_mode: str, n: int | None = None, chunk: int | None = None) -> tuple[jax.Array, jax.Array]:
+def eval_fn(
+    graphdef: Any,
+    params: Any,
+    x: jax.Array,
+    y: jax.Array,
+    dropout_rate: jax.Array,
+    *,
+    loss: str,
+    dropout_mode: str,
+    n: int | None = None,
+    chunk: int | None = None,
+) -> tuple[jax.Array, jax.Array]:
     """Summed loss and number of correct predictions over the first ``n`` rows, chunk by chunk."""
     n = x.shape[0] if n is None else n
     chunk = x.shape[0] if chunk is None else chunk
@@ -177,6 +194,7 @@ def make_trial_fns(plan: Plan):
 
     def lr_factor(step: jax.Array, nums: Numbers) -> jax.Array:
         return schedules.factor(st.schedule, step, nums.schedule, steps, total_steps)
+
     dropout_mode = st.dropout_mode if plan.uses_dropout else "inverted"
     chunk_of = lambda n, rows: min(rows, max(n, 1))  # noqa: E731
 
@@ -185,13 +203,26 @@ def make_trial_fns(plan: Plan):
         opt_state = opt_state._replace(hyperparams={k: nums.hyperparams[k] for k in opt_state.hyperparams})
         # Only early stopping needs a second copy of the weights; others carry None (no memory).
         best = params if plan.uses_early_stopping else None
-        return TrialState(params, opt_state, best, jnp.float32(jnp.inf), jnp.int32(0), jnp.int32(0),
-                          jnp.bool_(False), jnp.int32(-1), jnp.int32(0))
+        return TrialState(
+            params,
+            opt_state,
+            best,
+            jnp.float32(jnp.inf),
+            jnp.int32(0),
+            jnp.int32(0),
+            jnp.bool_(False),
+            jnp.int32(-1),
+            jnp.int32(0),
+        )
 
     def objective(params: Any, xb: jax.Array, yb: jax.Array, nums: Numbers, key: jax.Array):
         model = nnx.merge(graphdef, params)
-        logits = model(xb, dropout_rate=nums.dropout if plan.uses_dropout else 0.0,
-                       dropout_key=key if plan.uses_dropout else None, dropout_mode=dropout_mode)
+        logits = model(
+            xb,
+            dropout_rate=nums.dropout if plan.uses_dropout else 0.0,
+            dropout_key=key if plan.uses_dropout else None,
+            dropout_mode=dropout_mode,
+        )
         objective = jnp.mean(data_loss(logits, yb, st.train.loss))
         if plan.uses_penalty:  # skipped when no trial penalises: it costs passes over all weights
             objective = objective + penalty(params, nums.l1, nums.l2)
@@ -201,12 +232,23 @@ def make_trial_fns(plan: Plan):
         if n == 0:
             return jnp.float32(jnp.nan), jnp.float32(jnp.nan)
         # Sums, not means: the host divides in float64, so 1293/1293 correct is exactly 1.0.
-        return eval_fn(graphdef, params, x, y, nums.dropout if plan.uses_dropout else 0.0,
-                       loss=st.train.loss, dropout_mode=dropout_mode, n=n, chunk=chunk_of(n, x.shape[0]))
+        return eval_fn(
+            graphdef,
+            params,
+            x,
+            y,
+            nums.dropout if plan.uses_dropout else 0.0,
+            loss=st.train.loss,
+            dropout_mode=dropout_mode,
+            n=n,
+            chunk=chunk_of(n, x.shape[0]),
+        )
 
     def epoch(state: TrialState, nums: Numbers, data: DeviceData) -> tuple[TrialState, dict[str, jax.Array]]:
         base = jax.random.key(nums.seed)
-        order = jax.random.permutation(jax.random.fold_in(jax.random.fold_in(base, _SHUFFLE), state.epoch), sizes.n_train)
+        order = jax.random.permutation(
+            jax.random.fold_in(jax.random.fold_in(base, _SHUFFLE), state.epoch), sizes.n_train
+        )
         batches = order[: steps * batch].reshape(steps, batch)
         noise_key = jax.random.fold_in(jax.random.fold_in(base, _NOISE), state.epoch)
 
@@ -229,7 +271,8 @@ def make_trial_fns(plan: Plan):
             return (new_params, new_opt), (loss, norms)
 
         (params, opt_state), (losses, norms) = jax.lax.scan(
-            train_step, (state.params, state.opt_state), (jnp.arange(steps), batches))
+            train_step, (state.params, state.opt_state), (jnp.arange(steps), batches)
+        )
         m = {}
         # Training metrics in test mode on the first n_train_eval samples (a fixed random subset:
         # the training set was shuffled at the split), so they cost a bounded number of forward passes.

@@ -85,8 +85,9 @@ def use(threads: int | None) -> None:
     check(threads)
     # what ensure() would have made of it: a pool is at most as large as the cores
     if _started and _started[0] is not None and _started[0] != min(threads, len(os.sched_getaffinity(0))):
-        raise InputError(f"XLA already runs with {_started[0]} threads in this process; --threads {threads} "
-                         "needs a new process")
+        raise InputError(
+            f"XLA already runs with {_started[0]} threads in this process; --threads {threads} needs a new process"
+        )
     os.environ[ENV] = str(threads)
 
 

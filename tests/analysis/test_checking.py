@@ -18,19 +18,51 @@ from dnnbench.errors import DataError, InputError
 OPTIMIZERS = {"sgd": 0.1, "momentum": 0.1, "adam": 0.001}
 
 
-def trial_row(optimizer: str = "adam", seed: int = 0, *, lr: float = 0.001, test_acc: float = 0.8,
-              test_loss: float = 0.5, status: str = "ok", tags: dict | None = None) -> dict:
+def trial_row(
+    optimizer: str = "adam",
+    seed: int = 0,
+    *,
+    lr: float = 0.001,
+    test_acc: float = 0.8,
+    test_loss: float = 0.5,
+    status: str = "ok",
+    tags: dict | None = None,
+) -> dict:
     """A results row shaped like ``TrialResult.to_row()``, with chosen final numbers."""
     tags = dict(tags or {})
-    config = {"optimizer": optimizer, "hyperparams": {"learning_rate": lr}, "seed": seed,
-              "model": {"hidden": [32], "activation": "relu"}, "tags": tags}
-    metrics = {"train_loss": 0.4, "train_acc": 0.9, "val_loss": 0.6, "val_acc": 0.75, "test_loss": test_loss,
-               "test_acc": test_acc, "best_val_acc": 0.78}
-    return {"type": "trial", "id": f"{optimizer}-{lr:g}-{'-'.join(tags.values())}-{seed}", "optimizer": optimizer,
-            "hyperparams": {"learning_rate": lr}, "seed": seed, **tags, "config": config, "status": status,
-            "metrics": metrics, "best_epoch": 3, "stopped_epoch": None, "diverged_epoch": None,
-            "history": {"val_acc": [0.5, 0.7, 0.78, 0.75]}, "timing": {"compile_s": 1.5, "train_s": 0.2},
-            "diagnosis": {"label": "good fit", "evidence": {}, "remedies": []}}
+    config = {
+        "optimizer": optimizer,
+        "hyperparams": {"learning_rate": lr},
+        "seed": seed,
+        "model": {"hidden": [32], "activation": "relu"},
+        "tags": tags,
+    }
+    metrics = {
+        "train_loss": 0.4,
+        "train_acc": 0.9,
+        "val_loss": 0.6,
+        "val_acc": 0.75,
+        "test_loss": test_loss,
+        "test_acc": test_acc,
+        "best_val_acc": 0.78,
+    }
+    return {
+        "type": "trial",
+        "id": f"{optimizer}-{lr:g}-{'-'.join(tags.values())}-{seed}",
+        "optimizer": optimizer,
+        "hyperparams": {"learning_rate": lr},
+        "seed": seed,
+        **tags,
+        "config": config,
+        "status": status,
+        "metrics": metrics,
+        "best_epoch": 3,
+        "stopped_epoch": None,
+        "diverged_epoch": None,
+        "history": {"val_acc": [0.5, 0.7, 0.78, 0.75]},
+        "timing": {"compile_s": 1.5, "train_s": 0.2},
+        "diagnosis": {"label": "good fit", "evidence": {}, "remedies": []},
+    }
 
 
 def rows_of(offsets: dict[str, float] | None = None) -> list[dict]:
@@ -132,8 +164,9 @@ def test_a_new_diverged_trial_is_listed_not_compared():
     assert report.summary().endswith("; 1 new in CURRENT, not compared: adam seed=3")
 
 
-@pytest.mark.parametrize(("change", "verdict"), [(-0.005, "ok"), (-0.01, "ok"), (-0.0101, "worse"),
-                                                 (0.01, "ok"), (0.02, "better")])
+@pytest.mark.parametrize(
+    ("change", "verdict"), [(-0.005, "ok"), (-0.01, "ok"), (-0.0101, "worse"), (0.01, "ok"), (0.02, "better")]
+)
 def test_one_seed_falls_back_to_the_per_trial_rule(change, verdict):
     base, cur = seeds_of([change])
     report = checking.check(base, cur, tolerance=0.01)
@@ -147,7 +180,11 @@ def test_one_bad_seed_of_two_is_uncertain_not_worse():
     assert row.verdict == "uncertain" and row.difference == pytest.approx(-0.1)
     entry = next(e for e in report.entries if e.trial_id == "momentum-0.1--1")
     assert (entry.baseline, entry.current, entry.verdict, entry.label) == (
-        pytest.approx(0.76), pytest.approx(0.56), "uncertain", "momentum seed=1")
+        pytest.approx(0.76),
+        pytest.approx(0.56),
+        "uncertain",
+        "momentum seed=1",
+    )
     assert not report.failed and report.counts["uncertain"] == 1
 
 
@@ -157,8 +194,14 @@ def test_loss_metrics_are_worse_when_they_rise():
         cur[i]["metrics"]["test_loss"] += change
     report = checking.check(base, cur, tolerance=0.05, metrics=["test_loss", "test_acc"])
     by = {(r.label, r.metric): r.verdict for r in report.rows}
-    assert by == {("sgd", "test_loss"): "worse", ("momentum", "test_loss"): "better", ("adam", "test_loss"): "ok",
-                  ("sgd", "test_acc"): "ok", ("momentum", "test_acc"): "ok", ("adam", "test_acc"): "ok"}
+    assert by == {
+        ("sgd", "test_loss"): "worse",
+        ("momentum", "test_loss"): "better",
+        ("adam", "test_loss"): "ok",
+        ("sgd", "test_acc"): "ok",
+        ("momentum", "test_acc"): "ok",
+        ("adam", "test_acc"): "ok",
+    }
     assert len(report.entries) == 12 and report.failed
 
 
@@ -175,8 +218,17 @@ def test_newly_diverged_missing_and_new_trials():
     assert v[base[3]["id"]] == "missing"
     assert v["rmsprop-0.001--0"] == "new"
     assert report.entries[-1].trial_id == "rmsprop-0.001--0"  # new trials come last
-    assert report.counts == {"ok": 3, "worse": 0, "uncertain": 0, "better": 0, "newly diverged": 1, "error": 0,
-                             "lost value": 0, "missing": 1, "new": 1}
+    assert report.counts == {
+        "ok": 3,
+        "worse": 0,
+        "uncertain": 0,
+        "better": 0,
+        "newly diverged": 1,
+        "error": 0,
+        "lost value": 0,
+        "missing": 1,
+        "new": 1,
+    }
     assert report.failed
 
 
@@ -205,8 +257,11 @@ def test_bad_arguments_and_malformed_rows():
 
 
 def test_labels_name_tags_and_swept_settings():
-    rows = [trial_row("sgd", 0, lr=0.1, tags={"regularizer": "l2"}), trial_row("sgd", 0, lr=0.01, tags={"regularizer": "l2"}),
-            trial_row("adam", 1, lr=0.001, tags={"regularizer": "dropout"})]
+    rows = [
+        trial_row("sgd", 0, lr=0.1, tags={"regularizer": "l2"}),
+        trial_row("sgd", 0, lr=0.01, tags={"regularizer": "l2"}),
+        trial_row("adam", 1, lr=0.001, tags={"regularizer": "dropout"}),
+    ]
     names = [e.label for e in checking.check(rows, rows).entries]
     assert names == ["sgd l2 lr=0.1 seed=0", "sgd l2 lr=0.01 seed=0", "adam dropout seed=1"]
 
@@ -237,8 +292,12 @@ def test_github_benchmark_shape():
     assert all(set(e) == {"name", "unit", "value", "extra"} and e["unit"] == "accuracy" for e in entries)
     assert all(isinstance(e["value"], float) for e in entries)
     assert len({e["name"] for e in entries}) == len(entries)
-    assert {"name": "adam seed=1 test_acc", "unit": "accuracy", "value": pytest.approx(0.81),
-            "extra": "id adam-0.001--1, status ok"} in entries
+    assert {
+        "name": "adam seed=1 test_acc",
+        "unit": "accuracy",
+        "value": pytest.approx(0.81),
+        "extra": "id adam-0.001--1, status ok",
+    } in entries
     json.dumps(entries, allow_nan=False)
     with pytest.raises(InputError, match="loss"):
         checking.github_benchmark(rows, metrics=("test_loss",))
@@ -300,7 +359,9 @@ def test_check_appends_markdown_to_github_step_summary(cli, tmp_path):
     summary.write_text("earlier step\n")
     base = write(tmp_path / "base.jsonl", rows_of())
     cur = write(tmp_path / "cur.jsonl", rows_of()[1:])
-    result = cli("check", base, cur, "--format", "markdown", env={"GITHUB_STEP_SUMMARY": str(summary), "COLUMNS": "200"})
+    result = cli(
+        "check", base, cur, "--format", "markdown", env={"GITHUB_STEP_SUMMARY": str(summary), "COLUMNS": "200"}
+    )
     assert result.exit_code == 1
     text = summary.read_text()
     assert text.startswith("earlier step\n### dnnbench check")
@@ -316,8 +377,12 @@ def test_check_github_benchmark_format_prints_current_values(cli, tmp_path):
     assert result.exit_code == 0
     entries = json.loads(result.stdout)
     assert len(entries) == 12
-    assert entries[0] == {"name": "sgd seed=0 test_acc", "unit": "accuracy", "value": 0.7,
-                          "extra": "id sgd-0.1--0, status ok"}
+    assert entries[0] == {
+        "name": "sgd seed=0 test_acc",
+        "unit": "accuracy",
+        "value": 0.7,
+        "extra": "id sgd-0.1--0, status ok",
+    }
 
 
 def test_check_errors_are_dnnbench_errors(cli, tmp_path):

@@ -80,13 +80,15 @@ def test_remedies_follow_the_recipe_order_and_parse_as_commands():
 def _early(patience: int = 3, epochs: int = 20, monitor: str = "val_loss") -> TrialSpec:
     from dnnbench.config import Regularization, TrainConfig
 
-    return TrialSpec(train=TrainConfig(epochs=epochs),
-                     reg=Regularization(early_stopping=True, patience=patience, monitor=monitor))
+    return TrialSpec(
+        train=TrainConfig(epochs=epochs), reg=Regularization(early_stopping=True, patience=patience, monitor=monitor)
+    )
 
 
 # Best validation loss at epoch 3 (gap 0.01 there), then three epochs of memorising: gap 0.12 at the end.
-STOPPED = history([0.90, 0.94, 0.96, 0.99, 1.0, 1.0], [0.90, 0.93, 0.95, 0.92, 0.90, 0.88],
-                  [0.40, 0.30, 0.25, 0.28, 0.33, 0.40])
+STOPPED = history(
+    [0.90, 0.94, 0.96, 0.99, 1.0, 1.0], [0.90, 0.93, 0.95, 0.92, 0.90, 0.88], [0.40, 0.30, 0.25, 0.28, 0.33, 0.40]
+)
 
 
 def test_an_early_stopped_trial_is_judged_at_its_restored_epoch():

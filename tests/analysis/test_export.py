@@ -14,17 +14,44 @@ from dnnbench.analysis import export
 from dnnbench.errors import DataError
 
 
-def trial_row(optimizer: str, seed: int, test_acc: float | None, *, lr: float = 0.01, status: str = "ok",
-              tags: dict | None = None, **hyperparams: float) -> dict:
+def trial_row(
+    optimizer: str,
+    seed: int,
+    test_acc: float | None,
+    *,
+    lr: float = 0.01,
+    status: str = "ok",
+    tags: dict | None = None,
+    **hyperparams: float,
+) -> dict:
     tags = dict(tags or {})
     hp = {"learning_rate": lr, **hyperparams}
-    metrics = {"train_loss": 0.25, "train_acc": 0.95, "val_loss": 0.5, "val_acc": 0.85, "test_loss": 0.45,
-               "test_acc": test_acc, "best_val_acc": 0.875}
-    return {"type": "trial", "id": f"{optimizer}{seed}", "optimizer": optimizer, "hyperparams": hp, "seed": seed,
-            **tags, "config": {"optimizer": optimizer, "hyperparams": hp, "seed": seed, "tags": tags},
-            "status": status, "metrics": metrics, "best_epoch": 4 + seed, "stopped_epoch": None,
-            "diverged_epoch": 2 if status == "diverged" else None, "history": {},
-            "timing": {"compile_s": 2.5, "train_s": 0.125}, "diagnosis": {"label": "good fit"}}
+    metrics = {
+        "train_loss": 0.25,
+        "train_acc": 0.95,
+        "val_loss": 0.5,
+        "val_acc": 0.85,
+        "test_loss": 0.45,
+        "test_acc": test_acc,
+        "best_val_acc": 0.875,
+    }
+    return {
+        "type": "trial",
+        "id": f"{optimizer}{seed}",
+        "optimizer": optimizer,
+        "hyperparams": hp,
+        "seed": seed,
+        **tags,
+        "config": {"optimizer": optimizer, "hyperparams": hp, "seed": seed, "tags": tags},
+        "status": status,
+        "metrics": metrics,
+        "best_epoch": 4 + seed,
+        "stopped_epoch": None,
+        "diverged_epoch": 2 if status == "diverged" else None,
+        "history": {},
+        "timing": {"compile_s": 2.5, "train_s": 0.125},
+        "diagnosis": {"label": "good fit"},
+    }
 
 
 ROWS = [

@@ -13,9 +13,17 @@ from dnnbench.results.rows import TrialResult
 
 
 def trial(seed: int, test_acc: float, status: str = "ok", **tags: str) -> TrialResult:
-    return TrialResult(id=f"{tags}-{seed}", spec=TrialSpec(seed=seed, tags=tuple(tags.items())), status=status,
-                       metrics={"test_acc": test_acc, "train_acc": 1.0}, history={}, best_epoch=1,
-                       stopped_epoch=None, diverged_epoch=None, timing={})
+    return TrialResult(
+        id=f"{tags}-{seed}",
+        spec=TrialSpec(seed=seed, tags=tuple(tags.items())),
+        status=status,
+        metrics={"test_acc": test_acc, "train_acc": 1.0},
+        history={},
+        best_epoch=1,
+        stopped_epoch=None,
+        diverged_epoch=None,
+        timing={},
+    )
 
 
 def test_stat_of_known_values_gives_mean_sample_std_and_t_interval():
@@ -67,8 +75,12 @@ def test_paired_differences_to_the_best_row_with_win_tie_loss():
 
 def test_main_effects_for_a_hand_checked_two_by_two_case():
     # lr x activation, one seed each; test accuracies chosen by hand
-    trials = [trial(0, 0.9, lr="0.1", act="relu"), trial(0, 0.5, lr="0.1", act="sigmoid"),
-              trial(0, 0.7, lr="0.01", act="relu"), trial(0, 0.3, lr="0.01", act="sigmoid")]
+    trials = [
+        trial(0, 0.9, lr="0.1", act="relu"),
+        trial(0, 0.5, lr="0.1", act="sigmoid"),
+        trial(0, 0.7, lr="0.01", act="relu"),
+        trial(0, 0.3, lr="0.01", act="sigmoid"),
+    ]
     effects = {(e.factor, e.level): e for e in stats.main_effects(trials, ["lr", "act"], "test_acc")}
     assert effects[("lr", "0.1")].stat.mean == pytest.approx(0.7)  # (0.9 + 0.5) / 2
     assert effects[("lr", "0.01")].stat.mean == pytest.approx(0.5)

@@ -12,8 +12,17 @@ from dnnbench.analysis import profiles, targets
 from dnnbench.cli import main
 from dnnbench.errors import InputError
 
-TINY = ["--dataset", "synthetic:train=200,test=50,features=8,classes=3", "--hidden", "8", "--epochs", "3",
-        "--batch-size", "20", "--quiet"]
+TINY = [
+    "--dataset",
+    "synthetic:train=200,test=50,features=8,classes=3",
+    "--hidden",
+    "8",
+    "--epochs",
+    "3",
+    "--batch-size",
+    "20",
+    "--quiet",
+]
 
 
 def test_time_to_target_is_the_first_epoch_that_reached_it():
@@ -33,9 +42,16 @@ def test_median_is_never_unless_a_majority_reached():
     assert targets.median_or_never([None, None, 5]) is None
 
 
-@pytest.mark.parametrize("text, words", [("val_acc", ["METRIC=VALUE"]), ("val_acc=1.5", ["[0, 1]", "1.5"]),
-                                          ("speed=3", ["unknown metric 'speed'"]), ("val_loss=-1", [">= 0"]),
-                                          ("val_acc=high", ["'high' is not a number"])])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("val_acc", ["METRIC=VALUE"]),
+        ("val_acc=1.5", ["[0, 1]", "1.5"]),
+        ("speed=3", ["unknown metric 'speed'"]),
+        ("val_loss=-1", [">= 0"]),
+        ("val_acc=high", ["'high' is not a number"]),
+    ],
+)
 def test_bad_targets(text, words):
     with pytest.raises(InputError) as info:
         targets.parse_target(text)
@@ -43,8 +59,12 @@ def test_bad_targets(text, words):
 
 
 def _row(optimizer, steps, choice=None, status="ok"):
-    row = {"type": "trial", "optimizer": optimizer, "status": status,
-           "target": {"metric": "val_acc", "value": 0.9, "epoch": steps and steps // 10, "step": steps}}
+    row = {
+        "type": "trial",
+        "optimizer": optimizer,
+        "status": status,
+        "target": {"metric": "val_acc", "value": 0.9, "epoch": steps and steps // 10, "step": steps},
+    }
     if choice:
         row.update(phase="final", choice=choice)
     return row
@@ -75,8 +95,23 @@ def test_profiles_skip_search_rows_and_label_tuned_rows():
 
 def test_target_option_records_rows_prints_a_table_and_profiles(tmp_path, capsys):
     out = tmp_path / "r.jsonl"
-    assert main(["optimizers", "--optimizers", "sgd,adam", "--seeds", "2", "--target", "val_acc=0.4", *TINY,
-                 "--out", str(out)]) == 0, capsys.readouterr().err
+    assert (
+        main(
+            [
+                "optimizers",
+                "--optimizers",
+                "sgd,adam",
+                "--seeds",
+                "2",
+                "--target",
+                "val_acc=0.4",
+                *TINY,
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    ), capsys.readouterr().err
     assert "Time to target val_acc >= 0.4" in capsys.readouterr().out
     rows = [json.loads(line) for line in out.read_text().splitlines()[1:5]]
     for row in rows:

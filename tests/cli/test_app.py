@@ -20,14 +20,28 @@ from dnnbench.analysis import diagnosis
 from dnnbench.cli import main
 from dnnbench.results import rows as results
 
-TINY = ["--dataset", "synthetic:train=200,test=50,features=8", "--hidden", "8", "--epochs", "2",
-        "--batch-size", "20", "--optimizers", "sgd,adam"]
+TINY = [
+    "--dataset",
+    "synthetic:train=200,test=50,features=8",
+    "--hidden",
+    "8",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "20",
+    "--optimizers",
+    "sgd,adam",
+]
 SIX = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
 
 
 def _write_npz(path: Path, **changes: np.ndarray) -> Path:
-    arrays = {"x_train": np.zeros((20, 3), np.float32), "y_train": np.arange(20) % 2,
-              "x_test": np.zeros((6, 3), np.float32), "y_test": np.arange(6) % 2}
+    arrays = {
+        "x_train": np.zeros((20, 3), np.float32),
+        "y_train": np.arange(20) % 2,
+        "x_test": np.zeros((6, 3), np.float32),
+        "y_test": np.arange(6) % 2,
+    }
     arrays.update(changes)
     np.savez(path, **arrays)
     return path
@@ -64,8 +78,10 @@ BAD_INPUTS: dict[str, tuple[list[str], list[str]]] = {
     "seeds zero": (["--seeds", "0"], ["seeds", "0"]),
     "workers zero": (["--workers", "0"], ["workers", "0"]),
     "max parallel negative": (["--max-parallel", "-2"], ["max parallel", "-2"]),
-    "batch larger than training set": (["--dataset", "synthetic:train=50,test=10,features=4", "--batch-size", "100"],
-                                       ["batch size 100", "45"]),
+    "batch larger than training set": (
+        ["--dataset", "synthetic:train=50,test=10,features=4", "--batch-size", "100"],
+        ["batch size 100", "45"],
+    ),
     "val split one": (["--val-split", "1"], ["val split", "1"]),
     "val split negative": (["--val-split", "-0.1"], ["val split", "-0.1"]),
     "unknown option": (["--bogus", "3"], ["--bogus"]),
@@ -100,8 +116,19 @@ def test_bad_input_is_one_line_and_exit_2(case, tmp_path, capsys):
     _assert_one_error_line(code, captured.out, captured.err, words)
 
 
-@pytest.mark.parametrize("case", ["unknown optimizer", "lr zero", "batch larger than training set", "data missing",
-                                  "data not an npz", "data with NaN", "val split one", "hidden not numbers"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "unknown optimizer",
+        "lr zero",
+        "batch larger than training set",
+        "data missing",
+        "data not an npz",
+        "data with NaN",
+        "val split one",
+        "hidden not numbers",
+    ],
+)
 def test_bad_input_leaves_no_results_file(case, tmp_path, capsys):
     extra, words = BAD_INPUTS[case]
     out_file = tmp_path / "sub" / "results.jsonl"
@@ -114,8 +141,13 @@ def test_bad_input_leaves_no_results_file(case, tmp_path, capsys):
 def test_real_process_bad_input_has_no_traceback(tmp_path):
     bad = _bad_files(tmp_path)["junk"]
     out_file = tmp_path / "r.jsonl"
-    proc = subprocess.run([sys.executable, "-m", "dnnbench", "optimizers", "--data", str(bad), "--out",
-                           str(out_file)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "dnnbench", "optimizers", "--data", str(bad), "--out", str(out_file)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     _assert_one_error_line(proc.returncode, proc.stdout, proc.stderr, ["junk.npz", "not a readable .npz"])
     assert not out_file.exists()
 
@@ -280,9 +312,29 @@ def test_datasets_table_never_cuts_a_path(columns, monkeypatch, capsys, tmp_path
 @pytest.mark.parametrize("columns", [80, 100])
 def test_report_tables_drop_columns_and_never_cut_numbers(columns, monkeypatch, capsys, tmp_path):
     out = tmp_path / "r.jsonl"
-    assert main(["optimizers", "--optimizers", "sgd,momentum,adam", "--seeds", "2", "--dataset",
-                 "synthetic:train=200,test=50,features=8,classes=3", "--hidden", "8", "--epochs", "1",
-                 "--batch-size", "20", "--quiet", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "optimizers",
+                "--optimizers",
+                "sgd,momentum,adam",
+                "--seeds",
+                "2",
+                "--dataset",
+                "synthetic:train=200,test=50,features=8,classes=3",
+                "--hidden",
+                "8",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "20",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     monkeypatch.setenv("COLUMNS", str(columns))
     assert main(["report", str(out)]) == 0

@@ -23,8 +23,17 @@ from dnnbench.cli import main
 from dnnbench.results import files as output_files
 from dnnbench.train import engine
 
-TINY = ["--dataset", "synthetic:train=200,test=50,features=8,classes=3", "--hidden", "8", "--epochs", "1",
-        "--batch-size", "50", "-q"]
+TINY = [
+    "--dataset",
+    "synthetic:train=200,test=50,features=8,classes=3",
+    "--hidden",
+    "8",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "50",
+    "-q",
+]
 SUITE = """\
 [data]
 dataset = "synthetic:train=200,test=50,features=8,classes=3"
@@ -117,21 +126,35 @@ def test_a_run_suite_with_an_errored_trial_exits_1(tmp_path, sgd_fails):
 
 def _npz(path: Path) -> Path:
     rng = np.random.default_rng(0)
-    np.savez(path, x_train=rng.normal(size=(60, 4)).astype(np.float32), y_train=np.arange(60) % 3,
-             x_test=rng.normal(size=(12, 4)).astype(np.float32), y_test=np.arange(12) % 3)
+    np.savez(
+        path,
+        x_train=rng.normal(size=(60, 4)).astype(np.float32),
+        y_train=np.arange(60) % 3,
+        x_test=rng.normal(size=(12, 4)).astype(np.float32),
+        y_test=np.arange(12) % 3,
+    )
     return path
 
 
 @pytest.mark.parametrize("command", ["optimizers", "diagnose", "run", "export", "plot"])
 def test_out_is_never_an_input(tmp_path, results_file, command):
-    victim = {"optimizers": _npz(tmp_path / "v.npz"), "diagnose": _npz(tmp_path / "v.npz"),
-              "run": tmp_path / "v.toml", "export": tmp_path / "w.jsonl", "plot": tmp_path / "w.png"}[command]
+    victim = {
+        "optimizers": _npz(tmp_path / "v.npz"),
+        "diagnose": _npz(tmp_path / "v.npz"),
+        "run": tmp_path / "v.toml",
+        "export": tmp_path / "w.jsonl",
+        "plot": tmp_path / "w.png",
+    }[command]
     if command == "run":
         victim.write_text(SUITE)
     before = victim.read_bytes() if victim.exists() else None
-    argv = {"optimizers": ["optimizers", "--data", victim, "--hidden", "4", "--epochs", "1", "-q"],
-            "diagnose": ["diagnose", "--data", victim, "--hidden", "4", "--epochs", "1", "-q"],
-            "run": ["run", victim, "-q"], "export": ["export", victim], "plot": ["plot", victim]}[command]
+    argv = {
+        "optimizers": ["optimizers", "--data", victim, "--hidden", "4", "--epochs", "1", "-q"],
+        "diagnose": ["diagnose", "--data", victim, "--hidden", "4", "--epochs", "1", "-q"],
+        "run": ["run", victim, "-q"],
+        "export": ["export", victim],
+        "plot": ["plot", victim],
+    }[command]
     if command in ("export", "plot"):
         victim.write_bytes(results_file.read_bytes())
         before = victim.read_bytes()
@@ -172,8 +195,10 @@ def test_a_second_run_on_a_locked_results_file_stops_at_once(tmp_path):
     with output_files.lock(out):
         code, _, err = _run("optimizers", *TINY, "--optimizers", "sgd", "--out", out)
         assert code == 2
-        assert err.strip() == (f"dnnbench: error: {out} is being written by another dnnbench run "
-                               f"(pid {os.getpid()}); wait for it to finish or write to another --out")
+        assert err.strip() == (
+            f"dnnbench: error: {out} is being written by another dnnbench run "
+            f"(pid {os.getpid()}); wait for it to finish or write to another --out"
+        )
         assert not out.exists()
         code, _, err = _run("run", _suite(tmp_path), "--out", out, "-q", "--force")
         assert code == 2 and "being written by another dnnbench run" in err
@@ -229,29 +254,43 @@ def test_resume_warns_about_a_torn_last_line_too(tmp_path, results_file):
 # ---- 6. write errors and a closed stdout are one line, never a traceback
 
 
-@pytest.mark.parametrize("argv", [["export", "{r}"], ["report", "{r}"], ["check", "{r}", "{r}"],
-                                  ["plot", "{r}", "--terminal"]])
+@pytest.mark.parametrize(
+    "argv", [["export", "{r}"], ["report", "{r}"], ["check", "{r}", "{r}"], ["plot", "{r}", "--terminal"]]
+)
 def test_a_full_stdout_is_one_line(results_file, argv):
     with open("/dev/full", "w") as full:
-        proc = subprocess.run([*_dnnbench(), *(a.format(r=results_file) for a in argv)], stdout=full,
-                              stderr=subprocess.PIPE, text=True, timeout=120)
+        proc = subprocess.run(
+            [*_dnnbench(), *(a.format(r=results_file) for a in argv)],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip() == "dnnbench: error: stdout: cannot write (No space left on device)"
 
 
 def test_a_closed_stdout_is_one_line(results_file):
-    proc = subprocess.run(["sh", "-c", 'exec "$@" >&-', "sh", *_dnnbench(), "report", str(results_file)],
-                          stderr=subprocess.PIPE, text=True, timeout=120)
+    proc = subprocess.run(
+        ["sh", "-c", 'exec "$@" >&-', "sh", *_dnnbench(), "report", str(results_file)],
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
-    assert proc.stderr.strip() == ("dnnbench: error: stdout is closed; redirect it (> file, > /dev/null) "
-                                   "instead of closing it")
+    assert proc.stderr.strip() == (
+        "dnnbench: error: stdout is closed; redirect it (> file, > /dev/null) instead of closing it"
+    )
 
 
 def test_a_full_disk_under_out_is_one_line(tmp_path, results_file):
     code, _, err = _run("optimizers", *TINY, "--optimizers", "sgd", "--out", "/dev/full")
     assert code == 2
-    assert err.strip().splitlines()[-1].startswith("dnnbench: error: --out /dev/full: cannot write "
-                                                   "(No space left on device)")
+    assert (
+        err.strip()
+        .splitlines()[-1]
+        .startswith("dnnbench: error: --out /dev/full: cannot write (No space left on device)")
+    )
     assert "Traceback" not in err
     blocked = tmp_path / "file"
     blocked.write_text("")
@@ -278,8 +317,10 @@ def test_check_lists_new_trials_and_reports_errors(tmp_path, results_file):
     base.write_text(lines[0] + lines[1])  # sgd only
     code, out, _ = _run("check", base, results_file, "--format", "markdown")
     assert code == 0
-    assert ("**PASS**: 1 rows (1 trials) within tolerance 0.005 on test_acc; 1 new in CURRENT, not compared: "
-            "adam seed=0" in out)
+    assert (
+        "**PASS**: 1 rows (1 trials) within tolerance 0.005 on test_acc; 1 new in CURRENT, not compared: "
+        "adam seed=0" in out
+    )
     broken = json.loads(lines[1])
     broken["status"], broken["metrics"], broken["error"] = "error", {}, "RuntimeError: boom"
     cur = tmp_path / "cur.jsonl"
@@ -292,12 +333,23 @@ def test_check_lists_new_trials_and_reports_errors(tmp_path, results_file):
 
 # ---- 8. explicit values are kept (the parts in regularizers; --lr / --hidden are tested in test_optim)
 
-SMALL_REG = ["--dataset", "synthetic:train=200,test=50,features=8,classes=3", "--hidden", "8", "--epochs", "1",
-             "--seeds", "1", "--json", "-q"]
+SMALL_REG = [
+    "--dataset",
+    "synthetic:train=200,test=50,features=8,classes=3",
+    "--hidden",
+    "8",
+    "--epochs",
+    "1",
+    "--seeds",
+    "1",
+    "--json",
+    "-q",
+]
 
 
-@pytest.mark.parametrize(("option", "method", "field"), [("--l2", "l2", "l2"), ("--dropout", "dropout", "dropout"),
-                                                          ("--l1", "l1", "l1")])
+@pytest.mark.parametrize(
+    ("option", "method", "field"), [("--l2", "l2", "l2"), ("--dropout", "dropout", "dropout"), ("--l1", "l1", "l1")]
+)
 def test_an_explicit_zero_strength_is_kept(option, method, field):
     code, out, err = _run("regularizers", *SMALL_REG, option, "0", "--methods", method)
     assert code == 0, err
@@ -351,7 +403,7 @@ def _parsed(monkeypatch, line: str) -> tuple[object, object]:
     assert args[0] == "dnnbench"
     code, _, err = _run(*args[1:])
     assert code == 0, err
-    (job, specs), = captured
+    ((job, specs),) = captured
     return job, specs[0]
 
 
@@ -374,13 +426,15 @@ def _one_remedy(diff: set[str]) -> bool:
     return len(diff) == 1 or diff == {"reg.early_stopping", "reg.patience"}
 
 
-EVERY_OPTION = ("dnnbench diagnose --data-dir '/tmp/a dir' --no-verify --val-split 0.2 --label-noise 0.1 "
-                "--dataset synthetic:train=200,test=50,features=8,classes=3 --optimizer momentum --lr 0.03 "
-                "--hidden 8,8,8,8 --activation tanh --residual --precision bf16 --loss mse --epochs 6 "
-                "--batch-size 32 --train-eval-samples 100 --seed 7 --l1 1e-6 --l2 3e-4 --dropout 0.2 "
-                "--dropout-mode scale-at-test --early-stopping --monitor val_acc --patience 3 --min-delta 0.001 "
-                "--augment-noise 0.01 --train-fraction 0.5 --schedule step --warmup 1e --step-every 2 "
-                "--step-factor 0.5 --hp momentum=0.8")
+EVERY_OPTION = (
+    "dnnbench diagnose --data-dir '/tmp/a dir' --no-verify --val-split 0.2 --label-noise 0.1 "
+    "--dataset synthetic:train=200,test=50,features=8,classes=3 --optimizer momentum --lr 0.03 "
+    "--hidden 8,8,8,8 --activation tanh --residual --precision bf16 --loss mse --epochs 6 "
+    "--batch-size 32 --train-eval-samples 100 --seed 7 --l1 1e-6 --l2 3e-4 --dropout 0.2 "
+    "--dropout-mode scale-at-test --early-stopping --monitor val_acc --patience 3 --min-delta 0.001 "
+    "--augment-noise 0.01 --train-fraction 0.5 --schedule step --warmup 1e --step-every 2 "
+    "--step-factor 0.5 --hp momentum=0.8"
+)
 
 
 def test_every_option_survives_into_every_remedy(monkeypatch):
@@ -402,9 +456,31 @@ def test_every_option_survives_into_every_remedy(monkeypatch):
 
 @pytest.mark.parametrize("command", ["diagnose", "optimizers"])
 def test_suggested_commands_of_real_runs_read_back(tmp_path, monkeypatch, command):
-    given = [*TINY, "--epochs", "2", "--batch-size", "20", "--val-split", "0.2", "--label-noise", "0.1",
-             "--dropout-mode", "scale-at-test", "--monitor", "val_acc", "--min-delta", "0.01",
-             "--train-eval-samples", "50", "--schedule", "cosine", "--warmup", "0.25", "--hp", "momentum=0.8"]
+    given = [
+        *TINY,
+        "--epochs",
+        "2",
+        "--batch-size",
+        "20",
+        "--val-split",
+        "0.2",
+        "--label-noise",
+        "0.1",
+        "--dropout-mode",
+        "scale-at-test",
+        "--monitor",
+        "val_acc",
+        "--min-delta",
+        "0.01",
+        "--train-eval-samples",
+        "50",
+        "--schedule",
+        "cosine",
+        "--warmup",
+        "0.25",
+        "--hp",
+        "momentum=0.8",
+    ]
     given += ["--optimizer", "momentum"] if command == "diagnose" else ["--optimizers", "momentum,sgd"]
     out = tmp_path / "r.jsonl"
     monkeypatch.setenv("COLUMNS", "80")
@@ -428,21 +504,30 @@ def _spec_of(row: dict):
     from dnnbench.optim import Schedule
 
     c = row["config"]
-    return TrialSpec(optimizer=c["optimizer"], hyperparams=tuple(c["hyperparams"].items()), seed=c["seed"],
-                     model=ModelConfig(**c["model"]), train=TrainConfig(**c["train"]),
-                     reg=Regularization(**c["regularization"]), schedule=Schedule(**c["schedule"]))
+    return TrialSpec(
+        optimizer=c["optimizer"],
+        hyperparams=tuple(c["hyperparams"].items()),
+        seed=c["seed"],
+        model=ModelConfig(**c["model"]),
+        train=TrainConfig(**c["train"]),
+        reg=Regularization(**c["regularization"]),
+        schedule=Schedule(**c["schedule"]),
+    )
 
 
 # ---- 8 (rest). numbers float32 cannot hold, shifts larger than the images, label gaps
 
 
-@pytest.mark.parametrize(("command", "option", "value", "words"), [
-    ("diagnose", "--l2", "1e308", "l2 must be a finite float32 number"),
-    ("regularizers", "--l1", "1e39", "l1 must be a finite float32 number"),
-    ("optimizers", "--min-delta", "1e300", "min_delta must be a finite float32 number"),
-    ("sweep", "--augment-noise", "1e-320", "augment noise 1e-320 is 0 in float32"),
-    ("lr-sensitivity", "--label-noise", "1e-320", "label noise 1e-320 is 0 in float32"),
-])
+@pytest.mark.parametrize(
+    ("command", "option", "value", "words"),
+    [
+        ("diagnose", "--l2", "1e308", "l2 must be a finite float32 number"),
+        ("regularizers", "--l1", "1e39", "l1 must be a finite float32 number"),
+        ("optimizers", "--min-delta", "1e300", "min_delta must be a finite float32 number"),
+        ("sweep", "--augment-noise", "1e-320", "augment noise 1e-320 is 0 in float32"),
+        ("lr-sensitivity", "--label-noise", "1e-320", "label noise 1e-320 is 0 in float32"),
+    ],
+)
 def test_numbers_outside_float32_are_refused(tmp_path, command, option, value, words):
     extra = ["--vary", "lr=0.1,0.01"] if command == "sweep" else []
     code, out, err = _run(command, *TINY, option, value, *extra, "--out", tmp_path / "r.jsonl")
@@ -450,14 +535,21 @@ def test_numbers_outside_float32_are_refused(tmp_path, command, option, value, w
     assert not (tmp_path / "r.jsonl").exists()
 
 
-@pytest.mark.parametrize("argv", [["diagnose", "--augment-shift", "8"],
-                                  ["regularizers", "--methods", "augment", "--augment-shift", "100"],
-                                  ["sweep", "--vary", "augment_shift=1,9"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["diagnose", "--augment-shift", "8"],
+        ["regularizers", "--methods", "augment", "--augment-shift", "100"],
+        ["sweep", "--vary", "augment_shift=1,9"],
+    ],
+)
 def test_a_shift_as_large_as_the_images_is_refused(argv):
     code, _, err = _run(*argv, "--hidden", "8", "--epochs", "1", "-q")
     assert code == 2
-    assert err.strip() == (f"dnnbench: error: augment shift {max(8, *[int(v) for v in argv[-1].split('=')[-1].split(',')])}"
-                           " pixels is not smaller than the 8x8 images; use at most 7")
+    assert err.strip() == (
+        f"dnnbench: error: augment shift {max(8, *[int(v) for v in argv[-1].split('=')[-1].split(',')])}"
+        " pixels is not smaller than the 8x8 images; use at most 7"
+    )
 
 
 def _labelled(path: Path, stray: int | None = None, n_classes: int | None = None) -> Path:
@@ -466,8 +558,14 @@ def _labelled(path: Path, stray: int | None = None, n_classes: int | None = None
     if stray is not None:
         y_train[5] = stray
     extra = {} if n_classes is None else {"n_classes": np.array(n_classes)}
-    np.savez(path, x_train=rng.normal(size=(90, 4)).astype(np.float32), y_train=y_train,
-             x_test=rng.normal(size=(12, 4)).astype(np.float32), y_test=np.arange(12) % 3, **extra)
+    np.savez(
+        path,
+        x_train=rng.normal(size=(90, 4)).astype(np.float32),
+        y_train=y_train,
+        x_test=rng.normal(size=(12, 4)).astype(np.float32),
+        y_test=np.arange(12) % 3,
+        **extra,
+    )
     return path
 
 
@@ -486,8 +584,18 @@ def test_a_stray_label_is_refused_and_the_class_count_is_said(tmp_path, command)
 
 
 def test_a_declared_class_count_keeps_unused_classes(tmp_path):
-    code, _, err = _run("diagnose", "--data", _labelled(tmp_path / "d.npz", stray=9, n_classes=12), "--hidden", "4",
-                        "--epochs", "1", "--batch-size", "30", "--json")
+    code, _, err = _run(
+        "diagnose",
+        "--data",
+        _labelled(tmp_path / "d.npz", stray=9, n_classes=12),
+        "--hidden",
+        "4",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "30",
+        "--json",
+    )
     assert code == 0, err
     assert "12 classes (labels 0..11)" in err
     code, _, err = _run("diagnose", "--data", _labelled(tmp_path / "e.npz", stray=9, n_classes=5), "-q")
@@ -528,8 +636,24 @@ def test_the_header_records_the_worker_count_used():
 @pytest.mark.parametrize("metric", ["val_loss", "val_acc", "train_loss"])
 def test_sensitivity_bars_are_tallest_at_the_best_rate(monkeypatch, metric):
     monkeypatch.setenv("COLUMNS", "200")
-    code, out, err = _run("lr-sensitivity", *TINY, "--epochs", "2", "--batch-size", "20", "--optimizers", "sgd",
-                          "--lr-min", "1e-3", "--lr-max", "1", "--points", "5", "--metric", metric)
+    code, out, err = _run(
+        "lr-sensitivity",
+        *TINY,
+        "--epochs",
+        "2",
+        "--batch-size",
+        "20",
+        "--optimizers",
+        "sgd",
+        "--lr-min",
+        "1e-3",
+        "--lr-max",
+        "1",
+        "--points",
+        "5",
+        "--metric",
+        metric,
+    )
     assert code == 0, err
     row = next(line for line in out.splitlines() if line.startswith("│ sgd"))
     cells = [c.strip() for c in row.strip("│").split("│")]
@@ -539,12 +663,14 @@ def test_sensitivity_bars_are_tallest_at_the_best_rate(monkeypatch, metric):
     assert f"the taller the bar, the better the {metric}" in " ".join(out.split())
 
 
-@pytest.mark.parametrize(("sort", "header"), [("test_loss", "test loss"), ("best_val_acc", "best val acc"),
-                                              ("test_acc", None)])
+@pytest.mark.parametrize(
+    ("sort", "header"), [("test_loss", "test loss"), ("best_val_acc", "best val acc"), ("test_acc", None)]
+)
 def test_sweep_shows_the_column_it_sorts_by(monkeypatch, sort, header):
     monkeypatch.setenv("COLUMNS", "200")
-    code, out, err = _run("sweep", *TINY, "--epochs", "2", "--batch-size", "20", "--vary", "lr=0.3,0.1,0.01",
-                          "--sort", sort)
+    code, out, err = _run(
+        "sweep", *TINY, "--epochs", "2", "--batch-size", "20", "--vary", "lr=0.3,0.1,0.01", "--sort", sort
+    )
     assert code == 0, err
     lines = out.splitlines()
     head = next(line for line in lines if line.startswith("┃ lr"))
@@ -560,9 +686,14 @@ def test_sweep_shows_the_column_it_sorts_by(monkeypatch, sort, header):
 
 
 @pytest.mark.parametrize("columns", [80, 100, 120])
-@pytest.mark.parametrize("argv", [["optimizers", "--optimizers", "sgd,adam", "--seeds", "2"],
-                                  ["regularizers", "--methods", "none,l2", "--seeds", "1"],
-                                  ["run", "SUITE"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["optimizers", "--optimizers", "sgd,adam", "--seeds", "2"],
+        ["regularizers", "--methods", "none,l2", "--seeds", "1"],
+        ["run", "SUITE"],
+    ],
+)
 def test_tables_drop_named_columns_instead_of_cutting(tmp_path, monkeypatch, columns, argv):
     from dnnbench.render import tables as report
 

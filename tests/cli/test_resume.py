@@ -21,8 +21,17 @@ import pytest
 from dnnbench.cli import main
 from dnnbench.train import engine
 
-TINY = ["--dataset", "synthetic:train=200,test=50,features=8", "--hidden", "8", "--epochs", "2",
-        "--batch-size", "20", "--quiet"]
+TINY = [
+    "--dataset",
+    "synthetic:train=200,test=50,features=8",
+    "--hidden",
+    "8",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "20",
+    "--quiet",
+]
 # Two workers: two compiled groups (sgd, adam) of two trials, however many cores the machine has.
 # --max-parallel 2: two compiled groups of two trials (without it the plan cuts them into 4 singles)
 TWO_BY_TWO = ["optimizers", *TINY, "--optimizers", "sgd,adam", "--seeds", "2", "--max-parallel", "2"]
@@ -59,8 +68,9 @@ def _assert_same_numbers(got: dict[str, dict], want: dict[str, dict]) -> None:
         assert got[trial_id]["metrics"] == row["metrics"], trial_id
         for key in NUMBERS:
             assert got[trial_id]["history"][key] == row["history"][key], (trial_id, key)
-        assert {k: v for k, v in got[trial_id].items() if k != "timing"} == \
-            {k: v for k, v in row.items() if k != "timing"}, trial_id
+        assert {k: v for k, v in got[trial_id].items() if k != "timing"} == {
+            k: v for k, v in row.items() if k != "timing"
+        }, trial_id
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +85,9 @@ def full(tmp_path_factory) -> Path:
 def test_resume_trains_the_groups_of_missing_trials_whole_with_identical_numbers(full, tmp_path, monkeypatch):
     sizes: list[int] = []
     train_group = engine.train_group
-    monkeypatch.setattr(engine, "train_group", lambda specs, *a, **k: sizes.append(len(specs)) or
-                        train_group(specs, *a, **k))
+    monkeypatch.setattr(
+        engine, "train_group", lambda specs, *a, **k: sizes.append(len(specs)) or train_group(specs, *a, **k)
+    )
     header, trials = _lines(full)
     assert [json.loads(t)["optimizer"] for t in trials] == ["sgd", "sgd", "adam", "adam"]
     path = tmp_path / "r.jsonl"
@@ -99,8 +110,9 @@ def test_resume_keeps_the_split_groups_of_the_plan(tmp_path, monkeypatch):
     assert _run([*argv, "--out", full])[0] == 0
     sizes: list[int] = []
     train_group = engine.train_group
-    monkeypatch.setattr(engine, "train_group", lambda specs, *a, **k: sizes.append(len(specs)) or
-                        train_group(specs, *a, **k))
+    monkeypatch.setattr(
+        engine, "train_group", lambda specs, *a, **k: sizes.append(len(specs)) or train_group(specs, *a, **k)
+    )
     header, trials = _lines(full)
     path = tmp_path / "r.jsonl"
     path.write_text(header + trials[0] + trials[3])
@@ -158,13 +170,16 @@ def test_resume_without_out_or_with_a_missing_file_is_one_error_line(tmp_path):
     assert not missing.exists()
 
 
-@pytest.mark.parametrize(("content", "words"), [
-    ("", ["no dnnbench/1 header line"]),
-    ('{"a": 1}\n', ["r.jsonl:1", "not a dnnbench row"]),
-    ('{"type": "header", "schema": "dnnbench/1"}\nnot json\n{"type": "trial"}\n', ["r.jsonl:2", "not valid JSON"]),
-    ('{"type": "header", "schema": "dnnbench/1"}\n{"type": "trial"}\n', ["r.jsonl:2", "without an id"]),
-    ('{"type": "header", "schema": "other/9"}\n', ["not a dnnbench/1 results file"]),
-])
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        ("", ["no dnnbench/1 header line"]),
+        ('{"a": 1}\n', ["r.jsonl:1", "not a dnnbench row"]),
+        ('{"type": "header", "schema": "dnnbench/1"}\nnot json\n{"type": "trial"}\n', ["r.jsonl:2", "not valid JSON"]),
+        ('{"type": "header", "schema": "dnnbench/1"}\n{"type": "trial"}\n', ["r.jsonl:2", "without an id"]),
+        ('{"type": "header", "schema": "other/9"}\n', ["not a dnnbench/1 results file"]),
+    ],
+)
 def test_resume_of_a_file_that_is_not_a_results_file_is_one_error_line(tmp_path, content, words):
     path = tmp_path / "r.jsonl"
     path.write_text(content)
@@ -191,8 +206,9 @@ def _dnnbench() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "dnnbench"]
 
 
-@pytest.mark.parametrize(("sig", "exit_code", "said"), [(signal.SIGINT, 130, "interrupted"),
-                                                   (signal.SIGTERM, 143, "terminated (SIGTERM)")])
+@pytest.mark.parametrize(
+    ("sig", "exit_code", "said"), [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated (SIGTERM)")]
+)
 def test_a_stop_keeps_finished_trials_and_resume_completes_them_exactly(tmp_path, sig, exit_code, said):
     # SIGTERM (how CI systems stop a job) takes the same path as Ctrl-C, with exit code 143.
     # One worker and 600 epochs: the groups train one after the other, the second for a while
@@ -203,8 +219,13 @@ def test_a_stop_keeps_finished_trials_and_resume_completes_them_exactly(tmp_path
     code, _, err = _run([*argv, "--out", full])  # the uninterrupted run (two workers: the same two groups)
     assert code == 0, err
     path = tmp_path / "r.jsonl"
-    proc = subprocess.Popen([*_dnnbench(), *argv, "--workers", "1", "--out", str(path)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    proc = subprocess.Popen(
+        [*_dnnbench(), *argv, "--workers", "1", "--out", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
     deadline = time.monotonic() + 120
     while proc.poll() is None and time.monotonic() < deadline:  # header + the first group's trials
         if path.exists() and len(path.read_text().splitlines()) >= 2:
@@ -220,7 +241,8 @@ def test_a_stop_keeps_finished_trials_and_resume_completes_them_exactly(tmp_path
     assert 1 <= written < 4
     assert all(row["status"] == "ok" for row in rows[1:])  # nothing unfinished was written
     assert [line for line in err.splitlines() if line.strip()] == [
-        f"dnnbench: {said}; {written} of 4 trials written to {path}; --resume continues"]
+        f"dnnbench: {said}; {written} of 4 trials written to {path}; --resume continues"
+    ]
     assert "Traceback" not in err
 
     code, _, err = _run([*argv, "--out", path, "--resume"])

@@ -33,8 +33,10 @@ def _npz(path: Path, shape: tuple[int, ...], n_train: int = 120, n_test: int = 4
     y_train, y_test = rng.integers(0, classes, n_train), rng.integers(0, classes, n_test)
     if len(shape) == 1:  # 1-D signals: a class-dependent bump plus noise, float32
         t = np.linspace(0, 1, shape[0])
-        make = lambda y: (np.exp(-((t[None] - 0.2 - 0.3 * y[:, None]) ** 2) / 0.01)  # noqa: E731
-                          + 0.1 * rng.normal(size=(len(y), shape[0]))).astype(np.float32)
+        make = lambda y: (
+            np.exp(-((t[None] - 0.2 - 0.3 * y[:, None]) ** 2) / 0.01)  # noqa: E731
+            + 0.1 * rng.normal(size=(len(y), shape[0]))
+        ).astype(np.float32)
     else:  # images: uint8 like MNIST
         make = lambda y: rng.integers(0, 256, (len(y), *shape), dtype=np.uint8)  # noqa: E731
     np.savez(path, x_train=make(y_train), y_train=y_train, x_test=make(y_test), y_test=y_test)
@@ -63,30 +65,35 @@ def test_the_digits_demo_keeps_its_noise_and_fraction_and_says_so(tmp_path):
     assert _applied(header) == (0.2, 0.5)
     assert rows[0]["config"]["regularization"]["train_fraction"] == 0.5
     flat = " ".join(stdout.split())  # the note wraps to the terminal
-    assert flat.startswith("Training data: digits with 0.2 of its training labels replaced by a wrong class and training "
-                     "on a 0.5 fraction of its training set (the digits demo's defaults, to make overfitting visible; "
-                     "--label-noise 0 --train-fraction 1 for the data as given).")
+    assert flat.startswith(
+        "Training data: digits with 0.2 of its training labels replaced by a wrong class and training "
+        "on a 0.5 fraction of its training set (the digits demo's defaults, to make overfitting visible; "
+        "--label-noise 0 --train-fraction 1 for the data as given)."
+    )
 
 
 @pytest.mark.parametrize("data", ["synthetic", "npz"])
 def test_other_data_are_used_as_given_unless_asked(tmp_path, data):
-    source = (["--dataset", SYNTHETIC] if data == "synthetic"
-              else ["--data", _npz(tmp_path / "signals.npz", (40,))])
+    source = ["--dataset", SYNTHETIC] if data == "synthetic" else ["--data", _npz(tmp_path / "signals.npz", (40,))]
     stdout, header, _ = _regularizers(tmp_path, *source, "--methods", "none")
     assert _applied(header) == (0.0, 1.0)
     assert "as given (no label noise, the full training set)." in " ".join(stdout.split())  # wrapped to the terminal
-    stdout, header, _ = _regularizers(tmp_path, *source, "--methods", "none", "--label-noise", "0.1",
-                                      "--train-fraction", "0.5")
+    stdout, header, _ = _regularizers(
+        tmp_path, *source, "--methods", "none", "--label-noise", "0.1", "--train-fraction", "0.5"
+    )
     assert _applied(header) == (0.1, 0.5)
-    assert "with 0.1 of its training labels replaced by a wrong class and training on a 0.5 fraction" in \
-        " ".join(stdout.split())
+    assert "with 0.1 of its training labels replaced by a wrong class and training on a 0.5 fraction" in " ".join(
+        stdout.split()
+    )
     assert "demo" not in " ".join(stdout.split()).split("Regularizers")[0]
 
 
 def test_explicit_values_on_digits_are_kept_too(tmp_path):
     stdout, header, _ = _regularizers(tmp_path, "--methods", "none", "--label-noise", "0", "--train-fraction", "1")
     assert _applied(header) == (0.0, 1.0)
-    assert " ".join(stdout.split()).startswith("Training data: digits as given (no label noise, the full training set).")
+    assert " ".join(stdout.split()).startswith(
+        "Training data: digits as given (no label noise, the full training set)."
+    )
 
 
 def test_help_says_the_demo_defaults_are_for_digits_only():
@@ -94,25 +101,35 @@ def test_help_says_the_demo_defaults_are_for_digits_only():
     assert code == 0
     text = " ".join(stdout.split())
     assert "On the bundled digits demo only" in text
-    assert "On any other data (--data, synthetic, mnist, ...) the defaults are no label noise and the full training set" in text
+    assert (
+        "On any other data (--data, synthetic, mnist, ...) the defaults are no label noise and the full training set"
+        in text
+    )
 
 
 # ---- 3. regularizers on any data: augment is shift + noise on images, noise on feature vectors
 
 
-@pytest.mark.parametrize(("data", "image"), [("digits", True), ("mnist-shaped", True), ("signals", False),
-                                              ("synthetic", False)])
+@pytest.mark.parametrize(
+    ("data", "image"), [("digits", True), ("mnist-shaped", True), ("signals", False), ("synthetic", False)]
+)
 def test_every_default_method_runs_on_any_data(tmp_path, data, image):
-    source = {"digits": [], "synthetic": ["--dataset", SYNTHETIC],
-              "mnist-shaped": ["--data", _npz(tmp_path / "m.npz", (28, 28))],
-              "signals": ["--data", _npz(tmp_path / "s.npz", (40,))]}[data]
+    source = {
+        "digits": [],
+        "synthetic": ["--dataset", SYNTHETIC],
+        "mnist-shaped": ["--data", _npz(tmp_path / "m.npz", (28, 28))],
+        "signals": ["--data", _npz(tmp_path / "s.npz", (40,))],
+    }[data]
     stdout, header, rows = _regularizers(tmp_path, *source)
     assert [r["regularizer"] for r in rows] == ALL_METHODS
     assert all(r["status"] == "ok" for r in rows)
     augment = next(r for r in rows if r["regularizer"] == "augment")["config"]["regularization"]
     assert (augment["augment_shift"], augment["augment_noise"]) == ((1, 0.05) if image else (0, 0.05))
-    caption = ("augment = random shifts of up to 1 px + noise std 0.05" if image
-               else "augment = noise std 0.05 (feature vectors: no shifts)")
+    caption = (
+        "augment = random shifts of up to 1 px + noise std 0.05"
+        if image
+        else "augment = noise std 0.05 (feature vectors: no shifts)"
+    )
     assert caption in stdout
 
 
@@ -120,8 +137,10 @@ def test_an_explicit_shift_on_feature_vectors_is_an_error(tmp_path):
     signals = _npz(tmp_path / "s.npz", (40,))
     code, _, err = _run("regularizers", *SMALL, "--data", signals, "--augment-shift", "1")
     assert code == 2
-    assert err.strip() == (f"dnnbench: error: augment shift 1 needs image data, and {signals} holds feature vectors; "
-                           "leave --augment-shift out (augment is then noise only)")
+    assert err.strip() == (
+        f"dnnbench: error: augment shift 1 needs image data, and {signals} holds feature vectors; "
+        "leave --augment-shift out (augment is then noise only)"
+    )
     code, _, err = _run("regularizers", *SMALL, "--dataset", SYNTHETIC, "--augment-shift", "2", "--methods", "all")
     assert code == 2 and "augment shift 2 needs image data" in err
     # Without augment among the methods the shift is unused: no error.
@@ -142,16 +161,30 @@ def test_the_table_shows_the_restored_epoch_of_an_early_stopping_row():
 
     def trial(method: str, seed: int, best: int, ran: int) -> TrialResult:
         reg = Regularization(early_stopping=method == "early_stopping")
-        return TrialResult(id=f"{method}-{seed}", spec=TrialSpec(seed=seed, train=TrainConfig(epochs=20), reg=reg,
-                                                                 tags=(("regularizer", method),)),
-                           status="ok", metrics={"val_acc": 0.9, "best_val_acc": 0.95, "test_acc": 0.9},
-                           history={}, best_epoch=best, stopped_epoch=ran if ran < 20 else None, diverged_epoch=None,
-                           timing={"epochs_run": ran})
+        return TrialResult(
+            id=f"{method}-{seed}",
+            spec=TrialSpec(seed=seed, train=TrainConfig(epochs=20), reg=reg, tags=(("regularizer", method),)),
+            status="ok",
+            metrics={"val_acc": 0.9, "best_val_acc": 0.95, "test_acc": 0.9},
+            history={},
+            best_epoch=best,
+            stopped_epoch=ran if ran < 20 else None,
+            diverged_epoch=None,
+            timing={"epochs_run": ran},
+        )
 
-    trials = [trial("none", 0, 12, 20), trial("none", 1, 14, 20),
-              trial("early_stopping", 0, 6, 11), trial("early_stopping", 1, 8, 13)]
-    table = report.comparison_table(stats.summarize(trials, lambda t: t.tags["regularizer"]), title="t",
-                                    label_header="regularizer", show_epochs=True)
+    trials = [
+        trial("none", 0, 12, 20),
+        trial("none", 1, 14, 20),
+        trial("early_stopping", 0, 6, 11),
+        trial("early_stopping", 1, 8, 13),
+    ]
+    table = report.comparison_table(
+        stats.summarize(trials, lambda t: t.tags["regularizer"]),
+        title="t",
+        label_header="regularizer",
+        show_epochs=True,
+    )
     console = Console(width=200, record=True)
     console.print(table)
     text = console.export_text()

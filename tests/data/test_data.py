@@ -134,7 +134,12 @@ def _valid_arrays(x_dtype=np.uint8, shape=(4, 4)) -> dict[str, np.ndarray]:
         x_test = (rng.standard_normal((10, *shape)) * 3).astype(x_dtype)
     y_train = np.arange(30) % 3
     y_test = np.arange(10) % 3
-    return {"x_train": x_train, "y_train": y_train.astype(np.uint8), "x_test": x_test, "y_test": y_test.astype(np.int64)}
+    return {
+        "x_train": x_train,
+        "y_train": y_train.astype(np.uint8),
+        "x_test": x_test,
+        "y_test": y_test.astype(np.int64),
+    }
 
 
 def test_npz_uint8_images_round_trip(tmp_path):
@@ -151,8 +156,9 @@ def test_npz_uint8_images_round_trip(tmp_path):
     assert ds.x_train.shape == (30, 16)  # images flattened
     assert ds.x_test.shape == (10, 16)
     assert ds.x_train.dtype == np.uint8
-    np.testing.assert_array_equal(np.sort(ds.x_train.sum(axis=1)),
-                                  np.sort(arrays["x_train"].reshape(30, -1).sum(axis=1)))
+    np.testing.assert_array_equal(
+        np.sort(ds.x_train.sum(axis=1)), np.sort(arrays["x_train"].reshape(30, -1).sum(axis=1))
+    )
 
 
 def test_npz_float_used_as_given(tmp_path):

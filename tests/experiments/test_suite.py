@@ -61,36 +61,50 @@ def _rows(path: Path) -> list[dict]:
 
 def test_example_suites_load():
     ci = suite.load(SUITES / "ci.toml")
-    assert [(e.name, e.kind, len(e.specs)) for e in ci.experiments] == [("optimizers", "optimizers", 4),
-                                                                         ("regularizers", "regularizers", 4)]
+    assert [(e.name, e.kind, len(e.specs)) for e in ci.experiments] == [
+        ("optimizers", "optimizers", 4),
+        ("regularizers", "regularizers", 4),
+    ]
     assert ci.job.data.dataset == "digits" and ci.job.seeds == (0, 1)
     assert {dict(s.tags)["experiment"] for s in ci.specs} == {"optimizers", "regularizers"}
 
     ref = suite.load(SUITES / "reference-mnist.toml")  # the recipe's Keras example; loading downloads nothing
     (experiment,) = ref.experiments
     assert ref.job.data.dataset == "mnist"
-    assert {(s.optimizer, s.model.hidden, s.model.activation, s.train.batch_size, s.train.epochs, s.train.loss)
-            for s in experiment.specs} == {("adam", (500, 500), "relu", 100, 20, "ce")}
+    assert {
+        (s.optimizer, s.model.hidden, s.model.activation, s.train.batch_size, s.train.epochs, s.train.loss)
+        for s in experiment.specs
+    } == {("adam", (500, 500), "relu", 100, 20, "ce")}
 
     opt = suite.load(SUITES / "optimizers-digits.toml")
     assert [s.optimizer for s in opt.specs[::3]] == ["sgd", "momentum", "adagrad", "rmsprop", "adam"]
     reg = suite.load(SUITES / "regularizers-digits.toml")
     assert reg.job.data.label_noise == 0.2 and len(reg.specs) == 7 * 3
-    assert {dict(s.tags)["regularizer"] for s in reg.specs} == {"none", "l1", "l2", "dropout", "early_stopping",
-                                                                 "augment", "all"}
+    assert {dict(s.tags)["regularizer"] for s in reg.specs} == {
+        "none",
+        "l1",
+        "l2",
+        "dropout",
+        "early_stopping",
+        "augment",
+        "all",
+    }
 
 
 def test_optimizer_files_hyperparams_and_schedules_in_a_suite(tmp_path):
     (tmp_path / "opts").mkdir()
     (tmp_path / "opts" / "lion.py").write_text((Path(__file__).parents[2] / "examples" / "lion.py").read_text())
     path = tmp_path / "s.toml"
-    path.write_text(SMALL.replace("seeds = 2", 'seeds = 2\nschedule = "warmup_cosine"\nwarmup = "1e"')
-                    .replace('optimizers = ["sgd", "adam"]', 'optimizers = ["adam", "opts/lion.py:make_lion", "lion"]')
-                    + '[experiment.hyperparams]\nadam = { eps = 1e-3 }\n'
-                    + '\n[[experiment]]\nname = "own"\nkind = "optimizers"\noptimizers = ["sgd"]\n'
-                    + '[experiment.train]\nschedule = "step"\nstep_every = 1\n'
-                    + '\n[[experiment]]\nname = "hp"\nkind = "optimizers"\noptimizers = ["adam", "opts/lion.py:make_lion"]\n'
-                    + '[experiment.hyperparams]\n"opts/lion.py:make_lion" = { b1 = 0.5 }\n')
+    path.write_text(
+        SMALL.replace("seeds = 2", 'seeds = 2\nschedule = "warmup_cosine"\nwarmup = "1e"').replace(
+            'optimizers = ["sgd", "adam"]', 'optimizers = ["adam", "opts/lion.py:make_lion", "lion"]'
+        )
+        + "[experiment.hyperparams]\nadam = { eps = 1e-3 }\n"
+        + '\n[[experiment]]\nname = "own"\nkind = "optimizers"\noptimizers = ["sgd"]\n'
+        + '[experiment.train]\nschedule = "step"\nstep_every = 1\n'
+        + '\n[[experiment]]\nname = "hp"\nkind = "optimizers"\noptimizers = ["adam", "opts/lion.py:make_lion"]\n'
+        + '[experiment.hyperparams]\n"opts/lion.py:make_lion" = { b1 = 0.5 }\n'
+    )
     loaded = suite.load(path)
     opt, reg, own, hp = loaded.experiments
     lion_file = f"{tmp_path / 'opts' / 'lion.py'}:make_lion"  # relative to the suite
@@ -98,24 +112,31 @@ def test_optimizer_files_hyperparams_and_schedules_in_a_suite(tmp_path):
     # [experiment.hyperparams] belongs to the [[experiment]] above it (SMALL's regularizers)
     assert dict(opt.specs[0].hyperparams)["eps"] == 1e-7 and dict(reg.specs[0].hyperparams)["eps"] == 1e-3
     assert {(s.schedule.kind, s.schedule.warmup, s.schedule.warmup_epochs) for s in opt.specs} == {
-        ("warmup_cosine", 1.0, True)}
+        ("warmup_cosine", 1.0, True)
+    }
     assert {(s.schedule.kind, s.schedule.step_every) for s in own.specs} == {("step", 1.0)}
     assert dict(hp.specs[2].hyperparams)["b1"] == 0.5 and dict(hp.specs[0].hyperparams)["b1"] == 0.9
 
 
 def test_experiments_override_model_and_train_and_paths_are_relative_to_the_suite(tmp_path):
     path = tmp_path / "s.toml"
-    path.write_text(SMALL.replace('dataset = "synthetic:train=200,test=50,features=8"', 'path = "data/d.npz"')
-                    + "lr = 0.01\nmodel = { hidden = [4, 4] }\n[experiment.train]\nepochs = 3\nseeds = 1\n"
-                    + '\n[[experiment]]\nname = "rates"\nkind = "optimizers"\noptimizers = ["sgd", "adam"]\n'
-                    + "lr = { sgd = 0.5 }\n")
+    path.write_text(
+        SMALL.replace('dataset = "synthetic:train=200,test=50,features=8"', 'path = "data/d.npz"')
+        + "lr = 0.01\nmodel = { hidden = [4, 4] }\n[experiment.train]\nepochs = 3\nseeds = 1\n"
+        + '\n[[experiment]]\nname = "rates"\nkind = "optimizers"\noptimizers = ["sgd", "adam"]\n'
+        + "lr = { sgd = 0.5 }\n"
+    )
     loaded = suite.load(path)
     assert loaded.job.data.path == str(tmp_path / "data" / "d.npz")
     opt, reg, rates = loaded.experiments
     assert {(s.model.hidden, s.train.epochs, s.seed) for s in opt.specs} == {((8,), 2, 0), ((8,), 2, 1)}
     assert {(s.model.hidden, s.train.epochs, s.seed, s.learning_rate) for s in reg.specs} == {((4, 4), 3, 0, 0.01)}
-    assert [(s.optimizer, s.learning_rate) for s in rates.specs] == [("sgd", 0.5), ("sgd", 0.5), ("adam", 0.001),
-                                                                     ("adam", 0.001)]
+    assert [(s.optimizer, s.learning_rate) for s in rates.specs] == [
+        ("sgd", 0.5),
+        ("sgd", 0.5),
+        ("adam", 0.001),
+        ("adam", 0.001),
+    ]
     assert [e["name"] for e in loaded.describe()["experiments"]] == ["opt", "regularizers", "rates"]
 
 
@@ -125,55 +146,100 @@ BAD_SUITES: dict[str, tuple[str, int | None, list[str]]] = {
     "unknown key": (SMALL.replace("epochs = 2", "epoch = 2"), 8, ["[train] unknown key 'epoch'", "epochs"]),
     "wrong type": (SMALL.replace("epochs = 2", 'epochs = "2"'), 8, ["[train] epochs must be an integer", "'2'"]),
     "bad value": (SMALL.replace("batch_size = 20", "batch_size = 0"), 9, ["[train]", "batch size", "0"]),
-    "unknown activation": (SMALL.replace("hidden = [8]", 'hidden = [8]\nactivation = "softplus"'), 6,
-                           ["[model]", "softplus", "relu"]),
+    "unknown activation": (
+        SMALL.replace("hidden = [8]", 'hidden = [8]\nactivation = "softplus"'),
+        6,
+        ["[model]", "softplus", "relu"],
+    ),
     "hidden not widths": (SMALL.replace("hidden = [8]", 'hidden = "8"'), 5, ["hidden must be a list of layer widths"]),
     "seeds zero": (SMALL.replace("seeds = 2", "seeds = 0"), 10, ["seeds must be a positive integer"]),
-    "unknown optimizer": (SMALL + '\n[[experiment]]\nname = "b"\nkind = "optimizers"\noptimizers = ["sgd", "adamaxx"]\n',
-                          25, ["[[experiment]] unknown optimizer 'adamaxx'", "adam"]),
+    "unknown optimizer": (
+        SMALL + '\n[[experiment]]\nname = "b"\nkind = "optimizers"\noptimizers = ["sgd", "adamaxx"]\n',
+        25,
+        ["[[experiment]] unknown optimizer 'adamaxx'", "adam"],
+    ),
     "unknown kind": (SMALL.replace('kind = "regularizers"', 'kind = "sweep"'), 18, ["kind must be one of", "'sweep'"]),
-    "unknown experiment key": (SMALL.replace('optimizers = ["sgd", "adam"]', 'optimisers = ["sgd"]'), 15,
-                               ["[[experiment]] unknown key 'optimisers'", "optimizers, lr"]),
-    "lr for an optimizer not run": (SMALL.replace('optimizers = ["sgd", "adam"]',
-                                                  'optimizers = ["sgd", "adam"]\nlr = { nesterov = 0.1 }'), 16,
-                                    ["nesterov", "not being run"]),
+    "unknown experiment key": (
+        SMALL.replace('optimizers = ["sgd", "adam"]', 'optimisers = ["sgd"]'),
+        15,
+        ["[[experiment]] unknown key 'optimisers'", "optimizers, lr"],
+    ),
+    "lr for an optimizer not run": (
+        SMALL.replace('optimizers = ["sgd", "adam"]', 'optimizers = ["sgd", "adam"]\nlr = { nesterov = 0.1 }'),
+        16,
+        ["nesterov", "not being run"],
+    ),
     "negative lr": (SMALL + "lr = -1\n", 21, ["learning rate", "-1"]),
     "unknown method": (SMALL.replace('["none", "l2"]', '["none", "mixup"]'), 19, ["unknown regularizer 'mixup'"]),
     "override out of range": (SMALL + "[experiment.train]\nepochs = 0\n", 22, ["[experiment.train]", "epochs", "0"]),
     "inline override": (SMALL + "train = { batch_size = -5 }\n", 21, ["batch size", "-5"]),
-    "max_parallel per experiment": (SMALL + "[experiment.train]\nmax_parallel = 2\n", 22,
-                                    ["unknown key 'max_parallel'"]),
+    "max_parallel per experiment": (
+        SMALL + "[experiment.train]\nmax_parallel = 2\n",
+        22,
+        ["unknown key 'max_parallel'"],
+    ),
     "workers per experiment": (SMALL + "[experiment.train]\nworkers = 2\n", 22, ["unknown key 'workers'"]),
     "workers zero": (SMALL.replace("seeds = 2", "seeds = 2\nworkers = 0"), 11, ["[train] workers", "0"]),
     "duplicate names": (SMALL.replace('name = "opt"', 'name = "regularizers"'), 17, ["'regularizers' is used twice"]),
     "no experiment": (SMALL.split("[[experiment]]")[0], None, ["at least one [[experiment]]"]),
     "not TOML": (SMALL.replace("epochs = 2", "epochs = "), None, ["not valid TOML", "line 8"]),
-    "unknown hyperparameter": (SMALL + "[experiment.hyperparams]\nadam = { beta = 0.8 }\n", 22, ["[experiment.hyperparams]", "no hyperparameter 'beta'", "b1"]),
-    "hyperparams of an optimizer not run": (SMALL + "[experiment.hyperparams]\nlion = { b1 = 0.8 }\n", 22,
-                                            ["'lion'", "runs 'adam'"]),
-    "unknown schedule": (SMALL.replace("seeds = 2", 'seeds = 2\nschedule = "triangle"'), 11,
-                         ["[train]", "triangle", "warmup_cosine"]),
+    "unknown hyperparameter": (
+        SMALL + "[experiment.hyperparams]\nadam = { beta = 0.8 }\n",
+        22,
+        ["[experiment.hyperparams]", "no hyperparameter 'beta'", "b1"],
+    ),
+    "hyperparams of an optimizer not run": (
+        SMALL + "[experiment.hyperparams]\nlion = { b1 = 0.8 }\n",
+        22,
+        ["'lion'", "runs 'adam'"],
+    ),
+    "unknown schedule": (
+        SMALL.replace("seeds = 2", 'seeds = 2\nschedule = "triangle"'),
+        11,
+        ["[train]", "triangle", "warmup_cosine"],
+    ),
     "warmup too long": (SMALL.replace("seeds = 2", 'seeds = 2\nwarmup = "9e"'), 11, ["warmup of 9 epochs"]),
-    "optimizer file missing": (SMALL.replace('optimizers = ["sgd", "adam"]', 'optimizers = ["nope.py:make"]'), 15,
-                               ["nope.py not found"]),
+    "optimizer file missing": (
+        SMALL.replace('optimizers = ["sgd", "adam"]', 'optimizers = ["nope.py:make"]'),
+        15,
+        ["nope.py not found"],
+    ),
     # the schema (pydantic): strict types, finite numbers, one model per kind
-    "not a width in hidden": (SMALL.replace("hidden = [8]", 'hidden = [8, "x"]'), 5,
-                              ["[model] hidden must be a list of layer widths", "got [8, 'x']"]),
+    "not a width in hidden": (
+        SMALL.replace("hidden = [8]", 'hidden = [8, "x"]'),
+        5,
+        ["[model] hidden must be a list of layer widths", "got [8, 'x']"],
+    ),
     "seeds not whole": (SMALL.replace("seeds = 2", "seeds = 2.0"), 10, ["seeds must be a positive integer", "2.0"]),
-    "not finite": (SMALL.replace("seeds = 2", "seeds = 2\ndecay_to = inf"), 11, ["[train] decay_to must be a number",
-                                                                                "inf"]),
+    "not finite": (
+        SMALL.replace("seeds = 2", "seeds = 2\ndecay_to = inf"),
+        11,
+        ["[train] decay_to must be a number", "inf"],
+    ),
     "true is not a number": (SMALL + "lr = true\n", 21, ["[[experiment]] lr must be a number, got True"]),
-    "no kind": (SMALL.replace('kind = "regularizers"\n', ""), 17, ["kind must be one of optimizers, regularizers, tune",
-                                                                   "got None"]),
+    "no kind": (
+        SMALL.replace('kind = "regularizers"\n', ""),
+        17,
+        ["kind must be one of optimizers, regularizers, tune", "got None"],
+    ),
     "blank name": (SMALL.replace('name = "opt"', 'name = " "'), 13, ["name must be a non-empty string"]),
     "no optimizers": (SMALL.replace('["sgd", "adam"]', "[]"), 15, ["optimizers must be a list of names, got []"]),
     "override not a table": (SMALL + "train = 5\n", 21, ["[[experiment]] train must be a table, got 5"]),
-    "hyperparams not tables": (SMALL + "[experiment.hyperparams]\nadam = 5\n", 21,
-                               ["hyperparams must be a table of tables", "{'adam': 5}"]),
-    "retries not an integer": (SMALL.replace("seeds = 2", 'seeds = 2\nray_max_retries = "2"'), 11,
-                               ["[train] ray_max_retries must be an integer, got '2'"]),
-    "first problem in the file": (SMALL.replace("epochs = 2", 'epochs = "2"').replace("hidden = [8]", 'hidden = "8"'),
-                                  5, ["hidden must be"]),
+    "hyperparams not tables": (
+        SMALL + "[experiment.hyperparams]\nadam = 5\n",
+        21,
+        ["hyperparams must be a table of tables", "{'adam': 5}"],
+    ),
+    "retries not an integer": (
+        SMALL.replace("seeds = 2", 'seeds = 2\nray_max_retries = "2"'),
+        11,
+        ["[train] ray_max_retries must be an integer, got '2'"],
+    ),
+    "first problem in the file": (
+        SMALL.replace("epochs = 2", 'epochs = "2"').replace("hidden = [8]", 'hidden = "8"'),
+        5,
+        ["hidden must be"],
+    ),
 }
 
 
@@ -220,9 +286,15 @@ def test_run_writes_one_file_with_every_experiment_tagged_and_resume_trains_noth
     assert header["config"]["command"] == "run"
     assert [e["name"] for e in header["config"]["experiments"]] == ["opt", "regularizers"]
     assert [(t["experiment"], t["optimizer"], t.get("regularizer"), t["seed"]) for t in trials] == [
-        ("opt", "sgd", None, 0), ("opt", "sgd", None, 1), ("opt", "adam", None, 0), ("opt", "adam", None, 1),
-        ("regularizers", "adam", "none", 0), ("regularizers", "adam", "none", 1),
-        ("regularizers", "adam", "l2", 0), ("regularizers", "adam", "l2", 1)]
+        ("opt", "sgd", None, 0),
+        ("opt", "sgd", None, 1),
+        ("opt", "adam", None, 0),
+        ("opt", "adam", None, 1),
+        ("regularizers", "adam", "none", 0),
+        ("regularizers", "adam", "none", 1),
+        ("regularizers", "adam", "l2", 0),
+        ("regularizers", "adam", "l2", 1),
+    ]
     assert len({t["id"] for t in trials}) == 8
     by = {(t["experiment"], t.get("regularizer"), t["optimizer"], t["seed"]): t for t in trials}
     for seed in (0, 1):  # the same trial in two experiments: the same numbers
@@ -257,10 +329,13 @@ def test_workers_in_train_reach_every_experiment(tmp_path):
 
 def test_a_tune_experiment_searches_then_runs_its_finals_in_the_same_file(tmp_path):
     path = tmp_path / "t.toml"
-    path.write_text(SMALL.split("[[experiment]]")[0] + 'target = "val_acc=0.3"\n'
-                    + '\n[[experiment]]\nname = "opt"\nkind = "optimizers"\noptimizers = ["sgd"]\n'
-                    + '\n[[experiment]]\nname = "fair"\nkind = "tune"\noptimizers = ["sgd", "adam"]\nbudget = 4\n'
-                    + '[experiment.space.adam]\nb1 = [0.8, 0.9]\nlr = "1e-3..1e-1:log"\n')
+    path.write_text(
+        SMALL.split("[[experiment]]")[0]
+        + 'target = "val_acc=0.3"\n'
+        + '\n[[experiment]]\nname = "opt"\nkind = "optimizers"\noptimizers = ["sgd"]\n'
+        + '\n[[experiment]]\nname = "fair"\nkind = "tune"\noptimizers = ["sgd", "adam"]\nbudget = 4\n'
+        + '[experiment.space.adam]\nb1 = [0.8, 0.9]\nlr = "1e-3..1e-1:log"\n'
+    )
     loaded = suite.load(path)
     fair = loaded.experiments[1]
     assert fair.tuning is not None and len(fair.specs) == 8
@@ -274,5 +349,6 @@ def test_a_tune_experiment_searches_then_runs_its_finals_in_the_same_file(tmp_pa
     assert [t.get("phase") for t in trials].count("search") == 8
     finals = [t for t in trials if t.get("phase") == "final"]
     assert {(t["optimizer"], t["choice"], t["seed"]) for t in finals} == {
-        (o, c, s) for o in ("sgd", "adam") for c in ("default", "tuned") for s in (1, 2)}
+        (o, c, s) for o in ("sgd", "adam") for c in ("default", "tuned") for s in (1, 2)
+    }
     assert all(t["experiment"] == "fair" and "target" in t for t in finals)

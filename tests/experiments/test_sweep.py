@@ -14,8 +14,17 @@ from dnnbench.experiments import sensitivity, sweep
 from dnnbench.run import runner
 from dnnbench.train import engine
 
-TINY = ["--dataset", "synthetic:train=200,test=60,features=8,classes=3", "--hidden", "8", "--epochs", "2",
-        "--batch-size", "20", "--quiet"]
+TINY = [
+    "--dataset",
+    "synthetic:train=200,test=60,features=8,classes=3",
+    "--hidden",
+    "8",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "20",
+    "--quiet",
+]
 
 
 def test_parse_vary_and_product():
@@ -28,15 +37,18 @@ def test_parse_vary_and_product():
     assert {s.learning_rate for s in specs} == {0.1, 0.01}
 
 
-@pytest.mark.parametrize("bad, message", [
-    (["speed=1,2"], "unknown key 'speed', not a hyperparameter of adam either; valid keys: optimizer, lr"),
-    (["lr=fast"], "--vary lr: bad value 'fast'"),
-    (["lr"], "--vary expects KEY=V1,V2"),
-    (["optimizer=sgd,adamaxx"], "unknown optimizer 'adamaxx'"),
-    (["lr=0.1", "lr=0.2"], "names 'lr' twice"),
-    (["depth=2", "hidden=8x8"], "vary one of them"),
-    ([], "at least one --vary"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (["speed=1,2"], "unknown key 'speed', not a hyperparameter of adam either; valid keys: optimizer, lr"),
+        (["lr=fast"], "--vary lr: bad value 'fast'"),
+        (["lr"], "--vary expects KEY=V1,V2"),
+        (["optimizer=sgd,adamaxx"], "unknown optimizer 'adamaxx'"),
+        (["lr=0.1", "lr=0.2"], "names 'lr' twice"),
+        (["depth=2", "hidden=8x8"], "vary one of them"),
+        ([], "at least one --vary"),
+    ],
+)
 def test_bad_vary_is_an_input_error_naming_the_problem(bad, message):
     with pytest.raises(InputError, match=message.replace("(", r"\(")):
         sweep.parse_vary(bad)
@@ -87,9 +99,20 @@ def test_forgiving_range_from_a_known_curve():
     from dnnbench.results.rows import TrialResult
 
     curve = {1e-3: 0.50, 1e-2: 0.88, 1e-1: 0.90, 1.0: 0.89, 10.0: None}
-    trials = [TrialResult(id=str(lr), spec=TrialSpec(optimizer="sgd", hyperparams=(("learning_rate", lr),)),
-                          status="ok" if v is not None else "diverged", metrics={"val_acc": v}, history={},
-                          best_epoch=1, stopped_epoch=None, diverged_epoch=None, timing={}) for lr, v in curve.items()]
+    trials = [
+        TrialResult(
+            id=str(lr),
+            spec=TrialSpec(optimizer="sgd", hyperparams=(("learning_rate", lr),)),
+            status="ok" if v is not None else "diverged",
+            metrics={"val_acc": v},
+            history={},
+            best_epoch=1,
+            stopped_epoch=None,
+            diverged_epoch=None,
+            timing={},
+        )
+        for lr, v in curve.items()
+    ]
     [row] = sensitivity.analyze(trials, "val_acc", tolerance=0.02)
     assert row["best_lr"] == 0.1 and row["range"] == (0.01, 1.0) and row["width_decades"] == pytest.approx(2.0)
     assert row["best_inside_grid"] and math.isnan(row["curve"][-1])

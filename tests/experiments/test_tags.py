@@ -20,8 +20,15 @@ from dnnbench.experiments import sensitivity, sweep, tuning
 from dnnbench.experiments.job import Job
 from dnnbench.results import rows as results
 
-TINY = ["--dataset", "synthetic:train=120,test=40,features=6,classes=3", "--epochs", "1", "--batch-size", "20",
-        "--quiet"]
+TINY = [
+    "--dataset",
+    "synthetic:train=120,test=40,features=6,classes=3",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "20",
+    "--quiet",
+]
 VARY = ["--vary", "depth=1,2", "--vary", "lr=0.1,0.01", "--vary", "activation=relu,tanh", "--width", "8"]
 
 
@@ -63,6 +70,7 @@ def test_the_same_sweep_twice_gives_the_same_ids(swept, tmp_path):
     again = tmp_path / "again.jsonl"
     code, _, err = _run(["sweep", *VARY, *TINY, "--out", again])
     assert code == 0, err
+
     def ids(path: Path) -> dict:  # programs may finish in any order: by levels
         return {(r["depth"], r["lr"], r["activation"]): r["id"] for r in _rows(path)[1:]}
 

@@ -39,8 +39,11 @@ def test_expected_best_of_losses_and_diverged_tries():
 
 
 def test_candidates_are_reproducible_in_range_and_cover_each_dimension():
-    space = {"learning_rate": Dimension("learning_rate", 1e-4, 1e-1, "log"),
-             "b2": Dimension("b2", 0.99, 0.9999, "log1m"), "nesterov": Dimension("nesterov", choices=(True, False))}
+    space = {
+        "learning_rate": Dimension("learning_rate", 1e-4, 1e-1, "log"),
+        "b2": Dimension("b2", 0.99, 0.9999, "log1m"),
+        "nesterov": Dimension("nesterov", choices=(True, False)),
+    }
     for budget in (16, 12):  # Sobol (a power of 2) and Halton
         a, b = candidates(space, budget, seed=3), candidates(space, budget, seed=3)
         assert a == b and len(a) == budget
@@ -64,14 +67,17 @@ def test_default_spaces():
     assert set(default_space("examples/lion.py:make_lion")) == {"learning_rate"}  # a user's: lr only
 
 
-@pytest.mark.parametrize("text, words", [
-    ("lr=1e-1..1e-4", ["lo < hi"]),
-    ("lr=0..1e-2:log", ["log range needs lo > 0"]),
-    ("b1=0.5..1.5:log1m", ["log1m", "hi < 1"]),
-    ("lr=a..b", ["'a' is not a number"]),
-    ("lr", ["--space expects"]),
-    ("b1=0.8..0.9:cubic", ["unknown scale 'cubic'"]),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("lr=1e-1..1e-4", ["lo < hi"]),
+        ("lr=0..1e-2:log", ["log range needs lo > 0"]),
+        ("b1=0.5..1.5:log1m", ["log1m", "hi < 1"]),
+        ("lr=a..b", ["'a' is not a number"]),
+        ("lr", ["--space expects"]),
+        ("b1=0.8..0.9:cubic", ["unknown scale 'cubic'"]),
+    ],
+)
 def test_bad_space_texts(text, words):
     with pytest.raises(InputError) as info:
         parse_space([text])
@@ -85,8 +91,23 @@ def _rows(path):
 
 def test_tune_writes_search_and_final_rows_one_program_per_optimizer_and_resumes(tmp_path, capsys, monkeypatch):
     out = tmp_path / "t.jsonl"
-    argv = ["tune", "--optimizers", "sgd,adam", "--budget", "4", "--seeds", "2", *SYNTH, *TINY, "--workers", "1",
-            "--space", "adam.b1=0.8,0.9", "--out", str(out)]
+    argv = [
+        "tune",
+        "--optimizers",
+        "sgd,adam",
+        "--budget",
+        "4",
+        "--seeds",
+        "2",
+        *SYNTH,
+        *TINY,
+        "--workers",
+        "1",
+        "--space",
+        "adam.b1=0.8,0.9",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0, capsys.readouterr().err
     stdout = capsys.readouterr().out
     assert "Expected best val acc" in stdout and "sgd (tuned)" in stdout
@@ -99,7 +120,8 @@ def test_tune_writes_search_and_final_rows_one_program_per_optimizer_and_resumes
     assert [r["timing"]["executable_trials"] for r in search] == [4] * 8
     assert {r["hyperparams"]["b1"] for r in search if r["optimizer"] == "adam"} <= {0.8, 0.9}
     assert {(r["optimizer"], r["choice"], r["seed"]) for r in final} == {
-        (o, c, s) for o in ("sgd", "adam") for c in ("default", "tuned") for s in (1, 2)}
+        (o, c, s) for o in ("sgd", "adam") for c in ("default", "tuned") for s in (1, 2)
+    }
     for name in ("sgd", "adam"):
         mine = [r for r in search if r["optimizer"] == name]
         best = max(mine, key=lambda r: r["metrics"]["val_acc"])
@@ -118,12 +140,17 @@ def test_tune_writes_search_and_final_rows_one_program_per_optimizer_and_resumes
 
     # interrupted during the final runs: resume trains only those, same numbers
     complete = out.read_text()
-    kept = [line for line in complete.splitlines() if json.loads(line).get("phase") != "final"
-            and json.loads(line)["type"] != "summary"]
+    kept = [
+        line
+        for line in complete.splitlines()
+        if json.loads(line).get("phase") != "final" and json.loads(line)["type"] != "summary"
+    ]
     out.write_text("\n".join(kept) + "\n")
     trained: list[int] = []
     real = engine.train_group
-    monkeypatch.setattr(engine, "train_group", lambda specs, *a, **k: trained.append(len(specs)) or real(specs, *a, **k))
+    monkeypatch.setattr(
+        engine, "train_group", lambda specs, *a, **k: trained.append(len(specs)) or real(specs, *a, **k)
+    )
     assert main([*argv, "--resume"]) == 0, capsys.readouterr().err
     assert sum(trained) == 8  # the final rows only
     again = [r for r in _rows(out) if r["type"] == "trial"]
@@ -140,8 +167,25 @@ def test_selection_never_reads_test_metrics(tmp_path, capsys):
     chosen, test_accs = [], []
     for data in (clean, noisy):
         out = tmp_path / f"{data.stem}.jsonl"
-        assert main(["tune", "--optimizers", "adam", "--budget", "4", "--seeds", "1", "--data", str(data), *TINY,
-                     "--out", str(out)]) == 0, capsys.readouterr().err
+        assert (
+            main(
+                [
+                    "tune",
+                    "--optimizers",
+                    "adam",
+                    "--budget",
+                    "4",
+                    "--seeds",
+                    "1",
+                    "--data",
+                    str(data),
+                    *TINY,
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        ), capsys.readouterr().err
         trials = [r for r in _rows(out) if r["type"] == "trial"]
         chosen.append([r["hyperparams"] for r in trials if r.get("choice") == "tuned"])
         test_accs.append([r["metrics"]["test_acc"] for r in trials if r["phase"] == "search"])
@@ -149,15 +193,18 @@ def test_selection_never_reads_test_metrics(tmp_path, capsys):
     assert test_accs[0] != test_accs[1]  # the noise did reach the test metrics
 
 
-@pytest.mark.parametrize("extra, words", [
-    (["--budget", "0"], ["--budget", "0"]),
-    (["--space", "rho=0.1..0.9"], ["rho", "none of sgd, adam"]),
-    (["--space", "sgd.b1=0.1..0.9"], ["sgd has no hyperparameter 'b1'"]),
-    (["--space", "lr=1..0.1"], ["lo < hi"]),
-    (["--space", "nadam.b1=0.1..0.9"], ["'nadam' is not being tuned"]),
-    (["--metric", "test_acc"], ["test_acc", "val_acc, val_loss"]),
-    (["--val-split", "0"], ["validation"]),
-])
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (["--budget", "0"], ["--budget", "0"]),
+        (["--space", "rho=0.1..0.9"], ["rho", "none of sgd, adam"]),
+        (["--space", "sgd.b1=0.1..0.9"], ["sgd has no hyperparameter 'b1'"]),
+        (["--space", "lr=1..0.1"], ["lo < hi"]),
+        (["--space", "nadam.b1=0.1..0.9"], ["'nadam' is not being tuned"]),
+        (["--metric", "test_acc"], ["test_acc", "val_acc, val_loss"]),
+        (["--val-split", "0"], ["validation"]),
+    ],
+)
 def test_bad_tune_input_is_one_line_exit_2_nothing_written(extra, words, tmp_path, capsys):
     out = tmp_path / "t.jsonl"
     code = main(["tune", "--optimizers", "sgd,adam", *SYNTH, *TINY, *extra, "--out", str(out)])

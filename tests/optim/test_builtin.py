@@ -31,12 +31,14 @@ def _grads() -> list[dict[str, np.ndarray]]:
     out = []
     for t in range(STEPS):
         scale = F32(0.05 if t % 3 == 0 else 1.0)
-        out.append({"w": rng.standard_normal((3, 4)).astype(F32) * scale,
-                    "b": rng.standard_normal(4).astype(F32) * scale})
+        out.append(
+            {"w": rng.standard_normal((3, 4)).astype(F32) * scale, "b": rng.standard_normal(4).astype(F32) * scale}
+        )
     return out
 
 
 # ---- The update rules, as written in optim's docstring and SEED.md, one leaf at a time (float32).
+
 
 def ref_sgd(theta, grads, learning_rate):
     for g in grads:
@@ -92,8 +94,15 @@ def ref_adam(theta, grads, learning_rate, b1, b2, eps):
     return ref_adamw(theta, grads, learning_rate, b1, b2, eps, 0.0)
 
 
-REFERENCES = {"sgd": ref_sgd, "momentum": ref_momentum, "nesterov": ref_nesterov, "adagrad": ref_adagrad,
-              "rmsprop": ref_rmsprop, "adam": ref_adam, "adamw": ref_adamw}
+REFERENCES = {
+    "sgd": ref_sgd,
+    "momentum": ref_momentum,
+    "nesterov": ref_nesterov,
+    "adagrad": ref_adagrad,
+    "rmsprop": ref_rmsprop,
+    "adam": ref_adam,
+    "adamw": ref_adamw,
+}
 
 # Non-default numbers, large eps values on purpose: eps inside vs outside the sqrt then differs.
 CUSTOM = {
@@ -169,8 +178,10 @@ def test_bad_learning_rate_is_input_error(name, lr):
         optim.build(name, lr)
 
 
-@pytest.mark.parametrize(("name", "hp"), [("sgd", {"momentum": 0.9}), ("adam", {"beta1": 0.9}),
-                                          ("rmsprop", {"b2": 0.9}), ("momentum", {"nesterov": 1.0})])
+@pytest.mark.parametrize(
+    ("name", "hp"),
+    [("sgd", {"momentum": 0.9}), ("adam", {"beta1": 0.9}), ("rmsprop", {"b2": 0.9}), ("momentum", {"nesterov": 1.0})],
+)
 def test_unknown_hyperparameter_is_input_error(name, hp):
     with pytest.raises(InputError) as info:
         optim.build(name, 0.1, **hp)
@@ -180,8 +191,15 @@ def test_unknown_hyperparameter_is_input_error(name, hp):
         assert valid in message
 
 
-@pytest.mark.parametrize(("name", "hp"), [("momentum", {"momentum": 1.0}), ("adam", {"b2": -0.1}),
-                                          ("rmsprop", {"eps": -1e-8}), ("adamw", {"weight_decay": math.nan})])
+@pytest.mark.parametrize(
+    ("name", "hp"),
+    [
+        ("momentum", {"momentum": 1.0}),
+        ("adam", {"b2": -0.1}),
+        ("rmsprop", {"eps": -1e-8}),
+        ("adamw", {"weight_decay": math.nan}),
+    ],
+)
 def test_out_of_range_hyperparameter_is_input_error(name, hp):
     with pytest.raises(InputError, match=next(iter(hp))):
         optim.build(name, 0.1, **hp)

@@ -30,8 +30,17 @@ from dnnbench.train import engine
 ROOT = Path(__file__).resolve().parents[2]
 LION_FILE = ROOT / "examples" / "lion.py"
 LION = f"{LION_FILE}:make_lion"
-TINY = ["--dataset", "synthetic:train=200,test=50,features=8,classes=3", "--hidden", "8", "--epochs", "2",
-        "--batch-size", "20", "--quiet"]
+TINY = [
+    "--dataset",
+    "synthetic:train=200,test=50,features=8,classes=3",
+    "--hidden",
+    "8",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "20",
+    "--quiet",
+]
 F32 = np.float32
 
 
@@ -54,8 +63,9 @@ def _params():
 
 def _grads(steps: int = 10):
     rng = np.random.default_rng(1)
-    return [{"w": rng.standard_normal((3, 4)).astype(F32), "b": rng.standard_normal(4).astype(F32)}
-            for _ in range(steps)]
+    return [
+        {"w": rng.standard_normal((3, 4)).astype(F32), "b": rng.standard_normal(4).astype(F32)} for _ in range(steps)
+    ]
 
 
 def _run(tx, params, grads):
@@ -85,19 +95,27 @@ def ref_adamax(theta, grads, learning_rate, b1, b2, eps):
     return theta
 
 
-@pytest.mark.parametrize("spec, ref, values", [
-    (LION, ref_lion, {"learning_rate": 0.01, "b1": 0.8, "b2": 0.95, "weight_decay": 0.1}),
-    ("lion", ref_lion, {"learning_rate": 0.01, "b1": 0.8, "b2": 0.95, "weight_decay": 0.1}),
-    ("optax.lion", ref_lion, {"learning_rate": 0.003, "b1": 0.9, "b2": 0.99, "weight_decay": 0.0}),
-    ("adamax", ref_adamax, {"learning_rate": 0.02, "b1": 0.7, "b2": 0.9, "eps": 0.1}),
-])
+@pytest.mark.parametrize(
+    "spec, ref, values",
+    [
+        (LION, ref_lion, {"learning_rate": 0.01, "b1": 0.8, "b2": 0.95, "weight_decay": 0.1}),
+        ("lion", ref_lion, {"learning_rate": 0.01, "b1": 0.8, "b2": 0.95, "weight_decay": 0.1}),
+        ("optax.lion", ref_lion, {"learning_rate": 0.003, "b1": 0.9, "b2": 0.99, "weight_decay": 0.0}),
+        ("adamax", ref_adamax, {"learning_rate": 0.02, "b1": 0.7, "b2": 0.9, "eps": 0.1}),
+    ],
+)
 def test_user_file_and_catalogue_updates_equal_numpy_reference(spec, ref, values):
     lr = values.pop("learning_rate")
     params, grads = _params(), _grads()
     got = _run(optim.build(spec, lr, **values), params, grads)
     for leaf in params:
-        np.testing.assert_allclose(got[leaf], ref(params[leaf], [g[leaf] for g in grads], lr, **values),
-                                   rtol=1e-5, atol=1e-6, err_msg=f"{spec} {leaf}")
+        np.testing.assert_allclose(
+            got[leaf],
+            ref(params[leaf], [g[leaf] for g in grads], lr, **values),
+            rtol=1e-5,
+            atol=1e-6,
+            err_msg=f"{spec} {leaf}",
+        )
 
 
 def test_numbers_live_in_the_state_so_one_update_function_serves_any_values():
@@ -106,8 +124,9 @@ def test_numbers_live_in_the_state_so_one_update_function_serves_any_values():
     state = tx.init(jax.tree.map(jnp.asarray, params))
     assert set(state.hyperparams) == {"learning_rate", "b1", "b2", "weight_decay"}
     # placing other numbers in the state is the same as building with them
-    state = state._replace(hyperparams={**state.hyperparams, "learning_rate": jnp.float32(0.05),
-                                        "b1": jnp.float32(0.5)})
+    state = state._replace(
+        hyperparams={**state.hyperparams, "learning_rate": jnp.float32(0.05), "b1": jnp.float32(0.5)}
+    )
     p = jax.tree.map(jnp.asarray, params)
     for g in grads:
         updates, state = tx.update(jax.tree.map(jnp.asarray, g), state, p)
@@ -134,8 +153,17 @@ def test_hyperparameters_come_from_the_signature():
 
 
 def _specs(optimizer, values_list, **fields):
-    return [TrialSpec(optimizer=optimizer, hyperparams=tuple(v.items()), seed=i, model=ModelConfig(hidden=(8,)),
-                      train=TrainConfig(epochs=2, batch_size=20), **fields) for i, v in enumerate(values_list)]
+    return [
+        TrialSpec(
+            optimizer=optimizer,
+            hyperparams=tuple(v.items()),
+            seed=i,
+            model=ModelConfig(hidden=(8,)),
+            train=TrainConfig(epochs=2, batch_size=20),
+            **fields,
+        )
+        for i, v in enumerate(values_list)
+    ]
 
 
 def test_user_optimizer_group_is_one_program_equal_to_its_trials_alone(ds):
@@ -146,8 +174,9 @@ def test_user_optimizer_group_is_one_program_equal_to_its_trials_alone(ds):
     compiled = engine.compile_count - before
     for i, one in enumerate(group):
         alone = engine.train_group([one], ds)
-        np.testing.assert_allclose(alone.history["train_loss"][:, 0], together.history["train_loss"][:, i],
-                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            alone.history["train_loss"][:, 0], together.history["train_loss"][:, i], rtol=1e-5, atol=1e-6
+        )
     again = engine.compile_count
     engine.train_group([dataclasses.replace(s, hyperparams=(("learning_rate", 0.02),)) for s in group], ds)
     assert engine.compile_count == again, "new numbers must not recompile"
@@ -165,9 +194,11 @@ def test_static_settings_split_programs_and_optax_static_cases_run(ds):
 
 def test_schedule_factor_matches_its_formula():
     S, T = 10, 100
+
     def f(kind, t, **over):
         sched = optim.Schedule(kind=kind, **over)
         return float(schedules.factor(kind, t, {k: jnp.float32(v) for k, v in sched.numbers.items()}, S, T))
+
     W = 20  # warmup 0.2 of 100 updates
     for t in (0, 9, 19):
         assert f("warmup_cosine", t, warmup=0.2) == pytest.approx((t + 1) / W, rel=1e-6)
@@ -186,8 +217,20 @@ def test_schedule_factor_matches_its_formula():
 
 def test_warmup_cosine_lr_history_rises_then_falls_and_warmups_share_a_program(tmp_path, capsys):
     out = tmp_path / "r.jsonl"
-    argv = ["optimizers", "--optimizers", "adam", "--schedule", "warmup_cosine", "--warmup", "0.2", *TINY,
-            "--epochs", "10", "--out", str(out)]
+    argv = [
+        "optimizers",
+        "--optimizers",
+        "adam",
+        "--schedule",
+        "warmup_cosine",
+        "--warmup",
+        "0.2",
+        *TINY,
+        "--epochs",
+        "10",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0, capsys.readouterr().err
     row = [json.loads(line) for line in out.read_text().splitlines()][1]
     lr = row["history"]["lr"]
@@ -195,8 +238,23 @@ def test_warmup_cosine_lr_history_rises_then_falls_and_warmups_share_a_program(t
     assert all(later < earlier for earlier, later in zip(lr[1:], lr[2:], strict=False))
     assert row["config"]["schedule"]["kind"] == "warmup_cosine" and row["config"]["schedule"]["warmup"] == 0.2
     sweep = tmp_path / "s.jsonl"
-    assert main(["sweep", "--vary", "warmup=0,0.1,0.3", "--schedule", "cosine", *TINY, "--workers", "1",
-                 "--out", str(sweep)]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                "--vary",
+                "warmup=0,0.1,0.3",
+                "--schedule",
+                "cosine",
+                *TINY,
+                "--workers",
+                "1",
+                "--out",
+                str(sweep),
+            ]
+        )
+        == 0
+    )
     rows = [json.loads(line) for line in sweep.read_text().splitlines()[1:-1]]
     assert [r["timing"]["executable_trials"] for r in rows] == [3, 3, 3]
     assert len({r["id"] for r in rows}) == 3
@@ -225,8 +283,23 @@ def test_rows_record_where_the_optimizer_came_from_and_resume_refuses_a_changed_
 
 def test_hp_sets_every_optimizer_that_has_it_or_one(tmp_path, capsys):
     out = tmp_path / "r.jsonl"
-    assert main(["optimizers", "--optimizers", f"adam,{LION},sgd", "--hp", "b1=0.5", "--hp", "adam.eps=1e-3",
-                 *TINY, "--out", str(out)]) == 0, capsys.readouterr().err
+    assert (
+        main(
+            [
+                "optimizers",
+                "--optimizers",
+                f"adam,{LION},sgd",
+                "--hp",
+                "b1=0.5",
+                "--hp",
+                "adam.eps=1e-3",
+                *TINY,
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    ), capsys.readouterr().err
     rows = {r["optimizer"]: r for r in map(json.loads, out.read_text().splitlines()[1:4])}
     assert rows["adam"]["hyperparams"]["b1"] == 0.5 and rows["adam"]["hyperparams"]["eps"] == 1e-3
     assert rows[LION]["hyperparams"]["b1"] == 0.5 and "b1" not in rows["sgd"]["hyperparams"]
@@ -242,8 +315,27 @@ def test_sweep_of_one_optimizer_hyperparameter_is_one_program(tmp_path, capsys):
 
 def test_lr_sensitivity_of_a_user_optimizer_is_one_program_per_grid(tmp_path, capsys):
     out = tmp_path / "s.jsonl"
-    assert main(["lr-sensitivity", "--optimizers", f"{LION},lion", "--points", "4", "--lr-min", "1e-4",
-                 "--lr-max", "1e-1", *TINY, "--workers", "1", "--out", str(out)]) == 0, capsys.readouterr().err
+    assert (
+        main(
+            [
+                "lr-sensitivity",
+                "--optimizers",
+                f"{LION},lion",
+                "--points",
+                "4",
+                "--lr-min",
+                "1e-4",
+                "--lr-max",
+                "1e-1",
+                *TINY,
+                "--workers",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    ), capsys.readouterr().err
     rows = [json.loads(line) for line in out.read_text().splitlines()[1:]]
     assert len(rows) == 8 and {r["timing"]["executable_trials"] for r in rows} == {4}
 
@@ -269,8 +361,18 @@ def test_list_all_shows_catalogue_with_defaults_and_refusals(capsys, monkeypatch
     monkeypatch.setenv("COLUMNS", "400")
     assert main(["optimizers", "--list", "--all"]) == 0
     out = capsys.readouterr().out
-    for name in ("optax.lion", "optax.lamb", "optax.nadam", "optax.yogi", "optax.adabelief", "optax.radam",
-                 "optax.novograd", "optax.sm3", "optax.adafactor", "optax.contrib.prodigy"):
+    for name in (
+        "optax.lion",
+        "optax.lamb",
+        "optax.nadam",
+        "optax.yogi",
+        "optax.adabelief",
+        "optax.radam",
+        "optax.novograd",
+        "optax.sm3",
+        "optax.adafactor",
+        "optax.contrib.prodigy",
+    ):
         assert name in out
     assert "min_dim_size_to_factor*=128" in out and "†" in out
     assert "polyak_sgd" in out and "loss value" in out
@@ -281,7 +383,10 @@ def _bad_files(tmp: Path) -> dict[str, Path]:
     files = {
         "syntax": "def make(learning_rate=0.1):\n    return (\n",
         "importerr": "import numpy\nimport not_a_module_anywhere\n",
-        "raises": "import optax\ndef make(learning_rate=0.1, b=0.5):\n    if b > 0.3:\n        raise ValueError('b must be at most 0.3')\n    return optax.sgd(learning_rate)\n",
+        "raises": (
+            "import optax\ndef make(learning_rate=0.1, b=0.5):\n    if b > 0.3:\n"
+            "        raise ValueError('b must be at most 0.3')\n    return optax.sgd(learning_rate)\n"
+        ),
         "notx": "def make(learning_rate=0.1):\n    return 42\n",
         "nolr": "import optax\ndef make(step=0.1):\n    return optax.sgd(step)\n",
         "needs": "import optax\ndef make(learning_rate=0.1, *, rho):\n    return optax.sgd(learning_rate)\n",
@@ -336,9 +441,11 @@ def test_bad_optimizer_spec_is_one_line_exit_2_nothing_written(case, tmp_path, c
 
 def test_a_diverging_user_optimizer_is_a_result_and_its_neighbours_are_untouched(tmp_path, capsys):
     boom = tmp_path / "boom.py"
-    boom.write_text("import optax, jax.numpy as jnp\n"
-                    "def make(learning_rate=0.1):\n"
-                    "    return optax.chain(optax.scale(jnp.inf), optax.scale_by_learning_rate(learning_rate))\n")
+    boom.write_text(
+        "import optax, jax.numpy as jnp\n"
+        "def make(learning_rate=0.1):\n"
+        "    return optax.chain(optax.scale(jnp.inf), optax.scale_by_learning_rate(learning_rate))\n"
+    )
     out = tmp_path / "r.jsonl"
     code = main(["optimizers", "--optimizers", f"adam,{boom}:make", *TINY, "--out", str(out)])
     assert code == 0, capsys.readouterr().err

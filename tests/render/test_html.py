@@ -23,11 +23,29 @@ import pytest
 from dnnbench.cli import main
 from dnnbench.render.html import figures
 
-DATA = ["--dataset", "synthetic:train=200,test=50,features=8,classes=3", "--hidden", "8", "--epochs", "3",
-        "--batch-size", "20", "--quiet"]
+DATA = [
+    "--dataset",
+    "synthetic:train=200,test=50,features=8,classes=3",
+    "--hidden",
+    "8",
+    "--epochs",
+    "3",
+    "--batch-size",
+    "20",
+    "--quiet",
+]
 COMMANDS = {
-    "optimizers": ["optimizers", "--optimizers", "sgd,adam,momentum", "--lr", "sgd=1e6", "--schedule", "cosine",
-                   "--seeds", "2"],
+    "optimizers": [
+        "optimizers",
+        "--optimizers",
+        "sgd,adam,momentum",
+        "--lr",
+        "sgd=1e6",
+        "--schedule",
+        "cosine",
+        "--seeds",
+        "2",
+    ],
     "regularizers": ["regularizers", "--methods", "none,l2,early_stopping", "--seeds", "2"],
     "sweep": ["sweep", "--vary", "activation=relu,sigmoid", "--vary", "depth=1,2"],
     "lr-sensitivity": ["lr-sensitivity", "--optimizers", "sgd,adam", "--points", "4"],
@@ -63,8 +81,7 @@ def _make_results(folder: Path) -> None:
     rows = [json.loads(line) for line in lines]
     trials = [r for r in rows if r["type"] == "trial"]
     adam = [r for r in trials if r["optimizer"] == "adam"]
-    adam[0].update(status="error", error="XlaRuntimeError: RESOURCE_EXHAUSTED <out of memory>", metrics={},
-                   history={})
+    adam[0].update(status="error", error="XlaRuntimeError: RESOURCE_EXHAUSTED <out of memory>", metrics={}, history={})
     adam[1]["status"] = "interrupted"
     for i, r in enumerate(trials):  # as `tune` will write them: a spec tag, in the config and on top
         r["phase"] = r["config"]["tags"]["phase"] = "search" if i % 2 else "final"
@@ -153,12 +170,20 @@ def test_optimizers_page_has_every_section(cli, results, tmp_path):
     content = page.content
     header = json.loads((results / "optimizers.jsonl").read_text().splitlines()[0])
     env = header["environment"]
-    for fact in (env["jax"], env["flax"], env["optax"], env["dnnbench"], env["git_commit"][:12],
-                 "synthetic", "command", "train/val/test 180/20/50"):
+    for fact in (
+        env["jax"],
+        env["flax"],
+        env["optax"],
+        env["dnnbench"],
+        env["git_commit"][:12],
+        "synthetic",
+        "command",
+        "train/val/test 180/20/50",
+    ):
         assert fact in content, fact
     assert page.all("h4") and "Comparison" in content and "Learning curves" in content
     # The comparison: one row per optimizer, paired differences over the 2 seeds, best in bold.
-    table = text[text.index("<h4>Comparison</h4>"):]
+    table = text[text.index("<h4>Comparison</h4>") :]
     table = table[: table.index("<h4>Learning curves</h4>")]
     assert table.count('<td class="label">') == 3
     assert "Δ test acc [95% CI] W/T/L" in table and "<strong>" in table and "best" in table
@@ -170,7 +195,7 @@ def test_optimizers_page_has_every_section(cli, results, tmp_path):
     # the numbers behind it; the legend names every optimizer.
     svgs = page.all("svg")
     assert len(svgs) == 1 and "viewbox" in svgs[0]
-    svg = text[text.index("<svg"): text.index("</svg>")]
+    svg = text[text.index("<svg") : text.index("</svg>")]
     for title in ("train loss", "val loss", "train acc", "val acc", "lr", "sgd", "adam", "momentum"):
         assert f">{title}<" in svg, title
     assert "band ±1 std over 2 seeds" in content and "numbers behind the plot" in content
@@ -216,16 +241,17 @@ def test_several_files_and_a_baseline_check_regressions_first(cli, results, tmp_
         if row["type"] == "trial" and row.get("regularizer") == "l2":
             row["metrics"]["test_acc"] = (row["metrics"]["test_acc"] or 0) + 0.5
     base.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    page, text = _page(cli, tmp_path, results / "regularizers.jsonl", results / "sweep.jsonl",
-                       extra=("--baseline", base))
+    page, text = _page(
+        cli, tmp_path, results / "regularizers.jsonl", results / "sweep.jsonl", extra=("--baseline", base)
+    )
     assert_self_contained(page, text)
     assert [a["id"] for a in page.all("h2")] == ["file1", "file2"]
-    check = text[text.index("Check against"):]
+    check = text[text.index("Check against") :]
     check = check[: check.index("</table>")]
     verdicts = re.findall(r'<td class="status">(?:⚠ )?([a-z ]+)</td>', check)
     assert verdicts[:2] == ["worse", "worse"] and set(verdicts[2:]) == {"ok"}
     assert "FAIL" in check
-    second = text[text.index('id="file2"'):]
+    second = text[text.index('id="file2"') :]
     assert "Check against" in second and "new" in second  # sweep trials are new to this baseline
 
 
@@ -255,21 +281,27 @@ def test_report_cli_exit_codes(results, tmp_path, capsys):
 
 
 def test_inline_svg_loses_prolog_metadata_namespaces_and_gets_prefixed_ids():
-    svg = ('<?xml version="1.0"?>\n<!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN" "http://www.w3.org/x.dtd">\n'
-           '<svg xmlns:xlink="http://www.w3.org/1999/xlink" width="10pt" height="5pt" viewBox="0 0 10 5" '
-           'xmlns="http://www.w3.org/2000/svg"><metadata><rdf:RDF xmlns:dc="http://purl.org/dc/"/></metadata>'
-           '<defs><path id="m1"/></defs><use xlink:href="#m1"/><g clip-path="url(#p2)"/></svg>')
+    svg = (
+        '<?xml version="1.0"?>\n<!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN" "http://www.w3.org/x.dtd">\n'
+        '<svg xmlns:xlink="http://www.w3.org/1999/xlink" width="10pt" height="5pt" viewBox="0 0 10 5" '
+        'xmlns="http://www.w3.org/2000/svg"><metadata><rdf:RDF xmlns:dc="http://purl.org/dc/"/></metadata>'
+        '<defs><path id="m1"/></defs><use xlink:href="#m1"/><g clip-path="url(#p2)"/></svg>'
+    )
     out = figures.inline(svg, prefix="f1-")
-    assert out == ('<svg viewBox="0 0 10 5"><defs><path id="f1-m1"/></defs><use xlink:href="#f1-m1"/>'
-                   '<g clip-path="url(#f1-p2)"/></svg>')
+    assert out == (
+        '<svg viewBox="0 0 10 5"><defs><path id="f1-m1"/></defs><use xlink:href="#f1-m1"/>'
+        '<g clip-path="url(#f1-p2)"/></svg>'
+    )
 
 
 def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.mark.skipif(_chromium() is None and not os.environ.get("CI"),
-                    reason="needs Debian's chromium (apt-get install chromium; .ci/run installs it)")
+@pytest.mark.skipif(
+    _chromium() is None and not os.environ.get("CI"),
+    reason="needs Debian's chromium (apt-get install chromium; .ci/run installs it)",
+)
 def test_page_renders_in_headless_chromium(cli, results, tmp_path):
     """The page of a real run, in a real browser: no console error, the sort script ran, and a
     screenshot of the expected size that is not blank."""
@@ -281,17 +313,30 @@ def test_page_renders_in_headless_chromium(cli, results, tmp_path):
     _page(cli, tmp_path, results / "optimizers.jsonl", results / "lr-sensitivity.jsonl")
     page = tmp_path / "report.html"
     shot = tmp_path / "shot.png"
-    base = [browser, "--headless", "--disable-gpu", "--no-sandbox", "--hide-scrollbars", "--no-first-run",
-            f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0"]
-    run = subprocess.run([*base, f"--screenshot={shot}", "--window-size=1280,2000", page.as_uri()],
-                         capture_output=True, text=True, timeout=120)
+    base = [
+        browser,
+        "--headless",
+        "--disable-gpu",
+        "--no-sandbox",
+        "--hide-scrollbars",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--enable-logging=stderr",
+        "--v=0",
+    ]
+    run = subprocess.run(
+        [*base, f"--screenshot={shot}", "--window-size=1280,2000", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     console = [line for line in run.stderr.splitlines() if ":CONSOLE" in line]
     assert not console, console
     pixels = image.imread(shot)
     assert pixels.shape[:2] == (2000, 1280)
     flat = pixels[..., :3].reshape(-1, 3)
-    assert len(np.unique(flat[:: 97], axis=0)) > 20  # text, tables and coloured curves, not one colour
+    assert len(np.unique(flat[::97], axis=0)) > 20  # text, tables and coloured curves, not one colour
     dom = subprocess.run([*base, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0 and 'tabindex="0"' in dom.stdout  # the sort script attached its handlers
     assert not [line for line in dom.stderr.splitlines() if ":CONSOLE" in line]

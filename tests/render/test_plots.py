@@ -18,14 +18,27 @@ def trial_row(optimizer: str, seed: int, val_acc: list, *, lr: float = 0.01, tag
     """A results row with a chosen val_acc history; the other curves follow from it."""
     tags = dict(tags or {})
     acc = [None if v is None else float(v) for v in val_acc]
-    history = {"val_acc": acc, "train_acc": [None if v is None else min(1.0, v + 0.1) for v in acc],
-               "val_loss": [None if v is None else 2.0 * (1 - v) for v in acc],
-               "train_loss": [None if v is None else 1.5 * (1 - v) for v in acc],
-               "grad_norm": [[1.0, 2.0] for _ in acc]}
+    history = {
+        "val_acc": acc,
+        "train_acc": [None if v is None else min(1.0, v + 0.1) for v in acc],
+        "val_loss": [None if v is None else 2.0 * (1 - v) for v in acc],
+        "train_loss": [None if v is None else 1.5 * (1 - v) for v in acc],
+        "grad_norm": [[1.0, 2.0] for _ in acc],
+    }
     config = {"optimizer": optimizer, "hyperparams": {"learning_rate": lr}, "seed": seed, "tags": tags}
-    return {"type": "trial", "id": f"{optimizer}-{lr:g}-{seed}", "optimizer": optimizer,
-            "hyperparams": {"learning_rate": lr}, "seed": seed, **tags, "config": config, "status": "ok",
-            "metrics": {"val_acc": acc[-1]}, "best_epoch": 1, "history": history}
+    return {
+        "type": "trial",
+        "id": f"{optimizer}-{lr:g}-{seed}",
+        "optimizer": optimizer,
+        "hyperparams": {"learning_rate": lr},
+        "seed": seed,
+        **tags,
+        "config": config,
+        "status": "ok",
+        "metrics": {"val_acc": acc[-1]},
+        "best_epoch": 1,
+        "history": history,
+    }
 
 
 ROWS = [
@@ -51,8 +64,11 @@ def test_curves_mean_min_max_over_seeds_per_epoch():
 
 
 def test_curves_split_a_learning_rate_sweep_and_tags():
-    rows = [trial_row("sgd", 0, [0.1, 0.2], lr=0.1), trial_row("sgd", 0, [0.3, 0.4], lr=0.01),
-            trial_row("adam", 0, [0.5, 0.6], tags={"regularizer": "l2"})]
+    rows = [
+        trial_row("sgd", 0, [0.1, 0.2], lr=0.1),
+        trial_row("sgd", 0, [0.3, 0.4], lr=0.01),
+        trial_row("adam", 0, [0.5, 0.6], tags={"regularizer": "l2"}),
+    ]
     assert list(plotting.curves(rows, "val_acc")) == ["sgd lr=0.1", "sgd lr=0.01", "adam l2"]
 
 

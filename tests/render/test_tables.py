@@ -27,8 +27,17 @@ TINY = ["--epochs", "1", "--hidden", "8", "-q"]  # the bundled digits data
 COMMANDS = {
     "optimizers": ["optimizers", "--optimizers", "sgd,momentum,adam", "--target", "val_acc=0.05"],
     "sweep": ["sweep", "--vary", "lr=0.3,0.01", "--vary", "activation=relu,tanh"],
-    "lr-sensitivity": ["lr-sensitivity", "--optimizers", "sgd,adam", "--points", "4", "--lr-min", "1e-3",
-                       "--lr-max", "1"],
+    "lr-sensitivity": [
+        "lr-sensitivity",
+        "--optimizers",
+        "sgd,adam",
+        "--points",
+        "4",
+        "--lr-min",
+        "1e-3",
+        "--lr-max",
+        "1",
+    ],
 }
 
 
@@ -93,6 +102,7 @@ def monkeypatch_module():
 @pytest.fixture()
 def no_training(monkeypatch):
     """Fail the test if anything is trained."""
+
     def refuse(*args, **kwargs):
         raise AssertionError("trained")
 
@@ -129,8 +139,11 @@ def test_sweep_tables_keep_numbers_whole(finished, monkeypatch, no_training, col
     rows = [line for line in _body(out) if line.split("│")[1].strip() in ("0.3", "0.01")]
     for trial in _trials(finished["sweep"]):
         tags = trial["config"]["tags"]
-        assert any(f" {tags['activation']} " in row and f"{trial['metrics']['test_acc']:.4f}" in row
-                   and " ok " in row for row in rows if row.split("│")[1].strip() == str(tags["lr"]))
+        assert any(
+            f" {tags['activation']} " in row and f"{trial['metrics']['test_acc']:.4f}" in row and " ok " in row
+            for row in rows
+            if row.split("│")[1].strip() == str(tags["lr"])
+        )
     assert _headers(out, 1) == ["factor", "level", "mean test_acc", "± std", "trials"]  # main effects
 
 
@@ -175,7 +188,7 @@ def test_report_and_check_keep_numbers_whole(finished, monkeypatch, tmp_path, co
     if columns == 80:  # what is hidden is the start of the stated order
         text = " ".join(out.split())
         hidden = text.split("hidden to fit 80 columns: ")[1].split(" (a wider")[0].split(", ")
-        assert hidden == list(report_results.CHECK_DROP_ORDER[:len(hidden)])
+        assert hidden == list(report_results.CHECK_DROP_ORDER[: len(hidden)])
 
 
 def test_narrow_tables_name_what_they_hide_in_the_stated_order(finished, monkeypatch, no_training):
@@ -185,7 +198,7 @@ def test_narrow_tables_name_what_they_hide_in_the_stated_order(finished, monkeyp
     text = " ".join(out.split())
     hidden = text.split("hidden to fit 80 columns: ")[1].split(" (a wider")[0].split(", ")
     order = ["grad first/last (start → end)", "val acc", "train acc", "diagnosis"]  # one seed: no Δ
-    assert hidden and hidden == order[:len(hidden)]
+    assert hidden and hidden == order[: len(hidden)]
     assert not set(hidden) & set(_headers(out))
     assert {"lr", "activation", "test acc", "status"} <= set(_headers(out))
     assert "--wide keeps every column" in text
@@ -200,9 +213,11 @@ def test_wide_keeps_every_column_of_training_tables(finished, monkeypatch, no_tr
     code, out, err = _again(finished, name, "--wide")
     assert code == 0, err
     assert "hidden to fit" not in out and "…" not in out
-    expected = {"optimizers": ["optimizer", *report.comparison_columns().values()],
-                "sweep": ["lr", "activation", *report.sweep_columns("test_acc").values()],
-                "lr-sensitivity": ["optimizer", *report.sensitivity_columns("val_acc").values()]}[name]
+    expected = {
+        "optimizers": ["optimizer", *report.comparison_columns().values()],
+        "sweep": ["lr", "activation", *report.sweep_columns("test_acc").values()],
+        "lr-sensitivity": ["optimizer", *report.sensitivity_columns("val_acc").values()],
+    }[name]
     assert _headers(out) == expected
     assert max(len(line) for line in out.splitlines()) > 80  # wider than the terminal, not squeezed
 
@@ -220,12 +235,15 @@ def test_wide_keeps_every_column_of_report_and_check(finished, monkeypatch):
 # ---- --columns: exactly these (and the identifying column), in the table's order
 
 
-@pytest.mark.parametrize(("name", "chosen", "headers"), [
-    ("optimizers", "status,test_acc", ["optimizer", "test acc", "status"]),
-    ("optimizers", "samples/s,Train Loss", ["optimizer", "train loss", "samples/s"]),  # headers as printed
-    ("sweep", "status,val_acc,grad", ["lr", "activation", "val acc", "grad first/last (start → end)", "status"]),
-    ("lr-sensitivity", "curve,best_lr", ["optimizer", "best lr", "curve (grid, low → high lr)"]),
-])
+@pytest.mark.parametrize(
+    ("name", "chosen", "headers"),
+    [
+        ("optimizers", "status,test_acc", ["optimizer", "test acc", "status"]),
+        ("optimizers", "samples/s,Train Loss", ["optimizer", "train loss", "samples/s"]),  # headers as printed
+        ("sweep", "status,val_acc,grad", ["lr", "activation", "val acc", "grad first/last (start → end)", "status"]),
+        ("lr-sensitivity", "curve,best_lr", ["optimizer", "best lr", "curve (grid, low → high lr)"]),
+    ],
+)
 def test_columns_show_exactly_the_chosen_ones(finished, monkeypatch, no_training, name, chosen, headers):
     monkeypatch.setenv("COLUMNS", "80")
     code, out, err = _again(finished, name, "--columns", chosen)
@@ -250,14 +268,17 @@ def test_columns_of_results_commands(finished, monkeypatch):
 # ---- a bad --columns: one line, exit 2, nothing trained or written
 
 
-@pytest.mark.parametrize("argv", [
-    ["optimizers", "--optimizers", "sgd"],
-    ["optimizers", "--optimizers", "sgd", "--tune"],
-    ["regularizers", "--methods", "none"],
-    ["sweep", "--vary", "lr=0.1,0.01"],
-    ["lr-sensitivity", "--optimizers", "sgd"],
-    ["tune", "--optimizers", "sgd", "--budget", "2"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["optimizers", "--optimizers", "sgd"],
+        ["optimizers", "--optimizers", "sgd", "--tune"],
+        ["regularizers", "--methods", "none"],
+        ["sweep", "--vary", "lr=0.1,0.01"],
+        ["lr-sensitivity", "--optimizers", "sgd"],
+        ["tune", "--optimizers", "sgd", "--budget", "2"],
+    ],
+)
 def test_unknown_column_of_a_training_command_exits_2_before_training(tmp_path, no_training, argv):
     out = tmp_path / "r.jsonl"
     code, stdout, err = _run(*argv, *TINY, "--out", out, "--columns", "bogus")
@@ -268,8 +289,9 @@ def test_unknown_column_of_a_training_command_exits_2_before_training(tmp_path, 
 
 def test_unknown_column_of_a_suite_run_exits_2_before_training(tmp_path, no_training):
     suite = tmp_path / "s.toml"
-    suite.write_text('[model]\nhidden = [8]\n\n[train]\nepochs = 1\n\n[[experiment]]\nkind = "optimizers"\n'
-                     'optimizers = ["sgd"]\n')
+    suite.write_text(
+        '[model]\nhidden = [8]\n\n[train]\nepochs = 1\n\n[[experiment]]\nkind = "optimizers"\noptimizers = ["sgd"]\n'
+    )
     out = tmp_path / "r.jsonl"
     code, stdout, err = _run("run", suite, "--out", out, "--columns", "lr,nope", "-q")
     assert code == 2 and stdout == "" and err.count("\n") == 1 and "unknown column nope; valid: lr," in err
@@ -284,8 +306,9 @@ def test_unknown_column_of_a_results_command_exits_2(finished, argv):
     assert "unknown column" in err and "valid: " in err
 
 
-@pytest.mark.parametrize(("given", "message"), [("test_acc,,status", "an empty column name"),
-                                                 ("status,Status", "status given twice")])
+@pytest.mark.parametrize(
+    ("given", "message"), [("test_acc,,status", "an empty column name"), ("status,Status", "status given twice")]
+)
 def test_malformed_columns_exit_2(tmp_path, no_training, given, message):
     out = tmp_path / "r.jsonl"
     code, stdout, err = _run("optimizers", "--optimizers", "sgd", *TINY, "--out", out, "--columns", given)

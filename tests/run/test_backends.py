@@ -29,8 +29,15 @@ ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.xdist_group("ray")
 
 RAY = backends.Settings("ray")
-SMALL = ["--dataset", "synthetic:train=200,test=50,features=8,classes=3", "--hidden", "8", "--batch-size", "20",
-         "--quiet"]
+SMALL = [
+    "--dataset",
+    "synthetic:train=200,test=50,features=8,classes=3",
+    "--hidden",
+    "8",
+    "--batch-size",
+    "20",
+    "--quiet",
+]
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +57,11 @@ def ds():
 
 
 def specs(optimizers: tuple[str, ...] = ("sgd", "adam"), seeds: int = 2, epochs: int = 2) -> tuple[TrialSpec, ...]:
-    return tuple(TrialSpec(optimizer=o, seed=s, model=ModelConfig(hidden=(8,)), train=TrainConfig(epochs=epochs, batch_size=20))
-                 for o in optimizers for s in range(seeds))
+    return tuple(
+        TrialSpec(optimizer=o, seed=s, model=ModelConfig(hidden=(8,)), train=TrainConfig(epochs=epochs, batch_size=20))
+        for o in optimizers
+        for s in range(seeds)
+    )
 
 
 def numbers(trials) -> list:
@@ -118,10 +128,13 @@ def test_the_cli_writes_the_same_results_file_with_either_backend(cluster, tmp_p
 def watched(settings: backends.Settings, ds, trials) -> tuple[list, dict]:
     """Train ``trials`` on Ray with every progress callback; the rows and what the callbacks heard."""
     heard: dict[str, list] = {"groups": [], "epochs": [], "statuses": []}
-    got = runner.execute(runner.Run(trials, backend=settings), ds,
-                         on_group=lambda g, n, s: heard["groups"].append((g, n, len(s))),
-                         on_epoch=lambda g, epoch, metrics: heard["epochs"].append((g, epoch, sorted(metrics))),
-                         on_status=heard["statuses"].append)
+    got = runner.execute(
+        runner.Run(trials, backend=settings),
+        ds,
+        on_group=lambda g, n, s: heard["groups"].append((g, n, len(s))),
+        on_epoch=lambda g, epoch, metrics: heard["epochs"].append((g, epoch, sorted(metrics))),
+        on_status=heard["statuses"].append,
+    )
     return got, heard
 
 
@@ -157,7 +170,9 @@ def test_tasks_declare_the_drivers_xla_threads_as_cpus(cluster, ds, monkeypatch)
 def test_a_killed_worker_is_retried_and_nothing_is_lost(cluster, ds, capfd):
     trials = specs(("sgd", "adam"), seeds=1, epochs=300)  # two programs of a few seconds each
     done: dict[str, list] = {}
-    thread = threading.Thread(target=lambda: done.setdefault("rows", runner.execute(runner.Run(trials, backend=RAY), ds)))
+    thread = threading.Thread(
+        target=lambda: done.setdefault("rows", runner.execute(runner.Run(trials, backend=RAY), ds))
+    )
     thread.start()
     deadline, killed = time.monotonic() + 120, None
     while killed is None and time.monotonic() < deadline and thread.is_alive():
@@ -176,7 +191,7 @@ def test_a_killed_worker_is_retried_and_nothing_is_lost(cluster, ds, capfd):
     assert "A worker died" not in captured.out and "A worker died" in captured.err
 
 
-FAILING = '''import jax
+FAILING = """import jax
 import optax
 
 def make(learning_rate=0.1):
@@ -189,7 +204,7 @@ def make(learning_rate=0.1):
         return sgd.update(updates, state, params)
 
     return optax.GradientTransformation(sgd.init, update)
-'''
+"""
 
 
 def test_a_failing_program_gives_error_rows_and_the_others_are_kept(cluster, ds, tmp_path):
@@ -206,8 +221,23 @@ def test_a_failing_program_gives_error_rows_and_the_others_are_kept(cluster, ds,
 
 def test_ctrl_c_cancels_the_tasks_keeps_finished_groups_and_resume_completes(cluster, tmp_path):
     out = tmp_path / "r.jsonl"
-    argv = [sys.executable, "-m", "dnnbench", "optimizers", "--optimizers", "sgd,adam", "--seeds", "3",
-            "--epochs", "100", *SMALL, "--backend", "ray", "--out", str(out)]
+    argv = [
+        sys.executable,
+        "-m",
+        "dnnbench",
+        "optimizers",
+        "--optimizers",
+        "sgd,adam",
+        "--seeds",
+        "3",
+        "--epochs",
+        "100",
+        *SMALL,
+        "--backend",
+        "ray",
+        "--out",
+        str(out),
+    ]
     proc = subprocess.Popen(argv, env=env(cluster), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 240
@@ -231,7 +261,7 @@ def test_ctrl_c_cancels_the_tasks_keeps_finished_groups_and_resume_completes(clu
     assert resumed.returncode == 0, resumed.stderr
     full = tmp_path / "full.jsonl"  # uninterrupted, on local threads (in this process: no start-up)
     assert cli.main([*argv[3:-4], "--out", str(full)]) == 0
-    assert trial_rows(rows(out))[:len(kept)] == kept  # the finished groups kept as they were
+    assert trial_rows(rows(out))[: len(kept)] == kept  # the finished groups kept as they were
     assert sorted(trial_rows(rows(out))) == sorted(trial_rows(rows(full)))  # bit-identical to an uninterrupted run
 
 
@@ -247,7 +277,9 @@ def test_a_suite_chooses_its_backend_in_train(tmp_path):
     from dnnbench.experiments import suite
 
     path = tmp_path / "s.toml"
-    path.write_text('[train]\nepochs = 1\nbackend = "ray"\nray_max_retries = 1\n\n[[experiment]]\nkind = "optimizers"\n')
+    path.write_text(
+        '[train]\nepochs = 1\nbackend = "ray"\nray_max_retries = 1\n\n[[experiment]]\nkind = "optimizers"\n'
+    )
     assert suite.load(path).job.backend == backends.Settings("ray", None, 1)
     path.write_text('[train]\nepochs = 1\nbackend = "spark"\n\n[[experiment]]\nkind = "optimizers"\n')
     with pytest.raises(Exception, match=r"s\.toml:3: \[train\] .*unknown backend 'spark'"):

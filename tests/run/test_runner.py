@@ -32,18 +32,22 @@ def ds():
 
 
 def specs(n: int, optimizer: str = "adam", hidden: tuple[int, ...] = (16,)) -> tuple[TrialSpec, ...]:
-    return tuple(TrialSpec(optimizer=optimizer, seed=s, model=ModelConfig(hidden=hidden), train=TRAIN)
-                 for s in range(n))
+    return tuple(
+        TrialSpec(optimizer=optimizer, seed=s, model=ModelConfig(hidden=hidden), train=TRAIN) for s in range(n)
+    )
 
 
-@pytest.mark.parametrize(("sizes", "workers", "want"), [
-    ([6], 3, [2, 2, 2]),  # equal parts
-    ([6], 4, [1] * 6),  # 4 parts of 6 are not equal: the next divisor, 6
-    ([7], 2, [1] * 7),  # a prime size becomes single trials
-    ([5, 5], 3, [1] * 5 + [5]),  # the first chunk takes the extra worker
-    ([3, 3, 3], 3, [3, 3, 3]),  # enough chunks already: unchanged
-    ([4], 1, [4]),
-])
+@pytest.mark.parametrize(
+    ("sizes", "workers", "want"),
+    [
+        ([6], 3, [2, 2, 2]),  # equal parts
+        ([6], 4, [1] * 6),  # 4 parts of 6 are not equal: the next divisor, 6
+        ([7], 2, [1] * 7),  # a prime size becomes single trials
+        ([5, 5], 3, [1] * 5 + [5]),  # the first chunk takes the extra worker
+        ([3, 3, 3], 3, [3, 3, 3]),  # enough chunks already: unchanged
+        ([4], 1, [4]),
+    ],
+)
 def test_balance_cuts_chunks_into_equal_parts_for_the_workers(sizes, workers, want):
     start, chunks = 0, []
     for size in sizes:
@@ -99,8 +103,9 @@ def test_results_come_back_in_group_order_whatever_finishes_first(ds, monkeypatc
         seen.append(trial.optimizer)
         threads.add(threading.get_ident())
 
-    trials = runner.execute(runner.Run(specs(1, "sgd") + specs(1, "adam") + specs(1, "rmsprop"), workers=3), ds,
-                            on_result=on_result)
+    trials = runner.execute(
+        runner.Run(specs(1, "sgd") + specs(1, "adam") + specs(1, "rmsprop"), workers=3), ds, on_result=on_result
+    )
     assert seen == ["sgd", "adam", "rmsprop"] == [t.optimizer for t in trials]
     assert threads == {threading.get_ident()}  # rows are written from the caller's thread
 
@@ -124,8 +129,12 @@ def test_an_input_error_in_one_program_stops_the_others(ds, monkeypatch):
         return train_group(group, data, on_epoch=watch, **kwargs)
 
     monkeypatch.setattr(engine, "train_group", failing)
-    long = tuple(TrialSpec(optimizer="adam", seed=0, model=ModelConfig(hidden=(16,)),
-                           train=TrainConfig(epochs=100_000, batch_size=20)) for _ in range(1))
+    long = tuple(
+        TrialSpec(
+            optimizer="adam", seed=0, model=ModelConfig(hidden=(16,)), train=TrainConfig(epochs=100_000, batch_size=20)
+        )
+        for _ in range(1)
+    )
     start = time.perf_counter()
     with pytest.raises(InputError, match="disk full"):
         runner.execute(runner.Run(specs(1, "sgd") + long, workers=2), ds)
@@ -186,8 +195,9 @@ def _probe(tmp_path, setting: str) -> tuple[dict, str]:
 
     env = {**os.environ, "DNNBENCH_COMPILE_CACHE": setting}
     env.pop("JAX_COMPILATION_CACHE_DIR", None)
-    proc = subprocess.run([sys.executable, "-c", _CACHE_PROBE], env=env, capture_output=True, text=True,
-                          cwd=tmp_path, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", _CACHE_PROBE], env=env, capture_output=True, text=True, cwd=tmp_path, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1]), proc.stderr
 
@@ -228,11 +238,16 @@ def test_on_stop_groups_that_finished_are_kept_and_unfinished_ones_are_not(ds, m
         return output
 
     monkeypatch.setattr(engine, "train_group", scripted)
-    long = (TrialSpec(optimizer="adam", model=ModelConfig(hidden=(16,)), train=TrainConfig(epochs=100_000, batch_size=20)),)
+    long = (
+        TrialSpec(optimizer="adam", model=ModelConfig(hidden=(16,)), train=TrainConfig(epochs=100_000, batch_size=20)),
+    )
     seen: list[str] = []
     with pytest.raises(InputError, match="disk full"):
-        runner.execute(runner.Run(long + specs(1, "sgd") + specs(1, "rmsprop"), workers=3), ds,
-                       on_result=lambda trial: seen.append(trial.optimizer))
+        runner.execute(
+            runner.Run(long + specs(1, "sgd") + specs(1, "rmsprop"), workers=3),
+            ds,
+            on_result=lambda trial: seen.append(trial.optimizer),
+        )
     assert seen == ["sgd"]
 
 
@@ -244,13 +259,34 @@ def test_the_plan_does_not_depend_on_workers_or_cores(ds):
 
 def test_same_rows_bit_for_bit_with_1_2_4_workers_and_one_core(tmp_path):
     """The CLI, in fresh processes: --workers 1, 2, 4 and a single-core affinity give identical rows."""
-    argv = [sys.executable, "-m", "dnnbench", "optimizers", "--optimizers", "sgd,adam", "--seeds", "3",
-            "--dataset", "synthetic:train=200,test=50,features=8,classes=3", "--hidden", "8", "--epochs", "2",
-            "--batch-size", "20", "--quiet", "--json"]
+    argv = [
+        sys.executable,
+        "-m",
+        "dnnbench",
+        "optimizers",
+        "--optimizers",
+        "sgd,adam",
+        "--seeds",
+        "3",
+        "--dataset",
+        "synthetic:train=200,test=50,features=8,classes=3",
+        "--hidden",
+        "8",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "20",
+        "--quiet",
+        "--json",
+    ]
     env = {**os.environ, "DNNBENCH_COMPILE_CACHE": "off"}
     outputs = []
-    for extra, prefix in ((["--workers", "1"], []), (["--workers", "2"], []), (["--workers", "4"], []),
-                          ([], ["taskset", "-c", "0"] if shutil.which("taskset") else [])):
+    for extra, prefix in (
+        (["--workers", "1"], []),
+        (["--workers", "2"], []),
+        (["--workers", "4"], []),
+        ([], ["taskset", "-c", "0"] if shutil.which("taskset") else []),
+    ):
         proc = subprocess.run([*prefix, *argv, *extra], capture_output=True, text=True, env=env, timeout=300)
         assert proc.returncode == 0, proc.stderr
         rows = [json.loads(line) for line in proc.stdout.splitlines()]

@@ -29,11 +29,25 @@ def ds():
     return split(sources.load_synthetic(train=200, test=50, features=8, classes=3), 0.1)
 
 
-def spec(optimizer: str = "adam", lr: float | None = None, seed: int = 0, *, model: ModelConfig = MODEL,
-         train: TrainConfig = TRAIN, reg: Regularization | None = None, **hp: float) -> TrialSpec:
+def spec(
+    optimizer: str = "adam",
+    lr: float | None = None,
+    seed: int = 0,
+    *,
+    model: ModelConfig = MODEL,
+    train: TrainConfig = TRAIN,
+    reg: Regularization | None = None,
+    **hp: float,
+) -> TrialSpec:
     given = {**({"learning_rate": lr} if lr is not None else {}), **hp}
-    return TrialSpec(optimizer=optimizer, hyperparams=tuple(given.items()), seed=seed, model=model, train=train,
-                     reg=reg or Regularization())
+    return TrialSpec(
+        optimizer=optimizer,
+        hyperparams=tuple(given.items()),
+        seed=seed,
+        model=model,
+        train=train,
+        reg=reg or Regularization(),
+    )
 
 
 GROUP = (spec("adam", 0.01, 0), spec("adam", 0.003, 1), spec("adam", 0.03, 2))
@@ -49,10 +63,12 @@ def test_vmapped_group_equals_sequential_trials(ds, group):
         alone = engine.train_group([one], ds)
         assert set(alone.history) == set(group.history)
         for name, values in group.history.items():
-            np.testing.assert_allclose(alone.history[name][:, 0], values[:, i], rtol=1e-5, atol=1e-6,
-                                       err_msg=f"trial {i} {name}")
-        for a, b in zip(jax.tree.leaves(engine.trial_params(alone, 0)),
-                        jax.tree.leaves(engine.trial_params(group, i)), strict=True):
+            np.testing.assert_allclose(
+                alone.history[name][:, 0], values[:, i], rtol=1e-5, atol=1e-6, err_msg=f"trial {i} {name}"
+            )
+        for a, b in zip(
+            jax.tree.leaves(engine.trial_params(alone, 0)), jax.tree.leaves(engine.trial_params(group, i)), strict=True
+        ):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
     # the three trials really are different experiments
     assert not np.allclose(group.history["train_loss"][:, 0], group.history["train_loss"][:, 1])
@@ -102,16 +118,23 @@ def test_history_metrics_are_the_final_weights_evaluated(ds, group):
     for i, s in enumerate(GROUP):
         params = engine.trial_params(group, i)
         for split_name in ("train", "val", "test"):
-            got = engine.evaluate(group.graphdef, params, getattr(ds, f"x_{split_name}"),
-                                  getattr(ds, f"y_{split_name}"), loss=s.train.loss)
+            got = engine.evaluate(
+                group.graphdef,
+                params,
+                getattr(ds, f"x_{split_name}"),
+                getattr(ds, f"y_{split_name}"),
+                loss=s.train.loss,
+            )
             assert got["loss"] == pytest.approx(group.history[f"{split_name}_loss"][-1, i], rel=1e-5)
             assert got["acc"] == group.history[f"{split_name}_acc"][-1, i]
 
 
 def test_same_seed_same_initial_weights_for_every_optimizer(ds):
     _, sizes = engine.to_device(ds)
-    plans = [core.Plan(s.structure, sizes, uses_dropout=False, uses_noise=False, uses_early_stopping=False)
-             for s in (spec("sgd"), spec("adam"), spec("rmsprop"))]
+    plans = [
+        core.Plan(s.structure, sizes, uses_dropout=False, uses_noise=False, uses_early_stopping=False)
+        for s in (spec("sgd"), spec("adam"), spec("rmsprop"))
+    ]
     inits = [jax.jit(core.make_init_params(plan))(jnp.uint32(3)) for plan in plans]
     for other in inits[1:]:
         for a, b in zip(jax.tree.leaves(inits[0]), jax.tree.leaves(other), strict=True):
@@ -124,8 +147,13 @@ def test_same_seed_same_initial_weights_for_every_optimizer(ds):
 def comparison(ds):
     """One run: a diverging SGD next to a healthy one (same program), momentum with lambda = 0 on
     two seeds, and adam."""
-    specs = (spec("sgd", 1e6, 0), spec("sgd", 0.1, 0), spec("momentum", 0.1, 0, momentum=0.0),
-             spec("momentum", 0.1, 1, momentum=0.0), spec("adam", 0.01, 0))
+    specs = (
+        spec("sgd", 1e6, 0),
+        spec("sgd", 0.1, 0),
+        spec("momentum", 0.1, 0, momentum=0.0),
+        spec("momentum", 0.1, 1, momentum=0.0),
+        spec("adam", 0.01, 0),
+    )
     return runner.execute(runner.Run(specs, data=RUN_DATA), ds)
 
 
@@ -134,8 +162,9 @@ def test_optimizers_are_paired_same_weights_and_batch_order(comparison):
     equal batch order across two optimizers (separate compiled programs); another seed differs."""
     _, sgd, mom0, mom1, _ = comparison
     for name in (*engine.METRICS, "grad_norm"):
-        np.testing.assert_allclose(np.asarray(mom0.history[name]), np.asarray(sgd.history[name]),
-                                   rtol=1e-5, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(
+            np.asarray(mom0.history[name]), np.asarray(sgd.history[name]), rtol=1e-5, atol=1e-6, err_msg=name
+        )
     assert abs(mom1.history["train_loss"][0] - sgd.history["train_loss"][0]) > 1e-3
 
 
@@ -178,8 +207,9 @@ def test_early_stopping_restores_the_best_epoch(ds):
     # the trial without early stopping in the same program ran every epoch, unaffected
     assert full.stopped_epoch is None
     assert len(full.history["val_loss"]) == train.epochs
-    np.testing.assert_allclose(full.history["val_loss"][:stopped.stopped_epoch], stopped.history["val_loss"],
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        full.history["val_loss"][: stopped.stopped_epoch], stopped.history["val_loss"], rtol=1e-5, atol=1e-6
+    )
     assert full.metrics["val_loss"] == full.history["val_loss"][-1]
 
 
@@ -205,8 +235,11 @@ def test_seed_beyond_uint32_is_rejected_up_front_or_trains(ds):
 def test_training_metrics_use_the_first_train_eval_samples_in_test_mode():
     raw = sources.load_synthetic(train=300, test=40, features=6, classes=3, seed=3)
     data = split(raw, 0.1)
-    spec = TrialSpec(optimizer="adam", model=ModelConfig(hidden=(8,)),
-                     train=TrainConfig(epochs=2, batch_size=30, train_eval_samples=50))
+    spec = TrialSpec(
+        optimizer="adam",
+        model=ModelConfig(hidden=(8,)),
+        train=TrainConfig(epochs=2, batch_size=30, train_eval_samples=50),
+    )
     out = engine.train_group([spec], data)
     acc = out.history["train_acc"][-1, 0]
     assert acc * 50 == pytest.approx(round(acc * 50))  # a count out of 50, not out of 270

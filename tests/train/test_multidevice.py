@@ -27,19 +27,23 @@ GROUP = textwrap.dedent("""
              for seed, lr, p in ((0, 1e-3, 0.0), (1, 3e-3, 0.2), (2, 1e-2, 0.0))]
 """)
 
-SCRIPT = textwrap.dedent("""
+SCRIPT = (
+    textwrap.dedent("""
     import json, sys
     import jax
     from dnnbench.train import engine
     from dnnbench.config import ModelConfig, Regularization, TrainConfig, TrialSpec
     from dnnbench.data import sources, split
     assert jax.local_device_count() == 4, jax.local_devices()
-""") + GROUP + textwrap.dedent("""
+""")
+    + GROUP
+    + textwrap.dedent("""
     out = engine.train_group(specs, data)
     placed = {str(d) for d in jax.tree.leaves(out.params)[0].sharding.device_set}
     json.dump({"history": {k: v.tolist() for k, v in out.history.items()}, "devices": sorted(placed),
                "n_params": len(jax.tree.leaves(out.params)[0])}, sys.stdout)
 """)
+)
 
 
 def test_sharded_trial_axis_matches_one_device():
@@ -50,10 +54,17 @@ def test_sharded_trial_axis_matches_one_device():
     assert len(sharded["devices"]) == 4  # the 3 trials (padded to 4) were spread over 4 devices
     assert sharded["n_params"] == 3  # the padding trial is dropped
 
-    group: dict = {"split": split, "sources": sources, "TrialSpec": TrialSpec, "ModelConfig": ModelConfig,
-                   "TrainConfig": TrainConfig, "Regularization": Regularization}
+    group: dict = {
+        "split": split,
+        "sources": sources,
+        "TrialSpec": TrialSpec,
+        "ModelConfig": ModelConfig,
+        "TrainConfig": TrainConfig,
+        "Regularization": Regularization,
+    }
     exec(GROUP, group)  # the very group the child trained
     single = engine.train_group(group["specs"], group["data"])
     for key in ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "grad_norm"):
-        np.testing.assert_allclose(np.asarray(sharded["history"][key]), single.history[key], rtol=1e-5, atol=1e-6,
-                                   err_msg=key)
+        np.testing.assert_allclose(
+            np.asarray(sharded["history"][key]), single.history[key], rtol=1e-5, atol=1e-6, err_msg=key
+        )

@@ -64,7 +64,9 @@ def test_augmentation_keeps_labels_and_shapes_and_shifts_pixels():
     # of an image can only lose pixels at the border, never gain new values.
     assert float(out.max()) <= float(x.max())
     zero = dict(spec.reg.numbers, augment_shift=0.0)
-    same = step.augment(x, jax.random.key(0), step.Numbers({}, {}, jnp.uint32(0), **{k: jnp.float32(v) for k, v in zero.items()}), plan)
+    same = step.augment(
+        x, jax.random.key(0), step.Numbers({}, {}, jnp.uint32(0), **{k: jnp.float32(v) for k, v in zero.items()}), plan
+    )
     np.testing.assert_array_equal(same, x)  # shift 0 in a padded group is the identity
 
 

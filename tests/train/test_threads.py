@@ -19,12 +19,21 @@ CORES = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else
 RUN = ["optimizers", "--optimizers", "adam,adagrad", "--epochs", "2", "--hidden", "500,500", "--json", "--quiet"]
 
 
-def dnnbench(argv: list[str], *, cores: list[int] | None = None, env: dict[str, str] | None = None,
-             ) -> subprocess.CompletedProcess:
+def dnnbench(
+    argv: list[str],
+    *,
+    cores: list[int] | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess:
     pin = (lambda: os.sched_setaffinity(0, cores)) if cores else None
-    return subprocess.run([sys.executable, "-m", "dnnbench", *argv], capture_output=True, text=True,
-                          timeout=300, preexec_fn=pin,
-                          env={**os.environ, "DNNBENCH_COMPILE_CACHE": "off", **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "dnnbench", *argv],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=pin,
+        env={**os.environ, "DNNBENCH_COMPILE_CACHE": "off", **(env or {})},
+    )
 
 
 def trials(stdout: str) -> tuple[dict, list[tuple]]:
@@ -49,10 +58,13 @@ def test_threads_is_recorded_and_the_environment_sets_it_like_the_option():
     assert trials(option.stdout)[1] == trials(env.stdout)[1]
 
 
-@pytest.mark.parametrize("argv, env, message", [
-    (["--threads", "0"], {}, "threads must be a positive integer, got 0"),
-    ([], {"DNNBENCH_THREADS": "many"}, "$DNNBENCH_THREADS must be a positive integer, got 'many'"),
-])
+@pytest.mark.parametrize(
+    "argv, env, message",
+    [
+        (["--threads", "0"], {}, "threads must be a positive integer, got 0"),
+        ([], {"DNNBENCH_THREADS": "many"}, "$DNNBENCH_THREADS must be a positive integer, got 'many'"),
+    ],
+)
 def test_a_bad_thread_count_is_one_line_and_exit_2(argv, env, message, tmp_path):
     out = tmp_path / "r.jsonl"
     got = dnnbench(["diagnose", "--epochs", "1", "--hidden", "8", *argv, "--out", str(out)], env=env)
@@ -68,7 +80,8 @@ def test_resume_refuses_other_threads_than_the_file_was_written_with(tmp_path: P
     got = dnnbench([*argv, "--resume", "--threads", "2"])
     assert got.returncode == 2 and got.stderr == (
         f"dnnbench: error: --resume: {out} was written with --threads 1; XLA's threads change a trial's last "
-        "bits, so resume with --threads 1\n")
+        "bits, so resume with --threads 1\n"
+    )
     assert out.read_text() == before
 
 

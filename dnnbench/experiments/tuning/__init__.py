@@ -15,10 +15,18 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "sparkline": "dnnbench.analysis.expected_best", "candidates": "search",
-    "TuningPlan": "selection", "final_specs": "selection", "plan": "selection", "search_specs": "selection",
-    "select": "selection", "Dimension": "space", "SpaceSetting": "space", "default_space": "space",
-    "parse_space": "space", "space_for": "space",
+    "sparkline": "dnnbench.analysis.expected_best",
+    "candidates": "search",
+    "TuningPlan": "selection",
+    "final_specs": "selection",
+    "plan": "selection",
+    "search_specs": "selection",
+    "select": "selection",
+    "Dimension": "space",
+    "SpaceSetting": "space",
+    "default_space": "space",
+    "parse_space": "space",
+    "space_for": "space",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -31,8 +31,9 @@ def candidates(space: Mapping[str, Dimension], budget: int, seed: int = 0) -> li
         raise InputError("the search space is empty")
     rng = np.random.default_rng(seed)
     power_of_two = budget & (budget - 1) == 0
-    sampler = qmc.Sobol(len(dims), scramble=True, rng=rng) if power_of_two else qmc.Halton(len(dims), scramble=True,
-                                                                                         rng=rng)
+    sampler = (
+        qmc.Sobol(len(dims), scramble=True, rng=rng) if power_of_two else qmc.Halton(len(dims), scramble=True, rng=rng)
+    )
     points = sampler.random(budget)
     return [{dim.name: _rounded(dim.value(float(u))) for dim, u in zip(dims, point, strict=True)} for point in points]
 

@@ -24,8 +24,13 @@ from dnnbench.results.rows import TrialResult
 METRICS = ("val_acc", "val_loss")
 
 
-def search_specs(job: Job, spaces: Mapping[str, Mapping[str, Dimension]], budget: int, seed: int,
-                 hyperparams: Mapping[str, Mapping[str, Any]]) -> tuple:
+def search_specs(
+    job: Job,
+    spaces: Mapping[str, Mapping[str, Dimension]],
+    budget: int,
+    seed: int,
+    hyperparams: Mapping[str, Mapping[str, Any]],
+) -> tuple:
     """Every optimizer's ``budget`` candidates on the search ``seed`` (each validated when built)."""
     specs = []
     for name, space in spaces.items():
@@ -33,11 +38,11 @@ def search_specs(job: Job, spaces: Mapping[str, Mapping[str, Dimension]], budget
             given = {**hyperparams.get(name, {}), **cand}
             lr = given.pop("learning_rate", None)
             try:
-                specs.append(job.trial(name, lr, given, seed=seed,
-                                       tags=(("phase", "search"), ("candidate", i))))
+                specs.append(job.trial(name, lr, given, seed=seed, tags=(("phase", "search"), ("candidate", i))))
             except InputError as exc:
-                raise InputError(f"tune {name}: candidate {i} ({_short(cand)}) is not valid: {exc}; narrow --space") \
-                    from None
+                raise InputError(
+                    f"tune {name}: candidate {i} ({_short(cand)}) is not valid: {exc}; narrow --space"
+                ) from None
     return tuple(specs)
 
 
@@ -64,8 +69,13 @@ def select(search: Sequence[TrialResult], metric: str = "val_acc") -> dict[str, 
     return best
 
 
-def final_specs(job: Job, optimizers: Sequence[str], winners: Mapping[str, TrialResult], seeds: Sequence[int],
-                hyperparams: Mapping[str, Mapping[str, Any]]) -> tuple:
+def final_specs(
+    job: Job,
+    optimizers: Sequence[str],
+    winners: Mapping[str, TrialResult],
+    seeds: Sequence[int],
+    hyperparams: Mapping[str, Mapping[str, Any]],
+) -> tuple:
     """Each optimizer at its defaults and (when a candidate did not diverge) at its winner, on ``seeds``."""
     specs = []
     for name in optimizers:
@@ -104,14 +114,26 @@ class TuningPlan:
         return [dataclasses.replace(s, tags=(*tags, *s.tags)) for s in specs]
 
     def describe(self) -> dict[str, Any]:
-        return {"optimizers": list(self.optimizers), "budget": self.budget, "metric": self.metric,
-                "search_seed": self.job.seeds[0], "final_seeds": list(self.final_seeds),
-                "space": {name: [d.describe() for d in dims.values()] for name, dims in self.spaces.items()}}
+        return {
+            "optimizers": list(self.optimizers),
+            "budget": self.budget,
+            "metric": self.metric,
+            "search_seed": self.job.seeds[0],
+            "final_seeds": list(self.final_seeds),
+            "space": {name: [d.describe() for d in dims.values()] for name, dims in self.spaces.items()},
+        }
 
 
-def plan(job: Job, optimizers: Sequence[str], *, budget: int, metric: str, settings: Sequence[SpaceSetting] = (),
-         suite_space: Mapping[str, Mapping[str, Any]] | None = None,
-         hyperparams: Mapping[str, Mapping[str, Any]] | None = None) -> TuningPlan:
+def plan(
+    job: Job,
+    optimizers: Sequence[str],
+    *,
+    budget: int,
+    metric: str,
+    settings: Sequence[SpaceSetting] = (),
+    suite_space: Mapping[str, Mapping[str, Any]] | None = None,
+    hyperparams: Mapping[str, Mapping[str, Any]] | None = None,
+) -> TuningPlan:
     """Plan ``tune``: search on the job's first seed, final runs on as many fresh seeds after it."""
     if job.data.val_split == 0:
         raise InputError("tune selects on the validation set; use --val-split > 0")
@@ -124,6 +146,13 @@ def plan(job: Job, optimizers: Sequence[str], *, budget: int, metric: str, setti
     if final_seeds[-1] > MAX_SEED:
         raise InputError(f"tune trains the final runs on seeds {final_seeds[0]}..{final_seeds[-1]}, past {MAX_SEED}")
     hp = hyperparams or {}
-    return TuningPlan(job=job, optimizers=tuple(optimizers), spaces=spaces, budget=budget, metric=metric,
-                      hyperparams=hp, search=search_specs(job, spaces, budget, search_seed, hp),
-                      final_seeds=final_seeds)
+    return TuningPlan(
+        job=job,
+        optimizers=tuple(optimizers),
+        spaces=spaces,
+        budget=budget,
+        metric=metric,
+        hyperparams=hp,
+        search=search_specs(job, spaces, budget, search_seed, hp),
+        final_seeds=final_seeds,
+    )

@@ -49,13 +49,15 @@ class Dimension:
         if self.scale not in SCALES:
             raise InputError(f"search space {self.name}: unknown scale {self.scale!r}; valid: {', '.join(SCALES)}")
         if not (math.isfinite(self.lo) and math.isfinite(self.hi)) or not self.lo < self.hi:
-            raise InputError(f"search space {self.name}: the range must be lo..hi with lo < hi, got "
-                             f"{self.lo:g}..{self.hi:g}")
+            raise InputError(
+                f"search space {self.name}: the range must be lo..hi with lo < hi, got {self.lo:g}..{self.hi:g}"
+            )
         if self.scale == "log" and self.lo <= 0:
             raise InputError(f"search space {self.name}: a log range needs lo > 0, got {self.lo:g}..{self.hi:g}")
         if self.scale == "log1m" and self.hi >= 1:
-            raise InputError(f"search space {self.name}: a log1m range (of 1 - x) needs hi < 1, got "
-                             f"{self.lo:g}..{self.hi:g}")
+            raise InputError(
+                f"search space {self.name}: a log1m range (of 1 - x) needs hi < 1, got {self.lo:g}..{self.hi:g}"
+            )
 
     def value(self, u: float) -> Any:
         """The value at ``u`` in [0, 1): the quasi-random coordinate mapped onto the dimension."""
@@ -139,8 +141,9 @@ def default_space(spec: str) -> dict[str, Dimension]:
         d = float(p.default)
         if p.name in AVERAGING and 0 < d < 1:
             # rounded: 1 - 10 * (1 - 0.9) is 2e-16 in binary, not 0
-            dims[p.name] = Dimension(p.name, max(0.0, round(1 - 10 * (1 - d), 12)), round(1 - (1 - d) / 10, 12),
-                                     "log1m")
+            dims[p.name] = Dimension(
+                p.name, max(0.0, round(1 - 10 * (1 - d), 12)), round(1 - (1 - d) / 10, 12), "log1m"
+            )
         elif p.name in ("eps", "weight_decay") and d > 0:
             dims[p.name] = Dimension(p.name, d / 100, d * 100, "log")
         elif p.name == "weight_decay":
@@ -148,8 +151,9 @@ def default_space(spec: str) -> dict[str, Dimension]:
     return dims
 
 
-def space_for(spec: str, settings: Sequence[SpaceSetting],
-              suite_space: Mapping[str, Any] | None = None) -> dict[str, Dimension]:
+def space_for(
+    spec: str, settings: Sequence[SpaceSetting], suite_space: Mapping[str, Any] | None = None
+) -> dict[str, Dimension]:
     """``spec``'s search space: its defaults, then suite entries, then ``--space`` (last wins)."""
     dims = default_space(spec)
     params = optim.resolve_spec(spec).param
@@ -171,8 +175,9 @@ def check_settings(settings: Sequence[SpaceSetting], optimizers: Sequence[str]) 
         name = s.dimension.name
         if s.target:
             if s.target not in optimizers:
-                raise InputError(f"--space {s.target}.{name}: optimizer {s.target!r} is not being tuned "
-                                 f"({', '.join(optimizers)})")
+                raise InputError(
+                    f"--space {s.target}.{name}: optimizer {s.target!r} is not being tuned ({', '.join(optimizers)})"
+                )
             _checked(s.target, s.dimension, optim.resolve_spec(s.target).param)
         elif name != "learning_rate" and not any(name in optim.resolve_spec(o).param for o in optimizers):
             raise InputError(f"--space {name}: none of {', '.join(optimizers)} has a hyperparameter {name!r}")

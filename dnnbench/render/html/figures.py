@@ -22,6 +22,7 @@ PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F
 LINESTYLES = ("-", "--", ":", "-.")
 MARKERS = "osD^v<>Ph*"
 
+
 @dataclass(frozen=True)
 class Series:
     """One line: y per x (NaN = no value), an optional ±band and an optional marked point (x, y)."""
@@ -47,8 +48,11 @@ class Panel:
 
 def style(index: int) -> dict[str, object]:
     """Colour, line style and marker of the ``index``-th series (the same in every panel)."""
-    return {"color": PALETTE[index % len(PALETTE)], "linestyle": LINESTYLES[(index // len(PALETTE)) % len(LINESTYLES)],
-            "marker": MARKERS[index % len(MARKERS)]}
+    return {
+        "color": PALETTE[index % len(PALETTE)],
+        "linestyle": LINESTYLES[(index // len(PALETTE)) % len(LINESTYLES)],
+        "marker": MARKERS[index % len(MARKERS)],
+    }
 
 
 def _finite(values: np.ndarray) -> np.ndarray:
@@ -67,8 +71,7 @@ def figure_svg(panels: Sequence[Panel], names: Sequence[str], *, prefix: str, co
     nrows = math.ceil(len(panels) / ncols)
     legend_cols = max(1, min(len(names), 4 if max(map(len, names), default=0) <= 18 else 2))
     legend_rows = math.ceil(len(names) / legend_cols)
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": prefix,
-                                "font.size": 9, "axes.titlesize": 10}):
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": prefix, "font.size": 9, "axes.titlesize": 10}):
         fig = Figure(figsize=(5.2 * ncols, 3.1 * nrows + 0.3 + 0.22 * legend_rows), layout="constrained")
         FigureCanvasAgg(fig)
         axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
@@ -76,13 +79,29 @@ def figure_svg(panels: Sequence[Panel], names: Sequence[str], *, prefix: str, co
             for s in panel.series:
                 st = style(index[s.name])
                 few = len(s.x) <= 30
-                ax.plot(s.x, s.y, color=st["color"], linestyle=st["linestyle"], linewidth=1.6,
-                        marker=st["marker"] if few else None, markersize=3.5, label=s.name)
+                ax.plot(
+                    s.x,
+                    s.y,
+                    color=st["color"],
+                    linestyle=st["linestyle"],
+                    linewidth=1.6,
+                    marker=st["marker"] if few else None,
+                    markersize=3.5,
+                    label=s.name,
+                )
                 if s.band is not None and np.isfinite(s.band).any():
                     ax.fill_between(s.x, s.y - s.band, s.y + s.band, color=st["color"], alpha=0.15, linewidth=0)
                 if s.mark is not None and all(map(math.isfinite, s.mark)):
-                    ax.plot([s.mark[0]], [s.mark[1]], linestyle="none", marker="*", markersize=11,
-                            markerfacecolor=st["color"], markeredgecolor="black", markeredgewidth=0.6)
+                    ax.plot(
+                        [s.mark[0]],
+                        [s.mark[1]],
+                        linestyle="none",
+                        marker="*",
+                        markersize=11,
+                        markerfacecolor=st["color"],
+                        markeredgecolor="black",
+                        markeredgewidth=0.6,
+                    )
             values = [_finite(s.y) for s in panel.series]
             finite = np.concatenate(values) if values else np.array([])
             if panel.logy and finite.size and finite.min() > 0:
@@ -95,7 +114,7 @@ def figure_svg(panels: Sequence[Panel], names: Sequence[str], *, prefix: str, co
             ax.set_xlabel(panel.xlabel)
             ax.set_ylabel(panel.ylabel)
             ax.grid(True, alpha=0.3)
-        for ax in axes[len(panels):]:
+        for ax in axes[len(panels) :]:
             ax.set_visible(False)
         handles = {}
         for ax in axes[: len(panels)]:
@@ -103,8 +122,9 @@ def figure_svg(panels: Sequence[Panel], names: Sequence[str], *, prefix: str, co
                 handles.setdefault(name, handle)
         ordered = [n for n in names if n in handles]
         if ordered:
-            fig.legend([handles[n] for n in ordered], ordered, loc="outside lower center", ncols=legend_cols,
-                       frameon=False)
+            fig.legend(
+                [handles[n] for n in ordered], ordered, loc="outside lower center", ncols=legend_cols, frameon=False
+            )
         buffer = io.StringIO()
         fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
     return inline(buffer.getvalue(), prefix=prefix)

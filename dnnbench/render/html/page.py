@@ -68,8 +68,19 @@ document.querySelectorAll("table.sortable thead th").forEach(function(th){
 window.addEventListener("beforeprint",function(){document.querySelectorAll("details").forEach(function(d){d.open=true;});});
 """
 
-ENVIRONMENT_KEYS = ("dnnbench", "jax", "jaxlib", "flax", "optax", "backend", "device_kind", "device_count",
-                    "python", "platform", "git_commit")
+ENVIRONMENT_KEYS = (
+    "dnnbench",
+    "jax",
+    "jaxlib",
+    "flax",
+    "optax",
+    "backend",
+    "device_kind",
+    "device_count",
+    "python",
+    "platform",
+    "git_commit",
+)
 
 
 @dataclass(frozen=True)
@@ -88,55 +99,87 @@ def _run(source: Source) -> str:
     env = header.get("environment") or {}
     config = header.get("config") or {}
     command = header.get("command")
-    run = {"command": shlex.join(map(str, command)) if isinstance(command, list) else command,
-           "date": header.get("date") or header.get("created") or (f"{source.modified} (file modified)"
-                                                                     if source.modified else None),
-           "trials": len(source.rows)}
-    environment = {k: env.get(k) for k in ENVIRONMENT_KEYS} | {k: v for k, v in env.items() if k not in ENVIRONMENT_KEYS}
+    run = {
+        "command": shlex.join(map(str, command)) if isinstance(command, list) else command,
+        "date": header.get("date")
+        or header.get("created")
+        or (f"{source.modified} (file modified)" if source.modified else None),
+        "trials": len(source.rows),
+    }
+    environment = {k: env.get(k) for k in ENVIRONMENT_KEYS} | {
+        k: v for k, v in env.items() if k not in ENVIRONMENT_KEYS
+    }
     options: dict[str, Any] = {}
     for key, value in config.items():
         if key in ("data", "experiments"):
             continue
         options[key] = value
-    blocks = [("run", run), ("environment", environment), ("data", header.get("data") or config.get("data") or {}),
-              ("data options", config.get("data") or {}), ("model and training options", options)]
+    blocks = [
+        ("run", run),
+        ("environment", environment),
+        ("data", header.get("data") or config.get("data") or {}),
+        ("data options", config.get("data") or {}),
+        ("model and training options", options),
+    ]
     grid = "".join(f"<div><h4>{escape(title)}</h4>{tables.kv(items)}</div>" for title, items in blocks if items)
-    full = (f"<details><summary>the whole header line (JSON)</summary><pre>{tables.pretty_json(header)}</pre></details>"
-            if header else '<p class="problems">this results file has no header line: environment unknown</p>')
+    full = (
+        f"<details><summary>the whole header line (JSON)</summary><pre>{tables.pretty_json(header)}</pre></details>"
+        if header
+        else '<p class="problems">this results file has no header line: environment unknown</p>'
+    )
     data = header.get("data") or {}
     sizes = "/".join(str(data[k]) for k in ("train", "val", "test") if k in data)
-    facts = [("command", run["command"]), ("date", run["date"]),
-             ("dnnbench", env.get("dnnbench")), ("JAX", env.get("jax")), ("Flax", env.get("flax")),
-             ("Optax", env.get("optax")), ("device", f"{env.get('backend')} ({env.get('device_kind')})" if env else None),
-             ("commit", (env.get("git_commit") or "")[:12] or None),
-             ("data", f"{data.get('source') or data.get('name')} (train/val/test {sizes})" if data else None)]
-    line = " · ".join(f"{escape(k)} <code>{escape(str(v))}</code>" if k == "command" else f"{escape(k)} <b>{escape(str(v))}</b>"
-                      for k, v in facts if v)
-    return (f'<p class="run">{line}</p><details><summary>run, environment, data and options in full</summary>'
-            f'<div class="grid">{grid}</div>{full}</details>')
-
+    facts = [
+        ("command", run["command"]),
+        ("date", run["date"]),
+        ("dnnbench", env.get("dnnbench")),
+        ("JAX", env.get("jax")),
+        ("Flax", env.get("flax")),
+        ("Optax", env.get("optax")),
+        ("device", f"{env.get('backend')} ({env.get('device_kind')})" if env else None),
+        ("commit", (env.get("git_commit") or "")[:12] or None),
+        ("data", f"{data.get('source') or data.get('name')} (train/val/test {sizes})" if data else None),
+    ]
+    line = " · ".join(
+        f"{escape(k)} <code>{escape(str(v))}</code>" if k == "command" else f"{escape(k)} <b>{escape(str(v))}</b>"
+        for k, v in facts
+        if v
+    )
+    return (
+        f'<p class="run">{line}</p><details><summary>run, environment, data and options in full</summary>'
+        f'<div class="grid">{grid}</div>{full}</details>'
+    )
 
 
 def _problems(section: sections.Section) -> str:
     bad = sections.problems(section)
     if not bad:
         return ""
-    items = "".join(f"<li><b>{escape(t.label)}</b> seed {escape(str(t.spec.seed))}: {escape(tables.status_text(t))}</li>"
-                    for t in bad)
+    items = "".join(
+        f"<li><b>{escape(t.label)}</b> seed {escape(str(t.spec.seed))}: {escape(tables.status_text(t))}</li>"
+        for t in bad
+    )
     counts: dict[str, int] = {}
     for t in bad:
         counts[t.status] = counts.get(t.status, 0) + 1
     summary = ", ".join(f"{n} {status}" for status, n in counts.items())
-    return (f'<div class="problems"><details {"open" if len(bad) <= 20 else ""}><summary>⚠ {len(bad)} of '
-            f"{len(section.trials) + len(section.search)} trials did not end ok: {escape(summary)}</summary><ul>{items}"
-            "</ul></details></div>")
+    return (
+        f'<div class="problems"><details {"open" if len(bad) <= 20 else ""}><summary>⚠ {len(bad)} of '
+        f"{len(section.trials) + len(section.search)} trials did not end ok: {escape(summary)}</summary><ul>{items}"
+        "</ul></details></div>"
+    )
 
 
 def _section(section: sections.Section, anchor: str) -> str:
-    parts = [f'<section id="{anchor}"><h3>{escape(section.title)}</h3>',
-             f'<p class="muted">{len(section.trials)} trials, {len(section.summaries)} rows'
-             + (f", {escape(section.command)}" if section.command else "") + "</p>",
-             _problems(section), "<h4>Comparison</h4>", tables.comparison(section)]
+    parts = [
+        f'<section id="{anchor}"><h3>{escape(section.title)}</h3>',
+        f'<p class="muted">{len(section.trials)} trials, {len(section.summaries)} rows'
+        + (f", {escape(section.command)}" if section.command else "")
+        + "</p>",
+        _problems(section),
+        "<h4>Comparison</h4>",
+        tables.comparison(section),
+    ]
     curves = plots.curves(section, f"{anchor}-c-")
     if curves:
         parts += ["<h4>Learning curves</h4>", curves]
@@ -148,15 +191,24 @@ def _section(section: sections.Section, anchor: str) -> str:
         parts += ["<h4>Learning-rate sensitivity</h4>", sensitivity]
     flow = tables.gradient_flow(section)
     if flow:
-        parts += [f"<details{' open' if section.command == 'sweep' else ''}><summary><b>Gradient flow</b> per layer"
-                  f"</summary>{flow}</details>"]
-    parts += [f"<details><summary><b>All {len(section.trials)} trials</b> (id, seed, status, tags)</summary>"
-              f"{tables.trials(section)}</details></section>"]
+        parts += [
+            f"<details{' open' if section.command == 'sweep' else ''}><summary><b>Gradient flow</b> per layer"
+            f"</summary>{flow}</details>"
+        ]
+    parts += [
+        f"<details><summary><b>All {len(section.trials)} trials</b> (id, seed, status, tags)</summary>"
+        f"{tables.trials(section)}</details></section>"
+    ]
     return "".join(parts)
 
 
-def render(sources: Sequence[Source], *, baseline: Source | None = None, tolerance: float = checking.DEFAULT_TOLERANCE,
-           generated: str = "") -> str:
+def render(
+    sources: Sequence[Source],
+    *,
+    baseline: Source | None = None,
+    tolerance: float = checking.DEFAULT_TOLERANCE,
+    generated: str = "",
+) -> str:
     """The whole page for ``sources`` (and their check against ``baseline``, when given)."""
     body, toc = [], []
     for i, source in enumerate(sources, 1):
@@ -171,10 +223,12 @@ def render(sources: Sequence[Source], *, baseline: Source | None = None, toleran
             body.append(_section(section, f"s{i}-{j}"))
     title = "dnnbench report: " + ", ".join(s.name for s in sources)
     stamp = f" · generated {escape(generated)}" if generated else ""
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{escape(title)}</title><style>{CSS}</style></head><body>"
-            f"<header><h1>dnnbench report</h1><p class=\"muted\">{len(sources)} results file"
-            f"{'s' if len(sources) != 1 else ''}{stamp}; tables sort by a click on a header</p>"
-            f"<nav><ul>{''.join(toc)}</ul></nav></header><main>{''.join(body)}</main>"
-            f"<script>{SCRIPT}</script></body></html>\n")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{escape(title)}</title><style>{CSS}</style></head><body>"
+        f'<header><h1>dnnbench report</h1><p class="muted">{len(sources)} results file'
+        f"{'s' if len(sources) != 1 else ''}{stamp}; tables sort by a click on a header</p>"
+        f"<nav><ul>{''.join(toc)}</ul></nav></header><main>{''.join(body)}</main>"
+        f"<script>{SCRIPT}</script></body></html>\n"
+    )

@@ -25,14 +25,19 @@ SENSITIVITY_METRICS = ("val_acc", "best_val_acc", "train_acc", "train_loss", "te
 
 
 def _figure(svg: str, caption: str, numbers: str) -> str:
-    return (f'<figure role="img" aria-label="{escape(caption)}">{svg}<figcaption>{escape(caption)}</figcaption>'
-            f"</figure><details><summary>numbers behind the plot</summary>{numbers}</details>")
+    return (
+        f'<figure role="img" aria-label="{escape(caption)}">{svg}<figcaption>{escape(caption)}</figcaption>'
+        f"</figure><details><summary>numbers behind the plot</summary>{numbers}</details>"
+    )
 
 
 def _numbers(x_name: str, xs: Sequence[str], columns: dict[str, list[str]]) -> str:
-    rows = [f"<tr>{tables.cell(x, float(x) if _is_number(x) else None)}"
-            + "".join(tables.cell(col[i] if i < len(col) else "–") for col in columns.values()) + "</tr>"
-            for i, x in enumerate(xs)]
+    rows = [
+        f"<tr>{tables.cell(x, float(x) if _is_number(x) else None)}"
+        + "".join(tables.cell(col[i] if i < len(col) else "–") for col in columns.values())
+        + "</tr>"
+        for i, x in enumerate(xs)
+    ]
     return tables.table([x_name, *columns], rows)
 
 
@@ -74,16 +79,20 @@ def curves(section: Section, prefix: str) -> str:
         if not series:
             continue
         finite = np.concatenate([y[np.isfinite(y)] for y in (t.y for t in series)])
-        logy = metric == "lr" or (metric.endswith("_loss") and finite.size > 0 and finite.min() > 0
-                                  and finite.max() / finite.min() > 100)
+        logy = metric == "lr" or (
+            metric.endswith("_loss") and finite.size > 0 and finite.min() > 0 and finite.max() / finite.min() > 100
+        )
         ylabel = "accuracy" if metric.endswith("_acc") else "learning rate" if metric == "lr" else "loss"
         panels.append(figures.Panel(metric.replace("_", " "), "epoch", ylabel, series, logy=logy))
         epochs = max(len(c) for c in columns.values())
         numbers.append(f"<h5>{escape(metric)}</h5>" + _numbers("epoch", [str(e + 1) for e in range(epochs)], columns))
     svg = figures.figure_svg(panels, names, prefix=prefix)
     band = f"band ±1 std over {section.seeds} seeds" if section.seeds > 1 else "one seed"
-    limited = (f"; the {len(shown)} best of {len(section.summaries)} rows by test accuracy (all rows in the tables)"
-               if len(shown) < len(section.summaries) else "")
+    limited = (
+        f"; the {len(shown)} best of {len(section.summaries)} rows by test accuracy (all rows in the tables)"
+        if len(shown) < len(section.summaries)
+        else ""
+    )
     caption = f"Learning curves per epoch: mean over seeds, {band}; ★ = best (restored) epoch{limited}"
     return _figure(svg, caption, "".join(numbers))
 
@@ -94,8 +103,11 @@ def _sensitivity_groups(section: Section) -> dict[str, list[stats.Summary]]:
         first: RowTrial = s.trials[0]  # type: ignore[assignment]
         if len(s.learning_rates) == 1 and math.isfinite(s.learning_rates[0]):
             groups.setdefault(first.optimizer, []).append(s)
-    return {k: sorted(v, key=lambda s: s.learning_rates[0]) for k, v in groups.items()
-            if len({s.learning_rates[0] for s in v}) >= 3}
+    return {
+        k: sorted(v, key=lambda s: s.learning_rates[0])
+        for k, v in groups.items()
+        if len({s.learning_rates[0] for s in v}) >= 3
+    }
 
 
 def sensitivity(section: Section, prefix: str) -> str:
@@ -114,15 +126,24 @@ def sensitivity(section: Section, prefix: str) -> str:
         y = np.array([s.stats[metric].mean for s in members])
         band = np.array([s.stats[metric].std for s in members]) if section.seeds > 1 else None
         finite = np.where(np.isfinite(y), y if higher else -y, -np.inf)
-        mark = (float(x[int(np.argmax(finite))]), float(y[int(np.argmax(finite))])) if np.isfinite(finite).any() else None
+        mark = (
+            (float(x[int(np.argmax(finite))]), float(y[int(np.argmax(finite))])) if np.isfinite(finite).any() else None
+        )
         series.append(figures.Series(name, x, y, band, mark))
         by_lr = {s.learning_rates[0]: tables.stat_text(s.stats[metric]) for s in members}
         columns[name] = [by_lr.get(lr, "–") for lr in grid]
-    panel = figures.Panel(f"{metric.replace('_', ' ')} against the learning rate", "learning rate",
-                          metric.replace("_", " "), series, logx=True)
+    panel = figures.Panel(
+        f"{metric.replace('_', ' ')} against the learning rate",
+        "learning rate",
+        metric.replace("_", " "),
+        series,
+        logx=True,
+    )
     svg = figures.figure_svg([panel], list(groups), prefix=prefix, columns=1)
-    caption = (f"Learning-rate sensitivity: {metric} (mean over seeds; diverged and failed rates are gaps) per "
-               "learning rate; ★ = best rate of each optimizer")
+    caption = (
+        f"Learning-rate sensitivity: {metric} (mean over seeds; diverged and failed rates are gaps) per "
+        "learning rate; ★ = best rate of each optimizer"
+    )
     return _figure(svg, caption, _numbers("learning rate", [f"{lr:g}" for lr in grid], columns))
 
 
@@ -134,15 +155,28 @@ def expected_best(section: Section, prefix: str) -> str:
         return ""
     config = (section.header or {}).get("config") or {}
     metric = config.get("metric") if config.get("metric") in ("val_acc", "val_loss") else "val_acc"
-    found = curves([(r["optimizer"], r.get("status"), r.get("metrics") or {}, r.get("hyperparams") or {})
-                    for r in section.search], metric)
+    found = curves(
+        [(r["optimizer"], r.get("status"), r.get("metrics") or {}, r.get("hyperparams") or {}) for r in section.search],
+        metric,
+    )
     n = max(row["n"] for row in found)
-    series = [figures.Series(row["optimizer"], np.arange(1, len(row["curve"]) + 1, dtype=float),
-                             np.asarray(row["curve"], dtype=float)) for row in found]
-    panel = figures.Panel(f"expected best {metric.replace('_', ' ')} after k tries", "k: candidates tried",
-                          metric.replace("_", " "), series, logx=True)
+    series = [
+        figures.Series(
+            row["optimizer"], np.arange(1, len(row["curve"]) + 1, dtype=float), np.asarray(row["curve"], dtype=float)
+        )
+        for row in found
+    ]
+    panel = figures.Panel(
+        f"expected best {metric.replace('_', ' ')} after k tries",
+        "k: candidates tried",
+        metric.replace("_", " "),
+        series,
+        logx=True,
+    )
     svg = figures.figure_svg([panel], [row["optimizer"] for row in found], prefix=prefix, columns=1)
     columns = {row["optimizer"]: [tables.fmt(v) for v in row["curve"]] for row in found}
-    caption = (f"Expected best {metric} after k of the N = {n} candidates drawn without replacement (exact order "
-               "statistics; k = 1: the mean candidate, k = N: the best); validation set only")
+    caption = (
+        f"Expected best {metric} after k of the N = {n} candidates drawn without replacement (exact order "
+        "statistics; k = 1: the mean candidate, k = N: the best); validation set only"
+    )
     return _figure(svg, caption, _numbers("k", [str(k) for k in range(1, n + 1)], columns))

@@ -53,7 +53,8 @@ class RowTrial:
         hyper = row.get("hyperparams") or {}
         diagnosis = row.get("diagnosis")
         return cls(
-            row=row, label=label,
+            row=row,
+            label=label,
             spec=SpecView(row.get("seed"), export.number(hyper.get("learning_rate"))),
             status=str(row.get("status")),
             metrics={k: export.number(v) for k, v in (row.get("metrics") or {}).items()},
@@ -72,8 +73,11 @@ class RowTrial:
     def tags(self) -> dict[str, str]:
         """The row's tags (``export.tags``) and any other top-level scalar it carries: a key the
         report does not know (``phase`` from a future command) becomes a column, not an error."""
-        extra = {k: str(v) for k, v in self.row.items()
-                 if k not in export.ROW_KEYS and k not in NOT_TAGS and isinstance(v, (str, int, float, bool))}
+        extra = {
+            k: str(v)
+            for k, v in self.row.items()
+            if k not in export.ROW_KEYS and k not in NOT_TAGS and isinstance(v, (str, int, float, bool))
+        }
         return {**extra, **{k: str(v) for k, v in export.tags(self.row).items()}}
 
 
@@ -159,8 +163,9 @@ def epoch_stats(summary: stats.Summary, metric: str) -> list[stats.Stat]:
 def problems(section: Section) -> list[RowTrial]:
     """Trials that did not end ok (diverged, error, interrupted, ...): shown first, never dropped --
     a tune run's search candidates included."""
-    search = [RowTrial.of(r, f"{r.get('optimizer')} candidate {export.tags(r).get('candidate', '?')}")
-              for r in section.search]
+    search = [
+        RowTrial.of(r, f"{r.get('optimizer')} candidate {export.tags(r).get('candidate', '?')}") for r in section.search
+    ]
     return [t for t in [*section.trials, *search] if t.status != "ok"]
 
 

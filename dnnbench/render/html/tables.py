@@ -18,9 +18,13 @@ from dnnbench.analysis.checking import FAILING, CheckReport
 from dnnbench.render.html.sections import RowTrial, Section
 
 #: (header, metric, higher is better) of the comparison table's metric columns.
-METRIC_COLUMNS = (("train loss", "train_loss", False), ("train acc", "train_acc", True),
-                  ("val acc", "val_acc", True), ("best val acc", "best_val_acc", True),
-                  ("test acc", "test_acc", True))
+METRIC_COLUMNS = (
+    ("train loss", "train_loss", False),
+    ("train acc", "train_acc", True),
+    ("val acc", "val_acc", True),
+    ("best val acc", "best_val_acc", True),
+    ("test acc", "test_acc", True),
+)
 MESSAGE_CHARS = 240
 
 
@@ -33,11 +37,15 @@ def cell(text: str, value: float | None = None, *, cls: str = "", raw: bool = Fa
 
 def table(headers: Sequence[str], rows: Iterable[str], *, caption: str = "", numeric: Sequence[bool] = ()) -> str:
     """A sortable table: ``rows`` are ready ``<tr>`` strings."""
-    heads = "".join(f'<th scope="col"{" class=num" if i < len(numeric) and numeric[i] else ""}>{escape(h)}</th>'
-                    for i, h in enumerate(headers))
+    heads = "".join(
+        f'<th scope="col"{" class=num" if i < len(numeric) and numeric[i] else ""}>{escape(h)}</th>'
+        for i, h in enumerate(headers)
+    )
     cap = f"<caption>{escape(caption)}</caption>" if caption else ""
-    return (f'<div class="scroll"><table class="sortable">{cap}<thead><tr>{heads}</tr></thead>'
-            f"<tbody>{''.join(rows)}</tbody></table></div>")
+    return (
+        f'<div class="scroll"><table class="sortable">{cap}<thead><tr>{heads}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
+    )
 
 
 def fmt(value: float, digits: int = 4) -> str:
@@ -63,7 +71,9 @@ def show(value: Any) -> str:
 
 
 def _best(summaries: Sequence[stats.Summary], metric: str, higher: bool) -> str | None:
-    means = {s.label: s.stats[metric].mean for s in summaries if s.stats[metric].n and math.isfinite(s.stats[metric].mean)}
+    means = {
+        s.label: s.stats[metric].mean for s in summaries if s.stats[metric].n and math.isfinite(s.stats[metric].mean)
+    }
     if len(means) < 2:
         return None
     return (max if higher else min)(means, key=means.get)
@@ -96,17 +106,21 @@ def _evidence(trial: RowTrial) -> str:
     evidence = diagnosis.get("evidence") or {}
     items = "".join(f"<tr><th>{escape(str(k))}</th><td>{escape(show(v))}</td></tr>" for k, v in evidence.items())
     remedies = "".join(f"<li><code>{escape(str(r))}</code></li>" for r in diagnosis.get("remedies") or [])
-    return (f"<p>seed {escape(str(trial.spec.seed))}: <b>{escape(str(diagnosis.get('label')))}</b></p>"
-            + (f'<table class="kv">{items}</table>' if items else "")
-            + (f"<p>next experiments:</p><ol>{remedies}</ol>" if remedies else ""))
+    return (
+        f"<p>seed {escape(str(trial.spec.seed))}: <b>{escape(str(diagnosis.get('label')))}</b></p>"
+        + (f'<table class="kv">{items}</table>' if items else "")
+        + (f"<p>next experiments:</p><ol>{remedies}</ol>" if remedies else "")
+    )
 
 
 def _diagnosis_cell(summary: stats.Summary) -> str:
     trials: list[RowTrial] = summary.trials  # type: ignore[assignment]
     if not summary.diagnoses:
         return cell("–")
-    counts = ", ".join(f"{k}" + ("" if n == len(trials) else f" ×{n}")
-                       for k, n in sorted(summary.diagnoses.items(), key=lambda kv: -kv[1]))
+    counts = ", ".join(
+        f"{k}" + ("" if n == len(trials) else f" ×{n}")
+        for k, n in sorted(summary.diagnoses.items(), key=lambda kv: -kv[1])
+    )
     first = {}
     for t in trials:
         if t.diagnosis:
@@ -135,8 +149,10 @@ def _status_cell(summary: stats.Summary) -> tuple[str, bool]:
     messages = list(dict.fromkeys(str(t.row["error"]) for t in trials if t.row.get("error")))
     html = escape("; ".join(parts))
     if messages:
-        html += "".join(f'<div class="msg">{escape(m[:MESSAGE_CHARS])}{"…" if len(m) > MESSAGE_CHARS else ""}</div>'
-                        for m in messages)
+        html += "".join(
+            f'<div class="msg">{escape(m[:MESSAGE_CHARS])}{"…" if len(m) > MESSAGE_CHARS else ""}</div>'
+            for m in messages
+        )
     return cell(("⚠ " if bad else "") + html, raw=True, cls="status"), bad
 
 
@@ -147,8 +163,9 @@ def _paired_cell(section: Section, label: str) -> str:
     if paired.n and paired.wins == paired.losses == 0 and abs(paired.mean_diff) < 1e-12:
         return cell("best", 0.0)
     lo, hi = paired.ci95
-    return cell(f"{paired.mean_diff:+.4f} [{lo:+.4f}, {hi:+.4f}] {paired.wins}/{paired.ties}/{paired.losses}",
-                paired.mean_diff)
+    return cell(
+        f"{paired.mean_diff:+.4f} [{lo:+.4f}, {hi:+.4f}] {paired.wins}/{paired.ties}/{paired.losses}", paired.mean_diff
+    )
 
 
 def comparison(section: Section) -> str:
@@ -169,8 +186,11 @@ def comparison(section: Section) -> str:
         cells = [cell(s.label, cls="label")]
         cells += [cell(_values(trials, lambda t, k=key: t.tags.get(k))) for key in section.tag_keys]
         where = _values(trials, lambda t: origin(t.row))
-        cells.append(cell(escape(_hyperparams(trials)) + (f'<div class="muted">{escape(where)}</div>' if where else ""),
-                          raw=True))
+        cells.append(
+            cell(
+                escape(_hyperparams(trials)) + (f'<div class="muted">{escape(where)}</div>' if where else ""), raw=True
+            )
+        )
         for _, metric, _ in METRIC_COLUMNS:
             st = s.stats[metric]
             text = escape(stat_text(st))
@@ -183,7 +203,7 @@ def comparison(section: Section) -> str:
             cells.append(cell(f"{a.mean:.2g} → {b.mean:.2g}" if a.n else "–", b.mean))
         if reach:
             r = reach[1].get(s.label) or {}
-            text = (f"epoch {show(r['epoch'])} · {show(r['step'])} steps" if r.get("epoch") is not None else "never")
+            text = f"epoch {show(r['epoch'])} · {show(r['step'])} steps" if r.get("epoch") is not None else "never"
             cells.append(cell(f"{text} ({r.get('reached', 0)}/{r.get('n', 0)})", export.number(r.get("step"))))
         cells.append(_diagnosis_cell(s))
         compile_s, train_s, rate = (s.stats[k] for k in ("compile_s", "train_s", "samples_per_s"))
@@ -191,10 +211,17 @@ def comparison(section: Section) -> str:
         cells.append(cell(f"{rate.mean:,.0f}" if rate.n else "–", rate.mean))
         status, bad = _status_cell(s)
         cells.append(status)
-        rows.append(f'<tr{" class=bad" if bad else ""}>{"".join(cells)}</tr>')
-    caption = (f"mean ± std over {section.seeds} seeds (ok trials only); best mean of each metric in bold"
-               + ("; Δ = seed-paired difference in test accuracy to the best row, bootstrap 95% CI, wins/ties/losses"
-                  if show_paired else "") if section.seeds > 1 else "one seed per row; best of each metric in bold")
+        rows.append(f"<tr{' class=bad' if bad else ''}>{''.join(cells)}</tr>")
+    caption = (
+        f"mean ± std over {section.seeds} seeds (ok trials only); best mean of each metric in bold"
+        + (
+            "; Δ = seed-paired difference in test accuracy to the best row, bootstrap 95% CI, wins/ties/losses"
+            if show_paired
+            else ""
+        )
+        if section.seeds > 1
+        else "one seed per row; best of each metric in bold"
+    )
     return table(headers, rows, caption=caption)
 
 
@@ -205,21 +232,40 @@ def _time_to_target(section: Section) -> tuple[str, dict[str, dict[str, Any]]] |
     recorded = [t.row["target"] for t in section.trials if isinstance(t.row.get("target"), dict)]
     if not recorded:
         return None
-    names = dict.fromkeys(f"{r.get('metric')} {'>=' if str(r.get('metric')).endswith('acc') else '<='} "
-                          f"{show(r.get('value'))}" for r in recorded)
+    names = dict.fromkeys(
+        f"{r.get('metric')} {'>=' if str(r.get('metric')).endswith('acc') else '<='} {show(r.get('value'))}"
+        for r in recorded
+    )
     found = targets.summarize([(t.label, t.row.get("target")) for t in section.trials])
     return " / ".join(names), {r["label"]: r for r in found}
 
 
 def trials(section: Section) -> str:
     """Every trial of the section, one line each, with its tags (any tag becomes a column)."""
-    headers = ["id", "row", "seed", *section.tag_keys, "status", "test acc", "best val acc", "best epoch",
-               "stopped epoch", "diagnosis", "hyperparameters", "origin", "train s"]
+    headers = [
+        "id",
+        "row",
+        "seed",
+        *section.tag_keys,
+        "status",
+        "test acc",
+        "best val acc",
+        "best epoch",
+        "stopped epoch",
+        "diagnosis",
+        "hyperparameters",
+        "origin",
+        "train s",
+    ]
     rows = []
     for t in section.trials:
         bad = t.status != "ok"
         message = status_text(t)
-        cells = [cell(str(t.row.get("id")), cls="mono"), cell(t.label), cell(show(t.spec.seed), export.number(t.spec.seed))]
+        cells = [
+            cell(str(t.row.get("id")), cls="mono"),
+            cell(t.label),
+            cell(show(t.spec.seed), export.number(t.spec.seed)),
+        ]
         cells += [cell(t.tags.get(k, "")) for k in section.tag_keys]
         cells.append(cell(("⚠ " if bad else "") + escape(message[:MESSAGE_CHARS]), raw=True, cls="status"))
         cells += [cell(fmt(t.metrics.get(m, math.nan)), t.metrics.get(m)) for m in ("test_acc", "best_val_acc")]
@@ -229,7 +275,7 @@ def trials(section: Section) -> str:
         cells.append(cell(show(t.row.get("hyperparams") or {})))
         cells.append(cell(origin(t.row)))
         cells.append(cell(fmt(t.timing.get("train_s", math.nan), 2), t.timing.get("train_s")))
-        rows.append(f'<tr{" class=bad" if bad else ""}>{"".join(cells)}</tr>')
+        rows.append(f"<tr{' class=bad' if bad else ''}>{''.join(cells)}</tr>")
     return table(headers, rows)
 
 
@@ -242,16 +288,27 @@ def gradient_flow(section: Section) -> str:
     for s in section.summaries:
         cells = [cell(s.label, cls="label")]
         for layer in range(layers):
-            first, last = (stats.Stat.of([export.number(n[e][layer]) for t in s.trials
-                                          if (n := t.history.get("grad_norm")) and len(n[e]) > layer])
-                           for e in (0, -1))
+            first, last = (
+                stats.Stat.of(
+                    [
+                        export.number(n[e][layer])
+                        for t in s.trials
+                        if (n := t.history.get("grad_norm")) and len(n[e]) > layer
+                    ]
+                )
+                for e in (0, -1)
+            )
             cells.append(cell(f"{first.mean:.3g} → {last.mean:.3g}" if first.n else "–", last.mean))
         a, b = s.stats["grad_ratio_start"], s.stats["grad_ratio_end"]
         cells.append(cell(f"{a.mean:.2g} → {b.mean:.2g}" if a.n else "–", b.mean))
         rows.append(f"<tr>{''.join(cells)}</tr>")
     headers = ["row", *[f"layer {i + 1}" for i in range(layers)], "first/last ratio"]
-    return table(headers, rows, caption="mean gradient norm of each layer's weights, first epoch → last epoch "
-                 "(layer 1 = input layer); a first/last ratio ≪ 1 is a vanishing gradient")
+    return table(
+        headers,
+        rows,
+        caption="mean gradient norm of each layer's weights, first epoch → last epoch "
+        "(layer 1 = input layer); a first/last ratio ≪ 1 is a vanishing gradient",
+    )
 
 
 def check(report: CheckReport) -> str:
@@ -260,18 +317,26 @@ def check(report: CheckReport) -> str:
     rows = []
     for e in entries:
         bad = e.verdict in FAILING
-        cells = [cell(e.label), cell(e.trial_id, cls="mono"), cell(e.metric), cell(fmt(e.baseline), e.baseline),
-                 cell(fmt(e.current), e.current),
-                 cell("–" if e.difference is None else f"{e.difference:+.4f}", e.difference),
-                 cell(("⚠ " if bad else "") + e.verdict, cls="status")]
-        rows.append(f'<tr{" class=bad" if bad else ""}>{"".join(cells)}</tr>')
+        cells = [
+            cell(e.label),
+            cell(e.trial_id, cls="mono"),
+            cell(e.metric),
+            cell(fmt(e.baseline), e.baseline),
+            cell(fmt(e.current), e.current),
+            cell("–" if e.difference is None else f"{e.difference:+.4f}", e.difference),
+            cell(("⚠ " if bad else "") + e.verdict, cls="status"),
+        ]
+        rows.append(f"<tr{' class=bad' if bad else ''}>{''.join(cells)}</tr>")
     return table(["trial", "id", "metric", "baseline", "current", "Δ", "verdict"], rows, caption=report.summary())
 
 
 def kv(items: dict[str, Any]) -> str:
     """A two-column key/value table (the run's environment, data, options)."""
-    rows = "".join(f"<tr><th scope=row>{escape(str(k))}</th><td>{escape(show(v))}</td></tr>"
-                   for k, v in items.items() if v not in (None, "", [], {}))
+    rows = "".join(
+        f"<tr><th scope=row>{escape(str(k))}</th><td>{escape(show(v))}</td></tr>"
+        for k, v in items.items()
+        if v not in (None, "", [], {})
+    )
     return f'<table class="kv">{rows}</table>'
 
 

@@ -26,13 +26,30 @@ from dnnbench.run.backends.base import (
     StatusCallback,
 )
 
-__all__ = ["NAMES", "RAY_MISSING", "EpochCallback", "Execution", "GroupCallback", "Outcome", "Settings", "Status",
-           "StatusCallback", "start"]
+__all__ = [
+    "NAMES",
+    "RAY_MISSING",
+    "EpochCallback",
+    "Execution",
+    "GroupCallback",
+    "Outcome",
+    "Settings",
+    "Status",
+    "StatusCallback",
+    "start",
+]
 
 
-def start(settings: Settings, programs: Sequence[Sequence[TrialSpec]], data: Any, *, workers: int,
-          on_group: GroupCallback | None = None, on_epoch: EpochCallback | None = None,
-          on_status: StatusCallback | None = None) -> Execution:
+def start(
+    settings: Settings,
+    programs: Sequence[Sequence[TrialSpec]],
+    data: Any,
+    *,
+    workers: int,
+    on_group: GroupCallback | None = None,
+    on_epoch: EpochCallback | None = None,
+    on_status: StatusCallback | None = None,
+) -> Execution:
     """Start training ``programs`` (each a compiled program's trials) on ``data``. ``on_status``
     (programs queued / running / finished, nodes in use) is called by the Ray backend only: the
     local backend's running programs are its progress bars."""

@@ -29,15 +29,22 @@ class _Stopped(Exception):
 class LocalExecution:
     """``backends.Execution`` on a compile pool and a train pool of threads."""
 
-    def __init__(self, programs: Sequence[Sequence[TrialSpec]], data: Dataset, workers: int,
-                 on_group: GroupCallback | None, on_epoch: EpochCallback | None) -> None:
+    def __init__(
+        self,
+        programs: Sequence[Sequence[TrialSpec]],
+        data: Dataset,
+        workers: int,
+        on_group: GroupCallback | None,
+        on_epoch: EpochCallback | None,
+    ) -> None:
         self.programs = [list(specs) for specs in programs]
         self.data, self.on_group, self.on_epoch = data, on_group, on_epoch
         self.stopping = threading.Event()
         self.lock = threading.Lock()
         self.yielded: set[int] = set()
-        self.compiler = ThreadPoolExecutor(max_workers=min(len(programs), engine.cores(), 4),
-                                           thread_name_prefix="compile")
+        self.compiler = ThreadPoolExecutor(
+            max_workers=min(len(programs), engine.cores(), 4), thread_name_prefix="compile"
+        )
         self.trainer = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="train")
         self.futures: dict[Future, int] = {}
         compiled = [self.compiler.submit(_prepare, specs, data) for specs in self.programs]
@@ -79,16 +86,25 @@ class LocalExecution:
     def stop(self) -> dict[int, Outcome]:
         self.stopping.set()  # the workers stop at their next epoch
         self.trainer.shutdown(wait=True, cancel_futures=True)
-        return {g: future.result() for future, g in self.futures.items()
-                if g not in self.yielded and future.done() and not future.cancelled() and future.exception() is None}
+        return {
+            g: future.result()
+            for future, g in self.futures.items()
+            if g not in self.yielded and future.done() and not future.cancelled() and future.exception() is None
+        }
 
     def close(self) -> None:
         self.trainer.shutdown(wait=True, cancel_futures=True)
         self.compiler.shutdown(wait=True, cancel_futures=True)
 
 
-def start(programs: Sequence[Sequence[TrialSpec]], data: Dataset, *, workers: int,
-          on_group: GroupCallback | None = None, on_epoch: EpochCallback | None = None) -> LocalExecution:
+def start(
+    programs: Sequence[Sequence[TrialSpec]],
+    data: Dataset,
+    *,
+    workers: int,
+    on_group: GroupCallback | None = None,
+    on_epoch: EpochCallback | None = None,
+) -> LocalExecution:
     return LocalExecution(programs, data, workers, on_group, on_epoch)
 
 
@@ -99,6 +115,3 @@ def _prepare(specs: list[TrialSpec], data: Dataset) -> float:
         return engine.prepare(specs, data)
     except Exception:  # noqa: BLE001 -- train_group raises it again and reports it per trial
         return 0.0
-
-
-

@@ -86,9 +86,15 @@ class Events:
 class RayExecution:
     """``backends.Execution`` on Ray tasks."""
 
-    def __init__(self, settings: Settings, programs: Sequence[Sequence[TrialSpec]], data: Any,
-                 on_group: GroupCallback | None, on_epoch: EpochCallback | None,
-                 on_status: StatusCallback | None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        programs: Sequence[Sequence[TrialSpec]],
+        data: Any,
+        on_group: GroupCallback | None,
+        on_epoch: EpochCallback | None,
+        on_status: StatusCallback | None,
+    ) -> None:
         self.ray = ray = import_ray()
         self.programs = [list(specs) for specs in programs]
         self.on_group, self.on_epoch, self.on_status = on_group, on_epoch, on_status
@@ -114,10 +120,15 @@ class RayExecution:
             gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0  # one program per GPU
             cpus = xla_threads.current() or 1  # the driver's: a program's numbers are as they would be here
             task = ray.remote(train_program).options(
-                num_cpus=cpus, num_gpus=gpus, max_retries=settings.ray_max_retries,
-                retry_exceptions=False, runtime_env={"env_vars": worker_env(cpus, gpus)})
-            self.pending: dict[Any, int] = {task.remote(g, specs, data_ref, files_ref, self.events): g
-                                            for g, specs in enumerate(self.programs)}
+                num_cpus=cpus,
+                num_gpus=gpus,
+                max_retries=settings.ray_max_retries,
+                retry_exceptions=False,
+                runtime_env={"env_vars": worker_env(cpus, gpus)},
+            )
+            self.pending: dict[Any, int] = {
+                task.remote(g, specs, data_ref, files_ref, self.events): g for g, specs in enumerate(self.programs)
+            }
             self.submitted = dict(self.pending)
             self._tell_status()
         except BaseException:
@@ -190,9 +201,13 @@ class RayExecution:
         if self.on_status is None:
             return
         running = len(self.running)
-        status = Status(finished=len(self.done), running=running,
-                        queued=len(self.programs) - len(self.done) - running,
-                        nodes_in_use=len(set(self.running.values())), nodes=self.alive_nodes)
+        status = Status(
+            finished=len(self.done),
+            running=running,
+            queued=len(self.programs) - len(self.done) - running,
+            nodes_in_use=len(set(self.running.values())),
+            nodes=self.alive_nodes,
+        )
         if status != self.status:
             self.status = status
             self.on_status(status)
@@ -228,9 +243,15 @@ class RayExecution:
             self.stdout = None
 
 
-def start(settings: Settings, programs: Sequence[Sequence[TrialSpec]], data: Any, *,
-          on_group: GroupCallback | None = None, on_epoch: EpochCallback | None = None,
-          on_status: StatusCallback | None = None) -> RayExecution:
+def start(
+    settings: Settings,
+    programs: Sequence[Sequence[TrialSpec]],
+    data: Any,
+    *,
+    on_group: GroupCallback | None = None,
+    on_epoch: EpochCallback | None = None,
+    on_status: StatusCallback | None = None,
+) -> RayExecution:
     return RayExecution(settings, programs, data, on_group, on_epoch, on_status)
 
 
@@ -307,8 +328,9 @@ def _local_spec(spec: str, files: dict[str, tuple[str, str, str]]) -> str:
     return f"{here}:{factory}"
 
 
-def train_program(program: int, specs: list[TrialSpec], data: Any, files: dict[str, tuple[str, str, str]],
-                  events: Any) -> tuple[str, Outcome]:
+def train_program(
+    program: int, specs: list[TrialSpec], data: Any, files: dict[str, tuple[str, str, str]], events: Any
+) -> tuple[str, Outcome]:
     """The Ray task: train one program; the node's id and the program's output (parameters as
     NumPy arrays) or the exception that failed it (with ``.report``). A ``DnnbenchError`` (bad
     input) is raised: it stops the run. ``events`` (an ``Events`` actor, or None) hears that it
@@ -318,7 +340,9 @@ def train_program(program: int, specs: list[TrialSpec], data: Any, files: dict[s
     node = ray.get_runtime_context().get_node_id()
     _tell(events, ("start", program, node))
     try:
-        return node, _train(specs, data, files, lambda epoch, metrics: _tell(events, ("epoch", program, epoch, metrics)))
+        return node, _train(
+            specs, data, files, lambda epoch, metrics: _tell(events, ("epoch", program, epoch, metrics))
+        )
     finally:
         _tell(events, ("end", program))
 
@@ -331,8 +355,7 @@ def _tell(events: Any, item: tuple) -> None:
             pass
 
 
-def _train(specs: list[TrialSpec], data: Any, files: dict[str, tuple[str, str, str]],
-           on_epoch: Any = None) -> Outcome:
+def _train(specs: list[TrialSpec], data: Any, files: dict[str, tuple[str, str, str]], on_epoch: Any = None) -> Outcome:
     import jax
 
     from dnnbench.train import engine
