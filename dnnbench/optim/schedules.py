@@ -6,11 +6,12 @@ compiled program. (optax's own schedule functions check their step counts in Pyt
 take traced values.) With t the 0-based index of an update, T the updates of the whole run, S
 the updates of one epoch and W the warmup's updates:
 
-- warmup (any kind): s = (t + 1) / W while t < W, a linear ramp that reaches 1 at update W;
+- warmup (any kind): s = min((t + 1) / W, 1) while t < W, a linear ramp that reaches 1 at update W
+  (capped, so a W that is not a whole number of updates never takes the rate past its peak);
 - after it, with p = (t + 1 - W) / (T - W) going from 0 to 1 at the last update:
   ``constant`` 1; ``linear`` 1 - (1 - d) p; ``cosine`` and ``warmup_cosine`` d + (1 - d)(1 + cos(pi p))/2;
   ``exponential`` d^p; ``step`` f^floor((t - W) / E) with E the step interval;
-- d = ``decay_to`` (default 0; 0.01 for ``exponential``), f = ``step_factor`` (default 0.1),
+- d = ``decay_to`` in [0, 1] (default 0; 0.01 for ``exponential``), f = ``step_factor`` in (0, 1] (default 0.1),
   E = ``step_every`` epochs (default: a third of training), W = ``warmup`` as a fraction of
   training or, with ``warmup_epochs``, in epochs (default 0; 0.1 of training for ``warmup_cosine``).
 
@@ -82,7 +83,8 @@ class Schedule:
         step_every = (
             0.0 if self.step_every is None else _number("step_every (epochs)", self.step_every, 0.0, lo_open=True)
         )
-        factor = _number("step_factor", self.step_factor, 0.0, lo_open=True)
+        # at most 1: a step schedule decays, the rate never passes its peak (--lr)
+        factor = _number("step_factor", self.step_factor, 0.0, 1.0, lo_open=True)
         return {
             "warmup": warmup,
             "warmup_in_epochs": float(bool(self.warmup_epochs)),
@@ -114,7 +116,9 @@ def factor(kind: str, step: Any, numbers: dict[str, Any], steps_per_epoch: int, 
     t = jnp.asarray(step, jnp.float32)
     S, T = float(steps_per_epoch), float(total_steps)
     W = jnp.where(numbers["warmup_in_epochs"] > 0, numbers["warmup"] * S, numbers["warmup"] * T)
-    warm = jnp.where(t < W, (t + 1.0) / jnp.maximum(W, 1.0), 1.0)
+    # capped at 1: when W is not a whole number of updates, the last warmup update t < W has
+    # t + 1 > W, and the rate must not pass its peak
+    warm = jnp.where(t < W, jnp.minimum((t + 1.0) / jnp.maximum(W, 1.0), 1.0), 1.0)
     p = jnp.clip((t + 1.0 - W) / jnp.maximum(T - W, 1.0), 0.0, 1.0)
     d = numbers["decay_to"]
     if kind == "constant":
