@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 RESULTS ?= results/optimizers.jsonl
 
-.PHONY: help install run test lint bench optimizers regularizers diagnose datasets suite check plot report clean
+.PHONY: help install run test lint docs bench optimizers regularizers diagnose datasets suite check plot report clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's|$$(RESULTS)|$(RESULTS)|' | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -23,6 +23,13 @@ test: install  ## the test suite (the same command CI runs)
 
 lint: install  ## ruff over the package, tests and benchmarks
 	$(BIN)/ruff check dnnbench tests benchmarks
+
+$(BIN)/mkdocs: pyproject.toml $(BIN)/dnnbench
+	$(BIN)/pip install -q -e '.[docs]'
+	@touch $@
+
+docs: $(BIN)/mkdocs  ## the docs site (mkdocs-material, CLI reference generated) to site/; strict: a broken link fails
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 bench: install  ## speed: matmul floor, epoch time, trial scaling, 5-optimizer suite vs Keras-JAX and PyTorch (if installed)
 	$(BIN)/pip install -q -e '.[test,bench]' && $(BIN)/python benchmarks/speed.py --peers --trials 1,4,16,64
@@ -53,5 +60,5 @@ report: install  ## one self-contained HTML page of $(RESULTS) (from `make optim
 	@test -f $(RESULTS) || { echo "make report: $(RESULTS) does not exist yet; run 'make optimizers' first" >&2; exit 2; }
 	$(BIN)/dnnbench report $(RESULTS) --html results/report.html --force
 
-clean:  ## remove the virtual environment and caches (results/ is kept)
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+clean:  ## remove the virtual environment, caches and the built site (results/ is kept)
+	rm -rf $(VENV) .pytest_cache .ruff_cache site

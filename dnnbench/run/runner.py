@@ -98,12 +98,11 @@ def group_by_structure(
 def balance(chunks: list[list[int]], workers: int) -> list[list[int]]:
     """Split chunks into equal contiguous parts until there are at least ``workers`` of them.
 
-    On a CPU, programs trained at once outrun one vmapped program of all their trials (measured
-    on 2 cores, six Adam trials on MNIST-sized data: one vmapped program 2.43 s per trial-epoch,
-    three pairs at once 1.99 s, six single trials three at a time 2.02 s): the batch-100 matmuls
-    leave cores idle that another program fills. Parts are equal so they share one compiled
-    executable: a chunk is cut into the smallest divisor of its size that is >= its share of the
-    workers (a prime-sized chunk becomes single trials, which need no vmap at all).
+    On a CPU, programs trained at once outrun one vmapped program of all their trials (figures:
+    docs/performance.md): the batch-100 matmuls leave cores idle that another program fills.
+    Parts are equal so they share one compiled executable: a chunk is cut into the smallest
+    divisor of its size that is >= its share of the workers (a prime-sized chunk becomes single
+    trials, which need no vmap at all).
     """
     if len(chunks) >= workers:
         return chunks

@@ -94,11 +94,10 @@ def compile_cache_dir() -> Path | None:
 def _use_compile_cache() -> None:
     """Turn on JAX's persistent compilation cache, once, before the first compile.
 
-    A second run of the same command loads its programs from disk instead of compiling them:
-    measured on the 2-core CPU, ``dnnbench optimizers`` 14.3 s -> 7.3 s (five optimizers' compiles,
-    ~3.5 s each, become ~0.5-1 s of tracing and loading; the cache holds 0.6 MB). An unwritable
-    directory leaves the cache off rather than warn on every compile; a cache directory the user
-    gave JAX itself (``JAX_COMPILATION_CACHE_DIR``) is left as it is.
+    A second run of the same command loads its programs from disk instead of compiling them
+    (figures: docs/performance.md). An unwritable directory leaves the cache off rather than warn
+    on every compile; a cache directory the user gave JAX itself (``JAX_COMPILATION_CACHE_DIR``)
+    is left as it is.
     """
     global _cache_checked
     with _GUARD:
@@ -190,9 +189,9 @@ def _programs(
     return _Programs(init_params, init, epoch, graphdef)
 
 
-#: Below this much training work (FLOP) a group compiles with LLVM's optimization level 1:
-#: measured on the 2-core CPU, compile time -30% (the five digits optimizers: 15.9 s -> 11.0 s)
-#: for +4% epoch time, which only pays while compiling outweighs training (about 1-2 s of it).
+#: Below this much training work (FLOP) a group compiles with LLVM's optimization level 1: much
+#: less compile time for slightly slower epochs, which only pays while compiling outweighs training
+#: (figures: docs/performance.md).
 FAST_COMPILE_FLOP = 2e11
 _FAST_COMPILE = {"xla_backend_optimization_level": 1}
 
@@ -243,8 +242,8 @@ def cores() -> int:
 def _over_trials(epoch_fn: Callable, n: int) -> Callable:
     """``epoch_fn`` over a leading trial axis: ``vmap`` for a group, a plain call for one trial.
 
-    A single trial gains nothing from vmap, and on CPU the batched matmuls it produces ran ~20%
-    slower than plain ones (measured: 1.61 s vs 1.31 s per MNIST-sized epoch); same numbers.
+    A single trial gains nothing from vmap, and on CPU the batched matmuls it produces are slower
+    than plain ones (figures: docs/performance.md); same numbers.
     """
     if n > 1:
         return jax.vmap(epoch_fn, in_axes=(0, 0, None))

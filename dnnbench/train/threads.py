@@ -60,10 +60,9 @@ def ensure() -> int | None:
         _started.append(None)
         return None
     # Programs train at once from threads of this process (the local backend). With async dispatch,
-    # XLA queues a CPU device's executions on one runner, so they took turns: measured, two
-    # threads' scans of 500x500 matmuls ran in 3.07 s vs 1.82 s alone; executed by their calling
-    # threads (XLA releases the GIL) they ran together in 1.66 s. Our epochs are one call each, so
-    # there is nothing for async dispatch to run ahead of.
+    # XLA queues a CPU device's executions on one runner, so they take turns; executed by their
+    # calling threads (XLA releases the GIL) they run together (figures: docs/performance.md). Our
+    # epochs are one call each, so there is nothing for async dispatch to run ahead of.
     jax.config.update("jax_cpu_enable_async_dispatch", False)
     allowed = sorted(os.sched_getaffinity(0))
     os.sched_setaffinity(0, allowed[:threads] if threads < len(allowed) else allowed)
