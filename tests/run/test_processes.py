@@ -1,0 +1,104 @@
+"""The local backend on worker processes: the numbers of the in-process path, every program's
+progress, a dead worker as an error row (never a hang), and Ctrl-C keeping what finished."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from dnnbench.config import ModelConfig, TrainConfig, TrialSpec
+from dnnbench.data import sources, split
+from dnnbench.run import backends, runner
+from dnnbench.run.backends import processes
+
+TRAIN = TrainConfig(epochs=2, batch_size=20)
+POOL, THREADS = backends.Settings("processes"), backends.Settings("threads")
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return split(sources.load_synthetic(train=200, test=50, features=8, classes=3), 0.1)
+
+
+def comparison(optimizers=("sgd", "momentum", "adagrad", "adam"), seeds=(0, 1)) -> tuple[TrialSpec, ...]:
+    return tuple(
+        TrialSpec(optimizer=o, seed=s, model=ModelConfig(hidden=(16,)), train=TRAIN) for o in optimizers for s in seeds
+    )
+
+
+def _same_rows(a, b) -> None:
+    assert [r.id for r in a] == [r.id for r in b]
+    for x, y in zip(a, b, strict=True):
+        assert x.status == y.status
+        assert x.metrics == y.metrics  # bit for bit: the same executables on the same XLA threads
+        for name in x.history:
+            np.testing.assert_array_equal(np.asarray(x.history[name]), np.asarray(y.history[name]))
+
+
+def test_worker_processes_give_the_in_process_rows_bit_for_bit(ds):
+    specs = comparison()
+    in_process = runner.execute(runner.Run(specs, workers=2, backend=THREADS), ds)
+    pooled = runner.execute(runner.Run(specs, workers=2, backend=POOL), ds)
+    _same_rows(pooled, in_process)
+    assert all(r.status == "ok" for r in pooled)
+
+
+def test_every_program_reports_its_start_and_each_epoch_in_order(ds):
+    specs = comparison(seeds=(0,))
+    started, epochs = [], {}
+    runner.execute(
+        runner.Run(specs, workers=2, backend=POOL),
+        ds,
+        on_group=lambda g, n, members: started.append((g, n, [s.optimizer for s in members])),
+        on_epoch=lambda g, epoch, metrics: epochs.setdefault(g, []).append(epoch),
+    )
+    assert sorted(g for g, _, _ in started) == [0, 1, 2, 3]
+    assert {n for _, n, _ in started} == {4}
+    assert epochs == {g: [0, 1] for g in range(4)}
+
+
+def test_programs_are_handed_out_longest_first(ds):
+    short = TrialSpec(optimizer="sgd", model=ModelConfig(hidden=(8,)), train=TRAIN)
+    long = dataclasses.replace(short, model=ModelConfig(hidden=(64, 64)))
+    costs = [processes.program_cost([s], ds) for s in (short, long)]
+    assert costs[1] > costs[0]
+
+
+DIES_IN_A_WORKER = """
+import multiprocessing, os, signal
+import optax
+
+def make(learning_rate=0.1, *, die=False):
+    if die and multiprocessing.current_process().name != "MainProcess":
+        os.kill(os.getpid(), signal.SIGKILL)  # a worker killed while it builds this program
+    return optax.sgd(learning_rate)
+"""
+
+
+def test_a_dead_worker_fails_only_its_program_and_the_run_goes_on(ds, tmp_path):
+    path = tmp_path / "killer.py"
+    path.write_text(DIES_IN_A_WORKER)
+    good = comparison(("sgd", "adam"), seeds=(0,))
+    killer = TrialSpec(
+        optimizer=f"{path}:make", hyperparams=(("die", True),), model=ModelConfig(hidden=(16,)), train=TRAIN
+    )
+    rows = runner.execute(runner.Run((*good, killer), workers=2, backend=POOL), ds)
+    assert [r.status for r in rows] == ["ok", "ok", "error"]
+    assert "worker process" in rows[2].extra["error"]
+    _same_rows(rows[:2], runner.execute(runner.Run(good, workers=2, backend=THREADS), ds))
+
+
+def test_ctrl_c_stops_the_workers_and_keeps_what_finished(ds):
+    specs = comparison(seeds=(0,))
+    kept = []
+
+    def interrupt(g, epoch, metrics):
+        if len(kept) >= 1 and epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        runner.execute(runner.Run(specs, workers=1 + 1, backend=POOL), ds, on_result=kept.append, on_epoch=interrupt)
+    assert 1 <= len(kept) < len(specs)
+    assert [r.spec for r in kept] == list(specs[: len(kept)])  # in group order, nothing skipped
