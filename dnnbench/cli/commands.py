@@ -538,16 +538,18 @@ def print_time_to_target(
 
 def list_optimizers(named: Sequence[str] = (), *, every: bool = False) -> None:
     """``dnnbench optimizers --list [--all]``: built-ins with their rules, plugins, the optimizers
-    named by ``--optimizers``, and with ``every`` each optax optimizer that runs here."""
+    named by ``--optimizers``, and with ``every`` (or ``--optimizers all``) each optax optimizer:
+    default learning rate and its source, or why it cannot run."""
     from dnnbench.optim import catalogue, user
     from dnnbench.render import tables as report
 
+    every = every or options.ALL in named
+    named = [n for n in named if n != options.ALL]
     specs = list(dict.fromkeys([*optim.NAMES, *sorted(user.plugins()), *named]))
-    refused: dict[str, str] = {}
     if every:
-        for name in catalogue.names() + [f"contrib.{n}" for n in catalogue.names(contrib=True)]:
-            specs.append(f"optax.{name}")
+        specs += catalogue.qualified_names()
     rows = []
+    refused: dict[str, str] = {}
     for spec in dict.fromkeys(specs):
         try:
             optim.resolve(spec)  # loads it, and checks that it runs with its defaults
@@ -556,8 +558,12 @@ def list_optimizers(named: Sequence[str] = (), *, every: bool = False) -> None:
             if spec in named or spec in optim.NAMES:
                 raise
             refused[spec] = str(exc)
+    in_all = set(optim.every()[0]) if every else set()
+    outside = [row["spec"] for row in rows if every and row["spec"] not in in_all and row["spec"] not in named]
     report.make_console().print(
-        report.optimizers_list_table(rows, refused, recipe=optim.RECIPE, fallback_lr=optim.FALLBACK_LR)
+        report.optimizers_list_table(
+            rows, refused, recipe=optim.RECIPE, fallback_lr=optim.FALLBACK_LR, outside_all=outside
+        )
     )
 
 

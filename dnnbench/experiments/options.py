@@ -139,9 +139,17 @@ def parse_names(text: str, what: str = "optimizers") -> list[str]:
     return names
 
 
+#: ``--optimizers all``: every optimizer that runs here (``optim.every``).
+ALL = "all"
+
+
 def check_optimizers(names: Sequence[str]) -> list[str]:
     """Each optimizer spec resolved (loaded, its signature read) -- an ``InputError`` for the first
-    that cannot be."""
+    that cannot be. ``all`` stands for every optimizer that runs here, in ``optim.every``'s order;
+    names given beside it run too, in their place (``all,optax.adam``), each spec once."""
+    if ALL in names:
+        runnable, _ = optim.every()
+        names = list(dict.fromkeys(spec for name in names for spec in (runnable if name == ALL else (name,))))
     for name in names:
         optim.resolve_spec(name)
     return list(names)

@@ -30,7 +30,7 @@ from dnnbench.train import threads
 # its CPU thread pools sized by ``dnnbench.train.threads`` (a trial's last bits depend on them).
 threads.ensure()
 
-from dnnbench.optim import builtin, catalogue, schedules, user  # noqa: E402
+from dnnbench.optim import builtin, catalogue, default_lrs, schedules, user  # noqa: E402
 from dnnbench.optim.builtin import DEFAULTS, NAMES, RECIPE, RULES  # noqa: E402
 from dnnbench.optim.definition import (  # noqa: E402
     FALLBACK_LR,
@@ -53,8 +53,10 @@ __all__ = [
     "Optimizer",
     "Param",
     "Schedule",
+    "at_fallback",
     "build",
     "describe_spec",
+    "every",
     "origin",
     "resolve",
     "resolve_spec",
@@ -114,21 +116,31 @@ def _resolve(spec: str) -> Optimizer:
 
 
 def _optax(spec: str, factory: Any, qualified: str) -> Optimizer:
-    opt = _from_factory(spec, "optax", factory, {"kind": "optax", "name": qualified, "version": catalogue.version()})
-    return opt
+    origin = {"kind": "optax", "name": qualified, "version": catalogue.version()}
+    return _from_factory(spec, "optax", factory, origin, default_lrs.lookup(qualified))
 
 
-def _from_factory(spec: str, kind: str, factory: Any, origin: dict[str, Any]) -> Optimizer:
+def _from_factory(
+    spec: str, kind: str, factory: Any, origin: dict[str, Any], documented: default_lrs.DefaultLr | None = None
+) -> Optimizer:
+    """The signature's default learning rate, else the documented one (optax's, ``default_lrs``),
+    else ``FALLBACK_LR``; the row's origin records which (``default_lr_source``)."""
     params, default_lr = signature_params(factory, f"optimizer {spec!r}")
+    if default_lr is not None:
+        lr, source = default_lr, "signature"
+    elif documented is not None:
+        lr, source = documented.value, documented.source
+    else:
+        lr, source = FALLBACK_LR, "fallback"
     doc = (getattr(factory, "__doc__", None) or "").strip()
     return Optimizer(
         spec=spec,
         kind=kind,
         factory=factory,
         params=params,
-        default_lr=default_lr if default_lr is not None else FALLBACK_LR,
+        default_lr=lr,
         lr_in_signature=default_lr is not None,
-        origin=origin,
+        origin={**origin, "default_lr": lr, "default_lr_source": source},
         rule=doc.splitlines()[0] if doc else "",
     )
 
@@ -184,7 +196,48 @@ def describe_spec(spec: str) -> dict[str, Any]:
         "rule": opt.rule,
         "learning_rate": opt.default_lr,
         "lr_in_signature": opt.lr_in_signature,
+        "lr_source": opt.origin.get("default_lr_source", BUILTIN_LR_SOURCE),
         "numbers": [p.name for p in opt.params if p.kind == NUMBER],
         "params": params,
         "origin": dict(opt.origin),
     }
+
+
+#: Where a built-in's default learning rate comes from (``builtin.DEFAULTS``).
+BUILTIN_LR_SOURCE = "dnnbench's, tuned for the recipe's MLP"
+
+
+def at_fallback(spec: str, learning_rate: float) -> bool:
+    """Whether a trial of ``spec`` at ``learning_rate`` runs at ``FALLBACK_LR`` because its
+    optimizer has no default rate (none in its signature, none documented): a number to tune."""
+    return resolve_spec(spec).origin.get("default_lr_source") == "fallback" and learning_rate == FALLBACK_LR
+
+
+def every() -> tuple[tuple[str, ...], dict[str, str]]:
+    """``--optimizers all``: every optimizer that runs here, each once, in a stable order, and why
+    each other one cannot (spec -> reason).
+
+    The order: the built-ins (``NAMES``), installed plugins (sorted), optax's, then
+    optax.contrib's (sorted). Each is named once: where optax has an optimizer of a built-in's name
+    (adam, sgd, ...) the built-in stands for it (``optax.adam`` can still be named), and a plugin
+    whose factory is an optax function is not run twice. Each is resolved with its defaults (its
+    update traced once), so a name that cannot run is refused here, before anything trains.
+    """
+    plugins = sorted(p for p in user.plugins() if p not in NAMES)
+    optax_specs = [
+        q for q in catalogue.qualified_names() if q.removeprefix("optax.").removeprefix("contrib.") not in NAMES
+    ]
+    runnable: list[str] = []
+    refused: dict[str, str] = {}
+    factories: set[int] = set()
+    for spec in [*NAMES, *plugins, *optax_specs]:
+        try:
+            opt = resolve_spec(spec)
+            opt.hyperparams()
+        except InputError as exc:
+            refused[spec] = str(exc)
+            continue
+        if id(opt.factory) not in factories:
+            factories.add(id(opt.factory))
+            runnable.append(spec)
+    return tuple(runnable), refused

@@ -19,7 +19,13 @@ from dnnbench.errors import InputError
 REFUSED: dict[str, str] = {
     "polyak_sgd": "its update needs the loss value (extra argument `value`) at every step",
     "lbfgs": "its update needs the loss value, the gradient and the loss function (line search) at every step",
-    "optimistic_adam": "deprecated in optax in favour of optimistic_adam_v2",
+    # Kept refused (issue 21, point 5): optax deprecates it, it is the same algorithm as
+    # optimistic_adam_v2 (its learning_rate is v2's alpha, its optimism v2's beta, v2's learning_rate 1),
+    # so running it too would rank one optimizer twice under an interface optax will remove.
+    "optimistic_adam": (
+        "deprecated in optax; use optax.optimistic_adam_v2, the same algorithm (this one's learning_rate "
+        "and optimism are v2's alpha and beta, with v2's learning_rate 1)"
+    ),
 }
 
 
@@ -52,6 +58,12 @@ def names(contrib: bool = False) -> list[str]:
         if (_is_optimizer(n, getattr(module, n, None)) and not n.startswith("scale_by"))
         or (not contrib and n in REFUSED)
     )
+
+
+def qualified_names() -> list[str]:
+    """Every optimizer of ``optax`` then ``optax.contrib``, qualified (``optax.lion``,
+    ``optax.contrib.muon``), each sorted: the catalogue's stable order."""
+    return [f"optax.{n}" for n in names()] + [f"optax.contrib.{n}" for n in names(contrib=True)]
 
 
 def lookup(name: str) -> tuple[Callable[..., Any], str] | None:

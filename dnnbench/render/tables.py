@@ -153,7 +153,7 @@ def comparison_table(
             if header == label_header:
                 cells.append(Text(s.label, style="bold"))
             elif header == "lr":
-                cells.append(",".join(f"{lr:g}" for lr in s.learning_rates))
+                cells.append(",".join(f"{lr:g}" for lr in s.learning_rates) + ("†" if _at_fallback(s) else ""))
             elif header == "best val (epoch)":
                 epoch, ran = st["best_epoch"], st["epochs_run"]
                 # An early-stopping row reports its restored epoch, and of how many it ran.
@@ -212,7 +212,7 @@ def comparison_table(
             all(t.spec.reg.early_stopping for t in s.trials) for s in summaries
         ):
             table.caption += "\nbest val (epoch) of an early-stopping row: at the restored epoch (B of E run)"
-        table.caption += (f"\n{note}" if note else "") + _error_notes(summaries)
+        table.caption += (f"\n{note}" if note else "") + _error_notes(summaries) + _fallback_note(summaries)
         return table
 
     present = [header for header, _, _ in columns]
@@ -221,6 +221,24 @@ def comparison_table(
         [h for h in COMPARISON_DROP_ORDER if h in present] + [h for h in present if h.startswith("Δ")],
         columns=comparison_columns(show_epochs=show_epochs, paired=bool(paired)),
         layout=layout,
+    )
+
+
+def _at_fallback(summary: Summary) -> bool:
+    return any(t.extra.get("lr_fallback") for t in summary.trials)
+
+
+def _fallback_note(summaries: Sequence[Summary]) -> str:
+    """The caption line under rows that ran at the fallback learning rate (``lr_fallback``): no
+    default anywhere, so the number is a placeholder -- and how to find one."""
+    marked = [s for s in summaries if _at_fallback(s)]
+    if not marked:
+        return ""
+    specs = ",".join(dict.fromkeys(t.spec.optimizer for s in marked for t in s.trials if t.extra.get("lr_fallback")))
+    return (
+        f"\n† {', '.join(s.label for s in marked)}: the fallback learning rate (no default in the factory's "
+        f"signature or dnnbench's table of documented rates); find one with dnnbench tune --optimizers {specs} "
+        f"or dnnbench lr-sensitivity --optimizers {specs}"
     )
 
 
@@ -241,17 +259,21 @@ def optimizers_list_table(
     *,
     recipe: Collection[str] = (),
     fallback_lr: float = 1e-3,
+    outside_all: Sequence[str] = (),
 ) -> Table:
-    """``dnnbench optimizers --list``: each optimizer's source, rule (or doc line) and defaults.
+    """``dnnbench optimizers --list``: each optimizer's source, rule (or doc line), default learning
+    rate and where that rate comes from, and its other defaults; then each that cannot run, and why.
 
     ``recipe`` names the built-ins of the recipe (the others are marked "extra"); ``fallback_lr`` is the rate
-    used where a factory's signature has none.
+    used where neither the signature nor dnnbench's table gives one; ``outside_all``: listed names that
+    ``--optimizers all`` leaves to a built-in of the same name.
     """
     table = Table(title="Optimizers", title_justify="left", header_style="bold")
     table.add_column("name", style="bold", overflow="fold")
     table.add_column("source", overflow="fold")
     table.add_column("update rule (g = gradient) / description", overflow="fold")
-    table.add_column("defaults (numbers vmapped; others* change the program)", overflow="fold")
+    table.add_column("default lr: where it comes from", overflow="fold")
+    table.add_column("other defaults (numbers vmapped; others* change the program)", overflow="fold")
     for row in rows:
         marker = " (extra)" if row["kind"] == "builtin" and row["spec"] not in recipe else ""
         origin = row["origin"]
@@ -262,19 +284,25 @@ def optimizers_list_table(
             "module": f"{origin.get('distribution') or 'module'} {origin.get('version') or ''}".strip(),
             "plugin": f"plugin of {origin.get('distribution')} {origin.get('version')}",
         }[row["kind"]]
-        lr = f"learning_rate={row['learning_rate']:g}" + ("" if row["lr_in_signature"] else "†")
+        where = {"signature": "its signature", "fallback": "† fallback: none documented, tune it"}
+        lr = f"{row['learning_rate']:g}: {where.get(row['lr_source'], row['lr_source'])}"
         numbers = set(row["numbers"])
         rest = [f"{k}{'' if k in numbers else '*'}={_value(v)}" for k, v in row["params"].items()]
-        table.add_row(row["spec"] + marker, source, row["rule"], ", ".join([lr, *rest]))
+        table.add_row(row["spec"] + marker, source, row["rule"], lr, ", ".join(rest))
+    for name, why in (refused or {}).items():
+        reason = why.split(": ", 1)[-1] if why.startswith(name) or why.startswith(f"optax.{name}") else why
+        source = name.split(".")[0] if name.startswith("optax.") else ""
+        table.add_row(name, source, Text(f"cannot run: {reason}", style="red"), "-", "")
     notes = []
-    if any(not row["lr_in_signature"] for row in rows):
-        notes.append(f"† no default learning rate in the signature: dnnbench uses {fallback_lr:g}")
-    if refused:
+    if any(row["lr_source"] == "fallback" for row in rows):
         notes.append(
-            "cannot run in dnnbench's training step: "
-            + "; ".join(
-                f"{name}: {why.split(': ', 1)[-1] if why.startswith(name) else why}" for name, why in refused.items()
-            )
+            f"† no default learning rate in the signature or dnnbench's table: dnnbench uses {fallback_lr:g}; "
+            "find one with dnnbench tune or dnnbench lr-sensitivity"
+        )
+    if outside_all:
+        notes.append(
+            f"--optimizers all runs every row that can run once; {', '.join(outside_all)} only when named "
+            "(the built-in of the same name stands for each)"
         )
     if notes:
         table.caption = "\n".join(notes)

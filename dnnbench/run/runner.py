@@ -211,6 +211,8 @@ def _result(
 ) -> results.TrialResult:
     result = results.from_group(output, j, key, len(output.specs))
     result.extra["optimizer_origin"] = optim.origin(result.spec.optimizer)
+    if optim.at_fallback(result.spec.optimizer, result.spec.learning_rate):
+        result.extra["lr_fallback"] = True  # no default rate anywhere: the table's caption says to tune it
     target = run.target(result.spec) if callable(run.target) else run.target
     if target is not None:
         result.extra["target"] = targets.time_to_target(result.history, result.timing, target)

@@ -141,8 +141,8 @@ def test_hyperparameters_come_from_the_signature():
     assert lion.kind == "file" and lion.default_lr == 1e-4 and lion.lr_in_signature
     assert {p.name: p.kind for p in lion.params} == {"b1": "number", "b2": "number", "weight_decay": "number"}
     assert optim.resolve(LION) == {"learning_rate": 1e-4, "b1": 0.9, "b2": 0.99, "weight_decay": 0.0}
-    catalogue = optim.resolve_spec("lion")  # optax.lion has no default learning rate
-    assert catalogue.default_lr == optim.FALLBACK_LR and not catalogue.lr_in_signature
+    catalogue = optim.resolve_spec("lion")  # optax.lion has no default learning rate: the table's documented one
+    assert catalogue.default_lr == optim.default_lrs.TABLE["optax.lion"].value and not catalogue.lr_in_signature
     ada = optim.resolve_spec("adafactor")
     kinds = {p.name: p.kind for p in ada.params}
     assert kinds["min_dim_size_to_factor"] == "static" and kinds["decay_rate"] == "number"
@@ -374,7 +374,7 @@ def test_list_all_shows_catalogue_with_defaults_and_refusals(capsys, monkeypatch
         "optax.contrib.prodigy",
     ):
         assert name in out
-    assert "min_dim_size_to_factor*=128" in out and "†" in out
+    assert "min_dim_size_to_factor*=128" in out and "0.0003: Chen et al. 2023" in out
     assert "polyak_sgd" in out and "loss value" in out
 
 
