@@ -122,7 +122,8 @@ def _value(row: Row | None, metric: str) -> float | None:
     if row is None:
         return None
     value = export.number((row.get("metrics") or {}).get(metric))
-    return None if math.isnan(value) else value
+    # an infinite accuracy or loss is no measurement: a lost value, never "better"
+    return value if math.isfinite(value) else None
 
 
 def _by_id(rows: Sequence[Row], what: str) -> dict[str, Row]:

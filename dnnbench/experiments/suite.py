@@ -43,6 +43,7 @@ from dnnbench.experiments import options, regularizers, tuning
 from dnnbench.experiments.job import Job
 from dnnbench.experiments.optimizers import optimizer_specs
 from dnnbench.optim import user
+from dnnbench.results.reading import MAX_DEPTH, too_deep
 from dnnbench.run.backends import Settings as BackendSettings
 
 if sys.version_info >= (3, 11):
@@ -467,6 +468,10 @@ def load(path: Path) -> Suite:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{path}: not valid TOML ({exc})") from None
+    except RecursionError:  # tomllib reads nested inline tables and arrays recursively
+        doc = None
+    if doc is None or too_deep(doc):  # before any recursive code (validation, messages) sees it
+        raise InputError(f"{path}: tables or arrays nested more than {MAX_DEPTH} deep (a suite needs at most 6)")
     src = _Source(path, text)
     try:
         SuiteFile.model_validate(doc)

@@ -240,55 +240,14 @@ def open_results(path: Path, *, append: bool = False) -> IO[str]:
         raise cannot_write(path, exc) from None
 
 
-def _parse_lines(
-    path: Path, text: str, error: type[Exception], prefix: str
-) -> tuple[dict[str, Any] | None, list[tuple[int, dict[str, Any]]], bool]:
-    """The header, the numbered trial rows and whether the file is intact (no torn last line,
-    no summary row). Summary rows are skipped: they are derived from the trial rows.
-
-    The one rule of every reader: a torn LAST line (not JSON and no newline after it: a run killed
-    or a disk full mid-write) is skipped with a warning; a bad line anywhere else is an error."""
-    lines = text.splitlines()
-    head, trials, intact = None, [], True
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            if number == len(lines) and not text.endswith("\n"):
-                warn(f"{path}:{number}: torn last line (a run stopped mid-write) skipped")
-                intact = False
-                break
-            raise error(f"{prefix}{path}:{number}: not valid JSON ({exc.msg})") from None
-        if not isinstance(row, dict) or row.get("type") not in ROW_TYPES:
-            raise error(f"{prefix}{path}:{number}: not a dnnbench row (no type header/trial/summary)")
-        if row["type"] == "summary":
-            intact = False
-        elif row["type"] == "header":
-            head = row
-        else:
-            trials.append((number, row))
-    return head, trials, intact
-
-
-def _read_text(path: Path, error: type[Exception], missing: str, prefix: str = "") -> str:
-    """A results file's text; ``error(missing)`` when there is no such file."""
-    if not path.is_file():
-        raise error(missing)
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise error(f"{prefix}{path}: cannot read ({exc})") from None
-
-
-def read_results(path: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    """The header and trial rows of a results file; ``DataError`` for anything malformed."""
+def read_results(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The header and trial rows of a results file, each validated (``reading``); ``DataError``
+    naming file:line for anything malformed or impossible."""
     from dnnbench.errors import DataError
+    from dnnbench.results import reading
 
-    text = _read_text(path, DataError, f"{path}: no such results file")
-    head, trials, _ = _parse_lines(path, text, DataError, "")
-    return head, [row for _, row in trials]
+    contents = reading.read(path, error=DataError, prefix="", missing=f"{path}: no such results file")
+    return contents.header, [row for _, row in contents.trials]
 
 
 #: Statuses of a finished trial: ``--resume`` keeps these and trains everything else again.
@@ -314,29 +273,20 @@ _ROW_KEYS = (
 def read_resumable(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]], bool]:
     """The header and trial rows of a results file to resume, and whether it is intact.
 
-    Like ``read_results``, but a last line cut short (a process killed mid-write: no newline,
-    not JSON) is dropped instead of being an error; ``intact`` is False then. ``InputError``
-    when the file is missing or is not a ``dnnbench/1`` results file.
+    Read as ``read_results`` reads (a torn last line is dropped; ``intact`` is False then, and
+    with a summary line, which is stale once more trials come, so the file is rewritten without
+    it). ``InputError`` when the file is missing or is not a valid ``dnnbench/1`` results file.
     """
     from dnnbench.errors import InputError
+    from dnnbench.results import reading
 
-    text = _read_text(
+    contents = reading.read(
         path,
-        InputError,
-        f"--resume: {path} does not exist; nothing to resume (run once without --resume)",
+        error=InputError,
         prefix="--resume: ",
+        missing=f"--resume: {path} does not exist; nothing to resume (run once without --resume)",
     )
-    # A summary row makes the file not intact too: it is stale once more trials come, so the
-    # file is rewritten without it.
-    head, numbered, intact = _parse_lines(path, text, InputError, "--resume: ")
-    rows = []
-    for number, row in numbered:
-        if not isinstance(row.get("id"), str) or not isinstance(row.get("status"), str):
-            raise InputError(f"--resume: {path}:{number}: a trial row without an id or a status")
-        rows.append(row)
-    if head is None or head.get("schema") != SCHEMA:
-        raise InputError(f"--resume: {path} is not a {SCHEMA} results file (no {SCHEMA} header line)")
-    return head, rows, intact
+    return contents.header, [row for _, row in contents.trials], contents.intact
 
 
 def from_row(row: dict[str, Any], spec: TrialSpec) -> TrialResult:

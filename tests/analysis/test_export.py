@@ -112,7 +112,7 @@ def test_labels_name_swept_settings_only():
 @pytest.fixture()
 def results(tmp_path) -> Path:
     path = tmp_path / "r.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in [{"type": "header"}, *ROWS]))
+    path.write_text("".join(json.dumps(r) + "\n" for r in [{"type": "header", "schema": "dnnbench/1"}, *ROWS]))
     return path
 
 
@@ -130,6 +130,6 @@ def test_export_command_to_stdout_and_to_a_file(cli, results, tmp_path):
 def test_export_command_data_errors(cli, tmp_path):
     assert isinstance(cli("export", tmp_path / "missing.jsonl").exception, DataError)
     empty = tmp_path / "empty.jsonl"
-    empty.write_text('{"type": "header"}\n')
+    empty.write_text('{"type": "header", "schema": "dnnbench/1"}\n')
     result = cli("export", empty)
     assert isinstance(result.exception, DataError) and "no trial rows" in str(result.exception)

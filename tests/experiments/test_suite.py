@@ -271,6 +271,31 @@ def test_missing_suite_file_is_one_error_line(tmp_path):
     assert code == 2 and err.strip() == f"dnnbench: error: {tmp_path / 'absent.toml'}: no such suite file"
 
 
+DEEP = "tables or arrays nested more than 32 deep (a suite needs at most 6)"
+
+
+def test_class_4_deeply_nested_suites_are_one_line_and_write_nothing(tmp_path):
+    import hashlib
+
+    start = '[data]\ndataset = "digits"\n[[experiment]]\nname = "a"\nkind = "optimizers"\nlr = '
+    nested = {
+        "500 inline tables": start + "{a = " * 500 + "1" + "}" * 500,
+        "100k arrays": start + "[" * 100_000 + "]" * 100_000,
+        "40 arrays": start + "[" * 40 + "]" * 40,  # parses, but deeper than any suite
+        "600 table names": "[" + ".".join(["a"] * 600) + "]\nx = 1",
+    }
+    for case, text in nested.items():
+        path = tmp_path / "deep.toml"
+        path.write_text(text + "\n")
+        before = hashlib.sha256(path.read_bytes()).hexdigest()
+        out = tmp_path / "r.jsonl"
+        for argv in (["run", path, "--out", out, "--quiet"], ["run", path, "--out", out, "--resume", "--quiet"]):
+            code, stdout, err = _run(argv)
+            assert code == 2 and stdout == "" and "Traceback" not in err, (case, err)
+            assert err.strip() == f"dnnbench: error: {path}: {DEEP}"
+            assert hashlib.sha256(path.read_bytes()).hexdigest() == before and not out.exists()
+
+
 # ---- running
 
 
