@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 RESULTS ?= results/optimizers.jsonl
 
-.PHONY: help install run test lint docs bench optimizers regularizers diagnose datasets suite check plot report clean
+.PHONY: help install run test lint typecheck docs bench optimizers regularizers diagnose datasets suite check plot report clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's|$$(RESULTS)|$(RESULTS)|' | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -23,6 +23,9 @@ test: install  ## the test suite (the same command CI runs)
 
 lint: install  ## ruff over the package, tests and benchmarks
 	$(BIN)/ruff check dnnbench tests benchmarks
+
+typecheck: install  ## mypy over the package (settings: [tool.mypy] in pyproject.toml)
+	$(BIN)/mypy
 
 $(BIN)/mkdocs: pyproject.toml $(BIN)/dnnbench
 	$(BIN)/pip install -q -e '.[docs]'

@@ -29,6 +29,8 @@ LOSS_ALIASES = {
     "categorical_crossentropy": "ce",
     "mean_squared_error": "mse",
 }
+#: Early stopping's monitors: ``results.metrics.VALIDATION``, which this bottom layer cannot import (results
+#: sits above config); tests/results/test_metrics.py keeps the two equal.
 MONITORS = ("val_loss", "val_acc")
 MAX_SEED = 2**32 - 1  # seeds travel to the device as uint32
 MAX_SEEDS = 10_000

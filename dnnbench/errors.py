@@ -5,6 +5,8 @@ Library code raises these; only the CLI turns them into one line on stderr and a
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class DnnbenchError(Exception):
     """Base class of every error dnnbench raises on purpose."""
@@ -47,7 +49,7 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where Ctrl-C raises ``KeyboardInterrupt``: the same path, exit code 143."""
 
 
-def one_of(kind: str, value: object, valid: list[str] | tuple[str, ...] | set[str]) -> InputError:
+def one_of(kind: str, value: object, valid: Iterable[str]) -> InputError:
     """An InputError for an unknown name, listing the valid ones."""
     names = ", ".join(sorted(valid))
     return InputError(f"unknown {kind} {value!r}; valid: {names}")

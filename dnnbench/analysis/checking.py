@@ -24,6 +24,7 @@ from typing import Any
 from dnnbench.analysis import export
 from dnnbench.analysis.stats import Stat
 from dnnbench.errors import DataError, InputError
+from dnnbench.results.metrics import FINAL, HEADLINE
 
 Row = dict[str, Any]
 
@@ -44,8 +45,7 @@ def higher_is_better(metric: str) -> bool:
     if metric.endswith("_loss"):
         return False
     raise InputError(
-        f"metric {metric!r} is neither accuracy-like (*_acc) nor loss-like (*_loss); "
-        f"valid: {', '.join(export.FINAL_METRICS)}"
+        f"metric {metric!r} is neither accuracy-like (*_acc) nor loss-like (*_loss); valid: {', '.join(FINAL)}"
     )
 
 
@@ -184,7 +184,7 @@ def check(
     current_rows: Sequence[Row],
     *,
     tolerance: float = DEFAULT_TOLERANCE,
-    metrics: Sequence[str] = ("test_acc",),
+    metrics: Sequence[str] = (HEADLINE,),
     strict: bool = False,
 ) -> CheckReport:
     """Compare ``current_rows`` with ``baseline_rows`` per comparison row over seeds (trials matched by ``id``)."""
@@ -307,7 +307,7 @@ def markdown(report: CheckReport) -> str:
     return "\n".join(lines)
 
 
-def github_benchmark(rows: Sequence[Row], *, metrics: Sequence[str] = ("test_acc",)) -> list[dict[str, Any]]:
+def github_benchmark(rows: Sequence[Row], *, metrics: Sequence[str] = (HEADLINE,)) -> list[dict[str, Any]]:
     """Entries for github-action-benchmark's ``customBiggerIsBetter`` tool, one per trial and metric.
 
     Only accuracy-like metrics fit a bigger-is-better chart; trials without a value (diverged) are

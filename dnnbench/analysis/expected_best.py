@@ -63,7 +63,7 @@ def expected_best(values: Sequence[float], higher: bool = True) -> np.ndarray:
         total = 0.0
         if lo <= top:
             ranks = np.arange(n, lo - 1, -1, dtype=np.float64)  # n, n-1, ..., lo
-            weights = np.empty(len(ranks))
+            weights: np.ndarray = np.empty(len(ranks))
             weights[0] = k / n
             weights[1:] = (ranks[:-1] - k) / (ranks[:-1] - 1)  # w_(i-1) / w_i at i = ranks[:-1]
             weights = np.cumprod(weights)[::-1]  # ranks lo..n
@@ -97,11 +97,13 @@ def curves(
     rows = []
     for name in dict.fromkeys(c[0] for c in search):
         mine = [c for c in search if c[0] == name]
-        values = []
+        values: list[float] = []
         for _, status, metrics, _ in mine:
             value = metrics.get(metric) if status == "ok" else None
-            ok = value is not None and math.isfinite(value)
-            values.append(value if ok else (0.0 if higher else math.inf))
+            if value is not None and math.isfinite(value):
+                values.append(value)
+            else:
+                values.append(0.0 if higher else math.inf)
         order = [i for i, c in enumerate(mine) if c[1] == "ok"]
         best = max(order, key=lambda i: values[i] if higher else -values[i], default=None)
         rows.append(

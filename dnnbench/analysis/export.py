@@ -15,12 +15,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dnnbench.analysis.stats import Stat
+from dnnbench.analysis import stats
 from dnnbench.errors import DataError
+from dnnbench.results.metrics import FINAL
 
 Row = dict[str, Any]
 
-FINAL_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "best_val_acc")
 #: Keys every trial row has; any other top-level string value is a tag (``"regularizer": "l2"``).
 ROW_KEYS = frozenset(
     {
@@ -141,37 +141,78 @@ def number(value: Any) -> float:
     return float(value)
 
 
+#: Top-level row keys shown elsewhere (the HTML report's status cell), never as tag columns.
+NOT_TAGS = frozenset({"error", "traceback"})
+
+
 @dataclass(frozen=True)
-class GroupSummary:
-    """One label over its seeds: statistics of the ok trials, statuses and diagnoses of all."""
+class SpecView:
+    """The two attributes of a ``TrialSpec`` that ``stats`` reads."""
 
+    seed: Any
+    learning_rate: float
+
+
+@dataclass(frozen=True)
+class RowTrial:
+    """A results row seen as a ``TrialResult`` (status, metrics, history, ...): nulls become NaN.
+
+    It has what ``stats.summarize`` and ``stats.paired_to_best`` read, so summarising a results
+    file needs no JAX and no ``TrialSpec``."""
+
+    row: Row
     label: str
-    rows: list[Row]
-    stats: dict[str, Stat]
-    statuses: dict[str, int]
-    diagnoses: dict[str, int]
-    learning_rates: list[float]
+    spec: SpecView
+    status: str
+    metrics: dict[str, float]
+    history: dict[str, list]
+    best_epoch: int
+    diverged_epoch: int | None
+    timing: dict[str, float]
+    diagnosis: dict[str, Any] | None
 
-
-def summarize(rows: Sequence[Row]) -> list[GroupSummary]:
-    """Mean, std and n over seeds of each final metric and the best epoch, per label."""
-    out = []
-    for name, members in group(rows).items():
-        ok = [r for r in members if r.get("status") == "ok"]
-        stats = {m: Stat.of([number((r.get("metrics") or {}).get(m)) for r in ok]) for m in FINAL_METRICS}
-        stats["best_epoch"] = Stat.of([number(r.get("best_epoch")) for r in ok])
-        statuses: dict[str, int] = {}
-        diagnoses: dict[str, int] = {}
-        for r in members:
-            statuses[str(r.get("status"))] = statuses.get(str(r.get("status")), 0) + 1
-            diag = (r.get("diagnosis") or {}).get("label")
-            if diag:
-                diagnoses[diag] = diagnoses.get(diag, 0) + 1
-        rates = {number((r.get("hyperparams") or {}).get("learning_rate")) for r in members}
-        out.append(
-            GroupSummary(name, members, stats, statuses, diagnoses, sorted(x for x in rates if not math.isnan(x)))
+    @classmethod
+    def of(cls, row: Row, label: str) -> RowTrial:
+        hyper = row.get("hyperparams") or {}
+        diagnosis = row.get("diagnosis")
+        return cls(
+            row=row,
+            label=label,
+            spec=SpecView(row.get("seed"), number(hyper.get("learning_rate"))),
+            status=str(row.get("status")),
+            metrics={k: number(v) for k, v in (row.get("metrics") or {}).items()},
+            history=dict(row.get("history") or {}),
+            best_epoch=int(row.get("best_epoch") or 0),
+            diverged_epoch=row.get("diverged_epoch"),
+            timing={k: number(v) for k, v in (row.get("timing") or {}).items()},
+            diagnosis=diagnosis if isinstance(diagnosis, dict) and "label" in diagnosis else None,
         )
-    return out
+
+    @property
+    def optimizer(self) -> str:
+        return str(self.row.get("optimizer"))
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """The row's tags (``tags``) and any other top-level scalar it carries: a key the report
+        does not know (``phase`` from a future command) becomes a column, not an error."""
+        extra = {
+            k: str(v)
+            for k, v in self.row.items()
+            if k not in ROW_KEYS and k not in NOT_TAGS and isinstance(v, (str, int, float, bool))
+        }
+        return {**extra, **{k: str(v) for k, v in tags(self.row).items()}}
+
+
+def row_trials(rows: Sequence[Row]) -> list[RowTrial]:
+    """Each row as a ``RowTrial``, labelled as ``dnnbench report`` labels it (``label``)."""
+    swept = swept_keys(rows)
+    return [RowTrial.of(r, label(r, swept)) for r in rows]
+
+
+def summarize(rows: Sequence[Row]) -> list[stats.Summary[RowTrial]]:
+    """``stats.summarize`` of results rows, per label, over every final metric."""
+    return stats.summarize(row_trials(rows), lambda t: t.label, metrics=FINAL)
 
 
 def _union(dicts: Iterable[dict[str, Any] | None]) -> list[str]:
@@ -187,7 +228,7 @@ def to_csv(rows: Sequence[Row]) -> str:
     require(rows)
     hps = _union(r.get("hyperparams") for r in rows)
     tag_keys = _union(tags(r) for r in rows)
-    metrics = [m for m in FINAL_METRICS if any(m in (r.get("metrics") or {}) for r in rows)]
+    metrics = [m for m in FINAL if any(m in (r.get("metrics") or {}) for r in rows)]
     metrics += [m for m in _union(r.get("metrics") for r in rows) if m not in metrics]
     timing = _union(r.get("timing") for r in rows)
     fixed = ["id", "optimizer", "seed", "status"]

@@ -6,12 +6,13 @@ Rendering never computes; it reads the ``Summary`` rows built here.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
+from dnnbench.results.metrics import HEADLINE, SUMMARY
 from dnnbench.results.rows import TrialResult
 
 
@@ -45,33 +46,62 @@ class Stat:
         return {"mean": self.mean, "std": self.std, "n": self.n, "ci95": list(self.ci95)}
 
 
-SUMMARY_METRICS = ("train_loss", "train_acc", "val_acc", "best_val_acc", "test_loss", "test_acc")
+class _Spec(Protocol):
+    @property
+    def seed(self) -> Any: ...
+    @property
+    def learning_rate(self) -> float: ...
+
+
+class Trial(Protocol):
+    """What a summary reads of a trial: a ``TrialResult``, or a results row seen as one (``export.RowTrial``)."""
+
+    @property
+    def spec(self) -> _Spec: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def metrics(self) -> Mapping[str, float]: ...
+    @property
+    def history(self) -> Mapping[str, list]: ...
+    @property
+    def best_epoch(self) -> int: ...
+    @property
+    def timing(self) -> Mapping[str, Any]: ...
+    @property
+    def diagnosis(self) -> Mapping[str, Any] | None: ...
+
+
+T = TypeVar("T", bound=Trial)
 
 
 @dataclass
-class Summary:
+class Summary(Generic[T]):
     """One comparison row: trials sharing a label (e.g. one optimizer over its seeds)."""
 
     label: str
-    trials: list[TrialResult]
+    trials: list[T]
     stats: dict[str, Stat] = field(default_factory=dict)
     statuses: dict[str, int] = field(default_factory=dict)
     diagnoses: dict[str, int] = field(default_factory=dict)
 
     @property
     def learning_rates(self) -> list[float]:
-        return sorted({t.spec.learning_rate for t in self.trials})
+        """The rates its trials ran with, sorted; a row that records none (NaN) adds nothing."""
+        return sorted({lr for t in self.trials if not math.isnan(lr := t.spec.learning_rate)})
 
 
-def summarize(trials: Sequence[TrialResult], label: Callable[[TrialResult], str]) -> list[Summary]:
-    """Group ``trials`` by ``label`` (first-seen order) with per-metric statistics over seeds."""
-    groups: dict[str, list[TrialResult]] = {}
+def summarize(trials: Sequence[T], label: Callable[[T], str], metrics: Sequence[str] = SUMMARY) -> list[Summary[T]]:
+    """Group ``trials`` by ``label`` (first-seen order): statistics over the seeds that ended ok of
+    each of ``metrics``, the best epoch, the epochs run and the timings; every trial's status and
+    diagnosis counted. The one summary of a comparison, of live trials and of results rows alike."""
+    groups: dict[str, list[T]] = {}
     for trial in trials:
         groups.setdefault(label(trial), []).append(trial)
     out = []
     for name, members in groups.items():
         ok = [t for t in members if t.status == "ok"]
-        stats = {m: Stat.of([t.metrics.get(m, math.nan) for t in ok]) for m in SUMMARY_METRICS}
+        stats = {m: Stat.of([t.metrics.get(m, math.nan) for t in ok]) for m in metrics}
         stats["best_epoch"] = Stat.of([float(t.best_epoch) for t in ok])
         stats["epochs_run"] = Stat.of([float(t.timing.get("epochs_run", math.nan)) for t in ok])
         stats["val_acc_final"] = stats["val_acc"]
@@ -81,13 +111,14 @@ def summarize(trials: Sequence[TrialResult], label: Callable[[TrialResult], str]
         diagnoses: dict[str, int] = {}
         for t in members:
             statuses[t.status] = statuses.get(t.status, 0) + 1
-            if t.diagnosis:
-                diagnoses[t.diagnosis["label"]] = diagnoses.get(t.diagnosis["label"], 0) + 1
+            diagnosis = (t.diagnosis or {}).get("label")
+            if diagnosis:
+                diagnoses[diagnosis] = diagnoses.get(diagnosis, 0) + 1
         out.append(Summary(name, members, stats, statuses, diagnoses))
     return out
 
 
-def grad_ratio(trial: TrialResult, epoch: int) -> float:
+def grad_ratio(trial: Trial, epoch: int) -> float:
     """First-layer / last-layer gradient norm at ``epoch`` (0 = first, -1 = last): below 1, the
     gradient shrinks on its way back to the input (vanishing); far above 1, it explodes."""
     norms = trial.history.get("grad_norm") or []
@@ -130,7 +161,7 @@ def main_effects(
             levels.setdefault(str(trial.tags[factor]), []).append(value)  # a typed tag, labelled
         stats = {level: Stat.of(values) for level, values in levels.items()}
         finite = {level: st.mean for level, st in stats.items() if st.n}
-        best = (max if higher_is_better else min)(finite, key=finite.get) if finite else None
+        best = (max if higher_is_better else min)(finite, key=finite.__getitem__) if finite else None
         out += [MainEffect(factor, level, st, level == best) for level, st in stats.items()]
     return out
 
@@ -183,7 +214,7 @@ def paired_to_best(
     means = {s.label: s.stats[metric].mean for s in summaries if s.stats[metric].n}
     if not means:
         return {}
-    best_label = (max if higher_is_better else min)(means, key=means.get)
+    best_label = (max if higher_is_better else min)(means, key=means.__getitem__)
     best = {
         t.spec.seed: t.metrics.get(metric)
         for t in next(s for s in summaries if s.label == best_label).trials
@@ -215,7 +246,7 @@ def paired_to_best(
 
 
 def summary_row(
-    trials: Sequence[TrialResult], label: Callable[[TrialResult], str], by: str, metric: str = "test_acc"
+    trials: Sequence[TrialResult], label: Callable[[TrialResult], str], by: str, metric: str = HEADLINE
 ) -> dict[str, Any]:
     """The results file's closing ``{"type": "summary"}`` line: every comparison row's statistics
     over seeds (mean, std, n, 95% CI per metric) and its seed-paired difference to the best row."""

@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dnnbench.errors import InputError
-
-METRICS = ("val_acc", "val_loss", "train_acc", "train_loss", "test_acc", "test_loss")
+from dnnbench.results.metrics import TARGETS
 
 
 @dataclass(frozen=True)
@@ -29,8 +28,8 @@ class Target:
     value: float
 
     def __post_init__(self) -> None:
-        if self.metric not in METRICS:
-            raise InputError(f"--target: unknown metric {self.metric!r}; valid: {', '.join(METRICS)}")
+        if self.metric not in TARGETS:
+            raise InputError(f"--target: unknown metric {self.metric!r}; valid: {', '.join(TARGETS)}")
         if not math.isfinite(self.value):
             raise InputError(f"--target {self.metric}: the value must be a finite number, got {self.value!r}")
         if self.metric.endswith("acc") and not 0 <= self.value <= 1:
@@ -93,20 +92,14 @@ def median_or_never(values: Sequence[float | None]) -> float | None:
     return median if math.isfinite(median) else None
 
 
-def summarize(labelled: Sequence[tuple[str, Mapping[str, Any] | None]]) -> list[dict[str, Any]]:
-    """Per label (first-seen order): seeds, how many reached the target, and the median epochs,
-    steps and training seconds to it (None = never, by a majority)."""
-    groups: dict[str, list[Mapping[str, Any]]] = {}
-    for label, info in labelled:
-        groups.setdefault(label, []).append(info or {})
-    out = []
-    for label, infos in groups.items():
-        out.append(
-            {
-                "label": label,
-                "n": len(infos),
-                "reached": sum(1 for i in infos if i.get("epoch") is not None),
-                **{key: median_or_never([i.get(key) for i in infos]) for key in ("epoch", "step", "train_s")},
-            }
-        )
-    return out
+def over_seeds(label: str, reached: Sequence[Mapping[str, Any] | None]) -> dict[str, Any]:
+    """One comparison row's time to target (a ``stats.summarize`` row's trials' ``time_to_target``):
+    its seeds, how many reached the target, and the median epochs, steps and training seconds to it
+    (None = never, by a majority)."""
+    infos = [info or {} for info in reached]
+    return {
+        "label": label,
+        "n": len(infos),
+        "reached": sum(1 for i in infos if i.get("epoch") is not None),
+        **{key: median_or_never([i.get(key) for i in infos]) for key in ("epoch", "step", "train_s")},
+    }

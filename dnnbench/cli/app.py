@@ -14,7 +14,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -336,8 +336,8 @@ _TABLE_KEYS = ("wide", "columns")  # become output["layout"], a report_layout.Ta
 
 
 def shared_options(
-    command: Callable[..., None] | None = None, *, tables: bool = True, **defaults: object
-) -> Callable[..., None]:
+    command: Callable[..., object] | None = None, *, tables: bool = True, **defaults: Any
+) -> Callable[..., Any]:
     """Give a command the shared options; it receives them as ``job`` (a built, validated
     ``job.Job``) and ``output`` (``out``, ``json``, ``quiet``, ``resume``, ``force``, and ``layout``:
     ``--wide`` / ``--columns``, whose names the command checks against its table before training).
@@ -345,7 +345,7 @@ def shared_options(
     (``fail_on_errored``). ``@shared_options(epochs=40)`` changes a default for that command only;
     ``tables=False``: a command that prints no table (no ``--wide`` / ``--columns``)."""
     if command is None:
-        return functools.partial(shared_options, tables=tables, **defaults)  # type: ignore[return-value]
+        return functools.partial(shared_options, tables=tables, **defaults)
     own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name not in ("job", "output")]
     extra = [
         inspect.Parameter(
@@ -356,7 +356,7 @@ def shared_options(
     ]
 
     @functools.wraps(command)
-    def wrapper(**kwargs: object) -> None:
+    def wrapper(**kwargs: Any) -> None:
         from dnnbench.train import threads
 
         threads.use(kwargs.pop("threads"))  # before anything starts JAX
@@ -379,7 +379,7 @@ def shared_options(
     return wrapper
 
 
-def fail_on_errored(outcome: object) -> None:
+def fail_on_errored(outcome: Any) -> None:
     """After a training command has written and rendered everything: each errored trial's reason
     on stderr, then ``TrialsErrored`` (exit 1). ``diverged`` is a result, not a failure."""
     trials = outcome[0] if isinstance(outcome, tuple) and outcome else outcome
@@ -404,7 +404,7 @@ def _optimizers(text: str) -> list[str]:
 @app.command()
 @shared_options
 def optimizers(
-    job: object,
+    job: Any,  # a Job (shared_options builds it); Any: importing Job here would load JAX at start-up
     output: dict,
     optimizers: Annotated[
         str,
@@ -453,7 +453,7 @@ def optimizers(
             rich_help_panel=TRAIN,
         ),
     ] = False,
-) -> None:
+) -> object:
     """Train the same task with each optimizer (same seeds, same initial weights, same batches) and compare."""
     from dnnbench.cli import commands
 
@@ -463,7 +463,7 @@ def optimizers(
         from dnnbench.experiments import options
 
         commands.list_optimizers(options.parse_names(optimizers), every=all_)
-        return
+        return None
     if tune:
         from dnnbench.cli import explore
 
@@ -485,7 +485,7 @@ def optimizers(
     augment_noise=0.05,
 )
 def regularizers(
-    job: object,
+    job: Any,
     output: dict,
     methods: Annotated[
         str | None,
@@ -501,7 +501,7 @@ def regularizers(
     lr: Annotated[
         float | None, typer.Option(help="Learning rate (default: the optimizer's own).", rich_help_panel=TRAIN)
     ] = None,
-) -> None:
+) -> object:
     """Compare the overfitting remedies on one task: none, L1, L2, dropout, early stopping, augmentation, all.
 
     --l1/--l2/--dropout/--patience/--augment-shift/--augment-noise set the strength of their method
@@ -521,13 +521,13 @@ def regularizers(
 @app.command()
 @shared_options(tables=False)
 def diagnose(
-    job: object,
+    job: Any,
     output: dict,
     optimizer: Annotated[str, typer.Option(help="The optimizer.", rich_help_panel=TRAIN)] = "adam",
     lr: Annotated[
         float | None, typer.Option(help="Learning rate (default: the optimizer's own).", rich_help_panel=TRAIN)
     ] = None,
-) -> None:
+) -> object:
     """Train one configuration and say whether it underfits, overfits or fits, with the next commands to try."""
     from dnnbench.cli import commands
 
@@ -537,7 +537,7 @@ def diagnose(
 @app.command()
 @shared_options
 def sweep(
-    job: object,
+    job: Any,
     output: dict,
     vary: Annotated[
         list[str],
@@ -566,7 +566,7 @@ def sweep(
     sort: Annotated[
         str, typer.Option(help="Metric to sort the trials by and to compute main effects on.", rich_help_panel=OUTPUT)
     ] = "test_acc",
-) -> None:
+) -> object:
     """Vary any knob over the cartesian product of its values: trials table, gradient flow, main effects."""
     from dnnbench.cli import explore
 
@@ -576,7 +576,7 @@ def sweep(
 @app.command("lr-sensitivity")
 @shared_options(epochs=10)
 def lr_sensitivity(
-    job: object,
+    job: Any,
     output: dict,
     optimizers: Annotated[
         str, typer.Option("--optimizers", help="Comma-separated optimizers.", rich_help_panel=TRAIN)
@@ -594,7 +594,7 @@ def lr_sensitivity(
         float,
         typer.Option(help="A learning rate within this of the best metric counts as good.", rich_help_panel=OUTPUT),
     ] = 0.02,
-) -> None:
+) -> object:
     """For each optimizer, a log-spaced learning-rate grid in one compiled program: best rate, how forgiving."""
     from dnnbench.cli import explore
 
@@ -613,7 +613,7 @@ def lr_sensitivity(
 @app.command()
 @shared_options(seeds=3)
 def tune(
-    job: object,
+    job: Any,
     output: dict,
     optimizers: Annotated[
         str,
@@ -643,7 +643,7 @@ def tune(
     metric: Annotated[
         str, typer.Option(help="Selection metric on the validation set: val_acc | val_loss.", rich_help_panel=TRAIN)
     ] = "val_acc",
-) -> None:
+) -> object:
     """Tune every optimizer under the same budget (quasi-random search, selected on validation), then compare default
     vs tuned on --seeds fresh seeds."""
     from dnnbench.cli import explore

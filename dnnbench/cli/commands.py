@@ -206,7 +206,7 @@ def _execute(
 
         try:
             position = {i: k for k, i in enumerate(todo)}
-            watch = (
+            watch: dict[str, Any] = (
                 {"on_epoch": progress.on_epoch, "on_group": progress.on_group, "on_status": progress.on_status}
                 if show_progress
                 else {}
@@ -276,7 +276,7 @@ def _resume(
         {k: v for k, v in json.loads(json.dumps(head["config"])).items() if k not in how}
         != {k: v for k, v in (old.get("config") or {}).items() if k not in how}
     )
-    head = head if changed else old
+    head = old if head is None or not changed else head
     foreign = [row for row in rows if row["id"] not in specs and known is not None and row["id"] not in known]
     if foreign:
         raise InputError(
@@ -322,8 +322,9 @@ def _holding_sigint() -> Iterator[None]:
     finally:
         for sig in held:
             signal.signal(sig, previous[sig])
-        if caught and callable(previous[caught[0][0]]):
-            previous[caught[0][0]](*caught[0])  # the handler that was held: KeyboardInterrupt / Terminated
+        handler = previous[caught[0][0]] if caught else None
+        if caught and callable(handler):
+            handler(*caught[0])  # the handler that was held: KeyboardInterrupt / Terminated
 
 
 def compare_optimizers(
@@ -408,7 +409,7 @@ def compare_regularizers(
         resume=resume,
         force=force,
         extra_config={"command": "regularizers", "methods": names, "strengths": dataclasses.asdict(strengths)},
-        summary=lambda ts: stats.summary_row(ts, lambda t: t.tags.get("regularizer", "?"), "regularizer"),
+        summary=lambda ts: stats.summary_row(ts, lambda t: str(t.tags.get("regularizer", "?")), "regularizer"),
     )
     if not json:
         # the note wraps to the terminal even with --wide (only tables are printed at full width)
@@ -416,7 +417,7 @@ def compare_regularizers(
         report.make_console(layout=layout).print(
             regularizers_table(job, trials, optimizer, strengths=strengths, layout=layout)
         )
-        print_time_to_target(job, trials, lambda t: t.tags.get("regularizer", "?"), layout)
+        print_time_to_target(job, trials, lambda t: str(t.tags.get("regularizer", "?")), layout)
     return trials
 
 
@@ -432,14 +433,14 @@ def regularizers_table(
     from dnnbench.analysis import stats
     from dnnbench.render import tables as report
 
-    summaries = stats.summarize(trials, lambda t: t.tags.get("regularizer", "?"))
+    summaries = stats.summarize(trials, lambda t: str(t.tags.get("regularizer", "?")))
     title = (
         f"{title} on {_data_label(job)} (train fraction {job.reg.train_fraction:g}): "
         f"{_model_label(job)}, {optimizer}, {job.train.epochs} epochs, batch {job.train.batch_size}"
     )
     paired = stats.paired_to_best(summaries, "test_acc") if len(job.seeds) > 1 else None
-    augmented = strengths and {"augment", "all"} & {t.tags.get("regularizer") for t in trials}
-    note = regularizers.augment_note(strengths, regularizers.image_data(job.data)) if augmented else ""
+    augmented = {"augment", "all"} & {t.tags.get("regularizer") for t in trials}
+    note = regularizers.augment_note(strengths, regularizers.image_data(job.data)) if strengths and augmented else ""
     return report.comparison_table(
         summaries, title=title, label_header="regularizer", show_epochs=True, paired=paired, note=note, layout=layout
     )
@@ -526,13 +527,14 @@ def print_time_to_target(
 ) -> None:
     """The time-to-target table under a comparison, when the job has a ``--target`` (``--wide``
     applies to it; ``--columns`` names the comparison's columns only)."""
-    from dnnbench.analysis import targets
+    from dnnbench.analysis import stats, targets
     from dnnbench.render import tables as report
 
     if job.target is None:
         return
     layout = (layout or FIT).without_choice()
-    rows = targets.summarize([(label(t), t.extra.get("target")) for t in trials])
+    summaries = stats.summarize(trials, label)
+    rows = [targets.over_seeds(s.label, [t.extra.get("target") for t in s.trials]) for s in summaries]
     report.make_console(layout=layout).print(report.target_table(rows, job.target.label, layout))
 
 
@@ -620,7 +622,7 @@ def run_suite(
 
     loaded = suite.load(path)
     layout.check(_suite_columns(loaded), kept=("optimizer", "regularizer"))
-    given = {
+    given: dict[str, Any] = {
         k: v
         for k, v in {"backend": backend, "ray_address": ray_address, "ray_max_retries": ray_max_retries}.items()
         if v is not None
@@ -629,7 +631,7 @@ def run_suite(
         settings = dataclasses.replace(loaded.job.backend, **given)
         loaded = dataclasses.replace(loaded, job=dataclasses.replace(loaded.job, backend=settings))
     out = out if out is not None else Path("results") / f"{path.stem}.jsonl"
-    target_of = {e.name: e.job.target for e in loaded.experiments}
+    target_of: dict[object, Any] = {e.name: e.job.target for e in loaded.experiments}
     trials = execute(
         loaded.job,
         loaded.specs,
@@ -659,7 +661,7 @@ def run_suite(
                 table = regularizers_table(
                     experiment.job, mine, experiment.settings.get("optimizer", "adam"), title=title, layout=layout
                 )
-                label = lambda t: t.tags.get("regularizer", "?")  # noqa: E731
+                label = lambda t: str(t.tags.get("regularizer", "?"))  # noqa: E731
             console.print(table)
             print_time_to_target(experiment.job, mine, label, layout)
     if not quiet:

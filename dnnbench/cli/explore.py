@@ -18,17 +18,16 @@ from dnnbench.experiments import options, sensitivity, sweep, tuning
 from dnnbench.experiments.job import Job
 from dnnbench.render import tables as report
 from dnnbench.render.layout import FIT, TableLayout
+from dnnbench.results.metrics import SORTABLE
 from dnnbench.results.rows import TrialResult
-
-SORT_METRICS = ("test_acc", "val_acc", "best_val_acc", "train_acc", "train_loss", "val_loss", "test_loss")
 
 
 def run_sweep(
     job: Job, vary: Sequence[str], *, optimizer: str, lr: float | None, width: int | None, sort: str, **output: Any
 ) -> list[TrialResult]:
     """``dnnbench sweep``: the cartesian product of ``--vary`` levels; trials and main-effects tables."""
-    if sort not in SORT_METRICS:
-        raise InputError(f"--sort: unknown metric {sort!r}; valid: {', '.join(SORT_METRICS)}")
+    if sort not in SORTABLE:
+        raise InputError(f"--sort: unknown metric {sort!r}; valid: {', '.join(SORTABLE)}")
     factors = sweep.parse_vary(vary, optimizer)
     layout = _layout(output)
     layout.check(report.sweep_columns(sort, paired=len(job.seeds) > 1), kept=list(factors))

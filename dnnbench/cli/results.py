@@ -17,6 +17,7 @@ import typer
 
 from dnnbench.errors import DataError, InputError, one_of
 from dnnbench.results import files as output_files
+from dnnbench.results.metrics import CURVES, HEADLINE
 
 CHECK_FORMATS = ("table", "markdown", "github-benchmark")
 
@@ -93,7 +94,7 @@ def check(
     if format_ not in CHECK_FORMATS:
         raise one_of("--format", format_, CHECK_FORMATS)
     layout = _layout(wide, columns, "check")
-    metrics = tuple(metric or ("test_acc",))
+    metrics = tuple(metric or (HEADLINE,))
     _, base_rows = _load(baseline, need_trials=False)
     _, cur_rows = _load(current, need_trials=False)
     result = checking.check(base_rows, cur_rows, tolerance=tolerance, metrics=metrics, strict=strict)
@@ -213,7 +214,7 @@ def plot(
         for i, name in enumerate(metric or ("val_acc",)):
             print(("\n" if i else "") + plotting.terminal_curves(rows, name))
         return
-    written = plotting.plot_curves(rows, out, metrics=tuple(metric or plotting.DEFAULT_METRICS), header=header)
+    written = plotting.plot_curves(rows, out, metrics=tuple(metric or CURVES), header=header)
     print(f"wrote {written}")
 
 

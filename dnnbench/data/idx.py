@@ -71,7 +71,7 @@ def _allocate(path: Path, dims: tuple[int, ...]) -> np.ndarray:
 
 def _fill(stream, out: np.ndarray) -> int:
     """Read into `out` until it is full or the stream ends; return the bytes read."""
-    view = memoryview(out.reshape(-1)).cast("B")
+    view = out.reshape(-1).data.cast("B")
     done = 0
     while done < len(view):
         n = stream.readinto(view[done : done + _CHUNK])

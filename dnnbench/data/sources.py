@@ -184,7 +184,7 @@ def load_npz(path: Path) -> RawData:
     if x_train.dtype != np.uint8:
         x_train, x_test = x_train.astype(np.float32), x_test.astype(np.float32)
     image_shape = tuple(x_train.shape[1:3]) if x_train.ndim in (3, 4) else None
-    return RawData(path.stem, x_train, y_train, x_test, y_test, n_classes, image_shape, str(path))  # type: ignore[arg-type]
+    return RawData(path.stem, x_train, y_train, x_test, y_test, n_classes, image_shape, str(path))
 
 
 def _integer_labels(

@@ -37,7 +37,7 @@ class Job:
 
     def describe(self) -> dict[str, Any]:
         out = {
-            key: dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+            key: dataclasses.asdict(value) if dataclasses.is_dataclass(value) and not isinstance(value, type) else value
             for key, value in dataclasses.asdict(self).items()
         }
         out["hp"] = [f"{target + '.' if target else ''}{name}={value}" for target, name, value in self.hp]

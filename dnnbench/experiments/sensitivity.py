@@ -18,9 +18,8 @@ import numpy as np
 
 from dnnbench.config import TrialSpec
 from dnnbench.errors import InputError
+from dnnbench.results.metrics import SENSITIVITY
 from dnnbench.results.rows import TrialResult
-
-METRICS = ("val_acc", "val_loss", "best_val_acc", "train_acc", "train_loss")
 
 
 def lr_grid(lo: float, hi: float, points: int) -> list[float]:
@@ -59,8 +58,8 @@ def sensitivity_specs(
 
 def analyze(trials: Sequence[TrialResult], metric: str = "val_acc", tolerance: float = 0.01) -> list[dict[str, Any]]:
     """Per optimizer: the curve over the grid, the best lr, and the forgiving range around it."""
-    if metric not in METRICS:
-        raise InputError(f"unknown sensitivity metric {metric!r}; valid: {', '.join(METRICS)}")
+    if metric not in SENSITIVITY:
+        raise InputError(f"unknown sensitivity metric {metric!r}; valid: {', '.join(SENSITIVITY)}")
     higher = not metric.endswith("loss")
     out = []
     for name in dict.fromkeys(t.optimizer for t in trials):
@@ -68,8 +67,8 @@ def analyze(trials: Sequence[TrialResult], metric: str = "val_acc", tolerance: f
         grid = sorted({t.spec.learning_rate for t in mine})
         curve = []
         for lr in grid:
-            values = [t.metrics.get(metric) for t in mine if t.spec.learning_rate == lr and t.status == "ok"]
-            values = [v for v in values if v is not None and math.isfinite(v)]
+            found = [t.metrics.get(metric) for t in mine if t.spec.learning_rate == lr and t.status == "ok"]
+            values = [v for v in found if v is not None and math.isfinite(v)]
             ok = len(values) == sum(1 for t in mine if t.spec.learning_rate == lr)
             curve.append(float(np.mean(values)) if values and ok else math.nan)
         scored = [(v if higher else -v) for v in curve]

@@ -31,7 +31,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
@@ -52,7 +52,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 #: How an error names what a key holds: by its type, or by the description of its field.
-WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+WORDS: dict[Any, str] = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 Names = Annotated[list[str], Field(min_length=1, description="a list of names")]
 Hidden = Annotated[list[int], Field(min_length=1, description="a list of layer widths like [500, 500]")]
 LR = Annotated[float | dict[str, float], Field(description="a number or a table like {adam = 1e-3}")]
@@ -126,9 +126,8 @@ _STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 def _model(name: str, keys: dict[str, Any]) -> type[BaseModel]:
     """A table's model: each key a type (optional) or a (type, default) pair."""
-    return create_model(
-        name, __config__=_STRICT, **{k: t if isinstance(t, tuple) else (t, None) for k, t in keys.items()}
-    )
+    fields: dict[str, Any] = {k: t if isinstance(t, tuple) else (t, None) for k, t in keys.items()}
+    return create_model(name, __config__=_STRICT, **fields)
 
 
 _OVERRIDES = {s: _model(s, {k: t for k, t in SECTIONS[s].items() if k not in PER_SUITE}) for s in OVERRIDABLE}
@@ -136,7 +135,7 @@ _EXPERIMENTS = {
     kind: _model(kind, {"name": Name, "kind": (Literal[kind], ...), **keys, **_OVERRIDES})
     for kind, keys in KINDS.items()
 }
-_Experiments = Union[tuple(_EXPERIMENTS.values())]  # noqa: UP007 -- X | Y cannot be built from a tuple
+_Experiments: Any = Union[tuple(_EXPERIMENTS.values())]  # noqa: UP007 -- X | Y cannot be built from a tuple
 SuiteFile = _model(
     "suite",
     {
@@ -260,7 +259,7 @@ def _problem(doc: dict[str, Any], error: Any) -> Problem:
     if len(loc) > 1 and loc[0] in (*SECTIONS, *OVERRIDABLE):  # a key of a section, or of an experiment's override
         table, model, raw, loc = (
             f"{table}.{loc[0]}".lstrip("."),
-            model.model_fields[loc[0]].annotation,
+            cast(type[BaseModel], model.model_fields[loc[0]].annotation),  # a section's field is its model
             raw[loc[0]],
             loc[1:],
         )
@@ -294,7 +293,9 @@ def _job(
     """The Job of the suite's sections with ``over`` (an experiment's tables) on top."""
 
     def merged(section: str) -> dict[str, tuple[Any, str, int | None]]:
-        out = {key: (value, section, None) for key, value in suite[section].items()}
+        out: dict[str, tuple[Any, str, int | None]] = {
+            key: (value, section, None) for key, value in suite[section].items()
+        }
         out.update({key: (value, f"experiment.{section}", index) for key, value in over.get(section, {}).items()})
         return out
 

@@ -19,12 +19,11 @@ import numpy as np
 from dnnbench.analysis import export
 from dnnbench.errors import DataError, InputError
 from dnnbench.results import files as output_files
+from dnnbench.results.metrics import CURVES, PLOTTABLE
 
 Row = dict[str, Any]
 
 SUFFIXES = (".png", ".svg", ".pdf")
-DEFAULT_METRICS = ("train_loss", "val_loss", "train_acc", "val_acc")
-PLOTTABLE = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "step_loss")
 MARKERS = "*o+x#@%&=~"
 
 
@@ -76,9 +75,7 @@ def _check_out(out: Path) -> None:
         raise InputError(f"--out {out}: is a directory")
 
 
-def plot_curves(
-    rows: Sequence[Row], out: Path, *, metrics: Sequence[str] = DEFAULT_METRICS, header: Row | None = None
-) -> Path:
+def plot_curves(rows: Sequence[Row], out: Path, *, metrics: Sequence[str] = CURVES, header: Row | None = None) -> Path:
     """Draw ``metrics`` per epoch, one panel each, and write the figure to ``out`` atomically.
 
     The format follows the suffix (.png, .svg, .pdf); ``header`` (the results file's first line)
@@ -89,7 +86,7 @@ def plot_curves(
 
     out = Path(out)
     _check_out(out)
-    metrics = list(dict.fromkeys(metrics)) or list(DEFAULT_METRICS)
+    metrics = list(dict.fromkeys(metrics)) or list(CURVES)
     data = {m: curves(rows, m) for m in metrics}
     labels = list(dict.fromkeys(name for per in data.values() for name in per))
     colors = {name: f"C{i % 10}" for i, name in enumerate(labels)}
@@ -213,7 +210,7 @@ def _finish(fig: Any, ax: Any, out: Path, title: str) -> Path:
     return out
 
 
-def plot_profiles(profiles: Sequence[Any], taus: Sequence[float], out: Path, *, title: str) -> Path:
+def plot_profiles(profiles: Sequence[Any], taus: Sequence[float] | np.ndarray, out: Path, *, title: str) -> Path:
     """Performance profiles (``dnnbench.analysis.profiles``): rho(tau) per optimizer as steps, one figure."""
     out = Path(out)
     fig, ax = _single_axes(out)

@@ -6,9 +6,12 @@ Disabled (every method a no-op) when stderr is not a terminal, with ``--quiet`` 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dnnbench.render.tables import make_console
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 
 class TrainingProgress:
@@ -21,7 +24,7 @@ class TrainingProgress:
 
     def __init__(self, run: object, *, enabled: bool) -> None:
         self.enabled = enabled
-        self._progress = None
+        self._progress: Progress | None = None
         self._tasks: dict[int, Any] = {}
         self._status_task: Any = None
 
@@ -50,7 +53,7 @@ class TrainingProgress:
             self._progress.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc: Any) -> None:
         if self._progress is not None:
             self._progress.__exit__(*exc)
 

@@ -1,6 +1,6 @@
 """Rendering for the commands that read results files: rich tables of a check and of a results file.
 
-Reads ``CheckReport`` and ``export.GroupSummary`` objects and computes nothing. Kept apart from
+Reads ``CheckReport`` and ``stats.Summary`` objects and computes nothing. Kept apart from
 ``dnnbench.render.tables`` so these commands start without importing the training stack.
 """
 
@@ -14,8 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dnnbench.analysis.checking import CheckReport
-from dnnbench.analysis.export import GroupSummary
-from dnnbench.analysis.stats import Stat
+from dnnbench.analysis.stats import Stat, Summary
 from dnnbench.render.layout import Fitted, TableLayout, add_columns, console
 
 __all__ = ["Fitted", "TableLayout", "check_table", "console", "profile_table", "results_table"]
@@ -140,7 +139,7 @@ RESULTS_COLUMNS = {
 RESULTS_DROP_ORDER = ("lr", "train loss", "best epoch", "train acc", "best val acc")
 
 
-def results_table(summaries: Sequence[GroupSummary], *, title: str, layout: TableLayout | None = None) -> Fitted:
+def results_table(summaries: Sequence[Summary], *, title: str, layout: TableLayout | None = None) -> Fitted:
     """``dnnbench report``: one line per label, mean ± std over the seeds that finished ok."""
     metrics = {
         "train loss": "train_loss",
@@ -150,15 +149,15 @@ def results_table(summaries: Sequence[GroupSummary], *, title: str, layout: Tabl
         "best epoch": "best_epoch",
     }
     status_style = {"diverged": "bold red", "error": "bold red", "interrupted": "yellow"}
-    seeds = max((len(s.rows) for s in summaries), default=1)
+    seeds = max((len(s.trials) for s in summaries), default=1)
 
     rows = []
     for s in summaries:
         cells: dict[str, str | Text] = {
             "label": Text(s.label, style="bold"),
             "lr": ",".join(f"{lr:g}" for lr in s.learning_rates),
-            "diagnosis": _counts(s.diagnoses, len(s.rows), LABEL_STYLE),
-            "status": _counts(s.statuses, len(s.rows), status_style),
+            "diagnosis": _counts(s.diagnoses, len(s.trials), LABEL_STYLE),
+            "status": _counts(s.statuses, len(s.trials), status_style),
         }
         for header, metric in metrics.items():
             cells[header] = _stat(s.stats[metric], 1 if metric == "best_epoch" else 4)

@@ -15,6 +15,7 @@ from rich.text import Text
 
 from dnnbench.analysis.stats import Stat, Summary
 from dnnbench.render.layout import Fitted, TableLayout, add_columns, console
+from dnnbench.results.metrics import ACCURACIES
 from dnnbench.results.rows import TrialResult
 
 LABEL_STYLE = {
@@ -144,7 +145,7 @@ def comparison_table(
         columns = [c for c in columns if c[0] not in ("gap", "val acc", "epochs run")]
     if not paired:
         columns = [c for c in columns if not c[0].startswith("Δ")]
-    best = {metric: _best(summaries, metric, higher) for _, metric, higher in columns if metric}
+    best = {metric: _best(summaries, metric, bool(higher)) for _, metric, higher in columns if metric}
     rows = []
     for i, s in enumerate(summaries):
         st = s.stats
@@ -178,6 +179,7 @@ def comparison_table(
                 value = st[metric].mean
                 cells.append("-" if math.isnan(value) else f"{value / 1000:,.0f}k" if value >= 1e4 else f"{value:,.0f}")
             else:
+                assert metric is not None  # the columns not named above are metrics'
                 cells.append(_fmt(st[metric]))
             if metric and best.get(metric) == i and isinstance(cells[-1], str):
                 cells[-1] = Text(cells[-1], style="bold green")
@@ -415,7 +417,7 @@ def _paired(p: object | None) -> Text:
 def sweep_columns(metric: str, *, paired: bool = False) -> dict[str, str]:
     """The ``--columns`` name -> header of each column of a sweep table sorted by ``metric`` (the
     factors' columns always show): the sort metric first when it is not an accuracy shown anyway."""
-    columns = {} if metric in ("train_acc", "val_acc", "test_acc") else {metric: metric.replace("_", " ")}
+    columns = {} if metric in ACCURACIES else {metric: metric.replace("_", " ")}
     columns.update({"train_acc": "train acc", "val_acc": "val acc", "test_acc": "test acc"})
     if paired:
         columns["delta"] = f"Δ {metric} vs best [95% CI] W/T/L"
@@ -488,7 +490,7 @@ def sweep_table(
         return table
 
     drop = [columns["grad"], "val acc", "train acc", columns.get("delta"), "diagnosis"]
-    return Fitted(build, [h for h in drop if h in columns.values()], columns=columns, layout=layout)
+    return Fitted(build, [h for h in drop if h is not None and h in columns.values()], columns=columns, layout=layout)
 
 
 def main_effects_table(effects: Sequence, metric: str, layout: TableLayout | None = None) -> Fitted:
@@ -540,7 +542,7 @@ def sensitivity_table(rows: Sequence[dict], metric: str, tolerance: float, layou
     narrow a console drops the width, then the curve, then the range."""
     columns = sensitivity_columns(metric)
     bars = "▁▂▃▄▅▆▇█"
-    cells_of = []
+    cells_of: list[dict[str, str | Text]] = []
     for row in rows:
         values = [v if v is not None and not math.isnan(v) else None for v in row["curve"]]
         finite = [v for v in values if v is not None]
@@ -602,7 +604,7 @@ def expected_best_table(rows: Sequence[dict], metric: str, layout: TableLayout |
         )
         if row["diverged"]:
             text += f" ({row['diverged']} of {row['n']} diverged)"
-        cells = {f"k={k}": f"{curve[k - 1]:.4f}" if k <= len(curve) else "" for k in ks}
+        cells: dict[str, str | Text] = {f"k={k}": f"{curve[k - 1]:.4f}" if k <= len(curve) else "" for k in ks}
         cells.update(
             {"optimizer": Text(row["optimizer"], style="bold"), "curve": sparkline(curve), "best candidate": text}
         )

@@ -30,7 +30,12 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def claim(
-    path: Path, *, inputs: Iterable[Path | None] = (), force: bool = False, resume: bool = False, option: str = "--out"
+    path: Path,
+    *,
+    inputs: Iterable[str | Path | None] = (),
+    force: bool = False,
+    resume: bool = False,
+    option: str = "--out",
 ) -> None:
     """Check that ``path`` may be written: not an input, not a folder, not an existing file
     unless ``force`` (replace it) or ``resume`` (continue it). ``InputError`` otherwise."""

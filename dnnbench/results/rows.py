@@ -23,6 +23,8 @@ from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
+from dnnbench.results.metrics import EPOCH
+
 if TYPE_CHECKING:  # reading results files must not load JAX
     from dnnbench.config import TagValue, TrialSpec
 
@@ -33,7 +35,6 @@ STATUSES = ("ok", "diverged", "error", "interrupted")
 #: A training loss above this (or NaN / inf) marks a trial ``diverged``. Chance-level
 #: cross-entropy on 10 classes is 2.3 and MSE is at most 2, so 1000 is unambiguous.
 DIVERGENCE_LOSS = 1e3
-FINAL_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
 
 
 def trial_id(spec: TrialSpec, data_key: dict[str, Any]) -> str:
@@ -54,7 +55,7 @@ class TrialResult:
     best_epoch: int
     stopped_epoch: int | None
     diverged_epoch: int | None
-    timing: dict[str, float]
+    timing: dict[str, Any]  # seconds and rates, and counts (epochs_run, group_size, executable_trials)
     extra: dict[str, Any] = field(default_factory=dict)
     diagnosis: dict[str, Any] | None = None
     params: Any = None  # final weights (not serialised)
@@ -110,7 +111,7 @@ def from_group(output: Any, index: int, data_key: dict[str, Any], n_trials: int)
     else:
         final_index = ran - 1
     best_index = final_index if early else int(np.argmax(val_acc))
-    metrics = {key: float(hist[key][final_index]) for key in FINAL_KEYS}
+    metrics = {key: float(hist[key][final_index]) for key in EPOCH}
     metrics["best_val_acc"] = float(hist["val_acc"][best_index])
     extra: dict[str, Any] = {}
     if early:

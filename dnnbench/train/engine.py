@@ -34,9 +34,6 @@ from dnnbench.train.models import weight_count
 #: Rows per evaluation chunk: bounds the activations held at once when evaluating big sets.
 EVAL_CHUNK = 2048
 
-#: Epoch-metric names, in the order of the history arrays.
-METRICS = core.METRICS
-
 
 @dataclass(frozen=True, eq=False)
 class GroupOutput:
@@ -104,7 +101,7 @@ def _use_compile_cache() -> None:
         if _cache_checked:
             return
         _cache_checked = True
-        if jax.config.jax_compilation_cache_dir:
+        if jax.config.jax_compilation_cache_dir:  # type: ignore[attr-defined]  # options are set as attributes at runtime
             return
         path = compile_cache_dir()
         if path is None:
@@ -161,7 +158,7 @@ def _programs(
     options = _compiler_options(plan, n)
     opt_key = tuple(sorted(options.items()))
     trials, replicated = (shardings[0], shardings[1]) if shardings else (None, None)
-    on = {"in_shardings": trials, "out_shardings": trials} if shardings else {}
+    on: dict[str, Any] = {"in_shardings": trials, "out_shardings": trials} if shardings else {}
     devices = shardings[2] if shardings else 1
     # The two init programs run once per group: they always compile for speed of compiling
     # (on CPU the weight init's RNG took 1.19 s at the default level, 0.41 s at level 1, with
@@ -177,7 +174,9 @@ def _programs(
         ("init", plan, n, devices), lambda: jax.jit(jax.vmap(init_fn), **on).lower(params_shape, numbers).compile(once)
     )
     state_shape = jax.eval_shape(jax.vmap(init_fn), params_shape, numbers)
-    epoch_on = {"in_shardings": (trials, trials, replicated), "out_shardings": (trials, trials)} if shardings else {}
+    epoch_on: dict[str, Any] = (
+        {"in_shardings": (trials, trials, replicated), "out_shardings": (trials, trials)} if shardings else {}
+    )
     epoch = _compiled(
         ("epoch", plan, n, shapes, devices, opt_key),
         lambda: (
@@ -193,7 +192,7 @@ def _programs(
 #: less compile time for slightly slower epochs, which only pays while compiling outweighs training
 #: (figures: docs/performance.md).
 FAST_COMPILE_FLOP = 2e11
-_FAST_COMPILE = {"xla_backend_optimization_level": 1}
+_FAST_COMPILE: dict[str, Any] = {"xla_backend_optimization_level": 1}
 
 
 def _compiler_options(plan: core.Plan, n_trials: int) -> dict[str, Any]:

@@ -37,7 +37,7 @@ def _dense(layer: nnx.Linear, x: jax.Array, precision: str) -> jax.Array:
         y = jnp.dot(x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16), preferred_element_type=jnp.float32)
     else:
         y = x @ kernel
-    return y + layer.bias[...]
+    return y + layer.bias[...]  # type: ignore[index]  # bias is Optional in nnx.Linear (use_bias=False); ours always have one
 
 
 class MLP(nnx.Module):
@@ -121,4 +121,5 @@ def weight_count(n_features: int, hidden: tuple[int, ...], n_classes: int, *, bi
 
 def layer_kernels(params: nnx.State) -> list[jax.Array]:
     """The weight matrices of ``params`` (an MLP's ``nnx.State``), input layer first."""
-    return [params["layers"][i]["kernel"][...] for i in range(len(params["layers"]))]
+    # nnx.State indexes to `State | Any`: the checker cannot see that a leaf's [...] is the array
+    return [params["layers"][i]["kernel"][...] for i in range(len(params["layers"]))]  # type: ignore[misc]

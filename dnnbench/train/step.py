@@ -21,7 +21,6 @@ from dnnbench.config import Structure
 from dnnbench.optim import schedules
 from dnnbench.train.models import MLP, layer_kernels
 
-METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
 REG_KEYS = ("l1", "l2", "dropout", "early_stopping", "patience", "min_delta", "augment_noise", "augment_shift")
 
 # Key streams derived from a trial's seed (fold_in constants keep them independent).
@@ -142,7 +141,7 @@ def eval_fn(
     params: Any,
     x: jax.Array,
     y: jax.Array,
-    dropout_rate: jax.Array,
+    dropout_rate: jax.Array | float,
     *,
     loss: str,
     dropout_mode: str,

@@ -11,10 +11,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dnnbench.config import DataConfig, ModelConfig, Regularization, TrainConfig, TrialSpec
+from dnnbench.config import MAX_SEED, DataConfig, ModelConfig, Regularization, TrainConfig, TrialSpec
 from dnnbench.data import sources, split
 from dnnbench.errors import InputError
 from dnnbench.results import rows as results
+from dnnbench.results.metrics import EPOCH
 from dnnbench.run import runner
 from dnnbench.train import engine
 from dnnbench.train import step as core
@@ -98,7 +99,7 @@ def test_executables_are_reused_across_numbers_but_not_shapes(ds, group):
 
 def test_history_has_every_metric_per_epoch_and_grad_norm_per_layer(ds, group):
     epochs, trials, layers = TRAIN.epochs, len(GROUP), len(MODEL.hidden) + 1
-    for name in (*engine.METRICS, "step_loss"):
+    for name in (*EPOCH, "step_loss"):
         assert group.history[name].shape == (epochs, trials), name
         assert np.isfinite(group.history[name]).all(), name
     for name in ("train_acc", "val_acc", "test_acc"):
@@ -108,8 +109,8 @@ def test_history_has_every_metric_per_epoch_and_grad_norm_per_layer(ds, group):
     # adam learns: the training loss falls for every trial
     assert (group.history["train_loss"][-1] < group.history["train_loss"][0]).all()
     row = results.from_group(group, 0, {}, trials)
-    assert set(row.history) >= {*engine.METRICS, "grad_norm"}
-    assert all(len(row.history[name]) == epochs for name in engine.METRICS)
+    assert set(row.history) >= {*EPOCH, "grad_norm"}
+    assert all(len(row.history[name]) == epochs for name in EPOCH)
     assert [len(per_epoch) for per_epoch in row.history["grad_norm"]] == [layers] * epochs
 
 
@@ -161,7 +162,7 @@ def test_optimizers_are_paired_same_weights_and_batch_order(comparison):
     """momentum with lambda = 0 is exactly SGD: equal histories prove equal initial weights and
     equal batch order across two optimizers (separate compiled programs); another seed differs."""
     _, sgd, mom0, mom1, _ = comparison
-    for name in (*engine.METRICS, "grad_norm"):
+    for name in (*EPOCH, "grad_norm"):
         np.testing.assert_allclose(
             np.asarray(mom0.history[name]), np.asarray(sgd.history[name]), rtol=1e-5, atol=1e-6, err_msg=name
         )
@@ -178,7 +179,7 @@ def test_divergence_is_recorded_per_trial(comparison):
     for healthy in (sgd, adam):  # the trial vmapped next to the diverged one is untouched
         assert healthy.status == "ok"
         assert healthy.diverged_epoch is None
-        assert set(healthy.metrics) >= set(results.FINAL_KEYS)
+        assert set(healthy.metrics) >= set(EPOCH)
         assert all(np.isfinite(v) for v in healthy.metrics.values())
         assert healthy.diagnosis["label"] != "diverged"
     assert sgd.history["train_loss"][-1] < sgd.history["train_loss"][0]
@@ -196,7 +197,7 @@ def test_early_stopping_restores_the_best_epoch(ds):
     best = stopped.best_epoch
     assert 1 <= best < stopped.stopped_epoch
     assert stopped.history["val_loss"][best - 1] == min(stopped.history["val_loss"])
-    for key in results.FINAL_KEYS:
+    for key in EPOCH:
         assert stopped.metrics[key] == stopped.history[key][best - 1], key
     assert stopped.extra["early_stopping"]["restored_epoch"] == best
     # the final weights ARE the best epoch's weights, not the last epoch's
@@ -223,13 +224,20 @@ def test_group_of_mixed_structures_is_rejected(ds):
         engine.train_group([spec("sgd"), spec("adam")], ds)
 
 
-def test_seed_beyond_uint32_is_rejected_up_front_or_trains(ds):
-    try:
-        big = spec("sgd", 0.1, 2**32, train=TrainConfig(epochs=1, batch_size=20))
-    except InputError:
-        return  # rejected when the config is built: fine
-    out = engine.train_group([big], ds)
-    assert np.isfinite(out.history["train_loss"]).all()
+@pytest.mark.parametrize("seed", [-1, 2**32])
+def test_a_seed_outside_uint32_is_refused_when_the_config_is_built(seed):
+    """Seeds travel to the device as uint32: 2**32 would wrap onto seed 0's weights and batches."""
+    with pytest.raises(InputError, match=rf"seed must be an integer in \[0, {2**32 - 1}\], got {seed}"):
+        spec("sgd", 0.1, seed)
+
+
+def test_the_largest_seed_trains_with_its_own_numbers(ds):
+    train = TrainConfig(epochs=1, batch_size=20)
+    out = engine.train_group([spec("sgd", 0.1, 0, train=train), spec("sgd", 0.1, MAX_SEED, train=train)], ds)
+    loss = out.history["train_loss"][0]
+    assert MAX_SEED == 2**32 - 1
+    assert np.isfinite(loss).all()
+    assert loss[0] != loss[1]  # its own weights and batches, not wrapped onto seed 0's
 
 
 def test_training_metrics_use_the_first_train_eval_samples_in_test_mode():

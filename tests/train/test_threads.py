@@ -85,18 +85,42 @@ def test_resume_refuses_other_threads_than_the_file_was_written_with(tmp_path: P
     assert out.read_text() == before
 
 
-def test_a_process_keeps_the_threads_xla_started_with(monkeypatch):
-    from dnnbench.errors import InputError
+@pytest.fixture()
+def xla_started(monkeypatch):
+    """``threads`` as if XLA had started in this process with ``started`` threads on ``cores`` cores."""
     from dnnbench.train import threads
 
-    started = threads.current()
-    if started is None:
-        pytest.skip("XLA was not sized by dnnbench in this process")
-    monkeypatch.setenv(threads.ENV, str(started))  # use() sets it; monkeypatch puts it back
-    threads.use(started)  # the same number: nothing to do
-    more = started + 1
-    if len(CORES) > started:
-        with pytest.raises(InputError, match=f"XLA already runs with {started} threads.*--threads {more} needs a new"):
-            threads.use(more)
-    else:  # capped by the cores: the same pool it has
-        threads.use(more)
+    def start(started: int | None, cores: int):
+        monkeypatch.setattr(threads, "_started", [started])
+        monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+        monkeypatch.setenv(threads.ENV, "7")  # use() sets it; monkeypatch puts it back
+        return threads
+
+    return start
+
+
+@pytest.mark.parametrize(
+    "started, cores, asked",
+    [
+        (1, 2, 1),  # the same number: nothing to do
+        (2, 2, 3),  # more than the cores: capped, the pool it has
+        (4, 4, 9),
+        (None, 2, 3),  # JAX started before dnnbench could size it: nothing to hold it to
+    ],
+)
+def test_a_process_takes_the_threads_it_has(xla_started, started, cores, asked):
+    threads = xla_started(started, cores)
+    threads.use(asked)
+    assert os.environ[threads.ENV] == str(asked)
+
+
+@pytest.mark.parametrize("started, cores, asked", [(1, 2, 2), (2, 4, 1), (2, 4, 3), (2, 2, 1)])
+def test_a_process_refuses_other_threads_than_xla_started_with(xla_started, started, cores, asked):
+    from dnnbench.errors import InputError
+
+    threads = xla_started(started, cores)
+    message = f"XLA already runs with {started} threads in this process; --threads {asked} needs a new process"
+    with pytest.raises(InputError) as refused:
+        threads.use(asked)
+    assert str(refused.value) == message
+    assert os.environ[threads.ENV] == "7"  # nothing asked for

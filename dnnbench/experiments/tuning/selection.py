@@ -19,9 +19,8 @@ from dnnbench.errors import InputError
 from dnnbench.experiments.job import Job
 from dnnbench.experiments.tuning.search import candidates
 from dnnbench.experiments.tuning.space import Dimension, SpaceSetting, check_settings, space_for
+from dnnbench.results.metrics import VALIDATION
 from dnnbench.results.rows import TrialResult
-
-METRICS = ("val_acc", "val_loss")
 
 
 def search_specs(
@@ -48,8 +47,8 @@ def search_specs(
 
 def score(trial: TrialResult, metric: str) -> float:
     """The selection score (higher is better) of a search trial: never a test metric."""
-    if metric not in METRICS:
-        raise InputError(f"unknown selection metric {metric!r}; valid: {', '.join(METRICS)}")
+    if metric not in VALIDATION:
+        raise InputError(f"unknown selection metric {metric!r}; valid: {', '.join(VALIDATION)}")
     value = trial.metrics.get(metric) if trial.status == "ok" else None
     if value is None or not math.isfinite(value):
         return -math.inf
@@ -137,8 +136,8 @@ def plan(
     """Plan ``tune``: search on the job's first seed, final runs on as many fresh seeds after it."""
     if job.data.val_split == 0:
         raise InputError("tune selects on the validation set; use --val-split > 0")
-    if metric not in METRICS:
-        raise InputError(f"--metric: unknown selection metric {metric!r}; valid: {', '.join(METRICS)}")
+    if metric not in VALIDATION:
+        raise InputError(f"--metric: unknown selection metric {metric!r}; valid: {', '.join(VALIDATION)}")
     check_settings(settings, optimizers)
     spaces = {name: space_for(name, settings, (suite_space or {}).get(name)) for name in optimizers}
     search_seed = job.seeds[0]

@@ -14,6 +14,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -116,7 +117,7 @@ def figure_svg(panels: Sequence[Panel], names: Sequence[str], *, prefix: str, co
             ax.grid(True, alpha=0.3)
         for ax in axes[len(panels) :]:
             ax.set_visible(False)
-        handles = {}
+        handles: dict[str, Any] = {}  # legend label -> its first artist
         for ax in axes[: len(panels)]:
             for handle, name in zip(*ax.get_legend_handles_labels(), strict=True):
                 handles.setdefault(name, handle)

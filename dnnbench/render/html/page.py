@@ -17,6 +17,7 @@ import dnnbench.render.html.plots as plots
 import dnnbench.render.html.sections as sections
 import dnnbench.render.html.tables as tables
 from dnnbench.analysis import checking
+from dnnbench.results.metrics import HEADLINE
 
 Row = dict[str, Any]
 
@@ -216,7 +217,7 @@ def render(
         toc.append(f'<li><a href="#{file_anchor}">{escape(source.name)}</a> ({len(source.rows)} trials)</li>')
         body.append(f'<h2 id="{file_anchor}">{escape(source.name)}</h2>{_run(source)}')
         if baseline is not None:
-            report = checking.check(baseline.rows, source.rows, tolerance=tolerance, metrics=("test_acc",))
+            report = checking.check(baseline.rows, source.rows, tolerance=tolerance, metrics=(HEADLINE,))
             verdict = "FAIL" if report.failed else "PASS"
             body.append(f"<h3>Check against {escape(baseline.name)}: {verdict}</h3>{tables.check(report)}")
         for j, section in enumerate(sections.split(source.name, source.header, source.rows), 1):

@@ -16,12 +16,11 @@ import dnnbench.render.html.figures as figures
 import dnnbench.render.html.sections as sections
 import dnnbench.render.html.tables as tables
 from dnnbench.analysis import stats
-from dnnbench.render.html.sections import RowTrial, Section
+from dnnbench.render.html.sections import Section
+from dnnbench.results.metrics import CURVES, SENSITIVITY_PLOT, VALIDATION
 
-CURVE_METRICS = ("train_loss", "val_loss", "train_acc", "val_acc")
 #: More rows than this: the curves show the best ones (by mean test accuracy), the tables show all.
 MAX_CURVES = 10
-SENSITIVITY_METRICS = ("val_acc", "best_val_acc", "train_acc", "train_loss", "test_acc")
 
 
 def _figure(svg: str, caption: str, numbers: str) -> str:
@@ -53,7 +52,7 @@ def curves(section: Section, prefix: str) -> str:
     """Train/val loss and accuracy per epoch (and the learning rate under a schedule): one line per
     row, the band ±1 std over seeds, ★ at the row's mean best (restored) epoch."""
     shown = sections.ranked(section, MAX_CURVES)
-    metrics = [m for m in CURVE_METRICS if any(t.history.get(m) for t in section.trials)]
+    metrics = [m for m in CURVES if any(t.history.get(m) for t in section.trials)]
     if sections.uses_schedule(section):
         metrics.append("lr")
     if not metrics or not shown:
@@ -87,20 +86,20 @@ def curves(section: Section, prefix: str) -> str:
         epochs = max(len(c) for c in columns.values())
         numbers.append(f"<h5>{escape(metric)}</h5>" + _numbers("epoch", [str(e + 1) for e in range(epochs)], columns))
     svg = figures.figure_svg(panels, names, prefix=prefix)
-    band = f"band ±1 std over {section.seeds} seeds" if section.seeds > 1 else "one seed"
+    spread = f"band ±1 std over {section.seeds} seeds" if section.seeds > 1 else "one seed"
     limited = (
         f"; the {len(shown)} best of {len(section.summaries)} rows by test accuracy (all rows in the tables)"
         if len(shown) < len(section.summaries)
         else ""
     )
-    caption = f"Learning curves per epoch: mean over seeds, {band}; ★ = best (restored) epoch{limited}"
+    caption = f"Learning curves per epoch: mean over seeds, {spread}; ★ = best (restored) epoch{limited}"
     return _figure(svg, caption, "".join(numbers))
 
 
 def _sensitivity_groups(section: Section) -> dict[str, list[stats.Summary]]:
     groups: dict[str, list[stats.Summary]] = {}
     for s in section.summaries:
-        first: RowTrial = s.trials[0]  # type: ignore[assignment]
+        first = s.trials[0]
         if len(s.learning_rates) == 1 and math.isfinite(s.learning_rates[0]):
             groups.setdefault(first.optimizer, []).append(s)
     return {
@@ -117,7 +116,7 @@ def sensitivity(section: Section, prefix: str) -> str:
     if not groups or (section.command != "lr-sensitivity" and covered < len(section.summaries)):
         return ""
     config = (section.header or {}).get("config") or {}
-    metric = config.get("metric") if config.get("metric") in SENSITIVITY_METRICS else "val_acc"
+    metric = str(config["metric"]) if config.get("metric") in SENSITIVITY_PLOT else "val_acc"
     higher = not metric.endswith("_loss")
     series, columns = [], {}
     grid = sorted({s.learning_rates[0] for v in groups.values() for s in v})
@@ -154,9 +153,12 @@ def expected_best(section: Section, prefix: str) -> str:
     if not section.search:
         return ""
     config = (section.header or {}).get("config") or {}
-    metric = config.get("metric") if config.get("metric") in ("val_acc", "val_loss") else "val_acc"
+    metric = str(config["metric"]) if config.get("metric") in VALIDATION else "val_acc"
     found = curves(
-        [(r["optimizer"], r.get("status"), r.get("metrics") or {}, r.get("hyperparams") or {}) for r in section.search],
+        [
+            (r["optimizer"], str(r.get("status")), r.get("metrics") or {}, r.get("hyperparams") or {})
+            for r in section.search
+        ],
         metric,
     )
     n = max(row["n"] for row in found)

@@ -3,7 +3,7 @@
 A section is one results file, or one experiment of a suite's results file. Its rows are read by
 ``results.read_results`` (the CLI does that), labelled as ``dnnbench report`` labels them
 (``export.label``: optimizer, tag values, swept settings) and summarised by ``stats.summarize``
-and ``stats.paired_to_best`` through ``RowTrial``, a read-only view of a row with the attributes
+and ``stats.paired_to_best`` through ``export.RowTrial``, a read-only view of a row with the attributes
 those functions read from a ``TrialResult`` -- so no JAX and no ``TrialSpec`` are needed to read.
 """
 
@@ -15,70 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dnnbench.analysis import export, stats
+from dnnbench.analysis.export import RowTrial
+from dnnbench.results.metrics import HEADLINE
 
 Row = dict[str, Any]
 
 #: Rows of a results file that differ in one of these tags become separate sections.
 SECTION_TAG = "experiment"
-PAIRED_METRIC = "test_acc"
-#: Top-level row keys shown elsewhere (the status cell), never as tag columns.
-NOT_TAGS = frozenset({"error", "traceback"})
-
-
-@dataclass(frozen=True)
-class SpecView:
-    """The two attributes of a ``TrialSpec`` that ``stats`` reads."""
-
-    seed: Any
-    learning_rate: float
-
-
-@dataclass(frozen=True)
-class RowTrial:
-    """A results row seen as a ``TrialResult`` (status, metrics, history, ...): nulls become NaN."""
-
-    row: Row
-    label: str
-    spec: SpecView
-    status: str
-    metrics: dict[str, float]
-    history: dict[str, list]
-    best_epoch: int
-    diverged_epoch: int | None
-    timing: dict[str, float]
-    diagnosis: dict[str, Any] | None
-
-    @classmethod
-    def of(cls, row: Row, label: str) -> RowTrial:
-        hyper = row.get("hyperparams") or {}
-        diagnosis = row.get("diagnosis")
-        return cls(
-            row=row,
-            label=label,
-            spec=SpecView(row.get("seed"), export.number(hyper.get("learning_rate"))),
-            status=str(row.get("status")),
-            metrics={k: export.number(v) for k, v in (row.get("metrics") or {}).items()},
-            history=dict(row.get("history") or {}),
-            best_epoch=int(row.get("best_epoch") or 0),
-            diverged_epoch=row.get("diverged_epoch"),
-            timing={k: export.number(v) for k, v in (row.get("timing") or {}).items()},
-            diagnosis=diagnosis if isinstance(diagnosis, dict) and "label" in diagnosis else None,
-        )
-
-    @property
-    def optimizer(self) -> str:
-        return str(self.row.get("optimizer"))
-
-    @property
-    def tags(self) -> dict[str, str]:
-        """The row's tags (``export.tags``) and any other top-level scalar it carries: a key the
-        report does not know (``phase`` from a future command) becomes a column, not an error."""
-        extra = {
-            k: str(v)
-            for k, v in self.row.items()
-            if k not in export.ROW_KEYS and k not in NOT_TAGS and isinstance(v, (str, int, float, bool))
-        }
-        return {**extra, **{k: str(v) for k, v in export.tags(self.row).items()}}
 
 
 @dataclass
@@ -89,7 +32,7 @@ class Section:
     source: str
     header: Row | None
     trials: list[RowTrial]
-    summaries: list[stats.Summary]
+    summaries: list[stats.Summary[RowTrial]]
     paired: dict[str, stats.Paired] = field(default_factory=dict)
     seeds: int = 1
     tag_keys: list[str] = field(default_factory=list)
@@ -131,29 +74,28 @@ def split(source: str, header: Row | None, rows: Sequence[Row]) -> list[Section]
 
 def build(title: str, source: str, header: Row | None, rows: Sequence[Row]) -> Section:
     """Label, summarise (``stats.summarize``) and pair (``stats.paired_to_best``) ``rows``."""
-    swept = export.swept_keys(rows)
-    trials = [RowTrial.of(r, export.label(r, swept)) for r in rows]
-    summaries = stats.summarize(trials, lambda t: t.label)  # type: ignore[arg-type,return-value]
+    trials = export.row_trials(rows)
+    summaries = stats.summarize(trials, lambda t: t.label)
     stats.add_grad_ratios(summaries)
     seeds = max((len({t.spec.seed for t in s.trials}) for s in summaries), default=1)
-    paired = stats.paired_to_best(summaries, PAIRED_METRIC) if seeds > 1 and len(summaries) > 1 else {}
+    paired = stats.paired_to_best(summaries, HEADLINE) if seeds > 1 and len(summaries) > 1 else {}
     tag_keys = list(dict.fromkeys(k for t in trials for k in t.tags))
     return Section(title, source, header, trials, summaries, paired, seeds, tag_keys)
 
 
-def ranked(section: Section, limit: int) -> list[stats.Summary]:
+def ranked(section: Section, limit: int) -> list[stats.Summary[RowTrial]]:
     """At most ``limit`` summaries for plots: the best by mean paired metric first, the rest dropped."""
     if len(section.summaries) <= limit:
         return list(section.summaries)
 
-    def score(s: stats.Summary) -> float:
-        value = s.stats[PAIRED_METRIC].mean
+    def score(s: stats.Summary[RowTrial]) -> float:
+        value = s.stats[HEADLINE].mean
         return -value if math.isfinite(value) else math.inf
 
     return sorted(section.summaries, key=score)[:limit]
 
 
-def epoch_stats(summary: stats.Summary, metric: str) -> list[stats.Stat]:
+def epoch_stats(summary: stats.Summary[RowTrial], metric: str) -> list[stats.Stat]:
     """Per epoch (from 1), the metric over the summary's seeds that have a finite value there."""
     series = [[export.number(v) for v in (t.history.get(metric) or [])] for t in summary.trials]
     length = max((len(s) for s in series), default=0)

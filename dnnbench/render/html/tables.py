@@ -15,7 +15,9 @@ from typing import Any
 
 from dnnbench.analysis import export, stats
 from dnnbench.analysis.checking import FAILING, CheckReport
-from dnnbench.render.html.sections import RowTrial, Section
+from dnnbench.analysis.export import RowTrial
+from dnnbench.render.html.sections import Section
+from dnnbench.results.metrics import BEST_VAL_ACC, HEADLINE
 
 #: (header, metric, higher is better) of the comparison table's metric columns.
 METRIC_COLUMNS = (
@@ -48,7 +50,7 @@ def table(headers: Sequence[str], rows: Iterable[str], *, caption: str = "", num
     )
 
 
-def fmt(value: float, digits: int = 4) -> str:
+def fmt(value: float | None, digits: int = 4) -> str:
     return "–" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 
 
@@ -76,7 +78,7 @@ def _best(summaries: Sequence[stats.Summary], metric: str, higher: bool) -> str 
     }
     if len(means) < 2:
         return None
-    return (max if higher else min)(means, key=means.get)
+    return (max if higher else min)(means, key=means.__getitem__)
 
 
 def origin(row: dict[str, Any]) -> str:
@@ -113,15 +115,15 @@ def _evidence(trial: RowTrial) -> str:
     )
 
 
-def _diagnosis_cell(summary: stats.Summary) -> str:
-    trials: list[RowTrial] = summary.trials  # type: ignore[assignment]
+def _diagnosis_cell(summary: stats.Summary[RowTrial]) -> str:
+    trials = summary.trials
     if not summary.diagnoses:
         return cell("–")
     counts = ", ".join(
         f"{k}" + ("" if n == len(trials) else f" ×{n}")
         for k, n in sorted(summary.diagnoses.items(), key=lambda kv: -kv[1])
     )
-    first = {}
+    first: dict[str, RowTrial] = {}
     for t in trials:
         if t.diagnosis:
             first.setdefault(t.diagnosis["label"], t)
@@ -136,8 +138,8 @@ def status_text(trial: RowTrial) -> str:
     return f"{trial.status}: {message}" if message else trial.status
 
 
-def _status_cell(summary: stats.Summary) -> tuple[str, bool]:
-    trials: list[RowTrial] = summary.trials  # type: ignore[assignment]
+def _status_cell(summary: stats.Summary[RowTrial]) -> tuple[str, bool]:
+    trials = summary.trials
     parts = []
     for status, count in summary.statuses.items():
         text = status if count == len(trials) else f"{status} ×{count}"
@@ -182,7 +184,7 @@ def comparison(section: Section) -> str:
     best = {m: _best(section.summaries, m, higher) for _, m, higher in METRIC_COLUMNS}
     rows = []
     for s in section.summaries:
-        trials: list[RowTrial] = s.trials  # type: ignore[assignment]
+        trials = s.trials
         cells = [cell(s.label, cls="label")]
         cells += [cell(_values(trials, lambda t, k=key: t.tags.get(k))) for key in section.tag_keys]
         where = _values(trials, lambda t: origin(t.row))
@@ -226,7 +228,7 @@ def comparison(section: Section) -> str:
 
 
 def _time_to_target(section: Section) -> tuple[str, dict[str, dict[str, Any]]] | None:
-    """The recorded target's name and, per label, ``targets.summarize``'s medians over seeds."""
+    """The recorded target's name and, per label, ``targets.over_seeds``'s medians over seeds."""
     from dnnbench.analysis import targets
 
     recorded = [t.row["target"] for t in section.trials if isinstance(t.row.get("target"), dict)]
@@ -236,7 +238,7 @@ def _time_to_target(section: Section) -> tuple[str, dict[str, dict[str, Any]]] |
         f"{r.get('metric')} {'>=' if str(r.get('metric')).endswith('acc') else '<='} {show(r.get('value'))}"
         for r in recorded
     )
-    found = targets.summarize([(t.label, t.row.get("target")) for t in section.trials])
+    found = [targets.over_seeds(s.label, [t.row.get("target") for t in s.trials]) for s in section.summaries]
     return " / ".join(names), {r["label"]: r for r in found}
 
 
@@ -268,7 +270,7 @@ def trials(section: Section) -> str:
         ]
         cells += [cell(t.tags.get(k, "")) for k in section.tag_keys]
         cells.append(cell(("⚠ " if bad else "") + escape(message[:MESSAGE_CHARS]), raw=True, cls="status"))
-        cells += [cell(fmt(t.metrics.get(m, math.nan)), t.metrics.get(m)) for m in ("test_acc", "best_val_acc")]
+        cells += [cell(fmt(t.metrics.get(m, math.nan)), t.metrics.get(m)) for m in (HEADLINE, BEST_VAL_ACC)]
         cells.append(cell(show(t.row.get("best_epoch")), export.number(t.row.get("best_epoch"))))
         cells.append(cell(show(t.row.get("stopped_epoch")), export.number(t.row.get("stopped_epoch"))))
         cells.append(cell((t.diagnosis or {}).get("label", "–")))
