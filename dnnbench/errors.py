@@ -5,13 +5,34 @@ Library code raises these; only the CLI turns them into one line on stderr and a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 
 class DnnbenchError(Exception):
-    """Base class of every error dnnbench raises on purpose."""
+    """Base class of every error dnnbench raises on purpose. Its text is one printable line: a
+    message may quote a file or user code, so control characters in it are escaped (``printable``)."""
 
     exit_code = 1
+
+    def __str__(self) -> str:
+        return printable(super().__str__(), newlines=False)
+
+
+#: What a terminal or a browser would act on instead of showing: the C0 controls (ESC, NUL, BEL,
+#: CR, ...), DEL, the C1 controls and the bidirectional overrides and isolates.
+CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_CONTROL_OR_NEWLINE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str, *, newlines: bool = True) -> str:
+    """``text`` (from a file or user code) safe to print: each control character as a visible escape
+    (``\\x1b``, ``\\u202e``), so none sets a window title, clears a screen or reorders a line. Tabs
+    are kept, and newlines unless ``newlines`` is False."""
+    pattern = CONTROL if newlines else _CONTROL_OR_NEWLINE
+    if not pattern.search(text):
+        return text
+    return pattern.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", text)
 
 
 class InputError(DnnbenchError, ValueError):

@@ -23,7 +23,7 @@ from typing import Any
 
 from dnnbench.analysis import export
 from dnnbench.analysis.stats import Stat
-from dnnbench.errors import DataError, InputError
+from dnnbench.errors import DataError, InputError, printable
 from dnnbench.results.metrics import FINAL, HEADLINE
 
 Row = dict[str, Any]
@@ -304,7 +304,7 @@ def markdown(report: CheckReport) -> str:
             )
     verdict = report.summary()
     lines += ["", f"**{verdict.split(':', 1)[0]}**:{verdict.split(':', 1)[1]}", "", f"Rule: {rule(report)}.", ""]
-    return "\n".join(lines)
+    return printable("\n".join(lines))  # labels and ids come from files: no control character gets through
 
 
 def github_benchmark(rows: Sequence[Row], *, metrics: Sequence[str] = (HEADLINE,)) -> list[dict[str, Any]]:

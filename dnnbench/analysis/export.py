@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dnnbench.analysis import stats
-from dnnbench.errors import DataError
+from dnnbench.errors import DataError, printable
 from dnnbench.results.metrics import FINAL
 
 Row = dict[str, Any]
@@ -254,4 +254,4 @@ def to_csv(rows: Sequence[Row]) -> str:
         cells.append((r.get("diagnosis") or {}).get("label"))
         cells += [(r.get("timing") or {}).get(t) for t in timing]
         writer.writerow(["" if c is None else c for c in cells])
-    return buffer.getvalue()
+    return printable(buffer.getvalue())  # names and tags come from files: no control character gets through

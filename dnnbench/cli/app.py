@@ -386,10 +386,13 @@ def fail_on_errored(outcome: Any) -> None:
     errored = [t for t in trials or () if getattr(t, "status", None) == "error"] if isinstance(trials, list) else []
     if not errored:
         return
+    from dnnbench.errors import printable
+
     for trial in errored:
+        reason = str(trial.extra.get("error", "no reason recorded"))  # user code's text: ESC, CR, ... escaped
         print(
-            f"dnnbench: trial {trial.optimizer} seed {trial.spec.seed} ({trial.id}): error: "
-            f"{trial.extra.get('error', 'no reason recorded')}",
+            f"dnnbench: trial {printable(trial.optimizer)} seed {trial.spec.seed} ({trial.id}): error: "
+            f"{printable(reason, newlines=False)}",
             file=sys.stderr,
         )
     raise TrialsErrored(f"{len(errored)} of {len(trials)} trials ended in error (reasons above)")

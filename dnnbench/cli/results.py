@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from dnnbench.errors import DataError, InputError, one_of
+from dnnbench.errors import DataError, InputError, one_of, printable
 from dnnbench.results import files as output_files
 from dnnbench.results.metrics import CURVES, HEADLINE
 
@@ -151,7 +151,8 @@ def profile(
         report_results.profile_table(found, len(times) - len(skipped), label, layout)
     )
     if skipped:
-        print(f"dnnbench: no optimizer reached the target on {', '.join(skipped)}: left out", file=sys.stderr)
+        tasks_named = printable(", ".join(skipped), newlines=False)  # experiment names from the files
+        print(f"dnnbench: no optimizer reached the target on {tasks_named}: left out", file=sys.stderr)
     if out is not None:
         print(f"wrote {plotting.plot_profiles(found, profiles.TAUS, out, title=f'Performance profiles: {label}')}")
 

@@ -14,12 +14,15 @@ import re
 import sys
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from rich.console import Console, ConsoleOptions
+from rich.console import Console, ConsoleOptions, Group
 from rich.measure import Measurement
+from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
 
-from dnnbench.errors import InputError
+from dnnbench.errors import CONTROL, InputError, printable
 
 #: The console width behind ``--wide``: wider than any table, so rich lays each out at its natural
 #: width and never crops a line (the terminal, or the file it is piped to, gets long lines).
@@ -85,15 +88,61 @@ class TableLayout:
 FIT = TableLayout()
 
 
+class SafeConsole(Console):
+    """A console for text that came from files and user code (names, tags, messages): a string is
+    text, never rich markup or an emoji code, and its control characters are escaped
+    (``errors.printable``), in tables, panels and plain prints alike, before anything is measured."""
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        return super().render_str(printable(text), **{**kwargs, "markup": False, "emoji": False})
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        super().print(*(clean(o) for o in objects), **kwargs)
+
+
+def clean(renderable: Any) -> Any:
+    """``renderable`` with every control character in its text escaped: a ``Text`` (its styles
+    kept), and the cells, headers, title and caption of a ``Table``, a ``Panel`` or a ``Group``
+    (in place). Strings are left to ``SafeConsole.render_str``."""
+    if isinstance(renderable, Text):
+        return _clean_text(renderable)
+    if isinstance(renderable, Table):
+        renderable.title, renderable.caption = clean(renderable.title), clean(renderable.caption)
+        for column in renderable.columns:
+            column.header, column.footer = clean(column.header), clean(column.footer)
+            column._cells[:] = [clean(cell) for cell in column._cells]  # rich keeps a column's cells here
+    elif isinstance(renderable, Panel):
+        renderable.renderable = clean(renderable.renderable)
+        renderable.title, renderable.subtitle = clean(renderable.title), clean(renderable.subtitle)
+    elif isinstance(renderable, Group):
+        renderable._renderables = tuple(clean(r) for r in renderable._renderables)  # rich keeps them here
+    return renderable
+
+
+def _clean_text(text: Text) -> Text:
+    if not CONTROL.search(text.plain):
+        return text
+    cuts = sorted({i for m in CONTROL.finditer(text.plain) for i in (m.start(), m.end())})
+    out = text.blank_copy()
+    for piece in text.divide(cuts):
+        if CONTROL.fullmatch(piece.plain):  # one control character: its escape, in its styles
+            shown = printable(piece.plain)
+            piece = Text(shown, style=piece.style, spans=[s._replace(start=0, end=len(shown)) for s in piece.spans])
+        out.append_text(piece)
+    return out
+
+
 def console(*, stderr: bool = False, quiet: bool = False, layout: TableLayout | None = None) -> Console:
     """A console that honours NO_COLOR; piped or in CI it does not squeeze tables to 80 columns,
-    and with ``--wide`` it never narrows or crops one."""
+    and with ``--wide`` it never narrows or crops one. It prints text from files as text (``SafeConsole``)."""
     stream = sys.stderr if stderr else sys.stdout
     if layout is not None and layout.wide:
         width: int | None = WIDE
     else:
         width = None if stream.isatty() or os.environ.get("COLUMNS") else 200
-    return Console(stderr=stderr, quiet=quiet, highlight=False, soft_wrap=False, width=width)
+    return SafeConsole(
+        stderr=stderr, quiet=quiet, highlight=False, soft_wrap=False, width=width, markup=False, emoji=False
+    )
 
 
 def add_columns(
@@ -145,13 +194,13 @@ class Fitted:
         layout = self.layout or TableLayout()
         unchosen = [header for key, header in (self.columns or {}).items() if not layout.picks(key, header)]
         hidden: list[str] = []
-        table = self.build(unchosen)
+        table = clean(self.build(unchosen))  # escaped before it is measured
         if not layout.wide:
             for name in [h for h in self.drop_order if h not in unchosen]:
                 if fit_widths(console, table, options.max_width):
                     break
                 hidden.append(name)
-                table = self.build([*unchosen, *hidden])
+                table = clean(self.build([*unchosen, *hidden]))
             else:
                 fit_widths(console, table, options.max_width)
         if hidden:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from dnnbench.analysis import export
-from dnnbench.errors import DataError, InputError
+from dnnbench.errors import DataError, InputError, printable
 from dnnbench.results import files as output_files
 from dnnbench.results.metrics import CURVES, PLOTTABLE
 
@@ -143,7 +143,17 @@ def plot_curves(rows: Sequence[Row], out: Path, *, metrics: Sequence[str] = CURV
             legend.setdefault(name, handle)
     names = list(legend)
     fig.legend(list(legend.values()), names, loc="outside lower center", ncols=legend_cols, frameon=False)
+    return _save(fig, out)
 
+
+def _save(fig: Any, out: Path) -> Path:
+    """Write ``fig`` to ``out`` atomically in its suffix's format. Its text (labels from files) is
+    shown as written: control characters escaped (an SVG cannot hold them), ``$`` not mathtext."""
+    from matplotlib.text import Text
+
+    for text in fig.findobj(Text):
+        text.set_text(printable(text.get_text()))
+        text.set_parse_math(False)
     buffer = io.BytesIO()
     fig.savefig(buffer, format=out.suffix[1:].lower())
     output_files.write_atomic(out, buffer.getvalue())
@@ -184,7 +194,7 @@ def terminal_curves(rows: Sequence[Row], metric: str = "val_acc", width: int = 6
     right = f"epoch {epochs}"
     lines.append(f"{'':>11}1{right:>{width - 1}}")
     for k, (name, (*_, n)) in enumerate(per.items()):
-        lines.append(f"  {MARKERS[k % len(MARKERS)]} {name} ({n} seed{'s' if n != 1 else ''})")
+        lines.append(f"  {MARKERS[k % len(MARKERS)]} {printable(name)} ({n} seed{'s' if n != 1 else ''})")
     return "\n".join(lines)
 
 
@@ -204,10 +214,7 @@ def _finish(fig: Any, ax: Any, out: Path, title: str) -> Path:
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right", frameon=False)
     fig.suptitle(title, fontweight="bold")
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format=out.suffix[1:].lower())
-    output_files.write_atomic(out, buffer.getvalue())
-    return out
+    return _save(fig, out)
 
 
 def plot_profiles(profiles: Sequence[Any], taus: Sequence[float] | np.ndarray, out: Path, *, title: str) -> Path:

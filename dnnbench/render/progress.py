@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from dnnbench.errors import printable
 from dnnbench.render.tables import make_console
 
 if TYPE_CHECKING:
@@ -40,13 +41,13 @@ class TrainingProgress:
             )
 
             self._progress = Progress(
-                TextColumn("{task.description}"),
+                TextColumn("{task.description}", markup=False),  # names from files: text, not markup
                 BarColumn(),
                 MofNCompleteColumn(),
-                TextColumn("{task.fields[unit]}"),
+                TextColumn("{task.fields[unit]}", markup=False),
                 TimeElapsedColumn(),
                 TimeRemainingColumn(),
-                TextColumn("{task.fields[status]}"),
+                TextColumn("{task.fields[status]}", markup=False),
                 console=make_console(stderr=True),
                 transient=True,
             )
@@ -64,7 +65,7 @@ class TrainingProgress:
         label = f"[{index + 1}/{total}] {first.optimizer}"
         if first.tags:
             label += " " + ",".join(str(value) for value in dict(first.tags).values())
-        label += f" ×{len(specs)} trials"
+        label = printable(label + f" ×{len(specs)} trials")  # an optimizer or tag may hold ESC, BEL, ...
         self._tasks[index] = self._progress.add_task(
             label, total=first.train.epochs, status="compiling…", unit="epochs"
         )

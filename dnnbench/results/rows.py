@@ -225,7 +225,9 @@ class ResultsWriter:
 
 def warn(message: str) -> None:
     """A warning line on stderr (a reader that goes on despite something odd in a file)."""
-    print(f"dnnbench: warning: {message}", file=sys.stderr)
+    from dnnbench.errors import printable
+
+    print(f"dnnbench: warning: {printable(message, newlines=False)}", file=sys.stderr)
 
 
 def open_results(path: Path, *, append: bool = False) -> IO[str]:

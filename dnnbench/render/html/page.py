@@ -17,6 +17,7 @@ import dnnbench.render.html.plots as plots
 import dnnbench.render.html.sections as sections
 import dnnbench.render.html.tables as tables
 from dnnbench.analysis import checking
+from dnnbench.errors import printable
 from dnnbench.results.metrics import HEADLINE
 
 Row = dict[str, Any]
@@ -224,7 +225,9 @@ def render(
             body.append(_section(section, f"s{i}-{j}"))
     title = "dnnbench report: " + ", ".join(s.name for s in sources)
     stamp = f" · generated {escape(generated)}" if generated else ""
-    return (
+    # Every string from a file is escaped for HTML where it is placed; its control characters (NUL,
+    # ESC, the bidirectional overrides) are escaped here, once for the whole page: none is markup.
+    return printable(
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{escape(title)}</title><style>{CSS}</style></head><body>"
