@@ -190,11 +190,12 @@ class Fitted:
         self.build, self.drop_order = build, list(drop_order)
         self.columns, self.layout = columns, layout
 
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[Table]:
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[Table | Group]:
         layout = self.layout or TableLayout()
         unchosen = [header for key, header in (self.columns or {}).items() if not layout.picks(key, header)]
         hidden: list[str] = []
         table = clean(self.build(unchosen))  # escaped before it is measured
+        fits = True
         if not layout.wide:
             for name in [h for h in self.drop_order if h not in unchosen]:
                 if fit_widths(console, table, options.max_width):
@@ -202,13 +203,46 @@ class Fitted:
                 hidden.append(name)
                 table = clean(self.build([*unchosen, *hidden]))
             else:
-                fit_widths(console, table, options.max_width)
+                fits = fit_widths(console, table, options.max_width)
         if hidden:
             hint = "a wider terminal or COLUMNS=N shows them" + ("; --wide keeps every column" if self.layout else "")
             table.caption = (f"{table.caption}\n" if table.caption else "") + (
                 f"hidden to fit {options.max_width} columns: {', '.join(hidden)} ({hint})"
             )
-        yield table
+        # narrower than the kept columns whole: one column per line rather than a cut number
+        yield table if fits else records(table, options.max_width)
+
+
+def records(table: Table, width: int) -> Group:
+    """``table`` as records: per row its first cell (bold), then each other column as ``header: value``
+    on a line of its own -- on two lines, the value indented, when both do not fit in ``width``."""
+    columns = table.columns
+    cells = [list(column.cells) for column in columns]
+    parts: list[Text] = []
+    if table.title:
+        parts.append(_as_text(table.title, "bold"))
+    for i in range(len(table.rows)):
+        parts.append(Text(""))
+        parts.append(_as_text(cells[0][i], "bold"))
+        for column, values in zip(columns[1:], cells[1:], strict=True):
+            header, value = _as_text(column.header).plain, _as_text(values[i])
+            if not value.plain.strip():
+                continue
+            if len(header) + 2 + value.cell_len <= width - 2:
+                parts.append(Text.assemble("  ", (f"{header}: ", "dim"), value))
+            else:
+                indent = " " * max(0, min(4, width - value.cell_len))  # the value whole on its line, if it can be
+                parts += [Text.assemble("  ", (f"{header}:", "dim")), Text.assemble(indent, value)]
+    caption = _as_text(table.caption or "", "dim")
+    caption.append(f"\n(narrower than the table's columns: one per line; COLUMNS={width})", style="dim")
+    return Group(*parts, Text(""), caption)
+
+
+def _as_text(cell: Any, style: str = "") -> Text:
+    """A cell (a string or a ``Text``) as a ``Text``: a string escaped (``printable``), never markup."""
+    if isinstance(cell, Text):
+        return cell.copy() if not style else Text.assemble(cell, style=style)
+    return Text(printable(str(cell)), style=style)
 
 
 def fit_widths(console: Console, table: Table, width: int) -> bool:

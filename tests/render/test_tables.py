@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -202,6 +203,64 @@ def test_narrow_tables_name_what_they_hide_in_the_stated_order(finished, monkeyp
     assert not set(hidden) & set(_headers(out))
     assert {"lr", "activation", "test acc", "status"} <= set(_headers(out))
     assert "--wide keeps every column" in text
+
+
+def _first_table_cells(text: str) -> list[dict[str, str]]:
+    """The body rows of the first table in ``text`` (printed whole, one line a row), header -> cell."""
+    headers, rows = _headers(text), []
+    for line in text.splitlines():
+        if line.startswith("│"):
+            rows.append(dict(zip(headers, (cell.strip() for cell in line.strip().strip("│").split("│")), strict=True)))
+        elif line.startswith("└"):
+            break
+    return rows
+
+
+def _record_fields(text: str, headers: list[str]) -> dict[str, list[str]]:
+    """A record layout's values per header, in row order: ``  header: value`` or ``  header:`` and the value
+    on the next line."""
+    values: dict[str, list[str]] = {}
+    pending = None
+    for line in text.splitlines():
+        field = re.fullmatch(r"  ([^:]+):(?: (.*))?", line)
+        if field and field[1] in headers:
+            if field[2] is None:
+                pending = field[1]
+            else:
+                values.setdefault(field[1], []).append(field[2].strip())
+        elif pending:
+            values.setdefault(pending, []).append(line.strip())
+            pending = None
+    return values
+
+
+@pytest.mark.parametrize("columns", [16, 20, 30])
+def test_class_10_below_the_narrowest_table_every_kept_column_is_a_whole_line(
+    finished, monkeypatch, tmp_path, no_training, columns
+):
+    path = finished["optimizers"]
+    worse = tmp_path / "current.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    for row in rows:
+        if row["type"] == "trial" and row["optimizer"] == "adam":
+            row["metrics"]["test_acc"] -= 0.05
+    worse.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    for argv, kept in [
+        (("report", path), ["test acc", "diagnosis", "status"]),
+        (("check", path, worse), ["metric", "current", "Δ mean", "verdict"]),
+        ((*COMMANDS["optimizers"], *TINY, "--out", path, "--resume"), ["test acc", "status"]),  # a training table
+    ]:
+        monkeypatch.setenv("COLUMNS", "400")
+        _, wide, _ = _run(*argv)
+        monkeypatch.setenv("COLUMNS", str(columns))
+        code, out, err = _run(*argv)
+        assert code in (0, 1), err  # check: adam got worse
+        assert all(len(line) <= columns for line in out.splitlines()), max(out.splitlines(), key=len)
+        assert "…" not in out
+        fields = _record_fields(out, kept)
+        for header in kept:  # each value whole, on its own line, as the wide table shows it
+            assert fields.get(header) == [r[header] for r in _first_table_cells(wide) if r[header]], (argv[0], header)
+        assert "columns: one per line" in " ".join(out.split())  # the caption says why
 
 
 # ---- --wide: every column, at the table's natural width
