@@ -206,6 +206,7 @@ class TrialSpec:
     schedule: optim.Schedule = field(default_factory=optim.Schedule)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "optimizer", optim.user.normalized(self.optimizer))  # one spelling, one id
         given = dict(self.hyperparams)
         lr = given.pop("learning_rate", None)
         full = optim.resolve(self.optimizer, lr, **given)

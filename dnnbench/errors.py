@@ -6,6 +6,9 @@ Library code raises these; only the CLI turns them into one line on stderr and a
 from __future__ import annotations
 
 import re
+import signal
+import sys
+import threading
 from collections.abc import Iterable
 
 
@@ -67,7 +70,49 @@ class Interrupted(DnnbenchError):
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where Ctrl-C raises ``KeyboardInterrupt``: the same path, exit code 143."""
+    """SIGTERM (or SIGHUP), raised where Ctrl-C raises ``KeyboardInterrupt``: the same path, exit
+    code 128 + the signal's number (143 for SIGTERM, 129 for SIGHUP)."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__()
+        self.signum = int(signum)
+
+
+#: The stop signals (SIGINT, SIGTERM, SIGHUP) this process received, in order; the CLI's handlers
+#: record them before they raise. A stop is real only when one arrived: a ``KeyboardInterrupt`` or
+#: ``SystemExit`` raised by user code is an error of that code, not a request to stop.
+STOPS: list[int] = []
+
+
+def stop_exception(signum: int) -> KeyboardInterrupt:
+    """The exception a stop signal raises: ``KeyboardInterrupt`` for Ctrl-C, ``Terminated`` else."""
+    return KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
+
+
+def stop_signal(exc: BaseException) -> int:
+    """The signal a stop came from: ``Terminated``'s own, else the first one received (a library may
+    turn ``Terminated`` into a plain ``KeyboardInterrupt`` on its way through C code: Ray's
+    ``ray.wait`` does), else SIGINT."""
+    if isinstance(exc, Terminated):
+        return exc.signum
+    return STOPS[0] if STOPS else signal.SIGINT
+
+
+def is_stop(exc: BaseException) -> bool:
+    """Whether ``exc`` is a stop this process was asked for (a signal arrived), not one raised by code."""
+    return isinstance(exc, KeyboardInterrupt) and bool(STOPS)
+
+
+def check_stop() -> None:
+    """Raise the stop this process received if its handler's raise was lost -- Python prints and
+    drops an exception raised inside a garbage-collection callback or a ``__del__`` (JAX has
+    both) -- unless that stop is being handled now (``sys.exc_info()`` holds it). Called where
+    dnnbench's own code runs on the main thread: before writing, after each program, at the end."""
+    if not STOPS or threading.current_thread() is not threading.main_thread():
+        return
+    if isinstance(sys.exc_info()[1], KeyboardInterrupt):
+        return
+    raise stop_exception(STOPS[0])
 
 
 def one_of(kind: str, value: object, valid: Iterable[str]) -> InputError:

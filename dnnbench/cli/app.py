@@ -18,6 +18,8 @@ from typing import Annotated, Any
 
 import typer
 
+from dnnbench import errors
+from dnnbench.cli import streams
 from dnnbench.cli.results import COLUMNS_HELP, WIDE_HELP
 from dnnbench.errors import DnnbenchError, InputError, Interrupted, OutputError, Terminated, TrialsErrored
 
@@ -372,7 +374,10 @@ def shared_options(
             from dnnbench.render.layout import TableLayout
 
             output["layout"] = TableLayout.from_options(shared.pop("wide"), shared.pop("columns"))
-        fail_on_errored(command(job=options.job_from_cli(**shared), output=output, **kwargs))
+        varied = {str(item).partition("=")[0].strip() for item in kwargs.get("vary") or ()}  # sweep's --vary
+        job = options.job_from_cli(**shared, schedule_varied="schedule" in varied)
+        with streams.rows_only(bool(output["json"])):  # user code's prints go to stderr, not into the rows
+            fail_on_errored(command(job=job, output=output, **kwargs))
 
     wrapper.__signature__ = inspect.Signature(own + extra)  # type: ignore[attr-defined]
     wrapper.__annotations__ = {p.name: p.annotation for p in own + extra}
@@ -396,6 +401,13 @@ def fail_on_errored(outcome: Any) -> None:
             file=sys.stderr,
         )
     raise TrialsErrored(f"{len(errored)} of {len(trials)} trials ended in error (reasons above)")
+
+
+def _optimizer(text: str) -> str:
+    """``--optimizer``: a file spec in one spelling (``./x.py:f`` is ``x.py:f``)."""
+    from dnnbench.optim import user
+
+    return user.normalized(text.strip())
 
 
 def _optimizers(text: str) -> list[str]:
@@ -463,6 +475,8 @@ def optimizers(
     if list_ or all_:
         if all_ and not list_:
             raise InputError("--all goes with --list: dnnbench optimizers --list --all")
+        if tune or lr is not None:
+            raise InputError(f"--list lists and trains nothing: drop {'--tune' if tune else '--lr'}")
         from dnnbench.experiments import options
 
         commands.list_optimizers(options.parse_names(optimizers), every=all_)
@@ -470,6 +484,11 @@ def optimizers(
     if tune:
         from dnnbench.cli import explore
 
+        if lr is not None:
+            raise InputError(
+                "--lr and --tune both set the learning rates (--tune compares each default with the rate it "
+                "finds); give one"
+            )
         return explore.run_tuned(job, _optimizers(optimizers), **output)
     return commands.compare_optimizers(job, _optimizers(optimizers), lr, **output)
 
@@ -518,7 +537,7 @@ def regularizers(
     """
     from dnnbench.cli import commands
 
-    return commands.compare_regularizers(job, methods, optimizer, lr, **output)
+    return commands.compare_regularizers(job, methods, _optimizer(optimizer), lr, **output)
 
 
 @app.command()
@@ -534,7 +553,7 @@ def diagnose(
     """Train one configuration and say whether it underfits, overfits or fits, with the next commands to try."""
     from dnnbench.cli import commands
 
-    return commands.diagnose_one(job, optimizer, lr, **output)
+    return commands.diagnose_one(job, _optimizer(optimizer), lr, **output)
 
 
 @app.command()
@@ -569,11 +588,15 @@ def sweep(
     sort: Annotated[
         str, typer.Option(help="Metric to sort the trials by and to compute main effects on.", rich_help_panel=OUTPUT)
     ] = "test_acc",
+    ctx: typer.Context = None,  # type: ignore[assignment]  # Typer passes it: which options were given
 ) -> object:
     """Vary any knob over the cartesian product of its values: trials table, gradient flow, main effects."""
     from dnnbench.cli import explore
 
-    return explore.run_sweep(job, vary, optimizer=optimizer, lr=lr, width=width, sort=sort, **output)
+    given = [name for name in ctx.params if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"]
+    return explore.run_sweep(
+        job, vary, optimizer=_optimizer(optimizer), lr=lr, width=width, sort=sort, given=given, **output
+    )
 
 
 @app.command("lr-sensitivity")
@@ -708,20 +731,21 @@ def run(
     from dnnbench.render.layout import TableLayout
 
     layout = TableLayout.from_options(wide, columns)
-    fail_on_errored(
-        commands.run_suite(
-            suite,
-            out=out,
-            json=json,
-            quiet=quiet,
-            resume=resume,
-            force=force,
-            layout=layout,
-            backend=backend,
-            ray_address=ray_address,
-            ray_max_retries=ray_max_retries,
+    with streams.rows_only(json):  # user code's prints go to stderr, not into the rows
+        fail_on_errored(
+            commands.run_suite(
+                suite,
+                out=out,
+                json=json,
+                quiet=quiet,
+                resume=resume,
+                force=force,
+                layout=layout,
+                backend=backend,
+                ray_address=ray_address,
+                ray_max_retries=ray_max_retries,
+            )
         )
-    )
 
 
 from dnnbench.cli.results import register as _register_results  # noqa: E402 -- check, plot, export, report
@@ -733,7 +757,8 @@ def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the app, turn every expected failure into one line and a code.
 
     Exit codes: 0 ok; 1 trials ended in error or a check failed; 2 bad input or a file / stdout
-    that cannot be written; 130 Ctrl-C; 143 SIGTERM (handled like Ctrl-C: finished trials kept).
+    that cannot be written; 130 Ctrl-C; 143 SIGTERM and 129 SIGHUP (handled like Ctrl-C: finished
+    trials kept, the lock released).
     """
     if sys.stdout is None:  # started with stdout closed (>&-): keep fd 1 from being reused by a file
         _stdout_to_devnull()
@@ -742,31 +767,42 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    previous = _catch_sigterm()
+    previous = _catch_stops()
     try:
         return _main(argv)
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
-def _catch_sigterm() -> object:
-    """SIGTERM raises ``Terminated`` (a ``KeyboardInterrupt``): one path for both stops."""
+#: The signals that stop a run: Ctrl-C (exit 130), SIGTERM (143) and SIGHUP (129, a closed terminal).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _catch_stops() -> dict[int, object]:
+    """Each stop signal is recorded (``errors.STOPS``), then raises ``KeyboardInterrupt`` (Ctrl-C)
+    or ``Terminated`` (SIGTERM, SIGHUP): one path for every stop, which releases the results
+    file's lock. The record is what decides the exit code: Python drops an exception raised while
+    a garbage-collection callback runs, so dnnbench checks it again (``errors.check_stop``)."""
+    errors.STOPS.clear()
     if threading.current_thread() is not threading.main_thread():
-        return None
+        return {}
 
-    _SIGTERM.clear()
+    def stop(signum: int, frame: object) -> None:
+        errors.STOPS.append(signum)
+        raise errors.stop_exception(signum)
 
-    def terminate(signum: int, frame: object) -> None:
-        _SIGTERM.set()
-        raise Terminated
-
-    return signal.signal(signal.SIGTERM, terminate)
+    return {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
 
 
-#: Set when this process received SIGTERM: Typer turns any KeyboardInterrupt escaping a command
-#: (``Terminated`` is one) into exit 130, so the exit code is decided on this, not on the exception.
-_SIGTERM = threading.Event()
+def _stop_code(exc: BaseException | None = None) -> int:
+    """One line for a stop outside training (training says what it kept itself) and its exit code."""
+    signum = errors.stop_signal(exc) if exc is not None else errors.STOPS[0] if errors.STOPS else signal.SIGINT
+    if signum == signal.SIGINT:
+        print("dnnbench: interrupted", file=sys.stderr)
+        return 130
+    print(f"dnnbench: terminated ({signal.Signals(signum).name})", file=sys.stderr)
+    return 128 + signum
 
 
 def _stdout_to_devnull() -> None:
@@ -787,7 +823,12 @@ def _main(argv: list[str] | None) -> int:
         return exc.exit_code
     except DnnbenchError as exc:
         print(f"dnnbench: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _stop_code() if errors.STOPS else exc.exit_code
+    except SystemExit as exc:  # nothing of dnnbench's raises it inside the app: code it ran did (user code)
+        if errors.STOPS:
+            return _stop_code()
+        print(f"dnnbench: error: code dnnbench ran called sys.exit({exc.code!r})", file=sys.stderr)
+        return InputError.exit_code
     except typer.TyperException as exc:  # usage errors: unknown option, bad number, ...
         ctx = getattr(exc, "ctx", None)
         if argv is not None and not argv or (ctx is not None and type(exc).__name__ == "NoArgsIsHelpError"):
@@ -796,11 +837,7 @@ def _main(argv: list[str] | None) -> int:
         print(f"dnnbench: error: {exc.format_message()}", file=sys.stderr)
         return getattr(exc, "exit_code", 2)
     except (typer.Abort, KeyboardInterrupt) as exc:
-        if isinstance(exc, Terminated) or isinstance(exc.__cause__, Terminated):
-            print("dnnbench: terminated (SIGTERM)", file=sys.stderr)
-            return 143
-        print("dnnbench: interrupted", file=sys.stderr)
-        return 130
+        return _stop_code(exc.__cause__ if isinstance(exc.__cause__, Terminated) else exc)
     except BrokenPipeError:  # `dnnbench export r.jsonl | head`: the reader had enough
         _stdout_to_devnull()
         return 0
@@ -809,11 +846,8 @@ def _main(argv: list[str] | None) -> int:
         where = exc.filename or "stdout"
         print(f"dnnbench: error: {where}: cannot write ({exc.strerror or exc})", file=sys.stderr)
         return OutputError.exit_code
-    if code == 130:  # a stop outside training (Typer's own KeyboardInterrupt handling)
-        if _SIGTERM.is_set():
-            print("dnnbench: terminated (SIGTERM)", file=sys.stderr)
-            return 143
-        print("dnnbench: interrupted", file=sys.stderr)
+    if code == 130 or errors.STOPS:  # a stop outside training, or one whose raise Python dropped
+        return _stop_code()
     return code if isinstance(code, int) else 0
 
 

@@ -1,330 +1,28 @@
 """What each command does, between the Typer layer and the library: no parsing, no Typer.
 
-A command: validate everything into a ``Job`` (frozen configs), load the data, check that the
-trials fit it, and only then open the results file, train (rows streamed as groups finish) and
-render. So bad input never leaves a half-written file behind.
+A command: validate everything into a ``Job`` (frozen configs) and its trials, run them through
+the results-file session (``session.execute``: every check before the file is opened, rows
+streamed as groups finish) and render. So bad input never leaves a half-written file behind.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
-import signal
 import sys
-import threading
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from dnnbench import data as datamod
 from dnnbench import optim
-from dnnbench.config import TrialSpec
-from dnnbench.errors import InputError, Interrupted, OutputError, Terminated
+from dnnbench.cli.session import Later, execute
+from dnnbench.errors import InputError
 from dnnbench.experiments import options, regularizers
 from dnnbench.experiments.job import Job
 from dnnbench.experiments.optimizers import optimizer_specs
 from dnnbench.render.layout import FIT, TableLayout
-from dnnbench.render.progress import TrainingProgress
-from dnnbench.results import files as output_files
 from dnnbench.results import rows as results
-from dnnbench.run import runner
-from dnnbench.train import engine
-from dnnbench.train import threads as xla_threads
 
-
-def execute(
-    job: Job,
-    specs: Sequence[TrialSpec],
-    *,
-    out: Path | None,
-    json_lines: bool,
-    quiet: bool,
-    extra_config: dict[str, Any] | None = None,
-    resume: bool = False,
-    summary: Any = None,
-    force: bool = False,
-    inputs: Sequence[Path] = (),
-    then: Callable[[list[results.TrialResult]], Sequence[TrialSpec]] | None = None,
-    target: Any = None,
-) -> list[results.TrialResult]:
-    """Load data, check, then train ``specs`` streaming rows to ``out`` / stdout; returns the results.
-
-    ``then``: a second stage that depends on the first one's results (``tune``: the winners'
-    final runs after the search): ``then(first_results)`` gives its trials, planned into programs
-    of their own and written to the same file, under the same lock, after the first stage's rows.
-    ``summary`` then closes the second stage. A resumed file may hold rows of both stages.
-    ``target``: the time-to-target each row records (default ``job.target``; a function of the
-    trial for suites, whose experiments have their own).
-
-    ``resume``: keep the finished trials already in ``out`` (matched by id), train the others and
-    append them. Ctrl-C (or SIGTERM) raises ``Interrupted``, which says how many trials the file holds.
-    ``out`` is claimed first (never an input: the data file, ``inputs``, optimizer files; an existing
-    file only with ``force`` or ``resume``) and locked for the whole run (``output_files``).
-    ``summary``: trials -> the closing ``{"type": "summary"}`` row (statistics over seeds).
-    """
-    run = runner.Run(
-        specs=tuple(specs),
-        data=job.data,
-        max_parallel=job.max_parallel,
-        workers=job.workers,
-        target=target if target is not None else job.target,
-        backend=job.backend,
-    )
-    if resume and out is None:
-        raise InputError("--resume needs --out: the results file to resume")
-    if resume and force:
-        raise InputError("--resume keeps the file and --force replaces it; give one of them")
-    with contextlib.ExitStack() as held:
-        if out is not None:
-            held.enter_context(output_files.lock(out))  # first: a second run stops here, at once
-            output_files.claim(
-                out, inputs=[job.data.path, *inputs, *_optimizer_files(specs)], force=force, resume=resume
-            )
-        if then is None:
-            return _execute(
-                job,
-                run,
-                out=out,
-                json_lines=json_lines,
-                quiet=quiet,
-                extra_config=extra_config,
-                resume=resume,
-                summary=summary,
-            )
-        first = _execute(
-            job,
-            run,
-            out=out,
-            json_lines=json_lines,
-            quiet=quiet,
-            extra_config=extra_config,
-            resume=resume,
-            summary=None,
-            later_stage_ok=True,
-        )
-        second = dataclasses.replace(run, specs=tuple(then(first)))
-        return first + _execute(
-            job,
-            second,
-            out=out,
-            json_lines=json_lines,
-            quiet=quiet,
-            extra_config=extra_config,
-            resume=out is not None,
-            summary=summary,
-            earlier=first,
-        )
-
-
-def _optimizer_files(specs: Sequence[TrialSpec]) -> list[Path]:
-    """The user optimizer files (``path/to/file.py:factory``) a run reads: inputs, never written."""
-    names = {spec.optimizer for spec in specs}
-    return [Path(name.rsplit(":", 1)[0]) for name in names if ":" in name and name.rsplit(":", 1)[0].endswith(".py")]
-
-
-def _execute(
-    job: Job,
-    run: runner.Run,
-    *,
-    out: Path | None,
-    json_lines: bool,
-    quiet: bool,
-    extra_config: dict[str, Any] | None,
-    resume: bool,
-    summary: Any,
-    later_stage_ok: bool = False,
-    earlier: Sequence[results.TrialResult] = (),
-) -> list[results.TrialResult]:
-    """``execute`` once ``out`` is claimed and locked.
-
-    Stages (``execute(then=...)``): the first runs with ``later_stage_ok`` (rows it does not know
-    may belong to the second stage of an interrupted run), the second with ``earlier`` (the first
-    stage's results: their rows are in the file and on stdout already, the header too).
-    """
-
-    previous = results.read_resumable(out) if resume and out is not None else None
-    show_progress = not quiet and not json_lines and sys.stderr.isatty()
-    data = datamod.load(job.data, progress=show_progress)
-    engine.check_specs(run.specs, data)
-    if job.data.path and not quiet and not earlier:  # a file's classes are inferred: say how many
-        print(
-            f"dnnbench: {job.data.path}: {data.n_classes} classes (labels 0..{data.n_classes - 1}), "
-            f"{data.n_features} features",
-            file=sys.stderr,
-        )
-    key = runner.data_key(job.data, data)
-    ids = [results.trial_id(spec, key) for spec in run.specs]
-    # the header records effective values: the worker count used, not None for "the default"
-    plan, workers = runner.chunks_of(run, data)
-    # trials per compiled program, and XLA's threads: both decide a trial's last bits
-    effective = {"workers": workers, "plan": [len(chunk) for chunk in plan], "threads": xla_threads.current()}
-    head = results.header({**job.describe(), **effective, **(extra_config or {})}, data.describe())
-    done: dict[str, results.TrialResult] = {}
-    if previous is not None and out is not None:
-        head, done = _resume(
-            out,
-            previous,
-            dict(zip(ids, run.specs, strict=True)),
-            known=None if later_stage_ok else {t.id for t in earlier},
-            head=head,
-        )
-    # Resume trains again every compiled group with a missing member, whole: a trial's numbers match
-    # an uninterrupted run bit for bit only in the same group (XLA's sums change in the last bits
-    # with the group's size). Groups are written whole, so after Ctrl-C this costs nothing extra.
-    pending = [chunk for chunk in plan if any(ids[i] not in done for i in chunk)]
-    todo = [i for chunk in pending for i in chunk]
-    written = len(done)
-    sinks: list[results.ResultsWriter] = []
-    with contextlib.ExitStack() as stack:
-        if out is not None:
-            sinks.append(
-                results.ResultsWriter(stack.enter_context(results.open_results(out, append=resume)), f"--out {out}")
-            )
-            if not resume:  # a resumed file keeps its own header
-                sinks[-1].write(head)
-        if json_lines:  # stdout gets the whole run: header, resumed trials, new trials
-            sinks.append(results.ResultsWriter(sys.stdout, "stdout"))
-            for row in [*([] if earlier else [head]), *(result.to_row() for result in done.values())]:
-                sinks[-1].write(row)
-        if not todo:
-            return _close([done[i] for i in ids], sinks, summary)
-        todo_run = dataclasses.replace(run, specs=tuple(run.specs[i] for i in todo))
-        progress = stack.enter_context(TrainingProgress(todo_run, enabled=show_progress))
-
-        shared = _executable_trials(run.specs, ids, plan)
-
-        def on_result(result: results.TrialResult) -> None:
-            nonlocal written
-            if result.id in done:  # trained again only to keep its group whole; already in the file
-                return
-            result.timing["executable_trials"] = shared.get(result.id)
-            with _holding_sigint():
-                for sink in sinks:
-                    sink.write(result.to_row())
-                written += 1
-
-        try:
-            position = {i: k for k, i in enumerate(todo)}
-            watch: dict[str, Any] = (
-                {"on_epoch": progress.on_epoch, "on_group": progress.on_group, "on_status": progress.on_status}
-                if show_progress
-                else {}
-            )  # none: a Ray run then needs no progress actor
-            trained = runner.execute(
-                todo_run, data, on_result=on_result, groups=[[position[i] for i in chunk] for chunk in pending], **watch
-            )
-        except KeyboardInterrupt as exc:
-            where = f"written to {out}" if out else "written to stdout" if json_lines else "finished (no --out)"
-            how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
-            raise Interrupted(
-                f"{how}; {written} of {len(ids)} trials {where}" + ("; --resume continues" if out else ""),
-                143 if isinstance(exc, Terminated) else 130,
-            ) from None
-        except OutputError as exc:
-            raise OutputError(
-                f"{exc}; {written} of {len(ids)} trials written before it" + (", --resume continues" if out else "")
-            ) from None
-        new = {ids[i]: result for i, result in zip(todo, trained, strict=True)}
-        return _close([done[i] if i in done else new[i] for i in ids], sinks, summary)
-
-
-def _executable_trials(specs: Sequence[TrialSpec], ids: Sequence[str], plan: Sequence[Sequence[int]]) -> dict[str, int]:
-    """Per trial id, how many trials of the run one compiled executable trains: programs of one
-    structure and one size share it (``timing.group_size`` is the trials of one program). A tune
-    search of 16 candidates cut into 4 programs of 4 shows 16 here: compiled once."""
-    count: dict[tuple, int] = {}
-    for chunk in plan:
-        key = (specs[chunk[0]].structure, len(chunk))
-        count[key] = count.get(key, 0) + len(chunk)
-    return {ids[i]: count[(specs[chunk[0]].structure, len(chunk))] for chunk in plan for i in chunk}
-
-
-def _close(trials: list[results.TrialResult], sinks: Sequence[results.ResultsWriter], summary: Any) -> list:
-    """Write the summary row, if the command has one, after every trial row."""
-    if summary is not None and sinks:
-        row = summary(trials)
-        with _holding_sigint():
-            for sink in sinks:
-                sink.write(row)
-    return trials
-
-
-def _resume(
-    out: Path,
-    previous: tuple[dict[str, Any], list[dict[str, Any]], bool],
-    specs: dict[str, TrialSpec],
-    known: Collection[str] | None = frozenset(),
-    head: dict[str, Any] | None = None,
-) -> tuple[dict[str, Any], dict[str, results.TrialResult]]:
-    """The header and finished trials of the file being resumed; rewrites it without the rest.
-
-    ``known``: ids of another stage of the same run that the file may hold (kept, not returned);
-    None: any row may belong to a later stage (checked when that stage runs). ``head``: this run's
-    header; it replaces the file's when the configuration changed (``--seeds 3`` resuming a run of
-    2 seeds), so that the header states what the file holds. How it trains (workers, programs'
-    sizes) is not what it holds: a change there keeps the file's header."""
-    old, rows, intact = previous
-    how = ("workers", "max_parallel", "backend")
-    was = (old.get("config") or {}).get("threads", "absent")
-    if head is not None and was != "absent" and was != head["config"].get("threads"):
-        raise InputError(
-            f"--resume: {out} was written with --threads {was}; XLA's threads change a trial's last "
-            f"bits, so resume with --threads {was}"
-        )
-    changed = head is not None and (
-        {k: v for k, v in json.loads(json.dumps(head["config"])).items() if k not in how}
-        != {k: v for k, v in (old.get("config") or {}).items() if k not in how}
-    )
-    head = old if head is None or not changed else head
-    foreign = [row for row in rows if row["id"] not in specs and known is not None and row["id"] not in known]
-    if foreign:
-        raise InputError(
-            f"--resume: {out} holds {len(foreign)} trial(s) that are not part of this run (other "
-            "options or data?); resume with the options that wrote it, or write to a new --out"
-        )
-    _check_optimizer_files(out, rows)
-    finished = {row["id"]: row for row in rows if row["status"] in results.FINISHED}
-    if changed or not intact or len(finished) < len(rows):  # a new header, a torn last line, error rows
-        text = "".join(json.dumps(row, allow_nan=False) + "\n" for row in [head, *finished.values()])
-        results.atomic_write_text(out, text)
-    return head, {i: results.from_row(row, specs[i]) for i, row in finished.items() if i in specs}
-
-
-def _check_optimizer_files(out: Path, rows: Sequence[dict[str, Any]]) -> None:
-    """Refuse to resume when an optimizer file the results were trained with has changed since:
-    its rows and the new ones would come from different code under one name."""
-    for row in rows:
-        before = row.get("optimizer_origin") or {}
-        if before.get("kind") != "file":
-            continue
-        now = optim.origin(row["optimizer"])
-        if now.get("sha256") != before.get("sha256"):
-            raise InputError(
-                f"--resume: optimizer file {before.get('path')} changed since {out} was written "
-                f"(sha256 {str(before.get('sha256'))[:12]} -> {str(now.get('sha256'))[:12]}); "
-                "restore it, or write to a new --out"
-            )
-
-
-@contextlib.contextmanager
-def _holding_sigint() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM while a row is written: a row is written whole and counted, then it
-    interrupts."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[tuple[Any, ...]] = []
-    held = (signal.SIGINT, signal.SIGTERM)
-    previous = {sig: signal.signal(sig, lambda *args: caught.append(args)) for sig in held}
-    try:
-        yield
-    finally:
-        for sig in held:
-            signal.signal(sig, previous[sig])
-        handler = previous[caught[0][0]] if caught else None
-        if caught and callable(handler):
-            handler(*caught[0])  # the handler that was held: KeyboardInterrupt / Terminated
+__all__ = ["Later", "execute"]  # the session's, used by ``explore`` through this module too
 
 
 def compare_optimizers(
@@ -643,7 +341,7 @@ def run_suite(
         extra_config=loaded.describe(),
         inputs=[path],
         target=lambda spec: target_of.get(dict(spec.tags).get("experiment")),
-        then=loaded.finals if loaded.tunes else None,
+        then=Later(loaded.finals, loaded.possible_finals) if loaded.tunes else None,
     )
     if not json:
         console = report.make_console(layout=layout)

@@ -6,7 +6,8 @@ files, ``--json``, progress and resume behave as everywhere) and render tables.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sys
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +24,24 @@ from dnnbench.results.rows import TrialResult
 
 
 def run_sweep(
-    job: Job, vary: Sequence[str], *, optimizer: str, lr: float | None, width: int | None, sort: str, **output: Any
+    job: Job,
+    vary: Sequence[str],
+    *,
+    optimizer: str,
+    lr: float | None,
+    width: int | None,
+    sort: str,
+    given: Collection[str] = (),
+    **output: Any,
 ) -> list[TrialResult]:
-    """``dnnbench sweep``: the cartesian product of ``--vary`` levels; trials and main-effects tables."""
+    """``dnnbench sweep``: the cartesian product of ``--vary`` levels; trials and main-effects tables.
+
+    ``given``: the options given on the command line; one that ``--vary`` also sets is an error
+    naming both (which one was meant is not ours to guess)."""
     if sort not in SORTABLE:
         raise InputError(f"--sort: unknown metric {sort!r}; valid: {', '.join(SORTABLE)}")
     factors = sweep.parse_vary(vary, optimizer)
+    _check_conflicts(factors, job, lr, width, given)
     layout = _layout(output)
     layout.check(report.sweep_columns(sort, paired=len(job.seeds) > 1), kept=list(factors))
     swept = [label for label, _ in factors["optimizer"]] if "optimizer" in factors else [optimizer]
@@ -38,6 +51,8 @@ def run_sweep(
     if width <= 0:
         raise InputError(f"--width must be a positive integer, got {width}")
     specs = sweep.sweep_specs(factors, base, job.seeds, width, lr=lr, hyperparams=hp)
+    for line in sweep.shadowed(factors, swept):
+        print(f"dnnbench: {line}", file=sys.stderr)
     trials = commands.execute(
         job,
         specs,
@@ -68,6 +83,30 @@ def run_sweep(
         )
         commands.print_time_to_target(job, trials, lambda t: sweep.levels_label(t.tags, names), layout)
     return trials
+
+
+def _check_conflicts(
+    factors: dict[str, Any], job: Job, lr: float | None, width: int | None, given: Collection[str]
+) -> None:
+    """An option that ``--vary`` sets too (``--lr 0.5 --vary lr=...``, ``--hp b1=0.5 --vary b1=...``),
+    and ``--width`` without ``--vary depth``, are errors: one of them would be ignored."""
+    for key in factors:
+        option = "lr" if key == "lr" else key if key in sweep.FACTORS and key != "depth" else None
+        if option is not None and (option in given or (option == "lr" and lr is not None)):
+            raise InputError(
+                f"--{option.replace('_', '-')} and --vary {key} both set {key}; give its values in --vary only"
+            )
+        if key in sweep.FACTORS:
+            continue
+        target, _, name = key.rpartition(".")
+        for hp_target, hp_name, value in job.hp:
+            if hp_name == name and (not hp_target or not target or hp_target == target):
+                hp_text = f"{hp_target + '.' if hp_target else ''}{hp_name}={value}"
+                raise InputError(f"--hp {hp_text} and --vary {key} both set {name}; give its values in --vary only")
+    if width is not None and "depth" not in factors:
+        raise InputError(
+            "--width is the layers' width when --vary depth is swept; without --vary depth it sets nothing"
+        )
 
 
 def _sort_key(value: float, higher: bool) -> float:
@@ -142,24 +181,37 @@ def run_tuned(job: Job, optimizers: Sequence[str], **output: Any) -> list[TrialR
     layout.check(report.comparison_columns(), kept=("optimizer",))
     grid = sensitivity.lr_grid(1e-5, 10.0, 13)
     hp = options.apply_hp(job.hp, optimizers)
-    quiet_io = {"out": None, "json_lines": False, "quiet": bool(output.get("quiet")) or bool(output.get("json"))}
-    grid_trials = commands.execute(
+
+    def tuned_rates(grid_trials: Sequence[TrialResult]) -> dict[str, float]:
+        return {row["optimizer"]: row["best_lr"] for row in sensitivity.analyze(grid_trials, "val_acc", 0.02)}
+
+    def finals(rates: dict[str, float] | None, lrs: Sequence[float] = ()) -> list:
+        """Each optimizer at its default rate and at ``rates``' (every grid rate in ``lrs``: those
+        it could tune to), on the job's seeds."""
+        specs = []
+        for name in optimizers:
+            choices = [("default", optim.resolve_spec(name).default_lr)]
+            choices += [("tuned", lr) for lr in ([rates[name]] if rates and name in rates else lrs)]
+            for choice, lr in choices:
+                if lr != lr:  # every grid point diverged: nothing to tune to
+                    continue
+                for seed in job.seeds:
+                    specs.append(job.trial(name, lr, hp[name], seed=seed, tags=(("lr_choice", choice),)))
+        return specs
+
+    # The grid only chooses the rates (it is not written); the comparison is, checked before the grid trains.
+    later = commands.Later(
+        specs=lambda grid_trials: finals(tuned_rates(grid_trials) if grid_trials else None),
+        possible=lambda: finals(None, grid),
+        config=lambda grid_trials: {"grid": grid, "tuned_lr": tuned_rates(grid_trials)},
+        first_written=False,
+    )
+    trials = commands.execute(
         job,
         sensitivity.sensitivity_specs(optimizers, grid, job.trial(), job.seeds, hp),
-        extra_config={"command": "optimizers --tune (grid)"},
-        **quiet_io,
-    )
-    tuned = {row["optimizer"]: row["best_lr"] for row in sensitivity.analyze(grid_trials, "val_acc", 0.02)}
-    specs = []
-    for name in optimizers:
-        default_lr = optim.resolve_spec(name).default_lr
-        for choice, lr in (("default", default_lr), ("tuned", tuned[name])):
-            if lr != lr:  # every grid point diverged: nothing to tune to
-                continue
-            for seed in job.seeds:
-                specs.append(job.trial(name, lr, hp[name], seed=seed, tags=(("lr_choice", choice),)))
-    trials = commands.execute(
-        job, specs, extra_config={"command": "optimizers --tune", "grid": grid, "tuned_lr": tuned}, **_io(output)
+        extra_config={"command": "optimizers --tune"},
+        then=later,
+        **_io(output),
     )
     if not output.get("json"):
         summaries = stats.summarize(trials, lambda t: f"{t.optimizer} ({t.tags['lr_choice']})")
@@ -192,7 +244,7 @@ def run_tune(
     trials = commands.execute(
         job,
         planned.search,
-        then=planned.finals,
+        then=commands.Later(planned.finals, planned.possible_finals),
         extra_config={"command": "tune", **planned.describe()},
         summary=lambda ts: stats.summary_row(ts, commands.tune_label, "optimizer"),
         **_io(output),

@@ -62,6 +62,7 @@ def job_from_cli(
     backend: str = "local",
     ray_address: str | None = None,
     ray_max_retries: int = 2,
+    schedule_varied: bool = False,
 ) -> Job:
     """The ``Job`` of the shared options of every training command. ``None`` is a command's "not
     given": a ``label_noise`` or ``train_fraction`` is then the digits demo's on the bundled digits
@@ -81,7 +82,7 @@ def job_from_cli(
     if workers is not None and workers <= 0:
         raise InputError(f"workers must be a positive integer, got {workers}")
     train = TrainConfig(epochs=epochs, batch_size=batch_size, loss=loss, train_eval_samples=train_eval_samples)
-    sched = make_schedule(schedule, warmup, decay_to, step_every, step_factor)
+    sched = make_schedule(schedule, warmup, decay_to, step_every, step_factor, kind_varied=schedule_varied)
     sched.check_epochs(train.epochs)
     data_config = DataConfig(
         dataset=dataset,
@@ -129,8 +130,9 @@ def parse_hidden(text: str) -> tuple[int, ...]:
 
 
 def parse_names(text: str, what: str = "optimizers") -> list[str]:
-    """A comma-separated list of names (``--optimizers``); each is named once."""
-    names = [n.strip() for n in text.split(",") if n.strip()]
+    """A comma-separated list of names (``--optimizers``); each is named once (a file spec in one
+    spelling: ``./x.py:f`` is ``x.py:f``)."""
+    names = [optim.user.normalized(n.strip()) for n in text.split(",") if n.strip()]
     if not names:
         raise InputError(f"--{what} names nothing")
     repeated = sorted({n for n in names if names.count(n) > 1})
@@ -168,7 +170,7 @@ def parse_lr(text: str | None, optimizers: Sequence[str]) -> dict[str, float | N
     items = [item.strip() for item in text.split(",")]
     for item in items:
         name, sep, value = item.rpartition("=")
-        name = name.strip()
+        name = optim.user.normalized(name.strip())
         if sep and name not in optimizers:
             raise InputError(f"--lr names optimizer {name!r}, which is not being run ({', '.join(optimizers)})")
         if not sep and len(items) > 1:
@@ -253,10 +255,32 @@ def parse_warmup(text: str | None) -> tuple[float | None, bool]:
         raise InputError(f"--warmup expects a fraction of training (0.1) or epochs (2e), got {text!r}") from None
 
 
+#: The schedule kinds each option shapes (``--warmup`` shapes every kind).
+SHAPED_BY = {
+    "decay_to": ("linear", "cosine", "warmup_cosine", "exponential"),
+    "step_every": ("step",),
+    "step_factor": ("step",),
+}
+
+
 def make_schedule(
-    kind: str, warmup: str | float | None, decay_to: float | None, step_every: float | None, step_factor: float
+    kind: str,
+    warmup: str | float | None,
+    decay_to: float | None,
+    step_every: float | None,
+    step_factor: float,
+    kind_varied: bool = False,
 ) -> optim.Schedule:
-    """The ``Schedule`` of ``--schedule`` and its options (``--warmup`` may be text: ``2e``)."""
+    """The ``Schedule`` of ``--schedule`` and its options (``--warmup`` may be text: ``2e``). An
+    option the kind ignores (``--decay-to`` with ``constant``) is an error naming both, unless the
+    kind is varied (``sweep --vary schedule=...``: the option is for the kinds that use it)."""
+    given = {"decay_to": decay_to is not None, "step_every": step_every is not None, "step_factor": step_factor != 0.1}
+    for option, kinds in SHAPED_BY.items():
+        if given[option] and not kind_varied and kind not in kinds:
+            raise InputError(
+                f"--{option.replace('_', '-')} and --schedule {kind}: a {kind} schedule has no "
+                f"{option.replace('_', ' ')} (it shapes {', '.join(kinds)}); drop one of them"
+            )
     value, in_epochs = parse_warmup(warmup) if isinstance(warmup, str) or warmup is None else (float(warmup), False)
     return optim.Schedule(
         kind=kind,

@@ -189,6 +189,14 @@ class Suite:
                 out += e.tuning.finals(mine, tags=(("experiment", e.name),))
         return out
 
+    def possible_finals(self) -> list[TrialSpec]:
+        """Every final run the suite's ``tune`` experiments could train, whichever candidates win."""
+        out: list[TrialSpec] = []
+        for e in self.experiments:
+            if e.tuning is not None:
+                out += e.tuning.possible_finals(tags=(("experiment", e.name),))
+        return out
+
 
 @dataclass(frozen=True)
 class _Source:
@@ -460,7 +468,7 @@ def _experiment(
 def load(path: Path) -> Suite:
     """Read and validate a suite file; ``InputError`` (file:line: what is wrong) for anything bad."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (editors on Windows) is not TOML
     except FileNotFoundError:
         raise InputError(f"{path}: no such suite file") from None
     except (OSError, UnicodeDecodeError) as exc:

@@ -164,6 +164,9 @@ def parse_vary(items: Sequence[str], optimizer: str = "adam") -> dict[str, list[
     for item in items:
         key, sep, values = item.partition("=")
         key = ALIASES.get(key.strip(), key.strip())
+        if key not in FACTORS and "." in key:  # a file spec in one spelling (./x.py:f.b is x.py:f.b)
+            target, _, name = key.rpartition(".")
+            key = f"{optim.user.normalized(target)}.{name}"
         if not sep or not values.strip():
             raise InputError(f"--vary expects KEY=V1,V2,..., got {item!r}")
         found = factor(key)
@@ -171,6 +174,7 @@ def parse_vary(items: Sequence[str], optimizer: str = "adam") -> dict[str, list[
             raise InputError(f"--vary names {key!r} twice; give all its values in one --vary")
         levels = []
         for text in (v.strip() for v in values.split(",")):
+            text = optim.user.normalized(text) if key == "optimizer" else text
             try:
                 levels.append((text, found.parse(text)))
             except ValueError:
@@ -200,7 +204,53 @@ def parse_vary(items: Sequence[str], optimizer: str = "adam") -> dict[str, list[
             raise InputError(f"--vary {key}: {target} has no hyperparameter {name!r}; valid: {valid}")
     if "depth" in factors and "hidden" in factors:
         raise InputError("--vary depth and --vary hidden both set the layers; vary one of them")
+    _check_repeats(factors, optimizers)
     return factors
+
+
+def _check_repeats(factors: dict[str, list[tuple[str, Any]]], optimizers: Sequence[str]) -> None:
+    """Beside ``--vary optimizer``, a varied hyperparameter must belong to every swept optimizer:
+    the trials of one that lacks it would repeat once per level -- identical trials under
+    different tags, counted in the main effects."""
+    if "optimizer" not in factors:
+        return
+    for key in factors:
+        if key in FACTORS:
+            continue
+        target, _, name = key.rpartition(".")
+        lacking = [o for o in optimizers if not _sets(o, target, name)]
+        if lacking:
+            raise InputError(
+                f"--vary {key} and --vary optimizer: {key} does not apply to {', '.join(lacking)}, whose trials "
+                f"would repeat once per {key} value (and count in the main effects); sweep {key} over the "
+                "optimizers it applies to"
+            )
+
+
+def _sets(spec: str, target: str, name: str) -> bool:
+    """Whether ``[TARGET.]NAME`` names a hyperparameter of optimizer ``spec``: its own ``name``, or
+    in a wrapped optimizer its part ``target``'s (``adam.b1`` in ``lookahead(adam)``), or without
+    a target any part's."""
+    params = optim.resolve_spec(spec).param
+    if not target or target == spec:
+        return name in params or (not target and any(key.rpartition(".")[2] == name for key in params))
+    return f"{target}.{name}" in params
+
+
+def shadowed(factors: dict[str, list[tuple[str, Any]]], optimizers: Sequence[str]) -> list[str]:
+    """The rule for a key that names a training knob and an optimizer's hyperparameter too
+    (``warmup``, ``epochs``): it varies the knob; one line per such key, to print."""
+    lines = []
+    for key in factors:
+        if key not in FACTORS or key in ("optimizer", "lr"):
+            continue
+        having = [o for o in optimizers if _sets(o, "", key)]
+        if having:
+            lines.append(
+                f"--vary {key} varies the training option --{key.replace('_', '-')}, not the hyperparameter "
+                f"{key!r} of {', '.join(having)}; vary that one as --vary {having[0]}.{key}=..."
+            )
+    return lines
 
 
 def sweep_specs(

@@ -136,7 +136,7 @@ def _from_factory(
     return Optimizer(
         spec=spec,
         kind=kind,
-        factory=factory,
+        factory=user.guarded(factory) if kind in ("file", "module", "plugin") else factory,  # sys.exit: an error
         params=params,
         default_lr=lr,
         lr_in_signature=default_lr is not None,
@@ -178,7 +178,7 @@ def split_setting(item: str, option: str, form: str) -> tuple[str, str, str]:
     target, _, name = key.rpartition(".")
     if not re.fullmatch(r"[A-Za-z_]\w*", name):
         raise InputError(f"{option} {item!r}: {name!r} is not a hyperparameter name")
-    return target, name, value
+    return user.normalized(target), name, value
 
 
 def origin(spec: str) -> dict[str, Any]:

@@ -230,6 +230,9 @@ class Optimizer:
             )
         static_key = ("static", tuple(sorted((k, repr(v)) for k, v in self.static(values).items())))
         if static_key not in self._checked:
+            from dnnbench.optim import work
+
+            work.check_static_ints(self, values)  # before a loop count of 10^8 is traced or trained
             _trace_update(self, values)
             self._checked[static_key] = True
         self._checked[key] = True

@@ -88,6 +88,24 @@ def compile_cache_dir() -> Path | None:
     return Path(platformdirs.user_cache_dir("dnnbench")) / "xla"
 
 
+def compile_cache_problem() -> str | None:
+    """Why the persistent compilation cache cannot be used (a file, a folder that cannot be made or
+    written), as a line to say once; None when it can, or is off. ``_use_compile_cache`` then
+    leaves it off without a word (in every worker process too)."""
+    path = compile_cache_dir()
+    if path is None:
+        return None
+    given = os.environ.get(COMPILE_CACHE_ENV, "").strip()
+    where = f"${COMPILE_CACHE_ENV} {path}" if given else f"the compile cache {path}"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"{where}: cannot be made a folder ({exc.strerror or exc}); compiled programs are not cached"
+    if not os.access(path, os.W_OK | os.X_OK):
+        return f"{where}: the folder is not writable; compiled programs are not cached"
+    return None
+
+
 def _use_compile_cache() -> None:
     """Turn on JAX's persistent compilation cache, once, before the first compile.
 

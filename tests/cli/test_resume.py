@@ -254,12 +254,13 @@ def test_a_stop_keeps_finished_trials_and_resume_completes_them_exactly(tmp_path
 def test_sigterm_outside_training_still_exits_143(monkeypatch, capsys):
     """Typer turns a KeyboardInterrupt escaping a command into exit 130; a SIGTERM (say, while the
     table is drawn after training) must still read as one: exit 143."""
+    from dnnbench import errors
     from dnnbench.cli import app as cli
     from dnnbench.cli import commands
     from dnnbench.errors import Terminated
 
     def terminated(*args, **kwargs):
-        cli._SIGTERM.set()  # what the SIGTERM handler does before it raises
+        errors.STOPS.append(signal.SIGTERM)  # what the SIGTERM handler does before it raises
         raise Terminated
 
     monkeypatch.setattr(commands, "compare_optimizers", terminated)

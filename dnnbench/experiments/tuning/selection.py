@@ -78,14 +78,16 @@ def final_specs(
     """Each optimizer at its defaults and (when a candidate did not diverge) at its winner, on ``seeds``."""
     specs = []
     for name in optimizers:
-        choices = [("default", dict(hyperparams.get(name, {})))]
+        specs += _finals(job, name, "default", hyperparams.get(name, {}), seeds)
         if name in winners:
-            choices.append(("tuned", dict(winners[name].spec.hyperparams)))
-        for choice, given in choices:
-            lr = given.pop("learning_rate", None)
-            for seed in seeds:
-                specs.append(job.trial(name, lr, given, seed=seed, tags=(("phase", "final"), ("choice", choice))))
+            specs += _finals(job, name, "tuned", winners[name].spec.hyperparams, seeds)
     return tuple(specs)
+
+
+def _finals(job: Job, name: str, choice: str, values: Any, seeds: Sequence[int]) -> list:
+    given = dict(values)
+    lr = given.pop("learning_rate", None)
+    return [job.trial(name, lr, given, seed=seed, tags=(("phase", "final"), ("choice", choice))) for seed in seeds]
 
 
 def _short(values: Mapping[str, Any]) -> str:
@@ -110,6 +112,15 @@ class TuningPlan:
         """The final trials once ``search`` (this plan's search results) is known."""
         mine = [t for t in search if t.tags.get("phase") == "search"]
         specs = final_specs(self.job, self.optimizers, select(mine, self.metric), self.final_seeds, self.hyperparams)
+        return [dataclasses.replace(s, tags=(*tags, *s.tags)) for s in specs]
+
+    def possible_finals(self, tags: tuple[tuple[str, TagValue], ...] = ()) -> list:
+        """Every final trial this plan could train, whichever candidates win: the defaults' runs
+        and each candidate's as the winner (what a resumed file's final rows are checked against
+        before the search trains)."""
+        specs = list(final_specs(self.job, self.optimizers, {}, self.final_seeds, self.hyperparams))
+        for candidate in self.search:
+            specs += _finals(self.job, candidate.optimizer, "tuned", candidate.hyperparams, self.final_seeds)
         return [dataclasses.replace(s, tags=(*tags, *s.tags)) for s in specs]
 
     def describe(self) -> dict[str, Any]:
@@ -145,6 +156,10 @@ def plan(
     if final_seeds[-1] > MAX_SEED:
         raise InputError(f"tune trains the final runs on seeds {final_seeds[0]}..{final_seeds[-1]}, past {MAX_SEED}")
     hp = hyperparams or {}
+    try:  # the final runs compare each optimizer at its defaults with its winner: they must be buildable
+        final_specs(job, optimizers, {}, final_seeds, hp)
+    except InputError as exc:
+        raise InputError(f"tune compares each optimizer at its defaults with its tuned values, but {exc}") from None
     return TuningPlan(
         job=job,
         optimizers=tuple(optimizers),

@@ -91,6 +91,8 @@ def parse_space(items: Sequence[str]) -> tuple[SpaceSetting, ...]:
     for item in items:
         target, name, text = optim.split_setting(item, "--space", "NAME=LO..HI[:log|:linear|:log1m] or NAME=V1,V2,...")
         name = ALIASES.get(name, name)
+        if any(s.target == target and s.dimension.name == name for s in out):  # as --hp: which one was meant?
+            raise InputError(f"--space sets {target + '.' if target else ''}{name} twice; give one range")
         out.append(SpaceSetting(target, parse_dimension(name, text, f"--space {item}")))
     return tuple(out)
 
@@ -154,13 +156,15 @@ def default_space(spec: str) -> dict[str, Dimension]:
 def space_for(
     spec: str, settings: Sequence[SpaceSetting], suite_space: Mapping[str, Any] | None = None
 ) -> dict[str, Dimension]:
-    """``spec``'s search space: its defaults, then suite entries, then ``--space`` (last wins)."""
+    """``spec``'s search space: its defaults, then suite entries, then ``--space``: a setting for
+    every optimizer (``b1=...``), then one for ``spec`` alone (``adam.b1=...``), whatever their order
+    on the command line (as ``--hp``)."""
     dims = default_space(spec)
     params = optim.resolve_spec(spec).param
     for name, text in (suite_space or {}).items():
         name = ALIASES.get(name, name)
         dims[name] = _checked(spec, parse_dimension(name, text, f"space.{spec}.{name}"), params)
-    for s in settings:
+    for s in sorted(settings, key=lambda s: bool(s.target)):  # targeted last: they win
         if s.target and s.target != spec:
             continue
         if not s.target and s.dimension.name != "learning_rate" and s.dimension.name not in params:

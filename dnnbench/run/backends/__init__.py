@@ -10,6 +10,7 @@ outcome back as it finishes, in any order. The runner writes rows in group order
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,8 +37,20 @@ __all__ = [
     "Settings",
     "Status",
     "StatusCallback",
+    "session",
     "start",
 ]
+
+
+def session(settings: Settings) -> contextlib.AbstractContextManager[None]:
+    """What a backend holds for a whole command, taken before anything is written: the Ray cluster,
+    joined (a cluster that cannot be reached is one line, and no results file is left behind);
+    nothing for the local backends."""
+    if settings.backend == "ray":
+        import dnnbench.run.backends.ray as ray
+
+        return ray.session(settings)
+    return contextlib.nullcontext()
 
 
 def start(

@@ -7,6 +7,7 @@ without importing the package that imports them.
 from __future__ import annotations
 
 import importlib.util
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -57,8 +58,25 @@ class Settings:
             raise InputError(f"ray max retries must be 0 or more, got {self.ray_max_retries!r}")
         if self.ray_address is not None and self.backend != "ray":
             raise InputError("--ray-address goes with --backend ray")
+        if self.ray_address is not None:
+            ray_host_port("--ray-address", self.ray_address)
         if self.backend == "ray" and importlib.util.find_spec("ray") is None:  # say so before anything runs
             raise InputError(RAY_MISSING)
+
+
+def ray_host_port(option: str, address: str) -> tuple[str, int] | None:
+    """The host and port of a Ray address (``HOST:PORT``, ``ray://HOST:PORT``); None for ``auto``
+    and ``local``; ``InputError`` naming ``option`` for anything else."""
+    text = address.strip()
+    if text in ("auto", "local"):
+        return None
+    match = re.fullmatch(r"(?:ray://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})", text)
+    if match is None or not 0 < int(match.group(2)) < 65536:
+        raise InputError(
+            f"{option} {address!r} is not a Ray address: give the HOST:PORT a cluster's head prints "
+            "(`ray start --head`), ray://HOST:PORT, auto or local"
+        )
+    return match.group(1).strip("[]"), int(match.group(2))
 
 
 class Execution(Protocol):

@@ -31,8 +31,11 @@ import hashlib
 import logging
 import os
 import pickle
+import re
+import signal
 import sys
 import tempfile
+import threading
 import traceback
 import warnings
 from collections.abc import Iterator, Sequence
@@ -40,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from dnnbench.config import TrialSpec
-from dnnbench.errors import DnnbenchError, InputError
+from dnnbench.errors import STOPS, DnnbenchError, InputError, Terminated
 from dnnbench.run.backends.base import (
     RAY_MISSING,
     EpochCallback,
@@ -49,6 +52,7 @@ from dnnbench.run.backends.base import (
     Settings,
     Status,
     StatusCallback,
+    ray_host_port,
 )
 from dnnbench.train import threads as xla_threads
 
@@ -255,26 +259,56 @@ def start(
     return RayExecution(settings, programs, data, on_group, on_epoch, on_status)
 
 
+@contextlib.contextmanager
+def session(settings: Settings) -> Iterator[None]:
+    """Join (or start) the run's Ray cluster for a whole command, before anything is written: a
+    cluster that cannot be reached or refuses this driver is one line, and no results file is
+    left behind. Disconnects at the end when it connected."""
+    ray = import_ray()
+    started = connect(settings)
+    try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()
+
+
 def connect(settings: Settings) -> bool:
     """Join ``--ray-address``, else ``$RAY_ADDRESS``, else a cluster started on this machine (``ray
     start``), else start a local one with this machine's cores. True when this call connected
-    (and ``close`` must disconnect); False when Ray was already initialised (tests, the Python API)."""
+    (and ``close`` must disconnect); False when Ray was already initialised (tests, the Python API).
+
+    An address is checked first: one that is not an address, or where nothing answers, is an
+    ``InputError`` within seconds (Ray itself retries for minutes). A cluster started with
+    ``ray start`` may require token authentication, and Ray's driver sends its token to an address
+    given explicitly only under ``RAY_AUTH_MODE=token``: where a token is at hand
+    (``$RAY_AUTH_TOKEN``, ``$RAY_AUTH_TOKEN_PATH``, ``~/.ray/auth_token``), that mode is set, as
+    ``ray start`` and ``ray.init("auto")`` do; without one, the error says where to put it.
+    ``ray.init`` installs its own SIGTERM handler (``sys.exit(15)``); dnnbench's stop handlers are
+    put back, so that a SIGTERM still ends the run with 143 and keeps what finished."""
     ray = import_ray()
     if ray.is_initialized():
         return False
     quiet: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
-    with warnings.catch_warnings():  # Ray starts its processes by fork + exec: JAX's fork warning does not apply
+    option, address = "--ray-address", settings.ray_address
+    if not address:
+        option, address = "$RAY_ADDRESS", os.environ.get("RAY_ADDRESS")
+    address = _checked_address(option, address) if address else None
+    with warnings.catch_warnings(), _own_stop_handlers():
+        # Ray starts its processes by fork + exec: JAX's fork warning does not apply
         warnings.filterwarnings("ignore", r"os\.fork\(\) was called", RuntimeWarning)
-        return _init(ray, settings, quiet)
+        return _init(ray, address, quiet)
 
 
-def _init(ray: Any, settings: Settings, quiet: dict[str, Any]) -> bool:
-    address = settings.ray_address or os.environ.get("RAY_ADDRESS")
+def _init(ray: Any, address: str | None, quiet: dict[str, Any]) -> bool:
     if address:
+        token = _use_token_auth()
+        if not address.startswith("ray://") and address not in ("auto", "local"):
+            _probe_gcs(address, token)
         try:
             ray.init(address=address, **quiet)
-        except ConnectionError as exc:
-            raise InputError(f"cannot reach the Ray cluster at {address}: {str(exc).splitlines()[0]}") from None
+        except Exception as exc:  # noqa: BLE001 -- Ray's errors: ConnectionError, AuthenticationError, ...
+            raise _cannot_join(address, exc, token) from None
         return True
     try:
         ray.init(address="auto", **quiet)
@@ -283,6 +317,120 @@ def _init(ray: Any, settings: Settings, quiet: dict[str, Any]) -> bool:
 
         ray.init(address="local", num_cpus=engine.cores(), **quiet)  # "local": never a stale `ray start` address
     return True
+
+
+_PROBE_S = 5.0  # how long an address may take to accept a connection
+
+
+def _checked_address(option: str, address: str) -> str:
+    """``address`` (``HOST:PORT``, ``ray://HOST:PORT``, ``auto``, ``local``) once something answers
+    there; ``InputError`` naming ``option`` otherwise."""
+    import socket
+
+    text = address.strip()
+    where = ray_host_port(option, text)
+    if where is None:
+        return text
+    host, port = where
+    try:
+        with socket.create_connection((host, port), timeout=_PROBE_S):
+            pass
+    except OSError as exc:
+        reason = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc)).lower()
+        raise InputError(
+            f"cannot reach the Ray cluster at {text} ({option}): {reason}; is `ray start --head` running there?"
+        ) from None
+    return text
+
+
+def _use_token_auth() -> bool:
+    """Set ``RAY_AUTH_MODE=token`` for this process where it is unset and a token is at hand (what
+    ``ray start`` and ``ray.init("auto")`` do; ``ray.init(address=...)`` does not). Whether a token is set."""
+    mode = os.environ.get("RAY_AUTH_MODE")
+    if mode is not None:
+        return mode.lower() == "token"
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    found = bool(os.environ.get("RAY_AUTH_TOKEN")) or any(
+        Path(p).expanduser().is_file() for p in ([path] if path else []) + ["~/.ray/auth_token"]
+    )
+    if not found:
+        return False
+    os.environ["RAY_AUTH_MODE"] = "token"
+    with contextlib.suppress(Exception):  # Ray caches its config: read the mode again (ray start does)
+        from ray._raylet import Config
+
+        Config.initialize("")
+    return True
+
+
+_GCS_S = 10.0  # how long a cluster's GCS may take to answer a first request
+
+
+def _probe_gcs(address: str, token: bool) -> None:
+    """Ask the cluster's GCS (its head's address) who it is, as ``ray.init`` will, but for
+    ``_GCS_S`` at most, and in a thread: Ray's own first request retries for 20-30 s inside C++,
+    where no signal is handled, and says only "Failed to connect" when the real answer was a
+    missing or wrong token. ``InputError`` when it refuses or does not answer."""
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+        from ray._raylet import GcsClient
+    except ImportError:  # another Ray: ray.init says what it says
+        return
+    answer: dict[str, Any] = {}
+
+    def ask() -> None:
+        try:
+            GcsClient(address=canonicalize_bootstrap_address(address)).cluster_id  # noqa: B018 -- a request
+            answer["ok"] = True
+        except Exception as exc:  # noqa: BLE001 -- said below
+            answer["error"] = exc
+
+    asking = threading.Thread(target=ask, name="dnnbench-ray-probe", daemon=True)
+    asking.start()
+    asking.join(_GCS_S)  # the main thread waits in Python: SIGTERM and Ctrl-C land at once
+    if asking.is_alive():
+        raise InputError(
+            f"the Ray cluster at {address} did not answer within {_GCS_S:g} s (is it the HOST:PORT "
+            "`ray start --head` printed, and is its head running?)"
+        )
+    if "error" in answer:
+        raise _cannot_join(address, answer["error"], token)
+
+
+def _cannot_join(address: str, exc: Exception, token: bool) -> InputError:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if re.search(r"auth|token|unauthenticated", f"{type(exc).__name__} {exc}", re.IGNORECASE):
+        if token:
+            return InputError(
+                f"the Ray cluster at {address} refused this machine's token ($RAY_AUTH_TOKEN or "
+                "~/.ray/auth_token): use the head node's (`ray get-auth-token` there)"
+            )
+        return InputError(
+            f"the Ray cluster at {address} requires token authentication and no token was found: copy the "
+            "head node's (`ray get-auth-token` there) to ~/.ray/auth_token, or set $RAY_AUTH_TOKEN"
+        )
+    return InputError(f"cannot join the Ray cluster at {address}: {type(exc).__name__}: {text}")
+
+
+@contextlib.contextmanager
+def _own_stop_handlers() -> Iterator[None]:
+    """Keep dnnbench's SIGINT / SIGTERM / SIGHUP handlers across ``ray.init``, which installs a
+    SIGTERM handler of its own (``sys.exit(15)``); a SIGTERM during ``ray.init`` is a stop."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    kept = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    except SystemExit as exc:
+        if exc.code != signal.SIGTERM:
+            raise
+        STOPS.append(signal.SIGTERM)
+        raise Terminated(signal.SIGTERM) from None
+    finally:
+        for sig, handler in kept.items():
+            if handler is not None:
+                signal.signal(sig, handler)
 
 
 def worker_env(cpus: int, gpus: int) -> dict[str, str]:
