@@ -98,6 +98,12 @@ class Regularization:
     restores the best epoch's weights. ``augment_shift`` (pixels, image data only) and
     ``augment_noise`` (std of Gaussian noise) perturb every training batch. ``train_fraction``
     trains on that fraction of the training set.
+
+    Two compositions with any optimizer, per-trial numbers like the rest: ``weight_decay``, decoupled
+    decay of the weight matrices after the optimizer's step, ``theta -= lr * weight_decay * theta``
+    (``optax.add_decayed_weights`` masked off the biases, as ``optax.adamw``); ``clip_norm``, the
+    gradient clipped to that global norm before the optimizer (``optax.clip_by_global_norm``; None:
+    not clipped).
     """
 
     l1: float = 0.0
@@ -111,8 +117,13 @@ class Regularization:
     augment_shift: int = 0
     augment_noise: float = 0.0
     train_fraction: float = 1.0
+    weight_decay: float = 0.0
+    clip_norm: float | None = None
 
     def __post_init__(self) -> None:
+        _finite("weight decay", self.weight_decay)
+        if self.clip_norm is not None and not _finite("clip norm", self.clip_norm) > 0:
+            raise InputError(f"clip norm must be a positive number (or unset: no clipping), got {self.clip_norm!r}")
         _finite("l1", self.l1)
         _finite("l2", self.l2)
         _finite("dropout", self.dropout, 0.0, 1.0, hi_open=True)
@@ -140,7 +151,18 @@ class Regularization:
             "min_delta": self.min_delta,
             "augment_noise": self.augment_noise,
             "augment_shift": float(self.augment_shift),
+            "weight_decay": self.weight_decay,
+            "clip_norm": math.inf if self.clip_norm is None else self.clip_norm,  # inf: the gradient unchanged
         }
+
+    def as_dict(self) -> dict[str, Any]:
+        """Its fields; ``weight_decay`` and ``clip_norm`` only when set, so a trial without them has
+        the id it had before they existed."""
+        out = dataclasses.asdict(self)
+        for key, off in (("weight_decay", 0.0), ("clip_norm", None)):
+            if out[key] == off:
+                del out[key]
+        return out
 
 
 @dataclass(frozen=True)
@@ -246,7 +268,7 @@ class TrialSpec:
             "seed": self.seed,
             "model": dataclasses.asdict(self.model),
             "train": dataclasses.asdict(self.train),
-            "regularization": dataclasses.asdict(self.reg),
+            "regularization": self.reg.as_dict(),
             "tags": dict(self.tags),
             "schedule": dataclasses.asdict(self.schedule),
         }

@@ -252,6 +252,8 @@ def command_for(spec: TrialSpec, data: DataConfig | Sequence[str] | None = None)
         ("--augment-shift", r.augment_shift, dr.augment_shift),
         ("--augment-noise", r.augment_noise, dr.augment_noise),
         ("--train-fraction", r.train_fraction, dr.train_fraction),
+        ("--weight-decay", r.weight_decay, dr.weight_decay),
+        ("--clip-norm", r.clip_norm, dr.clip_norm),
         ("--schedule", s.kind, ds.kind),
         ("--decay-to", s.decay_to, ds.decay_to),
         ("--step-every", s.step_every, ds.step_every),

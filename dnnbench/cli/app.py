@@ -168,6 +168,29 @@ Out = Annotated[Path | None, typer.Option(help="Write results as JSON Lines to t
 Json = Annotated[
     bool, typer.Option("--json", help="Write the results lines to stdout instead of a table.", rich_help_panel=OUTPUT)
 ]
+WeightDecay = Annotated[
+    float,
+    typer.Option(
+        "--weight-decay",
+        help=(
+            "Decoupled weight decay with any optimizer: after its step, theta -= lr * X * theta on the weight "
+            "matrices, biases masked off (optax.add_decayed_weights, as adamw). A per-trial number: "
+            "--vary weight_decay=0,1e-4."
+        ),
+        rich_help_panel=REG,
+    ),
+]
+ClipNorm = Annotated[
+    float | None,
+    typer.Option(
+        "--clip-norm",
+        help=(
+            "Clip the gradient to this global norm before the optimizer (optax.clip_by_global_norm); default: "
+            "no clipping. A per-trial number: --vary clip_norm=0.5,1,5."
+        ),
+        rich_help_panel=TRAIN,
+    ),
+]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.", rich_help_panel=OUTPUT)]
 Resume = Annotated[
     bool,
@@ -330,6 +353,8 @@ SHARED_OPTIONS: list[tuple[str, object, object]] = [
     ("quiet", Quiet, False),
     ("resume", Resume, False),
     ("force", Force, False),
+    ("weight_decay", WeightDecay, 0.0),
+    ("clip_norm", ClipNorm, None),
     ("wide", Wide, False),
     ("columns", TableColumns, None),
 ]
@@ -710,7 +735,9 @@ def run(
     backend: Annotated[
         str | None,
         typer.Option(
-            "--backend", help="local | ray (default: the suite's [train] backend, else local).", rich_help_panel=BACKEND
+            "--backend",
+            help="local | processes | threads | ray (default: the suite's [train] backend, else local).",
+            rich_help_panel=BACKEND,
         ),
     ] = None,
     ray_address: RayAddress = None,
@@ -779,7 +806,7 @@ def main(argv: list[str] | None = None) -> int:
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-def _catch_stops() -> dict[int, object]:
+def _catch_stops() -> dict[int, Any]:
     """Each stop signal is recorded (``errors.STOPS``), then raises ``KeyboardInterrupt`` (Ctrl-C)
     or ``Terminated`` (SIGTERM, SIGHUP): one path for every stop, which releases the results
     file's lock. The record is what decides the exit code: Python drops an exception raised while

@@ -52,6 +52,8 @@ def job_from_cli(
     augment_shift: int | None,
     augment_noise: float,
     train_fraction: float | None,
+    weight_decay: float = 0.0,
+    clip_norm: float | None = None,
     hp: Sequence[str] | None = None,
     schedule: str = "constant",
     warmup: str | None = None,
@@ -110,6 +112,8 @@ def job_from_cli(
             augment_shift=augment_shift,
             augment_noise=augment_noise,
             train_fraction=train_fraction,
+            weight_decay=weight_decay,
+            clip_norm=clip_norm,
         ),
         seeds=tuple(range(seed, seed + seeds)),
         max_parallel=max_parallel,
@@ -212,33 +216,45 @@ def apply_hp(hp: Sequence[HpSetting], optimizers: Sequence[str]) -> dict[str, di
     """Per optimizer, the hyperparameters ``--hp`` gives it.
 
     An untargeted setting applies to every optimizer whose signature has that name and must
-    apply to at least one; a targeted one must name an optimizer of the run that has it.
+    apply to at least one; a targeted one must name an optimizer of the run that has it, or a part
+    of a wrapped one (``lookahead.sync_period`` and ``adam.b1`` set ``lookahead(adam)``'s).
     """
     out: dict[str, dict[str, Any]] = {name: {} for name in optimizers}
+    targeted: list[tuple[str, str, Any]] = []
     for target, name, value in hp:
         if name == "learning_rate":
             raise InputError("--hp learning_rate: set learning rates with --lr")
         if target:
-            if target not in optimizers:
-                raise InputError(
-                    f"--hp {target}.{name}: optimizer {target!r} is not being run ({', '.join(optimizers)})"
-                )
-            opt = optim.resolve_spec(target)
-            if name not in opt.param:
-                valid = ", ".join(opt.param) or "none besides learning_rate"
-                raise InputError(f"--hp {target}.{name}: {target} has no hyperparameter {name!r}; valid: {valid}")
-            out[target][name] = value
+            for spec, key in targeted_keys(target, name, optimizers, "--hp"):
+                targeted.append((spec, key, value))
             continue
-        having = [spec for spec in optimizers if name in optim.resolve_spec(spec).param]
+        having = [(spec, key) for spec in optimizers for key in optim.setting_keys(spec, "", name)]
         if not having:
             raise InputError(f"--hp {name}: none of {', '.join(optimizers)} has a hyperparameter {name!r}")
-        for spec in having:
-            out[spec].setdefault(name, value)
+        for spec, key in having:
+            out[spec].setdefault(key, value)
     # targeted settings win over untargeted ones, whatever their order on the command line
-    for target, name, value in hp:
-        if target:
-            out[target][name] = value
+    for spec, key, value in targeted:
+        out[spec][key] = value
     return out
+
+
+def targeted_keys(target: str, name: str, optimizers: Sequence[str], option: str) -> list[tuple[str, str]]:
+    """(optimizer, hyperparameter) pairs that ``TARGET.NAME`` sets: ``name`` of optimizer ``target``,
+    and ``target.name`` of every wrapped optimizer with such a part. ``InputError`` when none."""
+    if target in optimizers and name not in optim.resolve_spec(target).param:
+        valid = ", ".join(optim.resolve_spec(target).param) or "none besides learning_rate"
+        raise InputError(f"{option} {target}.{name}: {target} has no hyperparameter {name!r}; valid: {valid}")
+    found = [(spec, key) for spec in optimizers for key in optim.setting_keys(spec, target, name)]
+    if found:
+        return found
+    for spec in optimizers:  # a part of a wrapped optimizer, but not one of its settings
+        part = [key for key in optim.resolve_spec(spec).param if key.startswith(f"{target}.")]
+        if part:
+            raise InputError(
+                f"{option} {target}.{name}: {spec} has no hyperparameter {target}.{name}; valid: {', '.join(part)}"
+            )
+    raise InputError(f"{option} {target}.{name}: optimizer {target!r} is not being run ({', '.join(optimizers)})")
 
 
 def parse_warmup(text: str | None) -> tuple[float | None, bool]:

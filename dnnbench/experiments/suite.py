@@ -7,7 +7,7 @@
                        schedule, warmup (0.1 or "2e"), decay_to, step_every, step_factor,
                        target ("val_acc=0.97": time to target, per experiment too)
     [regularization]   l1, l2, dropout, dropout_mode, early_stopping, monitor, patience, min_delta,
-                       augment_shift, augment_noise, train_fraction
+                       augment_shift, augment_noise, train_fraction, weight_decay, clip_norm
     [[experiment]]     name, kind = "optimizers"   (optimizers, lr = 0.01 or {adam = 1e-3, ...})
                                   | "regularizers" (methods, optimizer, lr)
                                   | "tune"         (optimizers, budget, metric, [experiment.space.<optimizer>])
@@ -106,6 +106,8 @@ SECTIONS: dict[str, dict[str, Any]] = {
         "augment_shift": int,
         "augment_noise": float,
         "train_fraction": float,
+        "weight_decay": float,
+        "clip_norm": float,
     },
 }
 #: The keys of each experiment kind (besides name, kind and the model/train/regularization overrides).

@@ -74,18 +74,22 @@ def _warmup(text: str) -> tuple[float | None, bool]:
 
 
 def _set_hyperparam(target: str, name: str) -> Callable[[TrialSpec, Any], TrialSpec]:
-    """Set hyperparameter ``name`` on trials of ``target`` (every optimizer that has it when "")."""
+    """Set hyperparameter ``name`` on trials of ``target`` (every optimizer that has it when ""),
+    or of its part ``target`` in a wrapped optimizer (``lookahead.sync_period``, ``adam.b1``)."""
 
     def apply(spec: TrialSpec, value: str) -> TrialSpec:
-        if target and spec.optimizer != target:
-            return spec  # adam.b1 leaves the other optimizers' trials alone
-        if name not in optim.resolve_spec(spec.optimizer).param:
-            if not target:
-                return spec  # b1 applies to the optimizers that have it; parse_vary checked some does
+        keys = optim.setting_keys(spec.optimizer, target, name)
+        if not keys:
+            if not target or spec.optimizer != target:
+                return spec  # adam.b1 leaves the other optimizers' trials alone; parse_vary checked some has it
             raise InputError(f"optimizer {spec.optimizer!r} has no hyperparameter {name!r}")
-        return dataclasses.replace(spec, hyperparams=(*dict(spec.hyperparams, **{name: value}).items(),))
+        return dataclasses.replace(spec, hyperparams=(*dict(spec.hyperparams, **dict.fromkeys(keys, value)).items(),))
 
     return apply
+
+
+def _clip_norm(text: str) -> float | None:
+    return None if text.strip().lower() in ("none", "off") else float(text)
 
 
 def _set_optimizer(spec: TrialSpec, value: str) -> TrialSpec:
@@ -122,6 +126,8 @@ FACTORS: dict[str, Factor] = {
     "augment_shift": Factor(int, _set_reg("augment_shift"), "pixels"),
     "augment_noise": Factor(float, _set_reg("augment_noise"), "noise std"),
     "train_fraction": Factor(float, _set_reg("train_fraction"), "fraction of the training set"),
+    "weight_decay": Factor(float, _set_reg("weight_decay"), "decoupled weight decay (--weight-decay)"),
+    "clip_norm": Factor(_clip_norm, _set_reg("clip_norm"), "global gradient norm, or none (--clip-norm)"),
     "schedule": Factor(str, _set_schedule("kind"), "constant | linear | cosine | warmup_cosine | step | exponential"),
     "warmup": Factor(_warmup, _set_schedule("warmup"), "a fraction of training (0.1) or epochs (2e)"),
     "decay_to": Factor(float, _set_schedule("decay_to"), "final factor of the schedule"),
@@ -192,16 +198,15 @@ def parse_vary(items: Sequence[str], optimizer: str = "adam") -> dict[str, list[
         target, _, name = key.rpartition(".")
         if key in FACTORS:
             continue
-        if not target and not any(name in optim.resolve_spec(o).param for o in optimizers):
+        if not target and not any(optim.setting_keys(o, "", name) for o in optimizers):
             raise InputError(
                 f"--vary: unknown key {key!r}, not a hyperparameter of {', '.join(optimizers)} either; "
                 f"valid keys: {', '.join(FACTORS)}, or an optimizer hyperparameter (b1, adam.b1)"
             )
-        if target and target not in optimizers:
-            raise InputError(f"--vary {key}: optimizer {target!r} is not being run ({', '.join(optimizers)})")
-        if target and name not in optim.resolve_spec(target).param:
-            valid = ", ".join(optim.resolve_spec(target).param) or "none besides learning_rate"
-            raise InputError(f"--vary {key}: {target} has no hyperparameter {name!r}; valid: {valid}")
+        if target:
+            from dnnbench.experiments.options import targeted_keys
+
+            targeted_keys(target, name, optimizers, "--vary")
     if "depth" in factors and "hidden" in factors:
         raise InputError("--vary depth and --vary hidden both set the layers; vary one of them")
     _check_repeats(factors, optimizers)

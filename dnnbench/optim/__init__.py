@@ -8,7 +8,18 @@ A spec is, in the order they are tried:
 4. a built-in name (``sgd``, ``momentum``, ``nesterov``, ``adagrad``, ``rmsprop``, ``adam``,
    ``adamw``): the recipe's rules (``builtin``);
 5. a plugin registered under the entry-point group ``dnnbench.optimizers``;
-6. any other name: ``optax.<name>`` (``lion``, ``lamb``, ``nadam``, ``adafactor``, ...).
+6. any other name: ``optax.<name>`` (``lion``, ``lamb``, ``nadam``, ``adafactor``, ...);
+
+and ``wrapper(spec)`` -- any of these inside a wrapper (``lookahead(adam)``, ``schedule_free(sgd)``,
+``mechanize(momentum)``, ``multi_steps(adam)``, ``reduce_on_plateau(adam)``; ``wrappers``), whose
+numbers are named with their part (``--hp lookahead.sync_period=5``, ``--hp adam.b1=0.95``).
+
+An optimizer may keep an *evaluation point* apart from the weights it trains (schedule-free's x,
+lookahead's slow weights): the optax ones are known, and a factory declares its own as an
+attribute, ``make.eval_params = optax.contrib.schedule_free_eval_params`` -- a function of the
+state of the transformation the factory returns and the parameters. Every metric, early stopping
+and the trained model use it. An update that needs the loss (``polyak_sgd``, ``momo``, ``sophia``,
+``lbfgs``) is given it by the training step (``Optimizer.extra_args``).
 
 Whatever the source, the engine sees the same thing: ``transformation(spec, static)`` -- the
 factory wrapped in ``optax.inject_hyperparams`` -- whose state holds the numbers as arrays, so
@@ -30,7 +41,7 @@ from dnnbench.train import threads
 # its CPU thread pools sized by ``dnnbench.train.threads`` (a trial's last bits depend on them).
 threads.ensure()
 
-from dnnbench.optim import builtin, catalogue, default_lrs, schedules, user  # noqa: E402
+from dnnbench.optim import builtin, catalogue, default_lrs, schedules, user, wrappers  # noqa: E402
 from dnnbench.optim.builtin import DEFAULTS, NAMES, RECIPE, RULES  # noqa: E402
 from dnnbench.optim.definition import (  # noqa: E402
     FALLBACK_LR,
@@ -61,6 +72,7 @@ __all__ = [
     "resolve",
     "resolve_spec",
     "schedules",
+    "setting_keys",
     "split_setting",
     "transformation",
 ]
@@ -75,6 +87,13 @@ def resolve_spec(spec: str) -> Optimizer:
 
 @functools.cache
 def _resolve(spec: str) -> Optimizer:
+    pair = wrappers.split_spec(spec)
+    if pair is not None:
+        name, inner = pair
+        return wrappers.compose(spec, wrappers.wrapper(name, spec), resolve_spec(inner))
+    bare = wrappers.bare(spec)
+    if bare is not None:
+        raise bare
     if user.is_file_spec(spec):
         return _from_factory(spec, "file", *user.load_file(spec))
     if user.is_module_spec(spec):
@@ -117,15 +136,29 @@ def _resolve(spec: str) -> Optimizer:
 
 def _optax(spec: str, factory: Any, qualified: str) -> Optimizer:
     origin = {"kind": "optax", "name": qualified, "version": catalogue.version()}
-    return _from_factory(spec, "optax", factory, origin, default_lrs.lookup(qualified))
+    return _from_factory(
+        spec, "optax", factory, origin, default_lrs.lookup(qualified), wrappers.OPTAX_EVAL_PARAMS.get(qualified)
+    )
 
 
 def _from_factory(
-    spec: str, kind: str, factory: Any, origin: dict[str, Any], documented: default_lrs.DefaultLr | None = None
+    spec: str,
+    kind: str,
+    factory: Any,
+    origin: dict[str, Any],
+    documented: default_lrs.DefaultLr | None = None,
+    eval_params: Any = None,
 ) -> Optimizer:
     """The signature's default learning rate, else the documented one (optax's, ``default_lrs``),
-    else ``FALLBACK_LR``; the row's origin records which (``default_lr_source``)."""
+    else ``FALLBACK_LR``; the row's origin records which (``default_lr_source``). The evaluation
+    point: ``eval_params``, else the factory's attribute of that name."""
     params, default_lr = signature_params(factory, f"optimizer {spec!r}")
+    declared = eval_params if eval_params is not None else getattr(factory, "eval_params", None)
+    if declared is not None and not callable(declared):
+        raise InputError(
+            f"optimizer {spec!r}: its eval_params must be a function (state, params) -> params, "
+            f"got {type(declared).__name__}"
+        )
     if default_lr is not None:
         lr, source = default_lr, "signature"
     elif documented is not None:
@@ -142,7 +175,14 @@ def _from_factory(
         lr_in_signature=default_lr is not None,
         origin={**origin, "default_lr": lr, "default_lr_source": source},
         rule=doc.splitlines()[0] if doc else "",
+        eval_params=None if declared is None else functools.partial(_under_injection, declared),
     )
+
+
+def _under_injection(eval_params: Any, state: Any, params: Any) -> Any:
+    """A factory's ``eval_params`` reads its own transformation's state, which
+    ``optax.inject_hyperparams`` keeps as ``inner_state``."""
+    return eval_params(state.inner_state, params)
 
 
 def resolve(spec: str, learning_rate: Any = None, **hyperparams: Any) -> dict[str, Any]:
@@ -179,6 +219,19 @@ def split_setting(item: str, option: str, form: str) -> tuple[str, str, str]:
     if not re.fullmatch(r"[A-Za-z_]\w*", name):
         raise InputError(f"{option} {item!r}: {name!r} is not a hyperparameter name")
     return user.normalized(target), name, value
+
+
+def setting_keys(spec: str, target: str, name: str) -> list[str]:
+    """The hyperparameters of ``spec`` that ``[TARGET.]NAME`` (``--hp``, ``--vary``) sets: ``name``
+    where ``target`` is ``spec`` or not given; in a wrapped optimizer, its part ``target``'s
+    (``lookahead.sync_period``, ``adam.b1``) or, without a target, every part's ``name``."""
+    params = resolve_spec(spec).param
+    if not target or target == spec:
+        if name in params:
+            return [name]
+        return [] if target else [key for key in params if key.rpartition(".")[2] == name]
+    key = f"{target}.{name}"
+    return [key] if key in params else []
 
 
 def origin(spec: str) -> dict[str, Any]:

@@ -8,6 +8,13 @@ with a bool, int or str default are *static* (they change the program: trials di
 train apart); a ``None`` default is an optional static setting (unset unless given); a parameter
 without a default must be given. Anything else (dtypes, masks, callables) keeps the factory's
 default and cannot be set from dnnbench.
+
+Two more things an optimizer may say about itself. Its *evaluation point*: an optimizer that
+trains one sequence of weights and means another to be evaluated (schedule-free's x, lookahead's
+slow weights) declares ``eval_params(state, params) -> params``, and every metric, the early-stopping
+monitor and restore, and the trained model use it. Its *extra arguments*: an update that needs the
+loss (optax's ``GradientTransformationExtraArgs``: ``value``, ``grad``, ``value_fn``, ``obj_fn``) is
+given them by the training step (``extra_args``).
 """
 
 from __future__ import annotations
@@ -26,6 +33,14 @@ from dnnbench.errors import InputError
 
 #: The learning rate used when a factory's signature gives none (said so by ``--list``).
 FALLBACK_LR = 1e-3
+#: The extra arguments of optax's ``GradientTransformationExtraArgs`` protocol that the training
+#: step gives an update that asks: the minibatch loss, its gradient, and the loss as a function of
+#: the parameters (same batch, same dropout key); ``obj_fn`` is sophia's name for that function.
+EXTRA_ARGS = ("value", "grad", "value_fn", "obj_fn")
+#: Tried in turn where an update takes ``**extra_args`` (every ``optax.chain`` and wrapper), so its
+#: signature cannot say what it reads: none; the loss protocol (polyak_sgd, momo, reduce_on_plateau,
+#: lbfgs -- whose line search refuses arguments its loss function does not take); all of them.
+_EXTRA_TRIES: tuple[tuple[str, ...], ...] = ((), ("value", "grad", "value_fn"), EXTRA_ARGS)
 NUMBER, STATIC = "number", "static"
 _REQUIRED = inspect.Parameter.empty
 _F32_MAX = float(np.finfo(np.float32).max)
@@ -150,6 +165,11 @@ class Optimizer:
     origin: Mapping[str, Any]
     rule: str = ""
     check: Callable[[dict[str, Any]], None] | None = None  # range checks beyond the types
+    #: ``(state, params) -> params``: where the model is evaluated, ``state`` being the state of
+    #: ``transformation(values)``; None: at the trained parameters themselves.
+    eval_params: Callable[[Any, Any], Any] | None = None
+    #: ``values -> transformation`` for optimizers that are not one injected factory (``wrappers``).
+    build: Callable[[Mapping[str, Any]], Any] | None = None
     _checked: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -203,9 +223,26 @@ class Optimizer:
         settings are baked in. Its ``update`` runs for any numbers placed in the state."""
         import optax
 
+        if self.build is not None:
+            return self.build(values)
         names = inspect.signature(self.factory).parameters
         static_args = tuple(n for n in names if n not in self.numbers(values))
         return optax.inject_hyperparams(self.factory, static_args=static_args)(**values)
+
+    def evaluation_params(self, state: Any, params: Any) -> Any:
+        """The parameters the model is evaluated at: ``eval_params(state, params)`` where the
+        optimizer declares an evaluation point, else ``params``."""
+        return params if self.eval_params is None else self.eval_params(state, params)
+
+    def extra_args(self, values: Mapping[str, Any]) -> tuple[str, ...]:
+        """The names in ``EXTRA_ARGS`` that ``transformation(values).update`` takes: read from the
+        update's signature where it names them, else found by tracing one update (once per static
+        setting, when the values are validated)."""
+        self._validate(dict(values))
+        return self._checked[self._static_key(values)]
+
+    def _static_key(self, values: Mapping[str, Any]) -> tuple:
+        return ("static", tuple(sorted((k, repr(v)) for k, v in self.static(values).items())))
 
     def _validate(self, values: dict[str, Any]) -> None:
         """Build once with plain numbers (the factory's own checks), and trace one update on a
@@ -228,39 +265,75 @@ class Optimizer:
                 f"optimizer {self.spec!r}: the factory returned {type(tx).__name__}, not an "
                 "optax.GradientTransformation (a pair of init/update functions)"
             )
-        static_key = ("static", tuple(sorted((k, repr(v)) for k, v in self.static(values).items())))
+        static_key = self._static_key(values)
         if static_key not in self._checked:
             from dnnbench.optim import work
 
             work.check_static_ints(self, values)  # before a loop count of 10^8 is traced or trained
-            _trace_update(self, values)
-            self._checked[static_key] = True
+            self._checked[static_key] = _trace_update(self, values, _named_extra_args(tx))
         self._checked[key] = True
 
 
-def _trace_update(opt: Optimizer, values: dict[str, Any]) -> None:
+def _named_extra_args(tx: Any) -> tuple[str, ...] | None:
+    """The ``EXTRA_ARGS`` that ``tx.update``'s signature names; None where it takes ``**extra_args``
+    (a chain, a wrapper: the signature cannot say); none for a plain ``GradientTransformation``."""
+    import optax
+
+    if not isinstance(tx, optax.GradientTransformationExtraArgs):
+        return ()
+    try:
+        params = inspect.signature(tx.update).parameters
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return None
+    return tuple(name for name in EXTRA_ARGS if name in params)
+
+
+def _trace_update(opt: Optimizer, values: dict[str, Any], named: tuple[str, ...] | None) -> tuple[str, ...]:
+    """Trace ``init`` and one ``update`` on a tiny model (nothing runs) and return the extra
+    arguments the update takes: ``named`` where its signature names them, else the first of
+    ``_EXTRA_TRIES`` it traces with."""
     import jax
     import jax.numpy as jnp
 
     tx = opt.transformation(values)
     params = {"w": jax.ShapeDtypeStruct((3, 4), jnp.float32), "b": jax.ShapeDtypeStruct((4,), jnp.float32)}
-    try:
-        with warnings.catch_warnings():  # optax's deprecation notices are not the user's concern here
-            warnings.simplefilter("ignore")
+
+    def loss(p: Any) -> jax.Array:
+        return jnp.sum(jnp.stack([jnp.sum(jnp.square(leaf)) for leaf in jax.tree.leaves(p)]))
+
+    def update(p: Any, state: Any, extras: tuple[str, ...]) -> Any:
+        given = {"value": loss(p), "grad": p, "value_fn": loss, "obj_fn": loss}
+        return tx.update(p, state, p, **{name: given[name] for name in extras})
+
+    failures: list[Exception] = []
+    with warnings.catch_warnings():  # optax's deprecation notices are not the user's concern here
+        warnings.simplefilter("ignore")
+        try:
             state = jax.eval_shape(tx.init, params)
-            jax.eval_shape(tx.update, params, state, params)
-    except TypeError as exc:
-        missing = re.search(r"missing \d+ required (?:keyword-only |positional )?arguments?: (.+)", str(exc))
-        if missing:
+        except Exception as exc:  # noqa: BLE001 -- e.g. Python control flow on a traced hyperparameter
             raise InputError(
-                f"optimizer {opt.spec!r} needs {missing.group(1)} at update time; dnnbench's training "
-                "step passes only the gradients, the state and the parameters"
+                f"optimizer {opt.spec!r} cannot run in a compiled step: {type(exc).__name__}: {_one_line(exc)}"
             ) from None
-        raise InputError(f"optimizer {opt.spec!r} cannot run: TypeError: {_one_line(exc)}") from None
-    except Exception as exc:  # noqa: BLE001 -- e.g. Python control flow on a traced hyperparameter
-        raise InputError(
-            f"optimizer {opt.spec!r} cannot run in a compiled step: {type(exc).__name__}: {_one_line(exc)}"
-        ) from None
+        for extras in (named,) if named is not None else _EXTRA_TRIES:
+            try:
+                jax.eval_shape(lambda p, s, extras=extras: update(p, s, extras), params, state)
+                return extras
+            except Exception as exc:  # noqa: BLE001 -- reported below if no try traces
+                failures.append(exc)
+    # the plain update's failure says what is wrong, unless it only missed an argument it was not given
+    failure = failures[-1] if len(failures) > 1 and _misses_an_argument(failures[0]) else failures[0]
+    if isinstance(failure, TypeError):
+        raise InputError(f"optimizer {opt.spec!r} cannot run: TypeError: {_one_line(failure)}") from None
+    raise InputError(
+        f"optimizer {opt.spec!r} cannot run in a compiled step: {type(failure).__name__}: {_one_line(failure)}"
+    ) from None
+
+
+def _misses_an_argument(exc: Exception) -> bool:
+    text = str(exc)
+    return bool(re.search(r"missing \d+ required", text)) or any(name in text for name in EXTRA_ARGS)
 
 
 def _one_line(exc: BaseException) -> str:

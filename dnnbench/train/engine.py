@@ -234,7 +234,7 @@ def concurrency() -> int:
     """
     if jax.default_backend() != "cpu":
         return 1
-    return max(1, min(4, cores() + 1))
+    return max(1, cores() // (threads.current() or 1))
 
 
 #: On a CPU a run is planned as at least this many programs where its groups can be cut into equal
@@ -366,6 +366,8 @@ def _setup(specs: tuple[TrialSpec, ...], data: Dataset) -> _Group:
         sizes=sizes,
         uses_dropout=any(s.reg.dropout > 0 for s in specs),
         uses_noise=any(s.reg.augment_noise > 0 for s in specs),
+        uses_weight_decay=any(s.reg.weight_decay > 0 for s in specs),
+        uses_clip=any(s.reg.clip_norm is not None for s in specs),
         uses_early_stopping=any(s.reg.early_stopping for s in specs),
         max_shift=max(s.reg.augment_shift for s in specs),
         uses_penalty=any(s.reg.l1 > 0 or s.reg.l2 > 0 for s in specs),
@@ -427,12 +429,13 @@ def train_group(
             on_epoch(epoch, host)
         if plan.uses_early_stopping and bool(np.all(jax.device_get(state.stopped))):
             break
-    final_params = state.params
+    # the weights the optimizer means to be evaluated (schedule-free's x, lookahead's slow weights)
+    final_params = state.params if state.eval_params is None else state.eval_params
     if plan.uses_early_stopping:  # early-stopping trials end with their best epoch's weights
         restore = lambda best, last: jnp.where(  # noqa: E731
             (numbers.early_stopping > 0).reshape((-1,) + (1,) * (last.ndim - 1)), best, last
         )
-        final_params = jax.tree.map(restore, state.best_params, state.params)
+        final_params = jax.tree.map(restore, state.best_params, final_params)
     jax.block_until_ready(final_params)
     train_s = time.perf_counter() - train_start
 

@@ -21,7 +21,18 @@ from dnnbench.config import Structure
 from dnnbench.optim import schedules
 from dnnbench.train.models import MLP, layer_kernels
 
-REG_KEYS = ("l1", "l2", "dropout", "early_stopping", "patience", "min_delta", "augment_noise", "augment_shift")
+REG_KEYS = (
+    "l1",
+    "l2",
+    "dropout",
+    "early_stopping",
+    "patience",
+    "min_delta",
+    "augment_noise",
+    "augment_shift",
+    "weight_decay",
+    "clip_norm",
+)
 
 # Key streams derived from a trial's seed (fold_in constants keep them independent).
 _INIT, _SHUFFLE, _NOISE = 0, 1, 2
@@ -50,6 +61,8 @@ class Plan:
     max_shift: int = 0  # the largest augmentation shift of the group (pads the images)
     uses_penalty: bool = True  # some trial has l1 > 0 or l2 > 0
     uses_schedule: bool = False  # some trial's learning-rate factor is not always 1
+    uses_weight_decay: bool = False  # some trial has weight_decay > 0
+    uses_clip: bool = False  # some trial clips its gradient
 
 
 class DeviceData(NamedTuple):
@@ -75,12 +88,15 @@ class Numbers(NamedTuple):
     min_delta: jax.Array
     augment_noise: jax.Array
     augment_shift: jax.Array
+    weight_decay: jax.Array
+    clip_norm: jax.Array  # inf: not clipped
 
 
 class TrialState(NamedTuple):
-    params: Any
+    params: Any  # the weights the optimizer trains (where the gradients are taken)
     opt_state: Any
-    best_params: Any
+    eval_params: Any  # where the model is evaluated, for an optimizer that keeps such a point; else None
+    best_params: Any  # the evaluated weights of the best epoch (early stopping only; else None)
     best_score: jax.Array
     best_epoch: jax.Array
     bad_epochs: jax.Array
@@ -171,6 +187,21 @@ def proba_fn(graphdef: Any, params: Any, x: jax.Array, dropout_rate: jax.Array, 
     return nnx.merge(graphdef, params).predict_proba(x, dropout_rate=dropout_rate, dropout_mode=dropout_mode)
 
 
+def clip_gradient(grads: Any, max_norm: jax.Array) -> Any:
+    """``grads`` scaled to global norm ``max_norm`` where it is larger (``optax.clip_by_global_norm``;
+    an infinite ``max_norm`` returns them unchanged, bit for bit)."""
+    clipped, _ = optax.clip_by_global_norm(max_norm).update(grads, optax.EmptyState())
+    return clipped
+
+
+def decoupled_decay(updates: Any, params: Any, rate: jax.Array) -> Any:
+    """``updates - rate * W`` for the weight matrices, biases untouched: ``optax.add_decayed_weights``
+    with ``rate = learning_rate * weight_decay`` after the optimizer's step, as ``optax.adamw``."""
+    decay = optax.add_decayed_weights(-rate, mask=lambda tree: jax.tree.map(lambda leaf: leaf.ndim > 1, tree))
+    out, _ = decay.update(updates, decay.init(params), params)
+    return out
+
+
 def make_init_params(plan: Plan):
     """``seed -> initial weights`` of one trial. It depends on the model alone, so every optimizer
     of a comparison shares one compiled copy -- and, for one seed, the very same weights."""
@@ -186,7 +217,11 @@ def make_trial_fns(plan: Plan):
     st, sizes = plan.structure, plan.sizes
     graphdef, _ = nnx.split(nnx.eval_shape(lambda: _model(plan, 0)))
     # Built from the spec and its static settings alone: its update reads the numbers from the state.
-    tx = optim.transformation(st.optimizer, dict(st.optimizer_static))
+    opt = optim.resolve_spec(st.optimizer)
+    values = opt.hyperparams(None, **dict(st.optimizer_static))
+    tx = opt.transformation(values)
+    extra_args = opt.extra_args(values)  # what of the loss its update takes (polyak_sgd, lbfgs, ...)
+    keeps_eval_point = opt.eval_params is not None
     batch = st.train.batch_size
     steps = sizes.n_train // batch
     total_steps = steps * st.train.epochs
@@ -198,13 +233,16 @@ def make_trial_fns(plan: Plan):
     chunk_of = lambda n, rows: min(rows, max(n, 1))  # noqa: E731
 
     def init(params: Any, nums: Numbers) -> TrialState:
-        opt_state = tx.init(params)
-        opt_state = opt_state._replace(hyperparams={k: nums.hyperparams[k] for k in opt_state.hyperparams})
+        # Built with the trial's numbers: the state holds them, and some optimizers' initial states
+        # read them (schedule-free keeps b1, momo its lower bound).
+        opt_state = opt.transformation({**values, **nums.hyperparams}).init(params)
+        point = opt.evaluation_params(opt_state, params) if keeps_eval_point else None
         # Only early stopping needs a second copy of the weights; others carry None (no memory).
-        best = params if plan.uses_early_stopping else None
+        best = (point if keeps_eval_point else params) if plan.uses_early_stopping else None
         return TrialState(
             params,
             opt_state,
+            point,
             best,
             jnp.float32(jnp.inf),
             jnp.int32(0),
@@ -255,9 +293,17 @@ def make_trial_fns(plan: Plan):
             params, opt_state = carry
             i, idx = inputs
             k_aug, k_drop = jax.random.split(jax.random.fold_in(noise_key, i))
-            xb = augment(data.x_train[idx], k_aug, nums, plan)
-            loss, grads = jax.value_and_grad(objective)(params, xb, data.y_train[idx], nums, k_drop)
-            updates, new_opt = tx.update(grads, opt_state, params)
+            xb, yb = augment(data.x_train[idx], k_aug, nums, plan), data.y_train[idx]
+            loss, grads = jax.value_and_grad(objective)(params, xb, yb, nums, k_drop)
+            given = {}
+            if extra_args:  # the minibatch's loss as a function of the weights: same batch, same dropout
+                loss_fn = lambda p: objective(p, xb, yb, nums, k_drop)  # noqa: E731
+                given = {"value": loss, "grad": grads, "value_fn": loss_fn, "obj_fn": loss_fn}
+                given = {name: given[name] for name in extra_args}
+            clipped = clip_gradient(grads, nums.clip_norm) if plan.uses_clip else grads
+            updates, new_opt = tx.update(clipped, opt_state, params, **given)
+            if plan.uses_weight_decay:
+                updates = decoupled_decay(updates, params, nums.hyperparams["learning_rate"] * nums.weight_decay)
             if plan.uses_schedule:  # the factor s(t) of the global step scales the whole update
                 scale = lr_factor(state.epoch * steps + i, nums)
                 updates = jax.tree.map(lambda u: u * scale.astype(u.dtype), updates)
@@ -273,11 +319,14 @@ def make_trial_fns(plan: Plan):
             train_step, (state.params, state.opt_state), (jnp.arange(steps), batches)
         )
         m = {}
+        # Every metric, the monitor and the restored weights are at the optimizer's evaluation
+        # point (schedule-free's x, lookahead's slow weights), which is the trained weights for most.
+        point = opt.evaluation_params(opt_state, params) if keeps_eval_point else params
         # Training metrics in test mode on the first n_train_eval samples (a fixed random subset:
         # the training set was shuffled at the split), so they cost a bounded number of forward passes.
-        m["train_loss"], m["train_acc"] = evaluate(params, data.x_train, data.y_train, sizes.n_train_eval, nums)
-        m["val_loss"], m["val_acc"] = evaluate(params, data.x_val, data.y_val, sizes.n_val, nums)
-        m["test_loss"], m["test_acc"] = evaluate(params, data.x_test, data.y_test, sizes.n_test, nums)
+        m["train_loss"], m["train_acc"] = evaluate(point, data.x_train, data.y_train, sizes.n_train_eval, nums)
+        m["val_loss"], m["val_acc"] = evaluate(point, data.x_val, data.y_val, sizes.n_val, nums)
+        m["test_loss"], m["test_acc"] = evaluate(point, data.x_test, data.y_test, sizes.n_test, nums)
         m["step_loss"] = jnp.mean(losses)
         m["grad_norm"] = jnp.mean(norms, axis=0)
         # The learning rate the epoch's last update applied: learning_rate x s(t).
@@ -292,12 +341,13 @@ def make_trial_fns(plan: Plan):
         improved = improved & ~state.stopped
         best_params = state.best_params
         if plan.uses_early_stopping:
-            best_params = jax.tree.map(lambda b, p: jnp.where(improved, p, b), state.best_params, params)
+            best_params = jax.tree.map(lambda b, p: jnp.where(improved, p, b), state.best_params, point)
         bad = jnp.where(improved, 0, state.bad_epochs + 1)
         stop_now = (nums.early_stopping > 0) & (bad >= nums.patience) & ~state.stopped
         new_state = TrialState(
             params=params,
             opt_state=opt_state,
+            eval_params=point if keeps_eval_point else None,
             best_params=best_params,
             best_score=jnp.where(improved, score, state.best_score),
             best_epoch=jnp.where(improved, state.epoch, state.best_epoch),

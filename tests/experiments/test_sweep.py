@@ -144,3 +144,30 @@ def test_groups_are_chunked_automatically_to_the_memory_budget(monkeypatch):
     monkeypatch.setattr(runner, "MEMORY_BUDGET", 3 * one)
     assert runner.group_by_structure(specs, n_features=784) == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
     assert runner.group_by_structure(specs, max_parallel=5, n_features=784) == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
+
+
+def test_clip_norm_and_weight_decay_sweep_is_one_executable_of_six_trials(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "s.jsonl"
+    argv = ["sweep", "--optimizer", "sgd", "--vary", "clip_norm=0.5,1,5", "--vary", "weight_decay=0,1e-4"]
+    assert main([*argv, *TINY, "--lr", "0.5", "--out", str(out)]) == 0, capsys.readouterr().err
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    trials = [r for r in rows if r["type"] == "trial"]
+    assert len(trials) == 6 and {r["timing"]["executable_trials"] for r in trials} == {6}
+    assert {(r["clip_norm"], r["weight_decay"]) for r in trials} == {
+        (c, w) for c in (0.5, 1.0, 5.0) for w in (0.0, 1e-4)
+    }
+    for r in trials:  # recorded in the config where set; an unset decay leaves it (and the id) as before
+        reg = r["config"]["regularization"]
+        assert reg["clip_norm"] == r["clip_norm"] and reg.get("weight_decay", 0.0) == r["weight_decay"]
+    # clipping at 0.5 and at 5 train differently (sgd at lr 0.5: the gradients' norms lie between)
+    loss = {(r["clip_norm"], r["weight_decay"]): r["metrics"]["train_loss"] for r in trials}
+    assert loss[(0.5, 0.0)] != loss[(5.0, 0.0)]
+    specs = sweep.sweep_specs(
+        sweep.parse_vary(["clip_norm=0.5,1,5", "weight_decay=0,1e-4"], "sgd"),
+        TrialSpec(optimizer="sgd", model=ModelConfig(hidden=(8,))),
+        seeds=[0],
+        width=8,
+    )
+    assert len({s.structure for s in specs}) == 1

@@ -375,7 +375,8 @@ def test_list_all_shows_catalogue_with_defaults_and_refusals(capsys, monkeypatch
     ):
         assert name in out
     assert "min_dim_size_to_factor*=128" in out and "0.0003: Chen et al. 2023" in out
-    assert "polyak_sgd" in out and "loss value" in out
+    # polyak_sgd runs (it is given the loss); sam and dpsgd say why they cannot
+    assert "optax.polyak_sgd" in out and "optax.contrib.sam" in out and "clips each example's gradient" in out
 
 
 # Every bad spec: one line on stderr naming the problem, exit 2, no traceback, nothing written.
@@ -418,8 +419,14 @@ BAD_SPECS = {
     "warmup text": ("adam", ["--warmup", "soon"], ["--warmup", "soon", "2e"]),
     "warmup too long": ("adam", ["--warmup", "5e"], ["warmup of 5 epochs", "2 epochs"]),
     "decay out of range": ("adam", ["--schedule", "linear", "--decay-to", "2"], ["decay_to", "2"]),
-    "extra update args": ("polyak_sgd", [], ["optax.polyak_sgd", "loss value"]),
-    "wraps an optimizer": ("optax.contrib.schedule_free", [], ["wraps another optimizer", "base_optimizer"]),
+    "per-example gradients": ("optax.contrib.dpsgd", [], ["optax.contrib.dpsgd", "per-example gradients"]),
+    "wraps an optimizer": (
+        "optax.contrib.schedule_free",
+        [],
+        ["wraps another optimizer", "schedule_free(<optimizer>)"],
+    ),
+    "unknown wrapper": ("warmup(adam)", [], ["'warmup' is not a wrapper", "lookahead"]),
+    "wrapper setting": ("lookahead(adam)", ["--hp", "lookahead.period=2"], ["lookahead.sync_period"]),
     "unknown optax name": ("optax.not_there", [], ["optax", "not_there", "--list --all"]),
 }
 
