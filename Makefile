@@ -22,7 +22,7 @@ test: install  ## the test suite (the same command CI runs)
 	$(BIN)/pytest
 
 lint: install  ## ruff over the package, tests and benchmarks
-	$(BIN)/ruff check dnnbench tests benchmarks
+	$(BIN)/ruff check dnnbench tests benchmarks examples docs/hooks && $(BIN)/ruff format --check dnnbench tests benchmarks examples docs/hooks
 
 typecheck: install  ## mypy over the package (settings: [tool.mypy] in pyproject.toml)
 	$(BIN)/mypy

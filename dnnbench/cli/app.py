@@ -133,7 +133,11 @@ MaxParallel = Annotated[
 Workers = Annotated[
     int | None,
     typer.Option(
-        help="Compiled programs trained at once (default: CPU cores + 1, at most 4; 1 on a GPU).", rich_help_panel=TRAIN
+        help=(
+            "Compiled programs trained at once (default: CPU cores / --threads, as many as memory holds; 1 on a "
+            "GPU). Never changes a number."
+        ),
+        rich_help_panel=TRAIN,
     ),
 ]
 L1 = Annotated[float, typer.Option(help="L1 penalty strength on weight matrices.", rich_help_panel=REG)]
@@ -164,10 +168,6 @@ AugmentNoise = Annotated[
 TrainFraction = Annotated[
     float, typer.Option(help="Train on this fraction of the training set, in (0, 1].", rich_help_panel=REG)
 ]
-Out = Annotated[Path | None, typer.Option(help="Write results as JSON Lines to this file.", rich_help_panel=OUTPUT)]
-Json = Annotated[
-    bool, typer.Option("--json", help="Write the results lines to stdout instead of a table.", rich_help_panel=OUTPUT)
-]
 WeightDecay = Annotated[
     float,
     typer.Option(
@@ -190,6 +190,10 @@ ClipNorm = Annotated[
         ),
         rich_help_panel=TRAIN,
     ),
+]
+Out = Annotated[Path | None, typer.Option(help="Write results as JSON Lines to this file.", rich_help_panel=OUTPUT)]
+Json = Annotated[
+    bool, typer.Option("--json", help="Write the results lines to stdout instead of a table.", rich_help_panel=OUTPUT)
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.", rich_help_panel=OUTPUT)]
 Resume = Annotated[
@@ -270,8 +274,9 @@ BackendOpt = Annotated[
     typer.Option(
         "--backend",
         help=(
-            "Where the compiled programs train: local (threads of this process) | ray (one Ray task per "
-            "program on a Ray cluster; pip install 'dnnbench[ray]')."
+            "Where the compiled programs train: local (threads of this process) | processes (a pool of worker "
+            "processes, one XLA each) | threads (the same as local) | ray (one Ray task per "
+            "program on a Ray cluster; pip install 'dnnbench[ray]'). The numbers are the same on each."
         ),
         rich_help_panel=BACKEND,
     ),
@@ -348,13 +353,13 @@ SHARED_OPTIONS: list[tuple[str, object, object]] = [
     ("augment_shift", AugmentShift, 0),
     ("augment_noise", AugmentNoise, 0.0),
     ("train_fraction", TrainFraction, 1.0),
+    ("weight_decay", WeightDecay, 0.0),
+    ("clip_norm", ClipNorm, None),
     ("out", Out, None),
     ("json", Json, False),
     ("quiet", Quiet, False),
     ("resume", Resume, False),
     ("force", Force, False),
-    ("weight_decay", WeightDecay, 0.0),
-    ("clip_norm", ClipNorm, None),
     ("wide", Wide, False),
     ("columns", TableColumns, None),
 ]

@@ -3,7 +3,7 @@
     [data]             dataset, path, val_split, label_noise, data_dir, verify
     [model]            hidden, activation, residual, precision
     [train]            epochs, batch_size, loss, seeds, seed, max_parallel, workers,
-                       backend ("local" | "ray"), ray_address, ray_max_retries,
+                       backend ("local" | "processes" | "threads" | "ray"), ray_address, ray_max_retries,
                        schedule, warmup (0.1 or "2e"), decay_to, step_every, step_factor,
                        target ("val_acc=0.97": time to target, per experiment too)
     [regularization]   l1, l2, dropout, dropout_mode, early_stopping, monitor, patience, min_delta,

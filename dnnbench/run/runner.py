@@ -131,9 +131,41 @@ def chunks_of(run: Run, data: Dataset) -> tuple[list[list[int]], int]:
     on an 8-core laptop must split exactly as on a 2-core CI runner. ``workers`` only decides how
     many of the programs train at once.
     """
-    workers = run.workers or engine.concurrency()
     plan = group_by_structure(run.specs, run.max_parallel, data.n_features, data.n_classes, engine.plan_programs())
+    workers = run.workers or memory_bounded(engine.concurrency(), plan, run.specs, data)
     return plan, workers
+
+
+def memory_bounded(workers: int, plan: Sequence[Sequence[int]], specs: Sequence[TrialSpec], data: Dataset) -> int:
+    """At most as many programs at once as the memory available holds: each worker process holds
+    its own copy of the data on the device and its program's trials (``trial_bytes``); never more
+    workers than programs."""
+    arrays = (data.x_train, data.y_train, data.x_val, data.y_val, data.x_test, data.y_test)
+    data_bytes = sum(int(a.nbytes) for a in arrays)
+    program_bytes = max(
+        sum(trial_bytes(specs[i], data.n_features, data.n_classes) for i in members) for members in plan
+    )
+    available = available_memory()
+    if available is not None:
+        workers = min(workers, max(1, int(0.8 * available) // (data_bytes + program_bytes + PROCESS_BYTES)))
+    return max(1, min(workers, len(plan)))
+
+
+#: A worker process's own memory besides data and trials: Python, JAX and XLA's runtime (measured:
+#: a spawned worker that imported dnnbench and started XLA held ~350 MB resident).
+PROCESS_BYTES = 400 * 1024**2
+
+
+def available_memory() -> int | None:
+    """Bytes the OS can give without swapping (Linux's MemAvailable); None where unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def data_key(config: DataConfig, data: Dataset) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from dnnbench.data import Dataset, with_train_fraction
 from dnnbench.errors import InputError
 from dnnbench.optim import schedules
 from dnnbench.train import step as core
+from dnnbench.train import threads
 from dnnbench.train.models import weight_count
 
 #: Rows per evaluation chunk: bounds the activations held at once when evaluating big sets.
@@ -223,15 +224,10 @@ def _compiler_options(plan: core.Plan, n_trials: int) -> dict[str, Any]:
 
 
 def concurrency() -> int:
-    """How many compiled programs the runner trains at once by default.
-
-    On a CPU, XLA's batch-100 matmuls leave cores idle between and inside the layers, and the
-    optimizer updates are memory-bound; a second and third program fill the gaps. Measured on
-    2 cores, the five optimizers' epochs (plain JAX): one at a time 1.43-1.56 s per epoch, two
-    at a time 1.09-1.25 s, three 1.04-1.16 s, five 1.07-1.18 s -- hence cores + 1, at most 4 (each
-    program holds its own buffers). A GPU runs one program at a time on its stream: there the
-    trial axis (vmap) is what fills the device.
-    """
+    """How many compiled programs the runner trains at once by default: one per ``--threads``
+    cores on a CPU (each worker process runs XLA on that many threads), one on a GPU, whose stream
+    runs one program at a time (there the vmapped trial axis fills the device). The runner lowers
+    it where memory cannot hold that many programs (``runner.memory_bounded``)."""
     if jax.default_backend() != "cpu":
         return 1
     return max(1, cores() // (threads.current() or 1))
@@ -366,12 +362,12 @@ def _setup(specs: tuple[TrialSpec, ...], data: Dataset) -> _Group:
         sizes=sizes,
         uses_dropout=any(s.reg.dropout > 0 for s in specs),
         uses_noise=any(s.reg.augment_noise > 0 for s in specs),
-        uses_weight_decay=any(s.reg.weight_decay > 0 for s in specs),
-        uses_clip=any(s.reg.clip_norm is not None for s in specs),
         uses_early_stopping=any(s.reg.early_stopping for s in specs),
         max_shift=max(s.reg.augment_shift for s in specs),
         uses_penalty=any(s.reg.l1 > 0 or s.reg.l2 > 0 for s in specs),
         uses_schedule=any(s.schedule.active for s in specs),
+        uses_weight_decay=any(s.reg.weight_decay > 0 for s in specs),
+        uses_clip=any(s.reg.clip_norm is not None for s in specs),
     )
     _check_plan(plan)
     n_real = len(specs)

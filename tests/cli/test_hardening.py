@@ -625,7 +625,10 @@ def test_a_resumed_header_states_what_the_file_holds(tmp_path, command):
 def test_the_header_records_the_worker_count_used():
     code, out, err = _run("optimizers", *TINY, "--optimizers", "sgd", "--json")
     assert code == 0, err
-    assert json.loads(out.splitlines()[0])["config"]["workers"] == engine.concurrency()
+    assert json.loads(out.splitlines()[0])["config"]["workers"] == 1  # one program: never more workers
+    code, out, err = _run("optimizers", *TINY, "--optimizers", "sgd,adam", "--json")
+    assert code == 0, err
+    assert json.loads(out.splitlines()[0])["config"]["workers"] == min(engine.concurrency(), 2)
     code, out, err = _run("optimizers", *TINY, "--optimizers", "sgd", "--json", "--workers", "3")
     assert json.loads(out.splitlines()[0])["config"]["workers"] == 3
 

@@ -47,7 +47,12 @@ ROWS = [
     trial_row("adam", 0, [0.5, 0.7, 0.75]),  # stopped early: no epoch 4
     trial_row("adam", 1, [0.3, None, 0.85, 0.8]),  # a null at epoch 2
 ]
-HEADER = {"type": "header", "schema": "dnnbench/1", "data": {"name": "digits"}, "config": {"data": {"dataset": "digits"}}}
+HEADER = {
+    "type": "header",
+    "schema": "dnnbench/1",
+    "data": {"name": "digits"},
+    "config": {"data": {"dataset": "digits"}},
+}
 
 
 def test_curves_mean_min_max_over_seeds_per_epoch():

@@ -162,11 +162,25 @@ def test_workers_must_be_positive():
         runner.Run(specs(1), workers=0)
 
 
-def test_default_concurrency_is_cores_plus_one_on_cpu():
-    import os
+@pytest.mark.parametrize(
+    "backend, cores, threads, programs",
+    [
+        ("cpu", 2, 1, 2),  # one program per core
+        ("cpu", 16, 1, 16),  # no cap: every core trains a program
+        ("cpu", 8, 2, 4),  # each program's XLA runs on two threads
+        ("cpu", 3, 2, 1),
+        ("cpu", 2, 4, 1),  # more threads than cores: one program, never none
+        ("cpu", 6, None, 6),  # XLA not sized by dnnbench: one thread's worth each
+        ("gpu", 8, 1, 1),  # a GPU's stream runs one program at a time
+    ],
+)
+def test_default_concurrency_is_one_program_per_threads_cores_on_cpu(monkeypatch, backend, cores, threads, programs):
+    from dnnbench.train import threads as xla_threads
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    assert engine.concurrency() == max(1, min(4, cores + 1))
+    monkeypatch.setattr(engine.jax, "default_backend", lambda: backend)
+    monkeypatch.setattr(engine, "cores", lambda: cores)
+    monkeypatch.setattr(xla_threads, "current", lambda: threads)
+    assert engine.concurrency() == programs
 
 
 _CACHE_PROBE = """

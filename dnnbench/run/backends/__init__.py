@@ -2,9 +2,15 @@
 
 The runner cuts a run into programs once (``runner.chunks_of``: which trials form each compiled
 program, the same on every machine); a backend only executes that list and hands each program's
-outcome back as it finishes, in any order. The runner writes rows in group order. Two backends:
+outcome back as it finishes, in any order. The runner writes rows in group order. The backends:
 
-- ``local`` (``backends.local``): threads of this process, ``--workers`` programs at once;
+- ``processes`` (``backends.processes``): a pool of worker processes started for the run, ``--workers``
+  programs at once, each worker with its own XLA of ``--threads`` threads;
+- ``threads`` (``backends.local``): threads of this process, one XLA client whose executions run on
+  their calling threads (synchronous dispatch, see ``train.threads``);
+- ``local`` (the default): ``threads``. Measured on 2 cores (docs/performance.md), the pool trained
+  the MNIST-sized comparison no faster than threads, so it is there to choose, not the default.
+  The numbers are the same on each;
 - ``ray`` (``backends.ray``): one Ray task per program on a Ray cluster (``--backend ray``).
 """
 
@@ -70,6 +76,28 @@ def start(
         import dnnbench.run.backends.ray as ray
 
         return ray.start(settings, programs, data, on_group=on_group, on_epoch=on_epoch, on_status=on_status)
+    if settings.backend == "processes" and workers > 1 and len(programs) > 1 and _main_can_be_reimported():
+        import dnnbench.run.backends.processes as processes
+
+        return processes.start(programs, data, workers=workers, on_group=on_group, on_epoch=on_epoch)
     import dnnbench.run.backends.local as local
 
     return local.start(programs, data, workers=workers, on_group=on_group, on_epoch=on_epoch)
+
+
+def _main_can_be_reimported() -> bool:
+    """A spawned worker imports the parent's ``__main__`` script again: safe for the ``dnnbench``
+    command, ``python -m``, an interactive session, or a script that guards its work with
+    ``if __name__ == "__main__":``; a script that trains at import would train again in each worker."""
+    import sys
+
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if path is None or getattr(main, "__spec__", None) is not None:  # interactive, -c, or python -m
+        return True
+    try:
+        with open(path, encoding="utf-8", errors="replace") as source:
+            text = source.read()
+    except OSError:
+        return False
+    return "__name__" in text and "__main__" in text

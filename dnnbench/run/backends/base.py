@@ -39,7 +39,7 @@ class Status:
 
 StatusCallback = Callable[[Status], None]
 
-NAMES = ("local", "ray")
+NAMES = ("local", "processes", "threads", "ray")
 RAY_MISSING = "Ray is not installed: pip install 'dnnbench[ray]'"
 
 

@@ -357,7 +357,7 @@ def _use_token_auth() -> bool:
         return False
     os.environ["RAY_AUTH_MODE"] = "token"
     with contextlib.suppress(Exception):  # Ray caches its config: read the mode again (ray start does)
-        from ray._raylet import Config
+        from ray._raylet import Config  # type: ignore[attr-defined]  # a Cython module without stubs
 
         Config.initialize("")
     return True
@@ -373,7 +373,7 @@ def _probe_gcs(address: str, token: bool) -> None:
     missing or wrong token. ``InputError`` when it refuses or does not answer."""
     try:
         from ray._private.services import canonicalize_bootstrap_address
-        from ray._raylet import GcsClient
+        from ray._raylet import GcsClient  # type: ignore[attr-defined]  # a Cython module without stubs
     except ImportError:  # another Ray: ray.init says what it says
         return
     answer: dict[str, Any] = {}
