@@ -119,3 +119,10 @@ def one_of(kind: str, value: object, valid: Iterable[str]) -> InputError:
     """An InputError for an unknown name, listing the valid ones."""
     names = ", ".join(sorted(valid))
     return InputError(f"unknown {kind} {value!r}; valid: {names}")
+
+
+def warn(message: str) -> None:
+    """A warning line on stderr (a reader that goes on despite something odd in a file)."""
+    import sys
+
+    print(f"dnnbench: warning: {printable(message, newlines=False)}", file=sys.stderr)

@@ -18,8 +18,8 @@ from typing import Annotated, Any
 
 import typer
 
+import dnnbench.cli.streams as streams
 from dnnbench import errors
-from dnnbench.cli import streams
 from dnnbench.cli.results import COLUMNS_HELP, WIDE_HELP
 from dnnbench.errors import DnnbenchError, InputError, Interrupted, OutputError, Terminated, TrialsErrored
 
@@ -500,7 +500,7 @@ def optimizers(
     ] = False,
 ) -> object:
     """Train the same task with each optimizer (same seeds, same initial weights, same batches) and compare."""
-    from dnnbench.cli import commands
+    import dnnbench.cli.commands as commands
 
     if list_ or all_:
         if all_ and not list_:
@@ -512,7 +512,7 @@ def optimizers(
         commands.list_optimizers(options.parse_names(optimizers), every=all_)
         return None
     if tune:
-        from dnnbench.cli import explore
+        import dnnbench.cli.explore as explore
 
         if lr is not None:
             raise InputError(
@@ -565,7 +565,7 @@ def regularizers(
     explicitly anywhere. What was applied is printed above the table. augment is shift + noise on
     image data and noise on feature vectors.
     """
-    from dnnbench.cli import commands
+    import dnnbench.cli.commands as commands
 
     return commands.compare_regularizers(job, methods, _optimizer(optimizer), lr, **output)
 
@@ -581,7 +581,7 @@ def diagnose(
     ] = None,
 ) -> object:
     """Train one configuration and say whether it underfits, overfits or fits, with the next commands to try."""
-    from dnnbench.cli import commands
+    import dnnbench.cli.commands as commands
 
     return commands.diagnose_one(job, _optimizer(optimizer), lr, **output)
 
@@ -621,7 +621,7 @@ def sweep(
     ctx: typer.Context = None,  # type: ignore[assignment]  # Typer passes it: which options were given
 ) -> object:
     """Vary any knob over the cartesian product of its values: trials table, gradient flow, main effects."""
-    from dnnbench.cli import explore
+    import dnnbench.cli.explore as explore
 
     given = [name for name in ctx.params if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"]
     return explore.run_sweep(
@@ -652,7 +652,7 @@ def lr_sensitivity(
     ] = 0.02,
 ) -> object:
     """For each optimizer, a log-spaced learning-rate grid in one compiled program: best rate, how forgiving."""
-    from dnnbench.cli import explore
+    import dnnbench.cli.explore as explore
 
     return explore.run_sensitivity(
         job,
@@ -702,7 +702,7 @@ def tune(
 ) -> object:
     """Tune every optimizer under the same budget (quasi-random search, selected on validation), then compare default
     vs tuned on --seeds fresh seeds."""
-    from dnnbench.cli import explore
+    import dnnbench.cli.explore as explore
 
     return explore.run_tune(job, _optimizers(optimizers), budget=budget, space=space or [], metric=metric, **output)
 
@@ -710,7 +710,7 @@ def tune(
 @app.command()
 def datasets(data_dir: DataDir = None) -> None:
     """List the datasets: input shape, classes, sizes, source, and whether they are available offline."""
-    from dnnbench.cli import commands
+    import dnnbench.cli.commands as commands
 
     commands.list_datasets(data_dir)
 
@@ -759,7 +759,7 @@ def run(
     from dnnbench.train import threads as xla_threads
 
     xla_threads.use(threads)  # before anything starts JAX
-    from dnnbench.cli import commands
+    import dnnbench.cli.commands as commands
     from dnnbench.render.layout import TableLayout
 
     layout = TableLayout.from_options(wide, columns)

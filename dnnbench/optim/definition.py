@@ -267,7 +267,7 @@ class Optimizer:
             )
         static_key = self._static_key(values)
         if static_key not in self._checked:
-            from dnnbench.optim import work
+            import dnnbench.optim.work as work
 
             work.check_static_ints(self, values)  # before a loop count of 10^8 is traced or trained
             self._checked[static_key] = _trace_update(self, values, _named_extra_args(tx))

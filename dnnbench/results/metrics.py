@@ -33,3 +33,7 @@ SENSITIVITY = ("val_acc", "val_loss", BEST_VAL_ACC, "train_acc", "train_loss")
 SENSITIVITY_PLOT = ("val_acc", BEST_VAL_ACC, "train_acc", "train_loss", "test_acc")
 #: What ``dnnbench sweep --sort`` accepts.
 SORTABLE = ("test_acc", "val_acc", BEST_VAL_ACC, "train_acc", "train_loss", "val_loss", "test_loss")
+
+#: The results file format (its header's ``schema``) and the statuses a trial row can have.
+SCHEMA = "dnnbench/1"
+STATUSES = ("ok", "diverged", "error", "interrupted")

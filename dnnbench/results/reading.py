@@ -28,8 +28,8 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, with_config
 from typing_extensions import NotRequired, TypedDict
 
-from dnnbench.errors import InputError
-from dnnbench.results.rows import SCHEMA, STATUSES, warn
+from dnnbench.errors import InputError, warn
+from dnnbench.results.metrics import SCHEMA, STATUSES
 
 #: The longest line a results file may hold. A row of 10,000 epochs is a few MB; a longer line is
 #: not one dnnbench wrote (and reading it whole would cost its size in memory).

@@ -23,15 +23,13 @@ from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
-from dnnbench.results.metrics import EPOCH
+from dnnbench.results.metrics import EPOCH, SCHEMA
 
 if TYPE_CHECKING:  # reading results files must not load JAX
     from dnnbench.config import TagValue, TrialSpec
 
-SCHEMA = "dnnbench/1"
 #: Line types: one header, trial rows, and a closing summary over the trials (optional).
 ROW_TYPES = ("header", "trial", "summary")
-STATUSES = ("ok", "diverged", "error", "interrupted")
 #: A training loss above this (or NaN / inf) marks a trial ``diverged``. Chance-level
 #: cross-entropy on 10 classes is 2.3 and MSE is at most 2, so 1000 is unambiguous.
 DIVERGENCE_LOSS = 1e3
@@ -221,13 +219,6 @@ class ResultsWriter:
                 with contextlib.suppress(OSError):
                     self.stream.close()
             raise OutputError(f"{self.name}: cannot write ({exc.strerror or exc})") from None
-
-
-def warn(message: str) -> None:
-    """A warning line on stderr (a reader that goes on despite something odd in a file)."""
-    from dnnbench.errors import printable
-
-    print(f"dnnbench: warning: {printable(message, newlines=False)}", file=sys.stderr)
 
 
 def open_results(path: Path, *, append: bool = False) -> IO[str]:
