@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from dnnbench import optim
+from dnnbench.cli.output import Output
 from dnnbench.cli.session import Later, execute
 from dnnbench.errors import InputError
 from dnnbench.experiments import options, regularizers
@@ -22,7 +23,7 @@ from dnnbench.experiments.optimizers import optimizer_specs
 from dnnbench.render.layout import FIT, TableLayout
 from dnnbench.results import rows as results
 
-__all__ = ["Later", "execute"]  # the session's, used by ``explore`` through this module too
+__all__ = ["Later", "Output", "execute"]  # used by ``explore`` through this module too
 
 
 def compare_optimizers(
@@ -30,32 +31,24 @@ def compare_optimizers(
     names: Sequence[str],
     lr: str | None,
     *,
-    out: Path | None = None,
-    json: bool = False,
-    quiet: bool = False,
-    resume: bool = False,
-    force: bool = False,
-    layout: TableLayout = FIT,
+    output: Output,
 ) -> list[results.TrialResult]:
     """``dnnbench optimizers``: the paired comparison of ``names`` on one task."""
     from dnnbench.analysis import stats
     from dnnbench.render import tables as report
 
+    layout = output.layout
     layout.check(report.comparison_columns(paired=len(job.seeds) > 1), kept=("optimizer",))
     lrs = options.parse_lr(lr, names)
     specs = optimizer_specs(job, names, lrs, options.apply_hp(job.hp, names))
     trials = execute(
         job,
         specs,
-        out=out,
-        json_lines=json,
-        quiet=quiet,
-        resume=resume,
-        force=force,
+        output=output,
         extra_config={"command": "optimizers", "optimizers": list(names), "lr": lr},
         summary=lambda ts: stats.summary_row(ts, lambda t: t.optimizer, "optimizer"),
     )
-    if not json:
+    if not output.json:
         report.make_console(layout=layout).print(optimizers_table(job, trials, layout=layout))
         print_time_to_target(job, trials, lambda t: t.optimizer, layout)
     return trials
@@ -82,17 +75,13 @@ def compare_regularizers(
     optimizer: str,
     lr: float | None,
     *,
-    out: Path | None = None,
-    json: bool = False,
-    quiet: bool = False,
-    resume: bool = False,
-    force: bool = False,
-    layout: TableLayout = FIT,
+    output: Output,
 ) -> list[results.TrialResult]:
     """``dnnbench regularizers``: each remedy on the same task, seeds and initial weights."""
     from dnnbench.analysis import stats
     from dnnbench.render import tables as report
 
+    layout = output.layout
     layout.check(report.comparison_columns(show_epochs=True, paired=len(job.seeds) > 1), kept=("regularizer",))
     hyperparams = options.apply_hp(job.hp, [optimizer])[optimizer]
     names, strengths, specs = regularizers.comparison_specs(
@@ -101,15 +90,11 @@ def compare_regularizers(
     trials = execute(
         job,
         specs,
-        out=out,
-        json_lines=json,
-        quiet=quiet,
-        resume=resume,
-        force=force,
+        output=output,
         extra_config={"command": "regularizers", "methods": names, "strengths": dataclasses.asdict(strengths)},
         summary=lambda ts: stats.summary_row(ts, lambda t: str(t.tags.get("regularizer", "?")), "regularizer"),
     )
-    if not json:
+    if not output.json:
         # the note wraps to the terminal even with --wide (only tables are printed at full width)
         report.make_console().print(regularizers.data_note(job))
         report.make_console(layout=layout).print(
@@ -149,11 +134,7 @@ def diagnose_one(
     optimizer: str,
     lr: float | None,
     *,
-    out: Path | None = None,
-    json: bool = False,
-    quiet: bool = False,
-    resume: bool = False,
-    force: bool = False,
+    output: Output,
 ) -> list[results.TrialResult]:
     """``dnnbench diagnose``: one configuration, its verdict, evidence and next commands."""
     from dnnbench.render import tables as report
@@ -163,14 +144,10 @@ def diagnose_one(
     trials = execute(
         job,
         specs,
-        out=out,
-        json_lines=json,
-        quiet=quiet,
-        resume=resume,
-        force=force,
+        output=output,
         extra_config={"command": "diagnose"},
     )
-    if not json:
+    if not output.json:
         console = report.make_console()
         for trial in trials:
             console.print(report.diagnosis_panel(trial))
@@ -297,28 +274,25 @@ def _model_label(job: Job) -> str:
 
 def run_suite(
     path: Path,
+    output: Output,
     *,
-    out: Path | None = None,
-    json: bool = False,
-    quiet: bool = False,
-    resume: bool = False,
-    force: bool = False,
     backend: str | None = None,
     ray_address: str | None = None,
     ray_max_retries: int | None = None,
-    layout: TableLayout = FIT,
 ) -> list[results.TrialResult]:
     """``dnnbench run``: every experiment of a suite file into one results file, one table each.
 
     All experiments train in one ``execute`` (so trials of one structure share a compiled program
     across experiments); each row is tagged ``experiment=<name>``. ``out`` defaults to
-    ``results/<suite stem>.jsonl``. ``--columns`` names columns of any experiment's table; each
+    ``results/<suite stem>.jsonl``. ``--backend``, ``--ray-address``, ``--ray-max-retries``: over
+    the suite's ``[train]`` where given. ``--columns`` names columns of any experiment's table; each
     table shows those it has.
     """
     from dnnbench.experiments import suite
     from dnnbench.render import tables as report
 
     loaded = suite.load(path)
+    layout = output.layout
     layout.check(_suite_columns(loaded), kept=("optimizer", "regularizer"))
     given: dict[str, Any] = {
         k: v
@@ -328,22 +302,19 @@ def run_suite(
     if given:  # the command line's --backend / --ray-address over the suite's [train]
         settings = dataclasses.replace(loaded.job.backend, **given)
         loaded = dataclasses.replace(loaded, job=dataclasses.replace(loaded.job, backend=settings))
-    out = out if out is not None else Path("results") / f"{path.stem}.jsonl"
+    out = output.out if output.out is not None else Path("results") / f"{path.stem}.jsonl"
+    output = dataclasses.replace(output, out=out)
     target_of: dict[object, Any] = {e.name: e.job.target for e in loaded.experiments}
     trials = execute(
         loaded.job,
         loaded.specs,
-        out=out,
-        json_lines=json,
-        quiet=quiet,
-        resume=resume,
-        force=force,
+        output=output,
         extra_config=loaded.describe(),
         inputs=[path],
         target=lambda spec: target_of.get(dict(spec.tags).get("experiment")),
         then=Later(loaded.finals, loaded.possible_finals) if loaded.tunes else None,
     )
-    if not json:
+    if not output.json:
         console = report.make_console(layout=layout)
         for experiment in loaded.experiments:
             mine = [t for t in trials if t.tags.get("experiment") == experiment.name]
@@ -362,7 +333,7 @@ def run_suite(
                 label = lambda t: str(t.tags.get("regularizer", "?"))  # noqa: E731
             console.print(table)
             print_time_to_target(experiment.job, mine, label, layout)
-    if not quiet:
+    if not output.quiet:
         print(f"dnnbench: {len(trials)} trials of {len(loaded.experiments)} experiments in {out}", file=sys.stderr)
     return trials
 

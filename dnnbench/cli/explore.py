@@ -14,11 +14,11 @@ from typing import Any
 from dnnbench import optim
 from dnnbench.analysis import stats
 from dnnbench.cli import commands
+from dnnbench.cli.output import Output
 from dnnbench.errors import InputError
 from dnnbench.experiments import options, sensitivity, sweep, tuning
 from dnnbench.experiments.job import Job
 from dnnbench.render import tables as report
-from dnnbench.render.layout import FIT, TableLayout
 from dnnbench.results.metrics import SORTABLE
 from dnnbench.results.rows import TrialResult
 
@@ -32,7 +32,7 @@ def run_sweep(
     width: int | None,
     sort: str,
     given: Collection[str] = (),
-    **output: Any,
+    output: Output,
 ) -> list[TrialResult]:
     """``dnnbench sweep``: the cartesian product of ``--vary`` levels; trials and main-effects tables.
 
@@ -42,7 +42,7 @@ def run_sweep(
         raise InputError(f"--sort: unknown metric {sort!r}; valid: {', '.join(SORTABLE)}")
     factors = sweep.parse_vary(vary, optimizer)
     _check_conflicts(factors, job, lr, width, given)
-    layout = _layout(output)
+    layout = output.layout
     layout.check(report.sweep_columns(sort, paired=len(job.seeds) > 1), kept=list(factors))
     swept = [label for label, _ in factors["optimizer"]] if "optimizer" in factors else [optimizer]
     hp = options.apply_hp(job.hp, options.check_optimizers(list(dict.fromkeys([optimizer, *swept]))))
@@ -58,9 +58,9 @@ def run_sweep(
         specs,
         extra_config={"command": "sweep", "vary": list(vary), "sort": sort},
         summary=lambda ts: stats.summary_row(ts, lambda t: sweep.levels_label(t.tags, list(factors)), "levels", sort),
-        **_io(output),
+        output=output,
     )
-    if not output.get("json"):
+    if not output.json:
         names = list(factors)
         summaries = stats.summarize(trials, lambda t: sweep.levels_label(t.tags, names))
         stats.add_grad_ratios(summaries)
@@ -115,20 +115,6 @@ def _sort_key(value: float, higher: bool) -> float:
     return -value if higher else value
 
 
-def _layout(output: dict[str, Any]) -> TableLayout:
-    """The ``--wide`` / ``--columns`` choice in the CLI's ``output`` dict (fit to the console if none)."""
-    return output.get("layout") or FIT
-
-
-def _io(output: dict[str, Any]) -> dict[str, Any]:
-    """The output options of ``commands.execute`` from the CLI's ``output`` dict."""
-    out = {"out": output.get("out"), "json_lines": bool(output.get("json")), "quiet": bool(output.get("quiet"))}
-    if "resume" in output:
-        out["resume"] = bool(output["resume"])
-    out["force"] = bool(output.get("force"))
-    return out
-
-
 def run_sensitivity(
     job: Job,
     optimizers: Sequence[str],
@@ -138,11 +124,11 @@ def run_sensitivity(
     points: int,
     metric: str,
     tolerance: float,
-    **output: Any,
+    output: Output,
 ) -> tuple[list[TrialResult], list[dict[str, Any]]]:
     """``dnnbench lr-sensitivity``: a log-spaced learning-rate grid per optimizer, one program each."""
     options.check_optimizers(optimizers)
-    layout = _layout(output)
+    layout = output.layout
     layout.check(report.sensitivity_columns(metric), kept=("optimizer",))
     if metric.startswith("val") and job.data.val_split == 0:
         raise InputError("lr-sensitivity decides on the validation set; use --val-split > 0 or --metric train_acc")
@@ -156,10 +142,10 @@ def run_sensitivity(
         job,
         specs,
         extra_config={"command": "lr-sensitivity", "grid": grid, "metric": metric, "tolerance": tolerance},
-        **_io(output),
+        output=output,
     )
     rows = sensitivity.analyze(trials, metric, tolerance)
-    if not output.get("json"):
+    if not output.json:
         report.make_console(layout=layout).print(report.sensitivity_table(rows, metric, tolerance, layout))
     return trials, rows
 
@@ -168,7 +154,7 @@ def _data_label(job: Job) -> str:
     return Path(job.data.path).name if job.data.path else job.data.dataset
 
 
-def run_tuned(job: Job, optimizers: Sequence[str], **output: Any) -> list[TrialResult]:
+def run_tuned(job: Job, optimizers: Sequence[str], *, output: Output) -> list[TrialResult]:
     """``dnnbench optimizers --tune``: each optimizer at its default and at its tuned learning rate.
 
     The tuned rate is the best of the default lr-sensitivity grid on the validation set (trained
@@ -177,7 +163,7 @@ def run_tuned(job: Job, optimizers: Sequence[str], **output: Any) -> list[TrialR
     """
     if job.data.val_split == 0:
         raise InputError("--tune chooses learning rates on the validation set; use --val-split > 0")
-    layout = _layout(output)
+    layout = output.layout
     layout.check(report.comparison_columns(), kept=("optimizer",))
     grid = sensitivity.lr_grid(1e-5, 10.0, 13)
     hp = options.apply_hp(job.hp, optimizers)
@@ -211,9 +197,9 @@ def run_tuned(job: Job, optimizers: Sequence[str], **output: Any) -> list[TrialR
         sensitivity.sensitivity_specs(optimizers, grid, job.trial(), job.seeds, hp),
         extra_config={"command": "optimizers --tune"},
         then=later,
-        **_io(output),
+        output=output,
     )
-    if not output.get("json"):
+    if not output.json:
         summaries = stats.summarize(trials, lambda t: f"{t.optimizer} ({t.tags['lr_choice']})")
         title = f"Optimizers on {_data_label(job)}: default vs tuned learning rate (grid 1e-5 … 10, best val acc)"
         report.make_console(layout=layout).print(
@@ -223,7 +209,13 @@ def run_tuned(job: Job, optimizers: Sequence[str], **output: Any) -> list[TrialR
 
 
 def run_tune(
-    job: Job, optimizers: Sequence[str], *, budget: int, space: Sequence[str], metric: str = "val_acc", **output: Any
+    job: Job,
+    optimizers: Sequence[str],
+    *,
+    budget: int,
+    space: Sequence[str],
+    metric: str = "val_acc",
+    output: Output,
 ) -> list[TrialResult]:
     """``dnnbench tune``: each optimizer tuned under the same budget, then default vs tuned.
 
@@ -239,7 +231,7 @@ def run_tune(
         settings=tuning.parse_space(space),
         hyperparams=options.apply_hp(job.hp, optimizers),
     )
-    layout = _layout(output)
+    layout = output.layout
     layout.check(report.comparison_columns(paired=len(planned.final_seeds) > 1), kept=("optimizer",))
     trials = commands.execute(
         job,
@@ -247,8 +239,8 @@ def run_tune(
         then=commands.Later(planned.finals, planned.possible_finals),
         extra_config={"command": "tune", **planned.describe()},
         summary=lambda ts: stats.summary_row(ts, commands.tune_label, "optimizer"),
-        **_io(output),
+        output=output,
     )
-    if not output.get("json"):
+    if not output.json:
         commands.print_tune_tables(job, planned, trials, _data_label(job), layout=layout)
     return trials

@@ -1,8 +1,9 @@
-"""Commands that read results files and never train: ``check``, ``plot``, ``export``, ``report``.
+"""Commands that read results files and never train: ``check``, ``plot``, ``export``, ``report``, ``profile``.
 
-Thin: parse, call the library, render. ``register(app)`` adds them to the main Typer app. Errors
-are ``DnnbenchError``s, which the app's ``main()`` turns into one line and exit code 2; ``check``
-itself exits 1 when the current results regress against the baseline (for CI).
+Thin: parse, call the library, render. They are defined on this module's ``app``, which the main
+app (``cli.app``) combines with the other families. Errors are ``DnnbenchError``s, which the
+app's ``main()`` turns into one line and exit code 2; ``check`` itself exits 1 when the current
+results regress against the baseline (for CI).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from dnnbench.results import files as output_files
 from dnnbench.results.metrics import CURVES, HEADLINE
 
 CHECK_FORMATS = ("table", "markdown", "github-benchmark")
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
 
 Results = Annotated[Path, typer.Argument(help="A results file (JSON Lines) written with --out.", show_default=False)]
 Force = Annotated[
@@ -63,6 +66,7 @@ def _append_summary(text: str) -> None:
         print(f"dnnbench: warning: cannot append to $GITHUB_STEP_SUMMARY {target} ({exc.strerror})", file=sys.stderr)
 
 
+@app.command()
 def check(
     baseline: Annotated[Path, typer.Argument(help="The reference results file.", show_default=False)],
     current: Annotated[Path, typer.Argument(help="The results file to judge.", show_default=False)],
@@ -112,58 +116,6 @@ def check(
         raise typer.Exit(1)
 
 
-def profile(
-    results: Annotated[
-        list[Path],
-        typer.Argument(
-            help="Results files; each file, or each experiment of a suite's file, is one task.", show_default=False
-        ),
-    ],
-    target: Annotated[
-        str | None,
-        typer.Option("--target", help="METRIC=VALUE to reach (default: the target the rows recorded with --target)."),
-    ] = None,
-    out: Annotated[Path | None, typer.Option(help="Also draw the profiles to this figure (.png, .svg, .pdf).")] = None,
-    force: Force = False,
-    wide: Wide = False,
-    columns: Columns = None,
-) -> None:
-    """Performance profiles across tasks: for each optimizer, the fraction of tasks reached within τ x the fastest's
-    steps."""
-    from dnnbench.analysis import profiles, targets
-    from dnnbench.render import plots as plotting
-    from dnnbench.render import results as report_results
-
-    goal = targets.parse_target(target)
-    layout = _layout(wide, columns, "profile")
-    tasks: dict[str, list[dict[str, Any]]] = {}
-    for path in results:
-        _, rows = _load(path)
-        for row in rows:
-            experiment = row.get("experiment")
-            tasks.setdefault(f"{path.name}:{experiment}" if experiment else path.name, []).append(row)
-    if out is not None:
-        output_files.claim(out, inputs=list(results), force=force)
-    times = profiles.task_times(tasks, goal)
-    found, skipped = profiles.profiles(times)
-    label = goal.label if goal else _recorded_target(tasks)
-    report_results.console(layout=layout).print(
-        report_results.profile_table(found, len(times) - len(skipped), label, layout)
-    )
-    if skipped:
-        tasks_named = printable(", ".join(skipped), newlines=False)  # experiment names from the files
-        print(f"dnnbench: no optimizer reached the target on {tasks_named}: left out", file=sys.stderr)
-    if out is not None:
-        print(f"wrote {plotting.plot_profiles(found, profiles.TAUS, out, title=f'Performance profiles: {label}')}")
-
-
-def _recorded_target(tasks: dict[str, list[dict[str, Any]]]) -> str:
-    from dnnbench.analysis import targets
-
-    found = {(r["target"]["metric"], r["target"]["value"]) for rows in tasks.values() for r in rows if r.get("target")}
-    return ", ".join(targets.Target(m, v).label for m, v in sorted(found)) or "target"
-
-
 def _plot_budget(
     path: Path, header: dict[str, Any] | None, rows: list[dict[str, Any]], out: Path, *, force: bool
 ) -> None:
@@ -184,6 +136,7 @@ def _plot_budget(
     )
 
 
+@app.command()
 def plot(
     results: Results,
     out: Annotated[Path, typer.Option(help="The figure to write: .png, .svg or .pdf.")] = Path("curves.png"),
@@ -219,6 +172,7 @@ def plot(
     print(f"wrote {written}")
 
 
+@app.command()
 def export(
     results: Results,
     csv: Annotated[
@@ -242,6 +196,7 @@ def export(
     print(f"wrote {out} ({len(rows)} trials)", file=sys.stderr)
 
 
+@app.command()
 def report(
     results: Annotated[
         list[Path],
@@ -312,6 +267,59 @@ def _report_html(results: list[Path], out: Path, *, baseline: Path | None, force
     print(f"wrote {out} ({len(page.encode()) / 1e6:.2f} MB, {sum(len(s.rows) for s in sources)} trials)")
 
 
+@app.command()
+def profile(
+    results: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Results files; each file, or each experiment of a suite's file, is one task.", show_default=False
+        ),
+    ],
+    target: Annotated[
+        str | None,
+        typer.Option("--target", help="METRIC=VALUE to reach (default: the target the rows recorded with --target)."),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Also draw the profiles to this figure (.png, .svg, .pdf).")] = None,
+    force: Force = False,
+    wide: Wide = False,
+    columns: Columns = None,
+) -> None:
+    """Performance profiles across tasks: for each optimizer, the fraction of tasks reached within τ x the fastest's
+    steps."""
+    from dnnbench.analysis import profiles, targets
+    from dnnbench.render import plots as plotting
+    from dnnbench.render import results as report_results
+
+    goal = targets.parse_target(target)
+    layout = _layout(wide, columns, "profile")
+    tasks: dict[str, list[dict[str, Any]]] = {}
+    for path in results:
+        _, rows = _load(path)
+        for row in rows:
+            experiment = row.get("experiment")
+            tasks.setdefault(f"{path.name}:{experiment}" if experiment else path.name, []).append(row)
+    if out is not None:
+        output_files.claim(out, inputs=list(results), force=force)
+    times = profiles.task_times(tasks, goal)
+    found, skipped = profiles.profiles(times)
+    label = goal.label if goal else _recorded_target(tasks)
+    report_results.console(layout=layout).print(
+        report_results.profile_table(found, len(times) - len(skipped), label, layout)
+    )
+    if skipped:
+        tasks_named = printable(", ".join(skipped), newlines=False)  # experiment names from the files
+        print(f"dnnbench: no optimizer reached the target on {tasks_named}: left out", file=sys.stderr)
+    if out is not None:
+        print(f"wrote {plotting.plot_profiles(found, profiles.TAUS, out, title=f'Performance profiles: {label}')}")
+
+
+def _recorded_target(tasks: dict[str, list[dict[str, Any]]]) -> str:
+    from dnnbench.analysis import targets
+
+    found = {(r["target"]["metric"], r["target"]["value"]) for rows in tasks.values() for r in rows if r.get("target")}
+    return ", ".join(targets.Target(m, v).label for m, v in sorted(found)) or "target"
+
+
 def _layout(wide: bool, columns: str | None, table: str) -> Any:
     """``--wide`` / ``--columns`` checked against the columns of ``table`` (check, profile, report),
     before any file is read."""
@@ -325,12 +333,3 @@ def _layout(wide: bool, columns: str | None, table: str) -> Any:
     }[table]
     layout.check(*known)
     return layout
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``check``, ``plot``, ``export`` and ``report`` to ``app``."""
-    app.command()(check)
-    app.command()(plot)
-    app.command()(export)
-    app.command()(report)
-    app.command()(profile)

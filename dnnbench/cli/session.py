@@ -23,6 +23,7 @@ from typing import Any
 from dnnbench import data as datamod
 from dnnbench import optim
 from dnnbench.cli import streams
+from dnnbench.cli.output import Output
 from dnnbench.config import TrialSpec
 from dnnbench.errors import InputError, Interrupted, OutputError, check_stop, stop_signal
 from dnnbench.experiments.job import Job
@@ -59,18 +60,15 @@ def execute(
     job: Job,
     specs: Sequence[TrialSpec],
     *,
-    out: Path | None,
-    json_lines: bool,
-    quiet: bool,
+    output: Output,
     extra_config: dict[str, Any] | None = None,
-    resume: bool = False,
     summary: Any = None,
-    force: bool = False,
     inputs: Sequence[Path] = (),
     then: Later | None = None,
     target: Any = None,
 ) -> list[results.TrialResult]:
-    """Load data, check, then train ``specs`` streaming rows to ``out`` / stdout; returns the results.
+    """Load data, check, then train ``specs`` streaming rows to ``output.out`` / stdout (``output.json``);
+    returns the results.
 
     ``then``: a second stage that depends on the first one's results (``Later``); ``summary`` then
     closes the second stage, and a resumed file may hold rows of both stages. Every check of both
@@ -81,10 +79,10 @@ def execute(
     ``target``: the time-to-target each row records (default ``job.target``; a function of the
     trial for suites, whose experiments have their own).
 
-    ``resume``: keep the finished trials already in ``out`` (matched by id), train the others and
-    append them. Ctrl-C (or SIGTERM) raises ``Interrupted``, which says how many trials the file holds.
-    ``out`` is claimed first (never an input: the data file, ``inputs``, optimizer files; an existing
-    file only with ``force`` or ``resume``) and locked for the whole run (``output_files``).
+    ``output.resume``: keep the finished trials already in ``out`` (matched by id), train the others
+    and append them. Ctrl-C (or SIGTERM) raises ``Interrupted``, which says how many trials the file
+    holds. ``out`` is claimed first (never an input: the data file, ``inputs``, optimizer files; an
+    existing file only with ``force`` or ``resume``) and locked for the whole run (``output_files``).
     ``summary``: trials -> the closing ``{"type": "summary"}`` row (statistics over seeds).
     """
     run = runner.Run(
@@ -95,29 +93,27 @@ def execute(
         target=target if target is not None else job.target,
         backend=job.backend,
     )
+    out, resume = output.out, output.resume
     if resume and out is None:
         raise InputError("--resume needs --out: the results file to resume")
-    if resume and force:
+    if resume and output.force:
         raise InputError("--resume keeps the file and --force replaces it; give one of them")
-    io: dict[str, Any] = {"json_lines": json_lines, "quiet": quiet}
     with contextlib.ExitStack() as held:
         if out is not None:
             held.enter_context(output_files.lock(out))  # first: a second run stops here, at once
             output_files.claim(
-                out, inputs=[job.data.path, *inputs, *_optimizer_files(specs)], force=force, resume=resume
+                out, inputs=[job.data.path, *inputs, *_optimizer_files(specs)], force=output.force, resume=resume
             )
         held.enter_context(backends.session(job.backend))  # a Ray cluster answers before anything is written
         if then is None:
-            return _execute(job, run, out=out, **io, extra_config=extra_config, resume=resume, summary=summary)
+            return _execute(job, run, output, extra_config=extra_config, summary=summary)
         written = then.first_written
+        unwritten = dataclasses.replace(output, out=None, json=False, quiet=output.quiet or output.json, resume=False)
         first = _execute(
             job,
             run,
-            out=out if written else None,
-            json_lines=json_lines and written,
-            quiet=quiet or (json_lines and not written),
+            output if written else unwritten,
             extra_config=extra_config,
-            resume=resume and written,
             summary=None,
             later=then,
             resumed=out if resume else None,
@@ -127,10 +123,8 @@ def execute(
         return (first if written else []) + _execute(
             job,
             second,
-            out=out,
-            **io,
+            dataclasses.replace(output, resume=out is not None and (written or resume)),
             extra_config=config,
-            resume=out is not None and (written or resume),
             summary=summary,
             earlier=first if written else (),
             stale=then.possible,
@@ -147,12 +141,9 @@ def _optimizer_files(specs: Sequence[TrialSpec]) -> list[Path]:
 def _execute(
     job: Job,
     run: runner.Run,
+    output: Output,
     *,
-    out: Path | None,
-    json_lines: bool,
-    quiet: bool,
     extra_config: dict[str, Any] | None,
-    resume: bool,
     summary: Any,
     later: Later | None = None,
     resumed: Path | None = None,
@@ -160,7 +151,7 @@ def _execute(
     stale: Callable[[], Sequence[TrialSpec]] | None = None,
     announce: bool = True,
 ) -> list[results.TrialResult]:
-    """``execute`` once ``out`` is claimed and locked.
+    """``execute`` once ``output.out`` is claimed and locked (``output``: this stage's).
 
     Stages (``execute(then=...)``): the first runs with ``later`` (the second stage: its plan is
     checked now, and the rows of ``resumed``, the file being resumed, must belong to one stage or
@@ -168,7 +159,7 @@ def _execute(
     and on stdout already, the header too) and ``stale`` (every trial it could have had: its rows
     that this run's first stage no longer leads to are dropped).
     """
-
+    out, json_lines, quiet, resume = output.out, output.json, output.quiet, output.resume
     previous = results.read_resumable(out) if resume and out is not None else None
     show_progress = not quiet and not json_lines and sys.stderr.isatty()
     data = datamod.load(job.data, progress=show_progress)

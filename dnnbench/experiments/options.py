@@ -7,6 +7,7 @@ with one ``InputError`` naming the option and the bad text.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,107 +22,140 @@ from dnnbench.experiments.job import HpSetting, Job
 from dnnbench.run.backends import Settings as BackendSettings
 
 
+@dataclasses.dataclass(frozen=True)
+class DataOptions:
+    """``--dataset``, ``--data``, ``--data-dir``, ``--no-verify``, ``--val-split``, ``--label-noise``
+    as given (``label_noise`` None: the command's "not given", see ``job_from_cli``)."""
+
+    dataset: str
+    data: Path | None
+    data_dir: Path | None
+    no_verify: bool
+    val_split: float
+    label_noise: float | None
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelOptions:
+    """``--hidden`` (text: ``500,500``), ``--activation``, ``--residual``, ``--precision`` as given."""
+
+    hidden: str
+    activation: str
+    residual: bool
+    precision: str
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainOptions:
+    """How the trials train (schedule included) and where, and what they record: the options as given."""
+
+    loss: str
+    epochs: int
+    batch_size: int
+    train_eval_samples: int
+    seeds: int
+    seed: int
+    max_parallel: int | None
+    workers: int | None
+    hp: Sequence[str] | None
+    schedule: str
+    warmup: str | None  # text: 0.1 (a fraction of training) or 2e (epochs)
+    decay_to: float | None
+    step_every: float | None
+    step_factor: float
+    target: str | None
+    backend: str
+    ray_address: str | None
+    ray_max_retries: int
+
+
+@dataclasses.dataclass(frozen=True)
+class RegOptions:
+    """The regularization options as given (``augment_shift`` and ``train_fraction`` None: the
+    command's "not given", see ``job_from_cli``)."""
+
+    l1: float
+    l2: float
+    dropout: float
+    dropout_mode: str
+    early_stopping: bool
+    monitor: str
+    patience: int
+    min_delta: float
+    augment_shift: int | None
+    augment_noise: float
+    train_fraction: float | None
+    weight_decay: float
+    clip_norm: float | None
+
+
 def job_from_cli(
     *,
-    dataset: str,
-    data: Path | None,
-    data_dir: Path | None,
-    no_verify: bool,
-    val_split: float,
-    label_noise: float | None,
-    hidden: str,
-    activation: str,
-    residual: bool,
-    precision: str,
-    loss: str,
-    epochs: int,
-    batch_size: int,
-    train_eval_samples: int,
-    seeds: int,
-    seed: int,
-    max_parallel: int | None,
-    workers: int | None,
-    l1: float,
-    l2: float,
-    dropout: float,
-    dropout_mode: str,
-    early_stopping: bool,
-    monitor: str,
-    patience: int,
-    min_delta: float,
-    augment_shift: int | None,
-    augment_noise: float,
-    train_fraction: float | None,
-    weight_decay: float = 0.0,
-    clip_norm: float | None = None,
-    hp: Sequence[str] | None = None,
-    schedule: str = "constant",
-    warmup: str | None = None,
-    decay_to: float | None = None,
-    step_every: float | None = None,
-    step_factor: float = 0.1,
-    target: str | None = None,
-    backend: str = "local",
-    ray_address: str | None = None,
-    ray_max_retries: int = 2,
+    data: DataOptions,
+    model: ModelOptions,
+    train: TrainOptions,
+    reg: RegOptions,
     schedule_varied: bool = False,
 ) -> Job:
-    """The ``Job`` of the shared options of every training command. ``None`` is a command's "not
-    given": a ``label_noise`` or ``train_fraction`` is then the digits demo's on the bundled digits
-    and none (the data as given) on any other data; an ``augment_shift`` is the regularizers'
-    default on image data and 0 on feature vectors."""
-    demo = regularizers.DIGITS_DEMO if data is None and dataset == "digits" else None
+    """The ``Job`` of the shared options of every training command, checked in one order (the first
+    bad option is the one named). ``None`` is a command's "not given": a ``label_noise`` or
+    ``train_fraction`` is then the digits demo's on the bundled digits and none (the data as given)
+    on any other data; an ``augment_shift`` is the regularizers' default on image data and 0 on
+    feature vectors. ``schedule_varied``: ``sweep --vary schedule=...`` (see ``make_schedule``)."""
+    demo = regularizers.DIGITS_DEMO if data.data is None and data.dataset == "digits" else None
+    label_noise = data.label_noise
     if label_noise is None:
         label_noise = demo.label_noise if demo else 0.0
+    train_fraction = reg.train_fraction
     if train_fraction is None:
         train_fraction = demo.train_fraction if demo else 1.0
+    seeds, seed = train.seeds, train.seed
     if not 0 < seeds <= MAX_SEEDS:
         raise InputError(f"seeds must be a positive integer up to {MAX_SEEDS}, got {seeds}")
     if not 0 <= seed or seed + seeds - 1 > MAX_SEED:
         raise InputError(f"seeds {seed}..{seed + seeds - 1} must lie in [0, {MAX_SEED}]")
-    if max_parallel is not None and max_parallel <= 0:
-        raise InputError(f"max parallel must be a positive integer, got {max_parallel}")
-    if workers is not None and workers <= 0:
-        raise InputError(f"workers must be a positive integer, got {workers}")
-    train = TrainConfig(epochs=epochs, batch_size=batch_size, loss=loss, train_eval_samples=train_eval_samples)
-    sched = make_schedule(schedule, warmup, decay_to, step_every, step_factor, kind_varied=schedule_varied)
-    sched.check_epochs(train.epochs)
+    if train.max_parallel is not None and train.max_parallel <= 0:
+        raise InputError(f"max parallel must be a positive integer, got {train.max_parallel}")
+    if train.workers is not None and train.workers <= 0:
+        raise InputError(f"workers must be a positive integer, got {train.workers}")
+    train_config = TrainConfig(
+        epochs=train.epochs, batch_size=train.batch_size, loss=train.loss, train_eval_samples=train.train_eval_samples
+    )
+    sched = make_schedule(
+        train.schedule, train.warmup, train.decay_to, train.step_every, train.step_factor, kind_varied=schedule_varied
+    )
+    sched.check_epochs(train_config.epochs)
     data_config = DataConfig(
-        dataset=dataset,
-        path=str(data) if data else None,
-        val_split=val_split,
-        data_dir=str(data_dir) if data_dir else None,
-        verify=not no_verify,
+        dataset=data.dataset,
+        path=str(data.data) if data.data else None,
+        val_split=data.val_split,
+        data_dir=str(data.data_dir) if data.data_dir else None,
+        verify=not data.no_verify,
         label_noise=label_noise,
     )
+    augment_shift = reg.augment_shift
     if augment_shift is None:
         augment_shift = regularizers.Strengths().augment_shift if regularizers.image_data(data_config) else 0
     return Job(
         data=data_config,
-        model=ModelConfig(hidden=parse_hidden(hidden), activation=activation, residual=residual, precision=precision),
-        train=train,
+        model=ModelConfig(
+            hidden=parse_hidden(model.hidden),
+            activation=model.activation,
+            residual=model.residual,
+            precision=model.precision,
+        ),
+        train=train_config,
+        # RegOptions holds Regularization's fields as given: only the two "not given"s are decided here
         reg=Regularization(
-            l1=l1,
-            l2=l2,
-            dropout=dropout,
-            dropout_mode=dropout_mode,
-            early_stopping=early_stopping,
-            monitor=monitor,
-            patience=patience,
-            min_delta=min_delta,
-            augment_shift=augment_shift,
-            augment_noise=augment_noise,
-            train_fraction=train_fraction,
-            weight_decay=weight_decay,
-            clip_norm=clip_norm,
+            **{**dataclasses.asdict(reg), "augment_shift": augment_shift, "train_fraction": train_fraction}
         ),
         seeds=tuple(range(seed, seed + seeds)),
-        max_parallel=max_parallel,
-        workers=workers,
+        max_parallel=train.max_parallel,
+        workers=train.workers,
         schedule=sched,
-        hp=parse_hp(hp or ()),
-        target=targets.parse_target(target),
-        backend=BackendSettings(backend, ray_address, ray_max_retries),
+        hp=parse_hp(train.hp or ()),
+        target=targets.parse_target(train.target),
+        backend=BackendSettings(train.backend, train.ray_address, train.ray_max_retries),
     )
 
 

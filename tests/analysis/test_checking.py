@@ -8,11 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from dnnbench.analysis import checking
-from dnnbench.cli.results import register
+from dnnbench.cli.results import app
 from dnnbench.errors import DataError, InputError
 
 OPTIMIZERS = {"sgd": 0.1, "momentum": 0.1, "adam": 0.001}
@@ -308,8 +307,6 @@ def test_github_benchmark_shape():
 
 @pytest.fixture()
 def cli():
-    app = typer.Typer(pretty_exceptions_enable=False, rich_markup_mode=None, add_completion=False)
-    register(app)
     runner = CliRunner()
     # Wide enough that rich never wraps a row (pytest-xdist workers set COLUMNS=80).
     env = {"GITHUB_STEP_SUMMARY": None, "COLUMNS": "200"}
