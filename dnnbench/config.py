@@ -5,13 +5,15 @@ the compiled program; its *numbers* (learning rate and other optimizer hyperpara
 L1/L2 strength, dropout rate, noise, early-stopping patience) are arrays fed to that program, so
 trials that differ only in numbers train together under one ``jax.vmap``. ``TrialSpec.structure``
 is the grouping key. Every dataclass validates itself on construction and raises ``InputError``
-naming the field and the bad value; derive new configs with ``dataclasses.replace``.
+naming the field and the bad value; derive new configs with ``dataclasses.replace``. Every
+experiment's trials are one ``trial_list``: a base trial, its ``Variation``s, the seeds.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -272,6 +274,55 @@ class TrialSpec:
             "tags": dict(self.tags),
             "schedule": dataclasses.asdict(self.schedule),
         }
+
+
+@dataclass(frozen=True)
+class Variation:
+    """What one entry of a trial list changes of the list's base trial (None: the base's).
+
+    ``optimizer``: a new optimizer, which starts from its defaults. ``hyperparams``: the trial's
+    values, completed by the optimizer's defaults (None: the base's values, or with a new optimizer
+    its defaults); ``lr`` is set on top of them. ``tags`` follow the base's (a repeated name takes
+    the variation's value).
+    """
+
+    optimizer: str | None = None
+    lr: float | None = None
+    hyperparams: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None
+    model: ModelConfig | None = None
+    train: TrainConfig | None = None
+    reg: Regularization | None = None
+    schedule: optim.Schedule | None = None
+    tags: tuple[tuple[str, TagValue], ...] = ()
+
+
+def trial_list(
+    base: TrialSpec, variations: Iterable[Variation], seeds: Iterable[int] | None = None
+) -> tuple[TrialSpec, ...]:
+    """Every variation of ``base`` on every seed (``None``: the base's), variation by variation,
+    the seeds innermost: the one order of every experiment's trials, so that a seed's trials stay
+    paired (same initial weights, same batches) across whatever the variations change. Each trial
+    is built -- and validated -- once."""
+    seeds = (base.seed,) if seeds is None else tuple(seeds)
+    out = []
+    for variation in variations:
+        changes = _changes(base, variation)
+        out += [dataclasses.replace(base, **changes, seed=seed) for seed in seeds]
+    return tuple(out)
+
+
+def _changes(base: TrialSpec, v: Variation) -> dict[str, Any]:
+    """The fields of ``base`` that ``v`` replaces, as ``dataclasses.replace`` takes them."""
+    out = {k: value for k in ("optimizer", "model", "train", "reg", "schedule") if (value := getattr(v, k)) is not None}
+    if v.optimizer is not None or v.hyperparams is not None or v.lr is not None:
+        kept = base.hyperparams if v.optimizer is None else ()
+        values = dict(kept if v.hyperparams is None else v.hyperparams)
+        if v.lr is not None:
+            values["learning_rate"] = v.lr
+        out["hyperparams"] = tuple(values.items())
+    if v.tags:
+        out["tags"] = (*base.tags, *v.tags)
+    return out
 
 
 @dataclass(frozen=True)

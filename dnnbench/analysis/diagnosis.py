@@ -36,7 +36,15 @@ from typing import Any
 import numpy as np
 
 from dnnbench import optim
-from dnnbench.config import DataConfig, ModelConfig, Regularization, TrainConfig, TrialSpec
+from dnnbench.config import (
+    DataConfig,
+    ModelConfig,
+    Regularization,
+    TrainConfig,
+    TrialSpec,
+    Variation,
+    trial_list,
+)
 from dnnbench.optim import DEFAULTS
 
 LABELS = ("underfitting", "overfitting", "good fit", "diverged", "still improving")
@@ -277,59 +285,51 @@ def _rounded(value: float) -> float:
     return float(f"{value:.6g}")
 
 
-def _with(spec: TrialSpec, *, lr: float | None = None, **parts: Any) -> TrialSpec:
-    """``spec`` with some of its fields (``model=...``, ``optimizer=...``) and learning rate changed."""
-    changed = dataclasses.replace(spec, **parts) if parts else spec
-    if lr is None:
-        return changed
-    return dataclasses.replace(
-        changed,
-        hyperparams=tuple(
-            (name, _rounded(lr) if name == "learning_rate" else value) for name, value in changed.hyperparams
-        ),
-    )
-
-
 def remedy_specs(label: str, spec: TrialSpec) -> list[TrialSpec]:
     """The recipe's next experiments for ``label``, in the recipe's order: each is ``spec`` with
     one remedy applied (switching the optimizer drops the old one's hyperparameters)."""
+    return list(trial_list(spec, _remedies(label, spec)))
+
+
+def _remedies(label: str, spec: TrialSpec) -> list[Variation]:
+    """Each remedy of ``label`` as what it changes of ``spec`` (a new rate is rounded to six digits)."""
     lr, m, tr, r = spec.learning_rate, spec.model, spec.train, spec.reg
     replace = dataclasses.replace
-    adam = _with(spec, optimizer="adam", hyperparams=(("learning_rate", DEFAULTS["adam"]["learning_rate"]),))
-    out: list[TrialSpec] = []
+    adam = Variation(optimizer="adam", lr=DEFAULTS["adam"]["learning_rate"])
+    out: list[Variation] = []
     if label == "diverged":
-        out.append(_with(spec, lr=lr / 10))
+        out.append(Variation(lr=_rounded(lr / 10)))
         if spec.optimizer != "adam":
             out.append(adam)
         return out
     if label in ("underfitting", "still improving"):
         # SEED.md section 3: hyperparameters (rate, epochs, batch size), activation, optimizer, network, loss.
-        out.append(_with(spec, train=replace(tr, epochs=tr.epochs * 2)))
+        out.append(Variation(train=replace(tr, epochs=tr.epochs * 2)))
         if label == "still improving":
             return out
-        out.append(_with(spec, lr=lr * 10))
+        out.append(Variation(lr=_rounded(lr * 10)))
         if tr.batch_size > 16:
-            out.append(_with(spec, train=replace(tr, batch_size=max(tr.batch_size // 4, 1))))
+            out.append(Variation(train=replace(tr, batch_size=max(tr.batch_size // 4, 1))))
         if m.activation in ("sigmoid", "tanh", "linear"):
-            out.append(_with(spec, model=replace(m, activation="relu")))
+            out.append(Variation(model=replace(m, activation="relu")))
         if spec.optimizer != "adam":
             out.append(adam)
         if len(m.hidden) > 3 and not m.residual:
-            out.append(_with(spec, model=replace(m, residual=True)))
-        out.append(_with(spec, model=replace(m, hidden=tuple(w * 2 for w in m.hidden))))
+            out.append(Variation(model=replace(m, residual=True)))
+        out.append(Variation(model=replace(m, hidden=tuple(w * 2 for w in m.hidden))))
         if tr.loss == "mse":
-            out.append(_with(spec, train=replace(tr, loss="ce")))
+            out.append(Variation(train=replace(tr, loss="ce")))
         return out
     if label == "overfitting":
         # SEED.md section 2: early stopping, L1/L2, dropout, more data.
         if not r.early_stopping:
-            out.append(_with(spec, reg=replace(r, early_stopping=True, patience=5)))
-        out.append(_with(spec, reg=replace(r, l2=_rounded(r.l2 * 10) if r.l2 else 1e-4)))
-        out.append(_with(spec, reg=replace(r, l1=_rounded(r.l1 * 10) if r.l1 else 1e-5)))
-        out.append(_with(spec, reg=replace(r, dropout=0.5 if r.dropout < 0.5 else _rounded(min(r.dropout + 0.1, 0.9)))))
+            out.append(Variation(reg=replace(r, early_stopping=True, patience=5)))
+        out.append(Variation(reg=replace(r, l2=_rounded(r.l2 * 10) if r.l2 else 1e-4)))
+        out.append(Variation(reg=replace(r, l1=_rounded(r.l1 * 10) if r.l1 else 1e-5)))
+        out.append(Variation(reg=replace(r, dropout=0.5 if r.dropout < 0.5 else _rounded(min(r.dropout + 0.1, 0.9)))))
         if r.train_fraction < 1:
-            out.append(_with(spec, reg=replace(r, train_fraction=1.0)))
-        out.append(_with(spec, reg=replace(r, augment_noise=0.1)))
+            out.append(Variation(reg=replace(r, train_fraction=1.0)))
+        out.append(Variation(reg=replace(r, augment_noise=0.1)))
     return out
 
 

@@ -15,6 +15,7 @@ from dnnbench import optim
 from dnnbench.analysis import stats
 from dnnbench.cli import commands
 from dnnbench.cli.output import Output
+from dnnbench.config import Variation
 from dnnbench.errors import InputError
 from dnnbench.experiments import options, sensitivity, sweep, tuning
 from dnnbench.experiments.job import Job
@@ -174,16 +175,13 @@ def run_tuned(job: Job, optimizers: Sequence[str], *, output: Output) -> list[Tr
     def finals(rates: dict[str, float] | None, lrs: Sequence[float] = ()) -> list:
         """Each optimizer at its default rate and at ``rates``' (every grid rate in ``lrs``: those
         it could tune to), on the job's seeds."""
-        specs = []
+        variations = []
         for name in optimizers:
             choices = [("default", optim.resolve_spec(name).default_lr)]
             choices += [("tuned", lr) for lr in ([rates[name]] if rates and name in rates else lrs)]
-            for choice, lr in choices:
-                if lr != lr:  # every grid point diverged: nothing to tune to
-                    continue
-                for seed in job.seeds:
-                    specs.append(job.trial(name, lr, hp[name], seed=seed, tags=(("lr_choice", choice),)))
-        return specs
+            # a NaN rate: every grid point diverged, nothing to tune to
+            variations += [Variation(name, lr, hp[name], tags=(("lr_choice", c),)) for c, lr in choices if lr == lr]
+        return list(job.trials(variations))
 
     # The grid only chooses the rates (it is not written); the comparison is, checked before the grid trains.
     later = commands.Later(

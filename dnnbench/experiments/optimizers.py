@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from dnnbench.config import TrialSpec
+from dnnbench.config import TrialSpec, Variation
 from dnnbench.experiments.job import Job
 
 
@@ -16,8 +16,4 @@ def optimizer_specs(
     hyperparams: dict[str, dict[str, Any]] | None = None,
 ) -> tuple[TrialSpec, ...]:
     """The paired optimizer comparison: every optimizer x every seed of ``job``, same model and data."""
-    specs = []
-    for name in optimizers:
-        for seed in job.seeds:
-            specs.append(job.trial(name, lrs.get(name), (hyperparams or {}).get(name), seed=seed))
-    return tuple(specs)
+    return job.trials(Variation(name, lrs.get(name), (hyperparams or {}).get(name)) for name in optimizers)

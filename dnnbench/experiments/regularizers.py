@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dnnbench.config import DataConfig, Regularization, TrialSpec
+from dnnbench.config import DataConfig, Regularization, TrialSpec, Variation, trial_list
 from dnnbench.errors import InputError
 from dnnbench.experiments.job import Job
 
@@ -110,13 +110,11 @@ def parse_methods(text: str | None) -> list[str]:
 def method_specs(
     methods: Sequence[str], base: TrialSpec, seeds: Sequence[int], strengths: Strengths
 ) -> tuple[TrialSpec, ...]:
-    """One trial per method and seed, tagged ``regularizer=<method>``."""
-    specs = []
-    for method in methods:
-        reg = method_regularization(method, base.reg, strengths)
-        for seed in seeds:
-            specs.append(dataclasses.replace(base, seed=seed, reg=reg, tags=(("regularizer", method),)))
-    return tuple(specs)
+    """One trial per method and seed, tagged ``regularizer=<method>`` (after the base's tags)."""
+    variations = (
+        Variation(reg=method_regularization(m, base.reg, strengths), tags=(("regularizer", m),)) for m in methods
+    )
+    return trial_list(base, variations, seeds)
 
 
 def comparison_specs(

@@ -9,14 +9,13 @@ Decisions use the validation set (never the test set).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from dnnbench.config import TrialSpec
+from dnnbench.config import TrialSpec, Variation, trial_list
 from dnnbench.errors import InputError
 from dnnbench.results.metrics import SENSITIVITY
 from dnnbench.results.rows import TrialResult
@@ -39,21 +38,9 @@ def sensitivity_specs(
 ) -> tuple[TrialSpec, ...]:
     """Every optimizer x every grid point x every seed, tagged ``optimizer`` and ``lr``; each
     optimizer's other hyperparameters from ``hyperparams`` (``--hp``) or its defaults."""
-    specs = []
-    for name in optimizers:
-        given = dict((hyperparams or {}).get(name, {}))
-        for lr in grid:
-            for seed in seeds:
-                specs.append(
-                    dataclasses.replace(
-                        base,
-                        optimizer=name,
-                        hyperparams=(*given.items(), ("learning_rate", lr)),
-                        seed=seed,
-                        tags=(("lr", lr),),
-                    )
-                )
-    return tuple(specs)
+    given = hyperparams or {}
+    variations = (Variation(name, lr, given.get(name, {}), tags=(("lr", lr),)) for name in optimizers for lr in grid)
+    return trial_list(base, variations, seeds)
 
 
 def analyze(trials: Sequence[TrialResult], metric: str = "val_acc", tolerance: float = 0.01) -> list[dict[str, Any]]:

@@ -149,7 +149,7 @@ SuiteFile = _model(
 
 @dataclass(frozen=True)
 class Experiment:
-    """One comparison of a suite: its trials are tagged ``experiment=<name>``."""
+    """One comparison of a suite: its job tags its trials ``experiment=<name>``."""
 
     name: str
     kind: str
@@ -188,7 +188,7 @@ class Suite:
         for e in self.experiments:
             if e.tuning is not None:
                 mine = [t for t in trials if t.tags.get("experiment") == e.name]
-                out += e.tuning.finals(mine, tags=(("experiment", e.name),))
+                out += e.tuning.finals(mine)  # tagged experiment=<name> by the experiment's job
         return out
 
     def possible_finals(self) -> list[TrialSpec]:
@@ -196,7 +196,7 @@ class Suite:
         out: list[TrialSpec] = []
         for e in self.experiments:
             if e.tuning is not None:
-                out += e.tuning.possible_finals(tags=(("experiment", e.name),))
+                out += e.tuning.possible_finals()
         return out
 
 
@@ -372,7 +372,9 @@ def _experiment(
     """The ``index``-th [[experiment]] (of a checked shape) and its trials."""
     kind, name = raw["kind"], raw.get("name", raw["kind"])
     over = {section: raw.get(section, {}) for section in OVERRIDABLE}
-    job = dataclasses.replace(_job(src, suite, over, index, folder), max_parallel=max_parallel, workers=workers)
+    job = dataclasses.replace(
+        _job(src, suite, over, index, folder), max_parallel=max_parallel, workers=workers, tags=(("experiment", name),)
+    )
     settings = {k: v for k, v in raw.items() if k not in (*OVERRIDABLE, "name", "kind")}
 
     def fail(message: str, key: str) -> InputError:
@@ -463,8 +465,7 @@ def _experiment(
             )
         except InputError as exc:
             raise fail(str(exc), "methods") from None
-    tagged = tuple(dataclasses.replace(s, tags=(("experiment", name), *s.tags)) for s in specs)
-    return Experiment(name=name, kind=kind, job=job, specs=tagged, settings=settings, tuning=planned)
+    return Experiment(name=name, kind=kind, job=job, specs=tuple(specs), settings=settings, tuning=planned)
 
 
 def load(path: Path) -> Suite:

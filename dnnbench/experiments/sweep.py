@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dnnbench import optim
-from dnnbench.config import TagValue, TrialSpec
+from dnnbench.config import TagValue, TrialSpec, Variation, trial_list
 from dnnbench.errors import InputError
 
 
@@ -272,7 +272,7 @@ def sweep_specs(
     Each spec is validated as it is built (an ``InputError`` names the bad combination).
     """
     names = sorted(factors, key=lambda k: (factor(k).order, list(factors).index(k)))
-    specs = []
+    specs: list[TrialSpec] = []
     for combo in itertools.product(*(factors[name] for name in names)):
         spec = base
         try:
@@ -281,11 +281,11 @@ def sweep_specs(
                     spec = _set_model("hidden")(spec, (width,) * value)
                 else:
                     spec = factor(name).apply(spec, value)
-                if name == "optimizer":
-                    given = dict((hyperparams or {}).get(value, {}))
-                    if lr is not None and "lr" not in factors:
-                        given["learning_rate"] = lr  # --lr applies to every swept optimizer
-                    spec = dataclasses.replace(spec, hyperparams=tuple(given.items()))
+                if name == "optimizer":  # its own --hp values, and --lr (for every swept optimizer) unless swept
+                    given = Variation(
+                        hyperparams=(hyperparams or {}).get(value, {}), lr=None if "lr" in factors else lr
+                    )
+                    (spec,) = trial_list(spec, [given])
             # re-validate: the hyperparameters of a swept optimizer, the lr on it
             spec = dataclasses.replace(spec)
         except InputError as exc:
@@ -293,8 +293,7 @@ def sweep_specs(
             raise InputError(f"--vary combination {levels}: {exc}") from None
         chosen = dict(zip(names, combo, strict=True))
         tags = tuple((name, tag_value(*chosen[name])) for name in factors)
-        for seed in seeds:
-            specs.append(dataclasses.replace(spec, seed=seed, tags=tags))
+        specs += trial_list(spec, [Variation(tags=tags)], seeds)
     return tuple(specs)
 
 

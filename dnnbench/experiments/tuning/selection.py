@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dnnbench.config import MAX_SEED, TagValue
+from dnnbench.config import MAX_SEED, TagValue, Variation
 from dnnbench.errors import InputError
 from dnnbench.experiments.job import Job
 from dnnbench.experiments.tuning.search import candidates
@@ -31,13 +31,14 @@ def search_specs(
     hyperparams: Mapping[str, Mapping[str, Any]],
 ) -> tuple:
     """Every optimizer's ``budget`` candidates on the search ``seed`` (each validated when built)."""
-    specs = []
+    specs: list = []
     for name, space in spaces.items():
         for i, cand in enumerate(candidates(space, budget, seed)):
-            given = {**hyperparams.get(name, {}), **cand}
-            lr = given.pop("learning_rate", None)
-            try:
-                specs.append(job.trial(name, lr, given, seed=seed, tags=(("phase", "search"), ("candidate", i))))
+            values = {**hyperparams.get(name, {}), **cand}
+            try:  # one candidate at a time, to name the one that is not valid
+                specs += job.trials(
+                    [Variation(name, hyperparams=values, tags=(("phase", "search"), ("candidate", i)))], (seed,)
+                )
             except InputError as exc:
                 raise InputError(
                     f"tune {name}: candidate {i} ({_short(cand)}) is not valid: {exc}; narrow --space"
@@ -76,18 +77,17 @@ def final_specs(
     hyperparams: Mapping[str, Mapping[str, Any]],
 ) -> tuple:
     """Each optimizer at its defaults and (when a candidate did not diverge) at its winner, on ``seeds``."""
-    specs = []
+    finals = []
     for name in optimizers:
-        specs += _finals(job, name, "default", hyperparams.get(name, {}), seeds)
+        finals.append(_final(name, "default", hyperparams.get(name, {})))
         if name in winners:
-            specs += _finals(job, name, "tuned", winners[name].spec.hyperparams, seeds)
-    return tuple(specs)
+            finals.append(_final(name, "tuned", winners[name].spec.hyperparams))
+    return job.trials(finals, seeds)
 
 
-def _finals(job: Job, name: str, choice: str, values: Any, seeds: Sequence[int]) -> list:
-    given = dict(values)
-    lr = given.pop("learning_rate", None)
-    return [job.trial(name, lr, given, seed=seed, tags=(("phase", "final"), ("choice", choice))) for seed in seeds]
+def _final(name: str, choice: str, values: Any) -> Variation:
+    """A final run of optimizer ``name`` at ``values`` (a mapping or (name, value) pairs)."""
+    return Variation(name, hyperparams=values, tags=(("phase", "final"), ("choice", choice)))
 
 
 def _short(values: Mapping[str, Any]) -> str:
@@ -111,17 +111,23 @@ class TuningPlan:
     def finals(self, search: Sequence[TrialResult], tags: tuple[tuple[str, TagValue], ...] = ()) -> list:
         """The final trials once ``search`` (this plan's search results) is known."""
         mine = [t for t in search if t.tags.get("phase") == "search"]
-        specs = final_specs(self.job, self.optimizers, select(mine, self.metric), self.final_seeds, self.hyperparams)
-        return [dataclasses.replace(s, tags=(*tags, *s.tags)) for s in specs]
+        winners = select(mine, self.metric)
+        return list(final_specs(self._job(tags), self.optimizers, winners, self.final_seeds, self.hyperparams))
 
     def possible_finals(self, tags: tuple[tuple[str, TagValue], ...] = ()) -> list:
         """Every final trial this plan could train, whichever candidates win: the defaults' runs
         and each candidate's as the winner (what a resumed file's final rows are checked against
         before the search trains)."""
-        specs = list(final_specs(self.job, self.optimizers, {}, self.final_seeds, self.hyperparams))
-        for candidate in self.search:
-            specs += _finals(self.job, candidate.optimizer, "tuned", candidate.hyperparams, self.final_seeds)
-        return [dataclasses.replace(s, tags=(*tags, *s.tags)) for s in specs]
+        job = self._job(tags)
+        tuned = [_final(candidate.optimizer, "tuned", candidate.hyperparams) for candidate in self.search]
+        return [
+            *final_specs(job, self.optimizers, {}, self.final_seeds, self.hyperparams),
+            *job.trials(tuned, self.final_seeds),
+        ]
+
+    def _job(self, tags: tuple[tuple[str, TagValue], ...]) -> Job:
+        """The plan's job with ``tags`` before its own: its trials carry them."""
+        return dataclasses.replace(self.job, tags=(*tags, *self.job.tags)) if tags else self.job
 
     def describe(self) -> dict[str, Any]:
         return {
