@@ -29,9 +29,9 @@ OUTPUT = "Output"
 BACKEND = "Backend"
 
 
-def option(panel: str, help: str, *flags: str, **settings: Any) -> Any:
-    """A ``typer.Option`` shown under ``panel`` in ``--help`` (``flags``: its names, when not the
-    parameter's)."""
+def option(panel: str | None, help: str, *flags: str, **settings: Any) -> Any:
+    """A ``typer.Option`` shown under ``panel`` in ``--help`` (None: Typer's own panel; ``flags``:
+    its names, when not the parameter's)."""
     return typer.Option(*flags, help=help, rich_help_panel=panel, **settings)
 
 

@@ -346,3 +346,18 @@ def test_report_tables_drop_columns_and_never_cut_numbers(columns, monkeypatch, 
         accs = [r["metrics"]["test_acc"] for r in rows if r["optimizer"] == name]
         assert f"{sum(accs) / len(accs):.4f} ± " in text
     assert "hidden to fit" in " ".join(text.split())
+
+
+def test_every_shared_option_reaches_one_typed_group():
+    """Each option of ``SharedOptions`` becomes a field of exactly one option group (or ``--threads``,
+    ``--wide`` / ``--columns``, which the composition uses itself), and every field has its option."""
+    import dataclasses
+
+    from dnnbench.cli import shared
+    from dnnbench.cli.output import Output
+    from dnnbench.experiments import options
+
+    groups = (options.DataOptions, options.ModelOptions, options.TrainOptions, options.RegOptions, Output)
+    fields = [f.name for group in groups for f in dataclasses.fields(group) if f.name != "layout"]
+    assert len(fields) == len(set(fields))
+    assert sorted(shared._DECLARED) == sorted([*fields, "threads", *shared.TABLES])
