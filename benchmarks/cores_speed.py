@@ -76,7 +76,7 @@ import sys, numpy as np
 sys.path.insert(0, {here!r})
 import peers
 d = np.load({data!r})
-peers.keras_suite(d["x_train"], d["y_train"], d["x_test"], d["y_test"], epochs={epochs})
+peers.keras_suite(peers.Arrays(d["x_train"], d["y_train"], d["x_test"], d["y_test"]), epochs={epochs})
 """
 
 

@@ -1,6 +1,6 @@
 """dnnbench's peers, timed on the same arrays: Keras 3 (JAX backend), a PyTorch eager loop, dnnbench.
 
-Used by ``benchmarks/speed.py --peers``; every function takes the data as arrays
+Used by ``benchmarks/speed.py --peers``; every function takes the data as ``Arrays``
 (``x`` float32 ``(n, 784)``, ``y`` integer labels ``0..9``) and returns a JSON-ready dict.
 
 - ``keras_suite``: the reference experiment of SEED.md, unchanged but for the optimizer, once per
@@ -24,13 +24,27 @@ import sys
 import time
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 SIZES = (784, 500, 500, 10)
 BATCH = 100
 RECIPE = ("sgd", "momentum", "adagrad", "rmsprop", "adam")
+
+
+class Arrays(NamedTuple):
+    """The data every peer trains and tests on: ``x`` float32 ``(n, 784)``, ``y`` integer labels."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+    @property
+    def n_classes(self) -> int:
+        return int(max(self.y_train.max(), self.y_test.max())) + 1
+
 
 KERAS_NOTES = (
     "loss: categorical_crossentropy on one-hot labels (keras.utils.to_categorical), exactly as in SEED.md",
@@ -93,10 +107,7 @@ def keras_optimizer(keras: Any, name: str) -> Any:
 
 
 def keras_suite(
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    x_test: np.ndarray,
-    y_test: np.ndarray,
+    arrays: Arrays,
     optimizers: Sequence[str] = RECIPE,
     epochs: int = 20,
     batch_size: int = BATCH,
@@ -122,7 +133,8 @@ def keras_suite(
             self.times.append(now - self.last)
             self.last = now
 
-    n_classes = int(max(y_train.max(), y_test.max())) + 1
+    x_train, y_train, x_test, y_test = arrays
+    n_classes = arrays.n_classes
     suite_start = time.perf_counter()
     yc_train = keras.utils.to_categorical(y_train, n_classes)
     yc_test = keras.utils.to_categorical(y_test, n_classes)
@@ -182,10 +194,7 @@ def keras_suite(
 
 
 def torch_loop(
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    x_test: np.ndarray,
-    y_test: np.ndarray,
+    arrays: Arrays,
     epochs: int = 3,
     batch_size: int = BATCH,
     seed: int = 0,
@@ -204,7 +213,8 @@ def torch_loop(
     threads = threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    n_classes = int(max(y_train.max(), y_test.max())) + 1
+    x_train, y_train, x_test, y_test = arrays
+    n_classes = arrays.n_classes
     hp = _lr("adam")
     start = time.perf_counter()
     model = nn.Sequential(
@@ -255,10 +265,7 @@ def torch_loop(
 
 
 def dnnbench_suite(
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    x_test: np.ndarray,
-    y_test: np.ndarray,
+    arrays: Arrays,
     optimizers: Sequence[str] = RECIPE,
     epochs: int = 20,
     batch_size: int = BATCH,
@@ -278,7 +285,8 @@ def dnnbench_suite(
     from dnnbench.train import engine
 
     engine.clear_cache()  # compile included, as for a fresh process
-    n_classes = int(max(y_train.max(), y_test.max())) + 1
+    x_train, y_train, x_test, y_test = arrays
+    n_classes = arrays.n_classes
     marks: dict[int, list[float]] = {}
     group_start: dict[int, float] = {}
     names: dict[int, str] = {}

@@ -88,8 +88,9 @@ def matmul_floor(repeats: int = 20, streams: int = 1) -> float:
     return streams * flops_per_sample() * BATCH * steps / best / 1e9
 
 
-def dnnbench_epoch(trials: int, epochs: int, data: datamod.Dataset) -> dict[str, float]:
-    specs = [
+def adam_trials(trials: int, epochs: int) -> tuple[TrialSpec, ...]:
+    """``trials`` seeds of the recipe's MLP under Adam: the trials both timings run."""
+    return tuple(
         TrialSpec(
             optimizer="adam",
             seed=s,
@@ -97,7 +98,11 @@ def dnnbench_epoch(trials: int, epochs: int, data: datamod.Dataset) -> dict[str,
             train=TrainConfig(epochs=epochs, batch_size=BATCH),
         )
         for s in range(trials)
-    ]
+    )
+
+
+def dnnbench_epoch(trials: int, epochs: int, data: datamod.Dataset) -> dict[str, float]:
+    specs = adam_trials(trials, epochs)
     engine.clear_cache()
     times: list[float] = []
     last = [time.perf_counter()]
@@ -135,16 +140,7 @@ def runner_epoch(trials: int, epochs: int, data: datamod.Dataset) -> dict[str, f
     run: wall time per trial-epoch (evaluation, initialisation and result rows included)."""
     from dnnbench.run import runner
 
-    specs = tuple(
-        TrialSpec(
-            optimizer="adam",
-            seed=s,
-            model=ModelConfig(hidden=(500, 500)),
-            train=TrainConfig(epochs=epochs, batch_size=BATCH),
-        )
-        for s in range(trials)
-    )
-    run = runner.Run(specs)
+    run = runner.Run(adam_trials(trials, epochs))
     chunks, workers = runner.chunks_of(run, data)
     runner.execute(run, data)  # compiles
     start = time.perf_counter()
@@ -279,17 +275,17 @@ def run_peers(
     except ImportError:  # run as a module, not as a script
         from benchmarks import peers
 
-    arrays = (raw.x_train[:n_train], raw.y_train[:n_train], raw.x_test, raw.y_test)
+    arrays = peers.Arrays(raw.x_train[:n_train], raw.y_train[:n_train], raw.x_test, raw.y_test)
     rss = {"after_dnnbench_epochs_mb": peers.peak_rss_mb()}
-    out: dict = {"dnnbench_suite": peers.dnnbench_suite(*arrays, epochs=args.suite_epochs)}
+    out: dict = {"dnnbench_suite": peers.dnnbench_suite(arrays, epochs=args.suite_epochs)}
     rss["after_dnnbench_suite_mb"] = peers.peak_rss_mb()
     if args.peers:
-        out["keras"] = peers.keras_suite(*arrays, epochs=args.suite_epochs)
+        out["keras"] = peers.keras_suite(arrays, epochs=args.suite_epochs)
         rss["after_keras_mb"] = peers.peak_rss_mb()
         # torch at every core (as asked) and, on a multi-core machine, at one thread: OpenMP threads
         # that wait on a busy core can be several times slower; the faster run is torch's figure.
         counts = [os.cpu_count() or 1] + ([1] if (os.cpu_count() or 1) > 1 else [])
-        tried = [peers.torch_loop(*arrays, epochs=args.torch_epochs, threads=n) for n in counts]
+        tried = [peers.torch_loop(arrays, epochs=args.torch_epochs, threads=n) for n in counts]
         out["torch"] = min(tried, key=lambda r: r.get("epoch_s", float("inf")))
         if "skipped" not in out["torch"]:
             out["torch"]["epoch_s_by_threads"] = {str(r["threads"]): r["epoch_s"] for r in tried}

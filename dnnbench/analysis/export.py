@@ -17,29 +17,10 @@ from typing import Any
 
 from dnnbench.analysis import stats
 from dnnbench.errors import DataError, printable
-from dnnbench.results.metrics import FINAL
+from dnnbench.results.metrics import FINAL, ROW_KEYS
 
 Row = dict[str, Any]
 
-#: Keys every trial row has; any other top-level string value is a tag (``"regularizer": "l2"``).
-ROW_KEYS = frozenset(
-    {
-        "type",
-        "id",
-        "optimizer",
-        "hyperparams",
-        "seed",
-        "config",
-        "status",
-        "metrics",
-        "best_epoch",
-        "stopped_epoch",
-        "diverged_epoch",
-        "history",
-        "timing",
-        "diagnosis",
-    }
-)
 #: Short names for swept config values in labels.
 SHORT = {"learning_rate": "lr"}
 _NOT_SWEPT = ("seed", "tags", "optimizer")

@@ -170,6 +170,50 @@ def add_columns(
         table.add_column(header, justify="right" if header in right else "left", overflow="fold", min_width=minimum)
 
 
+def filled_table(
+    title: str,
+    headers: Sequence[str],
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    caption: str | None = None,
+    right: Collection[str] = (),
+    labels: Mapping[str, int] | None = None,
+    flexible: Mapping[str, int | None] | None = None,
+) -> Table:
+    """A table as every command's table looks: ``title`` on the left, bold headers, the ``headers``
+    columns (``add_columns``: ``right``, ``labels``, ``flexible``), a line per cells dict of ``rows``,
+    and ``caption`` under it."""
+    table = Table(title=title, title_justify="left", header_style="bold")
+    add_columns(table, headers, rows, right=right, labels=labels, flexible=flexible)
+    for cells in rows:
+        table.add_row(*(cells[h] for h in headers))
+    table.caption = caption
+    return table
+
+
+def fitted_table(
+    title: str,
+    headers: Sequence[str],
+    rows: Sequence[Mapping[str, Any]],
+    drop_order: Sequence[str],
+    *,
+    caption: str | None = None,
+    right: Collection[str] = (),
+    labels: Mapping[str, int] | None = None,
+    flexible: Mapping[str, int | None] | None = None,
+    columns: Mapping[str, str] | None = None,
+    layout: TableLayout | None = None,
+) -> Fitted:
+    """``filled_table`` as a ``Fitted``: ``headers`` less those hidden to fit (``drop_order``) or
+    not chosen (``columns``, ``layout``)."""
+
+    def build(hidden: Sequence[str]) -> Table:
+        shown = [h for h in headers if h not in hidden]
+        return filled_table(title, shown, rows, caption=caption, right=right, labels=labels, flexible=flexible)
+
+    return Fitted(build, drop_order, columns=columns, layout=layout)
+
+
 class Fitted:
     """A table that fits the console: at render time it drops its least important columns, in a
     stated order, until it fits, and its caption names what was hidden.

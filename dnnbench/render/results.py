@@ -15,7 +15,7 @@ from rich.text import Text
 
 from dnnbench.analysis.checking import CheckReport
 from dnnbench.analysis.stats import Stat, Summary
-from dnnbench.render.layout import Fitted, TableLayout, add_columns, console
+from dnnbench.render.layout import Fitted, TableLayout, console, filled_table, fitted_table
 
 __all__ = ["Fitted", "TableLayout", "check_table", "console", "profile_table", "results_table"]
 
@@ -30,6 +30,7 @@ VERDICT_STYLE = {
     "missing": "bold red",
     "lost value": "bold red",
 }
+#: A diagnosis label's style, in these tables and in ``render.tables``' tables and panels.
 LABEL_STYLE = {
     "good fit": "green",
     "overfitting": "yellow",
@@ -94,13 +95,16 @@ def check_table(report: CheckReport, layout: TableLayout | None = None) -> Fitte
         )
 
     def build(hidden: Sequence[str]) -> Table:
-        table = Table(title="dnnbench check", title_justify="left", header_style="bold")
         headers = [h for h in ("row", *CHECK_COLUMNS.values()) if h not in hidden]
         # a long row label (a trial's, with its id) folds; numbers, intervals and verdicts never do
-        add_columns(table, headers, rows, right=("seeds", "baseline", "current", "Δ mean"), labels={"row": 24})
-        for cells in rows:
-            table.add_row(*(cells[h] for h in headers))
-        table.caption = report.summary()
+        table = filled_table(
+            "dnnbench check",
+            headers,
+            rows,
+            caption=report.summary(),
+            right=("seeds", "baseline", "current", "Δ mean"),
+            labels={"row": 24},
+        )
         table.caption_style = "bold red" if report.failed else "bold green"
         return table
 
@@ -163,25 +167,20 @@ def results_table(summaries: Sequence[Summary], *, title: str, layout: TableLayo
             cells[header] = _stat(s.stats[metric], 1 if metric == "best_epoch" else 4)
         rows.append(cells)
 
-    def build(hidden: Sequence[str]) -> Table:
-        table = Table(title=title, title_justify="left", header_style="bold")
-        headers = [h for h in ("label", *RESULTS_COLUMNS.values()) if h not in hidden]
-        # a long label folds before a number is ever cut; the diagnosis and status counts take
-        # what is left, one count per line if need be
-        add_columns(
-            table,
-            headers,
-            rows,
-            right=("lr", *metrics),
-            labels={"label": 20},
-            flexible={"diagnosis": 15, "status": None},
-        )
-        for cells in rows:
-            table.add_row(*(cells[h] for h in headers))
-        table.caption = f"mean ± std over {seeds} seeds (ok trials only)" if seeds > 1 else "one seed per row"
-        return table
-
-    return Fitted(build, RESULTS_DROP_ORDER, columns=RESULTS_COLUMNS, layout=layout)
+    # a long label folds before a number is ever cut; the diagnosis and status counts take
+    # what is left, one count per line if need be
+    return fitted_table(
+        title,
+        ("label", *RESULTS_COLUMNS.values()),
+        rows,
+        RESULTS_DROP_ORDER,
+        caption=f"mean ± std over {seeds} seeds (ok trials only)" if seeds > 1 else "one seed per row",
+        right=("lr", *metrics),
+        labels={"label": 20},
+        flexible={"diagnosis": 15, "status": None},
+        columns=RESULTS_COLUMNS,
+        layout=layout,
+    )
 
 
 #: ``dnnbench profile``'s columns as ``--columns`` names them (the optimizer always shows), and what
@@ -203,27 +202,18 @@ def profile_table(profiles: Sequence[Any], n_tasks: int, target: str, layout: Ta
         cells.update({f"ρ({tau:g})": f"{p.at(tau):.2f}" for tau in SHOWN_TAUS})
         rows.append(cells)
 
-    def build(hidden: Sequence[str]) -> Table:
-        table = Table(
-            title=f"Performance profiles over {n_tasks} task(s), steps to {target}",
-            title_justify="left",
-            header_style="bold",
-        )
-        headers = [h for h in ("optimizer", *PROFILE_COLUMNS.values()) if h not in hidden]
-        add_columns(
-            table,
-            headers,
-            rows,
-            right=[h for h in headers if h.startswith("ρ") or h == "score"],
-            labels={"optimizer": 20},
-            flexible={"ratio per task": 8},
-        )
-        for cells in rows:
-            table.add_row(*(cells[h] for h in headers))
-        table.caption = (
+    return fitted_table(
+        f"Performance profiles over {n_tasks} task(s), steps to {target}",
+        ("optimizer", *PROFILE_COLUMNS.values()),
+        rows,
+        PROFILE_DROP_ORDER,
+        caption=(
             "ρ(τ): fraction of tasks where the optimizer reached the target within τ x the steps of "
             "the fastest; score: area under ρ over τ in [1, 4], scaled to [0, 1]"
-        )
-        return table
-
-    return Fitted(build, PROFILE_DROP_ORDER, columns=PROFILE_COLUMNS, layout=layout)
+        ),
+        right=[h for h in PROFILE_COLUMNS.values() if h.startswith("ρ") or h == "score"],
+        labels={"optimizer": 20},
+        flexible={"ratio per task": 8},
+        columns=PROFILE_COLUMNS,
+        layout=layout,
+    )

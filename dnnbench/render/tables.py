@@ -14,17 +14,10 @@ from rich.table import Table
 from rich.text import Text
 
 from dnnbench.analysis.stats import Stat, Summary
-from dnnbench.render.layout import Fitted, TableLayout, add_columns, console
+from dnnbench.render.layout import Fitted, TableLayout, add_columns, console, fitted_table
+from dnnbench.render.results import LABEL_STYLE
 from dnnbench.results.metrics import ACCURACIES
 from dnnbench.results.rows import TrialResult
-
-LABEL_STYLE = {
-    "good fit": "green",
-    "overfitting": "yellow",
-    "underfitting": "magenta",
-    "still improving": "cyan",
-    "diverged": "bold red",
-}
 
 
 def _fmt(stat: Stat, digits: int = 4, scale: float = 1.0) -> str:
@@ -561,27 +554,20 @@ def sensitivity_table(rows: Sequence[dict], metric: str, tolerance: float, layou
             }
         )
 
-    def build(hidden: Sequence[str]) -> Table:
-        table = Table(
-            title=f"Learning-rate sensitivity ({metric}; forgiving range = within {tolerance:g} of the best)",
-            title_justify="left",
-            header_style="bold",
-        )
-        headers = [h for h in ("optimizer", *columns.values()) if h not in hidden]
-        add_columns(
-            table, headers, cells_of, right=("best lr", f"best {metric}", "width (decades)"), labels={"optimizer": 20}
-        )
-        for cells in cells_of:
-            table.add_row(*(cells[h] for h in headers))
-        table.caption = (
+    return fitted_table(
+        f"Learning-rate sensitivity ({metric}; forgiving range = within {tolerance:g} of the best)",
+        ("optimizer", *columns.values()),
+        cells_of,
+        ("width (decades)", "curve (grid, low → high lr)", "forgiving range"),
+        caption=(
             f"curve: the taller the bar, the better the {metric}"
             + (" (lower loss)" if metric.endswith("loss") else "")
             + "; ✗ = diverged; one compiled program per optimizer"
-        )
-        return table
-
-    return Fitted(
-        build, ("width (decades)", "curve (grid, low → high lr)", "forgiving range"), columns=columns, layout=layout
+        ),
+        right=("best lr", f"best {metric}", "width (decades)"),
+        labels={"optimizer": 20},
+        columns=columns,
+        layout=layout,
     )
 
 
@@ -610,30 +596,20 @@ def expected_best_table(rows: Sequence[dict], metric: str, layout: TableLayout |
         )
         cells_of.append(cells)
 
-    def build(hidden: Sequence[str]) -> Table:
-        table = Table(
-            title=f"Expected best {metric.replace('_', ' ')} after k tries (of N candidates)",
-            title_justify="left",
-            header_style="bold",
-        )
-        headers = [h for h in ("optimizer", *(f"k={k}" for k in ks), "curve", "best candidate") if h not in hidden]
-        add_columns(
-            table,
-            headers,
-            cells_of,
-            right=[h for h in headers if h.startswith("k=")],
-            labels={"optimizer": 20},
-            flexible={"best candidate": 12},
-        )
-        for cells in cells_of:
-            table.add_row(*(cells[h] for h in headers))
-        table.caption = (
+    return fitted_table(
+        f"Expected best {metric.replace('_', ' ')} after k tries (of N candidates)",
+        ("optimizer", *(f"k={k}" for k in ks), "curve", "best candidate"),
+        cells_of,
+        ["curve", *(f"k={k}" for k in ks[1:-1])],
+        caption=(
             "E(best of k) over k candidates drawn without replacement from the N searched (exact order "
             "statistics); k=1 is the mean candidate, k=N the best; validation set only"
-        )
-        return table
-
-    return Fitted(build, ["curve", *(f"k={k}" for k in ks[1:-1])], layout=layout)
+        ),
+        right=[f"k={k}" for k in ks],
+        labels={"optimizer": 20},
+        flexible={"best candidate": 12},
+        layout=layout,
+    )
 
 
 def target_table(rows: Sequence[dict], target_label: str, layout: TableLayout | None = None) -> Fitted:
@@ -652,16 +628,16 @@ def target_table(rows: Sequence[dict], target_label: str, layout: TableLayout | 
             }
         )
 
-    def build(hidden: Sequence[str]) -> Table:
-        table = Table(title=f"Time to target {target_label}", title_justify="left", header_style="bold")
-        headers = [h for h in ("row", "reached", "epochs", "steps", "train s") if h not in hidden]
-        add_columns(table, headers, cells_of, right=headers[1:], labels={"row": 24})
-        for cells in cells_of:
-            table.add_row(*(cells[h] for h in headers))
-        table.caption = (
+    return fitted_table(
+        f"Time to target {target_label}",
+        ("row", "reached", "epochs", "steps", "train s"),
+        cells_of,
+        ("train s", "reached"),
+        caption=(
             "median over seeds (never: not reached by a majority); steps are machine-independent, "
             "seconds are per compiled program (programs share the cores)"
-        )
-        return table
-
-    return Fitted(build, ("train s", "reached"), layout=layout)
+        ),
+        right=("reached", "epochs", "steps", "train s"),
+        labels={"row": 24},
+        layout=layout,
+    )

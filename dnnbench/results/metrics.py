@@ -37,3 +37,20 @@ SORTABLE = ("test_acc", "val_acc", BEST_VAL_ACC, "train_acc", "train_loss", "val
 #: The results file format (its header's ``schema``) and the statuses a trial row can have.
 SCHEMA = "dnnbench/1"
 STATUSES = ("ok", "diverged", "error", "interrupted")
+#: The keys of a trial row; any other top-level key is a tag (``"regularizer": "l2"``) or extra data.
+ROW_KEYS = (
+    "type",
+    "id",
+    "optimizer",
+    "hyperparams",
+    "seed",
+    "config",
+    "status",
+    "metrics",
+    "best_epoch",
+    "stopped_epoch",
+    "diverged_epoch",
+    "history",
+    "timing",
+    "diagnosis",
+)

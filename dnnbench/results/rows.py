@@ -23,7 +23,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
-from dnnbench.results.metrics import EPOCH, SCHEMA
+from dnnbench.results.metrics import EPOCH, ROW_KEYS, SCHEMA
 
 if TYPE_CHECKING:  # reading results files must not load JAX
     from dnnbench.config import TagValue, TrialSpec
@@ -246,22 +246,6 @@ def read_results(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 
 #: Statuses of a finished trial: ``--resume`` keeps these and trains everything else again.
 FINISHED = ("ok", "diverged")
-_ROW_KEYS = (
-    "type",
-    "id",
-    "optimizer",
-    "hyperparams",
-    "seed",
-    "config",
-    "status",
-    "metrics",
-    "best_epoch",
-    "stopped_epoch",
-    "diverged_epoch",
-    "history",
-    "timing",
-    "diagnosis",
-)
 
 
 def read_resumable(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]], bool]:
@@ -295,7 +279,7 @@ def from_row(row: dict[str, Any], spec: TrialSpec) -> TrialResult:
         stopped_epoch=row.get("stopped_epoch"),
         diverged_epoch=row.get("diverged_epoch"),
         timing={k: math.nan if v is None else v for k, v in (row.get("timing") or {}).items()},
-        extra={k: v for k, v in row.items() if k not in _ROW_KEYS and k not in dict(spec.tags)},
+        extra={k: v for k, v in row.items() if k not in ROW_KEYS and k not in dict(spec.tags)},
         diagnosis=row.get("diagnosis"),
     )
 

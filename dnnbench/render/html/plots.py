@@ -131,19 +131,19 @@ def sensitivity(section: Section, prefix: str) -> str:
         series.append(figures.Series(name, x, y, band, mark))
         by_lr = {s.learning_rates[0]: tables.stat_text(s.stats[metric]) for s in members}
         columns[name] = [by_lr.get(lr, "–") for lr in grid]
-    panel = figures.Panel(
-        f"{metric.replace('_', ' ')} against the learning rate",
-        "learning rate",
-        metric.replace("_", " "),
-        series,
-        logx=True,
-    )
-    svg = figures.figure_svg([panel], list(groups), prefix=prefix, columns=1)
+    svg = _log_x_svg(f"{metric.replace('_', ' ')} against the learning rate", "learning rate", metric, series, prefix)
     caption = (
         f"Learning-rate sensitivity: {metric} (mean over seeds; diverged and failed rates are gaps) per "
         "learning rate; ★ = best rate of each optimizer"
     )
     return _figure(svg, caption, _numbers("learning rate", [f"{lr:g}" for lr in grid], columns))
+
+
+def _log_x_svg(title: str, x_label: str, metric: str, series: list[figures.Series], prefix: str) -> str:
+    """One wide plot of ``metric`` against ``x_label`` on a log scale, a line per series (legend in
+    their order), as an SVG string."""
+    panel = figures.Panel(title, x_label, metric.replace("_", " "), series, logx=True)
+    return figures.figure_svg([panel], [line.name for line in series], prefix=prefix, columns=1)
 
 
 def expected_best(section: Section, prefix: str) -> str:
@@ -168,14 +168,9 @@ def expected_best(section: Section, prefix: str) -> str:
         )
         for row in found
     ]
-    panel = figures.Panel(
-        f"expected best {metric.replace('_', ' ')} after k tries",
-        "k: candidates tried",
-        metric.replace("_", " "),
-        series,
-        logx=True,
+    svg = _log_x_svg(
+        f"expected best {metric.replace('_', ' ')} after k tries", "k: candidates tried", metric, series, prefix
     )
-    svg = figures.figure_svg([panel], [row["optimizer"] for row in found], prefix=prefix, columns=1)
     columns = {row["optimizer"]: [tables.fmt(v) for v in row["curve"]] for row in found}
     caption = (
         f"Expected best {metric} after k of the N = {n} candidates drawn without replacement (exact order "

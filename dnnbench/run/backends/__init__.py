@@ -79,10 +79,10 @@ def start(
     if settings.backend == "processes" and workers > 1 and len(programs) > 1 and _main_can_be_reimported():
         import dnnbench.run.backends.processes as processes
 
-        return processes.start(programs, data, workers=workers, on_group=on_group, on_epoch=on_epoch)
+        return processes.ProcessExecution(programs, data, workers, on_group, on_epoch)
     import dnnbench.run.backends.local as local
 
-    return local.start(programs, data, workers=workers, on_group=on_group, on_epoch=on_epoch)
+    return local.LocalExecution(programs, data, workers, on_group, on_epoch)
 
 
 def _main_can_be_reimported() -> bool:

@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import threading
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from dnnbench.config import TrialSpec
-from dnnbench.errors import InputError
+from dnnbench.errors import DnnbenchError, InputError
+
+if TYPE_CHECKING:
+    from dnnbench.data import Dataset
 
 #: What a program ends as: its output (``engine.GroupOutput``) or the exception that failed it,
 #: carrying ``.report`` (a short traceback) where one was taken. Such a program's trials become
@@ -77,6 +82,53 @@ def ray_host_port(option: str, address: str) -> tuple[str, int] | None:
             "(`ray start --head`), ray://HOST:PORT, auto or local"
         )
     return match.group(1).strip("[]"), int(match.group(2))
+
+
+class Stopped(Exception):
+    """Raised inside a worker between epochs once the run is stopping (Ctrl-C or an error)."""
+
+
+def program_outcome(
+    specs: Sequence[TrialSpec],
+    data: Any,
+    on_epoch: Callable[[int, dict[str, np.ndarray]], None] | None,
+    compile_s: float = 0.0,
+) -> Outcome:
+    """Train one program (``engine.train_group``): its output, or the exception that failed it with
+    ``.report`` (a short traceback), so that its trials become error rows and the other programs'
+    are kept. Bad input (``DnnbenchError``) and ``Stopped`` are raised: they end the run."""
+    from dnnbench.train import engine  # JAX starts where a program trains, not where backends are picked
+
+    try:
+        return engine.train_group(specs, data, on_epoch=on_epoch, compile_s=compile_s)
+    except (DnnbenchError, Stopped):
+        raise
+    except Exception as exc:  # noqa: BLE001 -- one failing program must not sink the others
+        exc.report = traceback.format_exc(limit=3)  # type: ignore[attr-defined]
+        return exc
+
+
+class OnThisMachine:
+    """What the backends of this machine (threads, processes) share: the run's programs, the
+    progress callbacks (called one at a time, under ``lock``) and the programs whose outcome was
+    handed back. ``begin`` starts training them, ``workers`` at a time."""
+
+    def __init__(
+        self,
+        programs: Sequence[Sequence[TrialSpec]],
+        data: Dataset,
+        workers: int,
+        on_group: GroupCallback | None = None,
+        on_epoch: EpochCallback | None = None,
+    ) -> None:
+        self.programs = [list(specs) for specs in programs]
+        self.on_group, self.on_epoch = on_group, on_epoch
+        self.lock = threading.Lock()
+        self.yielded: set[int] = set()
+        self.begin(data, workers)
+
+    def begin(self, data: Dataset, workers: int) -> None:
+        raise NotImplementedError
 
 
 class Execution(Protocol):

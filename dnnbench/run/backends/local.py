@@ -9,41 +9,25 @@ their next epoch.
 from __future__ import annotations
 
 import threading
-import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 
 import numpy as np
 
 from dnnbench.config import TrialSpec
 from dnnbench.data import Dataset
-from dnnbench.errors import DnnbenchError
-from dnnbench.run.backends.base import EpochCallback, GroupCallback, Outcome
+from dnnbench.run.backends.base import OnThisMachine, Outcome, Stopped, program_outcome
 from dnnbench.train import engine
 
 
-class _Stopped(Exception):
-    """Raised inside a worker between epochs once the run is stopping (Ctrl-C or an error)."""
-
-
-class LocalExecution:
+class LocalExecution(OnThisMachine):
     """``backends.Execution`` on a compile pool and a train pool of threads."""
 
-    def __init__(
-        self,
-        programs: Sequence[Sequence[TrialSpec]],
-        data: Dataset,
-        workers: int,
-        on_group: GroupCallback | None,
-        on_epoch: EpochCallback | None,
-    ) -> None:
-        self.programs = [list(specs) for specs in programs]
-        self.data, self.on_group, self.on_epoch = data, on_group, on_epoch
+    def begin(self, data: Dataset, workers: int) -> None:
+        self.data = data
         self.stopping = threading.Event()
-        self.lock = threading.Lock()
-        self.yielded: set[int] = set()
         self.compiler = ThreadPoolExecutor(
-            max_workers=min(len(programs), engine.cores(), 4), thread_name_prefix="compile"
+            max_workers=min(len(self.programs), engine.cores(), 4), thread_name_prefix="compile"
         )
         self.trainer = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="train")
         self.futures: dict[Future, int] = {}
@@ -53,28 +37,22 @@ class LocalExecution:
     def _train(self, g: int, compiled: Future) -> Outcome:
         specs = self.programs[g]
         if self.stopping.is_set():
-            raise _Stopped
+            raise Stopped
         if self.on_group is not None:
             with self.lock:
                 self.on_group(g, len(self.programs), specs)
 
         def each_epoch(epoch: int, metrics: dict[str, np.ndarray]) -> None:
             if self.stopping.is_set():
-                raise _Stopped
+                raise Stopped
             if self.on_epoch is not None:
                 with self.lock:
                     self.on_epoch(g, epoch, metrics)
 
-        try:
-            compile_s = compiled.result()
-            if self.stopping.is_set():
-                raise _Stopped
-            return engine.train_group(specs, self.data, on_epoch=each_epoch, compile_s=compile_s)
-        except (DnnbenchError, _Stopped):
-            raise
-        except Exception as exc:  # noqa: BLE001 -- one failing group must not sink the others
-            exc.report = traceback.format_exc(limit=3)  # type: ignore[attr-defined]
-            return exc
+        compile_s = compiled.result()  # never raises: _prepare leaves a failure to program_outcome
+        if self.stopping.is_set():
+            raise Stopped
+        return program_outcome(specs, self.data, each_epoch, compile_s=compile_s)
 
     def finished(self) -> Iterator[tuple[int, Outcome]]:
         for future in as_completed(self.futures):
@@ -95,17 +73,6 @@ class LocalExecution:
     def close(self) -> None:
         self.trainer.shutdown(wait=True, cancel_futures=True)
         self.compiler.shutdown(wait=True, cancel_futures=True)
-
-
-def start(
-    programs: Sequence[Sequence[TrialSpec]],
-    data: Dataset,
-    *,
-    workers: int,
-    on_group: GroupCallback | None = None,
-    on_epoch: EpochCallback | None = None,
-) -> LocalExecution:
-    return LocalExecution(programs, data, workers, on_group, on_epoch)
 
 
 def _prepare(specs: list[TrialSpec], data: Dataset) -> float:

@@ -29,7 +29,6 @@ import shutil
 import signal
 import tempfile
 import threading
-import traceback
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -40,8 +39,7 @@ import numpy as np
 
 from dnnbench.config import TrialSpec
 from dnnbench.data import Dataset
-from dnnbench.errors import DnnbenchError
-from dnnbench.run.backends.base import EpochCallback, GroupCallback, Outcome
+from dnnbench.run.backends.base import OnThisMachine, Outcome, Stopped, program_outcome
 
 _ARRAYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 
@@ -68,34 +66,27 @@ def _init_worker(data_dir: str, meta: dict[str, Any], events: Any, stop: Any) ->
     _worker.update(data=Dataset(**arrays, **meta), events=events, stop=stop)
 
 
-class _Stopped(Exception):
-    """Raised inside a worker between epochs once the run is stopping."""
-
-
 def _train_program(program: int, specs: list[TrialSpec]) -> Outcome:
     """Train one program in a worker; its output (parameters as NumPy arrays) or the exception that
     failed it, with ``.report``. Bad input (``DnnbenchError``) is raised: it stops the run."""
     import jax
 
-    from dnnbench.run.backends.ray import _portable, _with_report
-    from dnnbench.train import engine
+    from dnnbench.run.backends.ray import _portable
 
     events, stop = _worker["events"], _worker["stop"]
     events.put(("start", program, os.getpid()))
 
     def each_epoch(epoch: int, metrics: dict[str, np.ndarray]) -> None:
         if stop.is_set():
-            raise _Stopped
+            raise Stopped
         events.put(("epoch", program, epoch, metrics))
 
     try:
-        output = engine.train_group(specs, _worker["data"], on_epoch=each_epoch)
-    except (DnnbenchError, _Stopped):
-        raise
-    except Exception as exc:  # noqa: BLE001 -- this program's trials become error rows
-        return _portable(_with_report(exc, traceback.format_exc(limit=3)))
+        output = program_outcome(specs, _worker["data"], each_epoch)
     finally:
         events.put(("end", program, os.getpid()))
+    if isinstance(output, Exception):
+        return _portable(output)
     return dataclasses.replace(output, params=jax.device_get(output.params))
 
 
@@ -117,19 +108,10 @@ def _shared_dir() -> Path:
     return Path(tempfile.mkdtemp(prefix="dnnbench-data-", dir=base))
 
 
-class ProcessExecution:
+class ProcessExecution(OnThisMachine):
     """``backends.Execution`` on a pool of spawned worker processes."""
 
-    def __init__(
-        self,
-        programs: Sequence[Sequence[TrialSpec]],
-        data: Dataset,
-        workers: int,
-        on_group: GroupCallback | None,
-        on_epoch: EpochCallback | None,
-    ) -> None:
-        self.programs = [list(specs) for specs in programs]
-        self.on_group, self.on_epoch = on_group, on_epoch
+    def begin(self, data: Dataset, workers: int) -> None:
         self.workers = max(1, min(workers, len(self.programs)))
         self.context = multiprocessing.get_context("spawn")
         self.events = self.context.Queue()
@@ -143,12 +125,10 @@ class ProcessExecution:
         self.order = sorted(range(len(self.programs)), key=lambda g: -costs[g])  # longest first
         self.running: dict[int, int] = {}  # program -> worker pid, from the workers' events
         self.started: set[int] = set()
-        self.lock = threading.Lock()
         self.ended: set[int] = set()
         self.failure: BaseException | None = None
         self.ended_changed = threading.Condition(self.lock)
         self.pending: dict[Future, int] = {}
-        self.yielded: set[int] = set()
         self.done: dict[int, Outcome] = {}
         self.pool: ProcessPoolExecutor | None = None
         self.listener = threading.Thread(target=self._listen, name="dnnbench-events", daemon=True)
@@ -286,14 +266,3 @@ class ProcessExecution:
         self.events.put(None)
         self.listener.join(timeout=5)
         shutil.rmtree(self.data_dir, ignore_errors=True)
-
-
-def start(
-    programs: Sequence[Sequence[TrialSpec]],
-    data: Dataset,
-    *,
-    workers: int,
-    on_group: GroupCallback | None = None,
-    on_epoch: EpochCallback | None = None,
-) -> ProcessExecution:
-    return ProcessExecution(programs, data, workers, on_group, on_epoch)

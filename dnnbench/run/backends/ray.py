@@ -36,7 +36,6 @@ import signal
 import sys
 import tempfile
 import threading
-import traceback
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -52,6 +51,7 @@ from dnnbench.run.backends.base import (
     Settings,
     Status,
     StatusCallback,
+    program_outcome,
     ray_host_port,
 )
 from dnnbench.train import threads as xla_threads
@@ -506,15 +506,10 @@ def _tell(events: Any, item: tuple) -> None:
 def _train(specs: list[TrialSpec], data: Any, files: dict[str, tuple[str, str, str]], on_epoch: Any = None) -> Outcome:
     import jax
 
-    from dnnbench.train import engine
-
     local = [dataclasses.replace(spec, optimizer=_local_spec(spec.optimizer, files)) for spec in specs]
-    try:
-        output = engine.train_group(local, data, on_epoch=on_epoch)
-    except DnnbenchError:
-        raise
-    except Exception as exc:  # noqa: BLE001 -- this program's trials become error rows
-        return _portable(_with_report(exc, traceback.format_exc(limit=3)))
+    output = program_outcome(local, data, on_epoch)
+    if isinstance(output, Exception):
+        return _portable(output)
     return dataclasses.replace(output, specs=tuple(specs), params=jax.device_get(output.params))
 
 
