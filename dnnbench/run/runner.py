@@ -8,6 +8,7 @@ grows while a long run goes on).
 from __future__ import annotations
 
 import dataclasses
+import math
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -87,12 +88,26 @@ def group_by_structure(
         groups.setdefault(spec.structure, []).append(i)
     chunks: list[list[int]] = []
     for members in groups.values():
-        size = max_parallel or len(members)
-        if max_parallel is None and n_features is not None:
+        if max_parallel is not None:  # the user's word: chunks of exactly that many
+            chunks += [members[i : i + max_parallel] for i in range(0, len(members), max_parallel)]
+            continue
+        size = len(members)
+        if n_features is not None:
             budget = MEMORY_BUDGET // max(workers, 1)
             size = max(1, min(size, budget // trial_bytes(specs[members[0]], n_features, n_classes)))
-        chunks += [members[i : i + size] for i in range(0, len(members), size)]
+        chunks += near_equal(members, math.ceil(len(members) / size))
     return balance(chunks, workers) if max_parallel is None else chunks
+
+
+def near_equal(members: list[int], parts: int) -> list[list[int]]:
+    """``members`` cut into ``parts`` contiguous chunks whose sizes differ by at most one, bigger
+    first: at most two program shapes, hence at most two compiles (16 trials under a cap of 10 are
+    8 + 8, one executable, rather than 10 + 6, two)."""
+    size, extra = divmod(len(members), parts)
+    bounds = [0]
+    for k in range(parts):
+        bounds.append(bounds[-1] + size + (1 if k < extra else 0))
+    return [members[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
 
 
 def balance(chunks: list[list[int]], workers: int) -> list[list[int]]:

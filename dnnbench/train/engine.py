@@ -189,22 +189,52 @@ def _programs(
     )
     init_fn, epoch_fn, graphdef = core.make_trial_fns(plan)
     params_shape = jax.eval_shape(jax.vmap(init_params_fn), numbers.seed)
+    axes = _state_axes(init_fn, epoch_fn, params_shape, numbers, data) if n > 1 and not shardings else 0
     init = _compiled(
-        ("init", plan, n, devices), lambda: jax.jit(jax.vmap(init_fn), **on).lower(params_shape, numbers).compile(once)
+        ("init", plan, n, devices),
+        lambda: jax.jit(jax.vmap(init_fn, out_axes=axes), **on).lower(params_shape, numbers).compile(once),
     )
-    state_shape = jax.eval_shape(jax.vmap(init_fn), params_shape, numbers)
+    state_shape = jax.eval_shape(jax.vmap(init_fn, out_axes=axes), params_shape, numbers)
     epoch_on: dict[str, Any] = (
         {"in_shardings": (trials, trials, replicated), "out_shardings": (trials, trials)} if shardings else {}
     )
     epoch = _compiled(
         ("epoch", plan, n, shapes, devices, opt_key),
         lambda: (
-            jax.jit(_over_trials(epoch_fn, n), donate_argnums=0, **epoch_on)
+            jax.jit(_over_trials(epoch_fn, n, axes), donate_argnums=0, **epoch_on)
             .lower(state_shape, numbers, data)
             .compile(options)
         ),
     )
     return _Programs(init_params, init, epoch, graphdef)
+
+
+def _state_axes(init_fn: Callable, epoch_fn: Callable, params_shape: Any, numbers: Any, data: Any) -> Any:
+    """The vmap axes of a group's ``TrialState``: every leaf per trial (axis 0), except the
+    optimizer's step counters, which all trials of a group advance in lockstep and so keep once.
+
+    Why: an optimizer that branches on its step count (GaLore's SVD every ``update_proj_gap``
+    steps, ``MultiSteps``, lookahead's sync) uses ``lax.cond``, which under ``vmap`` with a
+    per-trial predicate becomes ``select`` and computes both branches at every step (GaLore: an
+    SVD per step). With the counter shared, the predicate is one value and the branch taken is
+    the only one computed. Same values either way, so the same numbers.
+
+    A counter that can differ between trials (it depends on the trial's numbers or data, or on
+    early stopping freezing a trial) makes tracing fail with shared counters; then every leaf
+    stays per trial (axis 0, the general case).
+    """
+    state = jax.eval_shape(jax.vmap(init_fn), params_shape, numbers)
+    counter = lambda leaf: None if leaf.ndim == 1 and jnp.issubdtype(leaf.dtype, jnp.integer) else 0  # noqa: E731
+    opt_axes = jax.tree.map(counter, state.opt_state)
+    if None not in jax.tree.leaves(opt_axes, is_leaf=lambda axis: axis is None):
+        return 0  # no counters
+    axes = jax.tree.map(lambda _: 0, state)._replace(opt_state=opt_axes)
+    try:
+        shared = jax.eval_shape(jax.vmap(init_fn, out_axes=axes), params_shape, numbers)
+        jax.eval_shape(jax.vmap(epoch_fn, in_axes=(axes, 0, None), out_axes=(axes, 0)), shared, numbers, data)
+    except ValueError:  # a counter is per trial after all
+        return 0
+    return axes
 
 
 #: Below this much training work (FLOP) a group compiles with LLVM's optimization level 1: much
@@ -252,14 +282,14 @@ def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _over_trials(epoch_fn: Callable, n: int) -> Callable:
+def _over_trials(epoch_fn: Callable, n: int, state_axes: Any = 0) -> Callable:
     """``epoch_fn`` over a leading trial axis: ``vmap`` for a group, a plain call for one trial.
 
     A single trial gains nothing from vmap, and on CPU the batched matmuls it produces are slower
-    than plain ones (figures: docs/performance.md); same numbers.
+    than plain ones (figures: docs/performance.md); same numbers. ``state_axes``: see ``_state_axes``.
     """
     if n > 1:
-        return jax.vmap(epoch_fn, in_axes=(0, 0, None))
+        return jax.vmap(epoch_fn, in_axes=(state_axes, 0, None), out_axes=(state_axes, 0))
 
     def single(state: Any, numbers: Any, data: Any) -> Any:
         squeeze = lambda tree: jax.tree.map(lambda leaf: leaf[0], tree)  # noqa: E731

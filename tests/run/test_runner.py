@@ -64,6 +64,11 @@ def test_memory_budget_is_shared_by_the_workers(monkeypatch):
     monkeypatch.setattr(runner, "MEMORY_BUDGET", 6 * one)
     assert [len(c) for c in runner.group_by_structure(group, n_features=784, workers=1)] == [6, 6]
     assert [len(c) for c in runner.group_by_structure(group, n_features=784, workers=2)] == [3, 3, 3, 3]
+    # a cap that does not divide the group: near-equal chunks, one executable for 8 + 8
+    monkeypatch.setattr(runner, "MEMORY_BUDGET", 10 * one)
+    sixteen = [TrialSpec(seed=s, model=ModelConfig(hidden=(500, 500))) for s in range(16)]
+    assert [len(c) for c in runner.group_by_structure(sixteen, n_features=784, workers=1)] == [8, 8]
+    assert [len(c) for c in runner.near_equal(list(range(13)), 3)] == [5, 4, 4]
     # --max-parallel is the user's word: neither the budget nor the balance changes it
     assert [len(c) for c in runner.group_by_structure(group, max_parallel=12, n_features=784, workers=2)] == [12]
 

@@ -76,6 +76,38 @@ def test_vmapped_group_equals_sequential_trials(ds, group):
     assert not np.allclose(group.history["train_loss"][:, 0], group.history["train_loss"][:, 2])
 
 
+def _state_axes(specs, ds):
+    group = engine._setup(tuple(specs), ds)
+    init_params_fn = core.make_init_params(group.plan)
+    init_fn, epoch_fn, _ = core.make_trial_fns(group.plan)
+    params = jax.eval_shape(jax.vmap(init_params_fn), group.numbers.seed)
+    return engine._state_axes(init_fn, epoch_fn, params, group.numbers, group.data)
+
+
+def test_lockstep_step_counters_are_shared_and_change_no_number(ds):
+    # GaLore recomputes its projection (an SVD) when count % update_proj_gap == 0: with the count
+    # shared by the group, lax.cond stays a branch instead of computing the SVD at every step.
+    specs = [spec("optax.contrib.galore", lr, i, update_proj_gap=2) for i, lr in enumerate((0.01, 0.003, 0.03))]
+    axes = _state_axes(specs, ds)
+    assert axes != 0 and None in jax.tree.leaves(axes.opt_state, is_leaf=lambda a: a is None)
+    assert jax.tree.leaves(axes.params) == [0] * len(jax.tree.leaves(axes.params))
+    group = engine.train_group(specs, ds)
+    for i, one in enumerate(specs):
+        alone = engine.train_group([one], ds)
+        for name, values in group.history.items():
+            np.testing.assert_allclose(
+                alone.history[name][:, 0], values[:, i], rtol=1e-5, atol=1e-6, err_msg=f"trial {i} {name}"
+            )
+    assert not np.allclose(group.history["train_loss"][:, 0], group.history["train_loss"][:, 1])
+
+
+def test_step_counters_stay_per_trial_where_trials_can_differ(ds):
+    # early stopping freezes a stopped trial's optimizer state, counter included
+    stopping = Regularization(early_stopping=True, patience=1)
+    assert _state_axes([spec("adam", 0.01, 0, reg=stopping), spec("adam", 0.02, 1, reg=stopping)], ds) == 0
+    assert _state_axes([spec("adam", 0.01, 0), spec("adam", 0.02, 1)], ds) != 0
+
+
 def test_same_seed_gives_identical_histories(ds, group):
     again = engine.train_group(GROUP, ds)
     for name, values in group.history.items():
