@@ -3,6 +3,8 @@ npz rejected with a ``DataError`` that names the problem."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +33,29 @@ def test_digits_loads_offline(digits):
     assert set(np.unique(digits.y_train)) == set(range(10))
     assert set(np.unique(digits.y_test)) == set(range(10))
     assert digits.y_train.dtype.kind == "i"
+
+
+def test_the_digits_split_is_kept_and_read_back_without_scikit_learn(tmp_path):
+    from sklearn.datasets import load_digits as sk_load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = sk_load_digits()
+    x, y = (bunch.data / 16.0).astype(np.float32), bunch.target.astype(np.int32)
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.2, random_state=0, stratify=y)
+    first = sources.load_digits(str(tmp_path))  # scikit-learn's split, then kept
+    (kept,) = (tmp_path / "digits").glob("split-sklearn-*.npz")
+    again = sources.load_digits(str(tmp_path))  # read back
+    for got in (first, again):
+        for a, b in zip((got.x_train, got.y_train, got.x_test, got.y_test), (x_train, y_train, x_test, y_test)):
+            np.testing.assert_array_equal(a, b)
+            assert a.dtype == b.dtype
+    # a second process reads the kept split and never imports scikit-learn (1.9 s of start-up)
+    probe = "import sys; from dnnbench.data import sources; sources.load_digits(sys.argv[1]); print('sklearn' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    kept.write_bytes(b"not an npz")  # a damaged file is made again, not trusted
+    np.testing.assert_array_equal(sources.load_digits(str(tmp_path)).x_train, x_train)
+    assert np.load(kept)["x_train"].shape == (1437, 64)
 
 
 def test_load_digits_by_name_splits_validation():
