@@ -103,9 +103,9 @@ def load_digits(data_dir: str | None = None) -> RawData:
     if cache is not None and cache.is_file():
         try:
             with np.load(cache) as f:
-                arrays = [f[key] for key in _DIGITS_KEYS]
-            if [a.shape[0] for a in arrays] == [1437, 1437, 360, 360]:
-                return RawData("digits", *arrays, 10, (8, 8), CATALOG["digits"]["source"])
+                x_train, y_train, x_test, y_test = (f[key] for key in _DIGITS_KEYS)
+            if [len(a) for a in (x_train, y_train, x_test, y_test)] == [1437, 1437, 360, 360]:
+                return RawData("digits", x_train, y_train, x_test, y_test, 10, (8, 8), CATALOG["digits"]["source"])
         except (OSError, ValueError, KeyError, zipfile.BadZipFile):
             pass  # unreadable: made again below
     from sklearn.datasets import load_digits as sk_load_digits
@@ -147,7 +147,7 @@ def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.part")
         try:
             with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
+                np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub reads **kwds as allow_pickle
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):
