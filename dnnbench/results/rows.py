@@ -211,8 +211,11 @@ class ResultsWriter:
     def write(self, row: dict[str, Any]) -> None:
         from dnnbench.errors import OutputError
 
+        line = json.dumps(_json_safe(row), allow_nan=False) + "\n"
+        if self.stream.closed:  # a failed write closed it: the same one line, not a traceback
+            raise OutputError(f"{self.name}: cannot write (closed after an earlier error)")
         try:
-            self.stream.write(json.dumps(_json_safe(row), allow_nan=False) + "\n")
+            self.stream.write(line)
             self.stream.flush()
         except OSError as exc:
             if self.stream is not sys.stdout:  # close now, so closing again later does not raise

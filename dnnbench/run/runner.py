@@ -244,9 +244,12 @@ def execute(
                 next_group += 1
     except BaseException:
         finished.update(execution.stop())  # groups that finished meanwhile are kept, in order
-        for g in sorted(finished):
-            if g not in emitted:
-                emit(g)
+        try:
+            for g in sorted(finished):
+                if g not in emitted:
+                    emit(g)
+        except Exception:  # noqa: S110 -- e.g. the output that failed fails again: the first error is the news
+            pass
         raise
     finally:
         execution.close()

@@ -312,3 +312,39 @@ def test_same_rows_bit_for_bit_with_1_2_4_workers_and_one_core(tmp_path):
         outputs.append([(r["id"], r["metrics"], r["history"]) for r in rows if r["type"] == "trial"])
         assert rows[0]["config"]["plan"] == [1, 1, 1, 1, 1, 1]  # two groups of 3 seeds -> 6 single trials
     assert all(o == outputs[0] for o in outputs[1:])
+
+
+def test_an_output_that_fails_reports_its_first_error_not_the_next_one(ds, monkeypatch):
+    # `dnnbench ... --json | head -1`: the first row meets a broken pipe, the runner still emits the
+    # groups that finished, and that write fails differently (the stream is closed by then)
+    from dnnbench.errors import OutputError
+
+    train_group = engine.train_group
+
+    def slow_first(group, *args, **kwargs):
+        if group[0].optimizer == "sgd":
+            time.sleep(1.0)  # the second group has finished when the first is written
+        return train_group(group, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "train_group", slow_first)
+    calls = []
+
+    def on_result(trial):
+        calls.append(trial.id)
+        raise OutputError("stdout: cannot write (Broken pipe)") if len(calls) == 1 else ValueError("closed file")
+
+    with pytest.raises(OutputError, match="Broken pipe"):
+        runner.execute(runner.Run(specs(1, "sgd") + specs(1, "adam"), workers=2), ds, on_result=on_result)
+    assert len(calls) == 2  # the second group was still offered to the output
+
+
+def test_a_results_writer_on_a_closed_stream_says_so_in_one_line():
+    import io
+
+    from dnnbench.errors import OutputError
+    from dnnbench.results.rows import ResultsWriter
+
+    stream = io.StringIO()
+    stream.close()
+    with pytest.raises(OutputError, match="results.jsonl: cannot write"):
+        ResultsWriter(stream, "results.jsonl").write({"type": "trial"})
