@@ -16,6 +16,7 @@ from typing import Any
 from dnnbench import optim
 from dnnbench.cli.output import Output
 from dnnbench.cli.session import Later, execute
+from dnnbench.config import Variation
 from dnnbench.errors import InputError
 from dnnbench.experiments import options, regularizers
 from dnnbench.experiments.job import Job
@@ -140,7 +141,7 @@ def diagnose_one(
     from dnnbench.render import tables as report
 
     hyperparams = options.apply_hp(job.hp, [optimizer])[optimizer]
-    specs = [job.trial(optimizer, lr, hyperparams, seed=s) for s in job.seeds]
+    specs = list(job.trials([Variation(optimizer, lr, hyperparams)]))
     trials = execute(
         job,
         specs,
