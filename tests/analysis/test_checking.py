@@ -399,3 +399,34 @@ def test_report_renders_mean_and_std_over_seeds(cli, tmp_path):
     # test_acc 0.75 and 0.76: mean 0.755, sample std 0.00707
     assert "0.7550 ± 0.0071" in line and "good fit" in line and "ok" in line
     assert "mean ± std over 2 seeds" in result.stdout
+
+
+# ---- a CI gate without holes
+
+
+def test_check_refuses_an_empty_baseline(tmp_path, results_file, run):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text(results_file.read_text().splitlines(keepends=True)[0])  # a header, no trials
+    for base, cur in ((empty, results_file), (empty, empty)):
+        code, _, err = run("check", base, cur)
+        assert code == 2 and "the baseline has no trials to compare" in err
+
+
+def test_check_lists_new_trials_and_reports_errors(tmp_path, results_file, run):
+    lines = results_file.read_text().splitlines(keepends=True)
+    base = tmp_path / "base.jsonl"
+    base.write_text(lines[0] + lines[1])  # sgd only
+    code, out, _ = run("check", base, results_file, "--format", "markdown")
+    assert code == 0
+    assert (
+        "**PASS**: 1 rows (1 trials) within tolerance 0.005 on test_acc; 1 new in CURRENT, not compared: "
+        "adam seed=0" in out
+    )
+    broken = json.loads(lines[1])
+    broken["status"], broken["metrics"], broken["error"] = "error", {}, "RuntimeError: boom"
+    cur = tmp_path / "cur.jsonl"
+    cur.write_text(lines[0] + json.dumps(broken) + "\n")
+    code, out, _ = run("check", base, cur, "--format", "markdown")
+    assert code == 1
+    assert "❌ error" in out and "newly diverged" not in out
+    assert "**FAIL**: 1 error (0 rows, 1 trials" in out

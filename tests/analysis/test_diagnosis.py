@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import shlex
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -128,3 +130,132 @@ def test_the_restored_epoch_follows_the_monitor_and_min_delta():
     assert diagnosis.restored_epoch(h, Regularization(monitor="val_loss")) == 3
     assert diagnosis.restored_epoch(h, Regularization(monitor="val_loss", min_delta=0.01)) == 2
     assert diagnosis.restored_epoch(h, Regularization(monitor="val_acc")) == 3
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+# ---- suggested next commands: the whole configuration, quoted once, read back by the CLI itself
+
+
+def _parsed(run, monkeypatch, line: str) -> tuple[object, object]:
+    """The job and the one trial that the CLI builds from the shell line ``line`` (nothing trains)."""
+    from dnnbench.cli import commands
+
+    captured: list = []
+    monkeypatch.setattr(commands, "execute", lambda job, specs, **kw: captured.append((job, specs)) or [])
+    args = shlex.split(line)
+    assert args[0] == "dnnbench"
+    code, _, err = run(*args[1:])
+    assert code == 0, err
+    ((job, specs),) = captured
+    return job, specs[0]
+
+
+def _differences(a, b) -> set[str]:
+    """The fields (``train.epochs``, ``hyperparams.b1``, ``optimizer``) in which two trials differ."""
+    import dataclasses
+
+    out = set()
+    for part in ("model", "train", "reg", "schedule"):
+        x, y = getattr(a, part), getattr(b, part)
+        out |= {f"{part}.{f.name}" for f in dataclasses.fields(x) if getattr(x, f.name) != getattr(y, f.name)}
+    ha, hb = dict(a.hyperparams), dict(b.hyperparams)
+    out |= {f"hyperparams.{k}" for k in ha.keys() | hb.keys() if ha.get(k) != hb.get(k)}
+    return out | {k for k in ("optimizer", "seed", "tags") if getattr(a, k) != getattr(b, k)}
+
+
+def _one_remedy(diff: set[str]) -> bool:
+    if "optimizer" in diff:  # switching the optimizer takes the new one's hyperparameters with it
+        return all(d == "optimizer" or d.startswith("hyperparams.") for d in diff)
+    return len(diff) == 1 or diff == {"reg.early_stopping", "reg.patience"}
+
+
+EVERY_OPTION = (
+    "dnnbench diagnose --data-dir '/tmp/a dir' --no-verify --val-split 0.2 --label-noise 0.1 "
+    "--dataset synthetic:train=200,test=50,features=8,classes=3 --optimizer momentum --lr 0.03 "
+    "--hidden 8,8,8,8 --activation tanh --residual --precision bf16 --loss mse --epochs 6 "
+    "--batch-size 32 --train-eval-samples 100 --seed 7 --l1 1e-6 --l2 3e-4 --dropout 0.2 "
+    "--dropout-mode scale-at-test --early-stopping --monitor val_acc --patience 3 --min-delta 0.001 "
+    "--augment-noise 0.01 --train-fraction 0.5 --schedule step --warmup 1e --step-every 2 "
+    "--step-factor 0.5 --hp momentum=0.8"
+)
+
+
+def test_every_option_survives_into_every_remedy(monkeypatch, run):
+    from dnnbench.analysis import diagnosis
+
+    job, spec = _parsed(run, monkeypatch, EVERY_OPTION)
+    same_job, same_spec = _parsed(run, monkeypatch, shlex.join(diagnosis.command_for(spec, job.data)))
+    assert same_spec == spec and same_job.data == job.data  # the run itself reads back whole
+    for label in ("underfitting", "overfitting", "diverged", "still improving"):
+        lines = diagnosis.remedies(label, spec, job.data)
+        assert lines
+        for line, remedy in zip(lines, diagnosis.remedy_specs(label, spec), strict=True):
+            assert "'/tmp/a dir'" in line and "'\"'\"'" not in line  # quoted once
+            parsed_job, parsed = _parsed(run, monkeypatch, line)
+            assert parsed == remedy, line
+            assert parsed_job.data == job.data
+            assert _one_remedy(_differences(parsed, spec)), (line, _differences(parsed, spec))
+
+
+@pytest.mark.parametrize("command", ["diagnose", "optimizers"])
+def test_suggested_commands_of_real_runs_read_back(tmp_path, monkeypatch, command, run, tiny):
+    given = [
+        *tiny,
+        "--epochs",
+        "2",
+        "--batch-size",
+        "20",
+        "--val-split",
+        "0.2",
+        "--label-noise",
+        "0.1",
+        "--dropout-mode",
+        "scale-at-test",
+        "--monitor",
+        "val_acc",
+        "--min-delta",
+        "0.01",
+        "--train-eval-samples",
+        "50",
+        "--schedule",
+        "cosine",
+        "--warmup",
+        "0.25",
+        "--hp",
+        "momentum=0.8",
+    ]
+    given += ["--optimizer", "momentum"] if command == "diagnose" else ["--optimizers", "momentum,sgd"]
+    out = tmp_path / "r.jsonl"
+    monkeypatch.setenv("COLUMNS", "80")
+    code, stdout, err = run(command, *given, "--out", out)
+    assert code == 0, err
+    trials = [row for row in _rows(out) if row["type"] == "trial"]
+    assert all(row["diagnosis"]["remedies"] for row in trials)
+    for row in trials:
+        for line in row["diagnosis"]["remedies"]:
+            if command == "diagnose":
+                assert line in stdout.splitlines()  # one line, whole, outside the panel
+            job, parsed = _parsed(run, monkeypatch, line)
+            assert (job.data.val_split, job.data.label_noise) == (0.2, 0.1)
+            original = _spec_of(row)
+            assert _one_remedy(_differences(parsed, original)), (line, _differences(parsed, original))
+
+
+def _spec_of(row: dict):
+    """The trial spec a results row was trained with."""
+    from dnnbench.config import ModelConfig, Regularization, TrainConfig, TrialSpec
+    from dnnbench.optim import Schedule
+
+    c = row["config"]
+    return TrialSpec(
+        optimizer=c["optimizer"],
+        hyperparams=tuple(c["hyperparams"].items()),
+        seed=c["seed"],
+        model=ModelConfig(**c["model"]),
+        train=TrainConfig(**c["train"]),
+        reg=Regularization(**c["regularization"]),
+        schedule=Schedule(**c["schedule"]),
+    )

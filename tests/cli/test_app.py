@@ -8,8 +8,10 @@ import io
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,7 @@ from dnnbench import optim
 from dnnbench.analysis import diagnosis
 from dnnbench.cli import main
 from dnnbench.results import rows as results
+from dnnbench.train import engine
 
 TINY = [
     "--dataset",
@@ -361,3 +364,153 @@ def test_every_shared_option_reaches_one_typed_group():
     fields = [f.name for group in groups for f in dataclasses.fields(group) if f.name != "layout"]
     assert len(fields) == len(set(fields))
     assert sorted(shared._DECLARED) == sorted([*fields, "threads", *shared.TABLES])
+
+
+# ---- a failed trial says why, and the exit code is 1 once everything is written
+
+
+@pytest.fixture()
+def sgd_fails(monkeypatch):
+    real = engine.train_group
+
+    def train_group(specs, *args, **kwargs):
+        if any(spec.optimizer == "sgd" for spec in specs):
+            raise RuntimeError("Out of memory allocating 25600000000 bytes")
+        return real(specs, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "train_group", train_group)
+
+
+def test_errored_trials_are_explained_and_exit_1(tmp_path, sgd_fails, run, tiny):
+    out = tmp_path / "r.jsonl"
+    code, stdout, err = run("optimizers", *tiny, "--optimizers", "adam,sgd", "--out", out)
+    assert code == 1
+    assert "dnnbench: trial sgd seed 0" in err and "Out of memory allocating 25600000000 bytes" in err
+    assert err.strip().splitlines()[-1] == "dnnbench: error: 1 of 2 trials ended in error (reasons above)"
+    assert "Out of memory" in " ".join(stdout.split())  # under the table too
+    rows = _rows(out)  # everything was written before the exit code
+    assert [r["type"] for r in rows] == ["header", "trial", "trial", "summary"]
+    assert sorted(r["status"] for r in rows[1:3]) == ["error", "ok"]
+    assert "Traceback" not in err
+
+
+def test_errored_trial_in_diagnose_and_json_modes(tmp_path, sgd_fails, run, tiny):
+    code, stdout, err = run("diagnose", *tiny, "--optimizer", "sgd")
+    assert code == 1
+    assert "reason" in stdout and "Out of memory" in stdout  # the evidence is not empty
+    code, stdout, err = run("optimizers", *tiny, "--optimizers", "adam,sgd", "--json")
+    assert code == 1
+    assert [json.loads(line)["type"] for line in stdout.splitlines()] == ["header", "trial", "trial", "summary"]
+    assert "Out of memory" in err
+
+
+def test_a_run_suite_with_an_errored_trial_exits_1(tmp_path, sgd_fails, run, tiny_suite):
+    suite = tmp_path / "s.toml"
+    suite.write_text(tiny_suite)
+    code, _, err = run("run", suite, "--out", tmp_path / "s.jsonl", "-q")
+    assert code == 1 and "1 of 2 trials ended in error" in err
+
+
+# ---- write errors and a closed stdout are one line, never a traceback
+
+
+@pytest.mark.parametrize(
+    "argv", [["export", "{r}"], ["report", "{r}"], ["check", "{r}", "{r}"], ["plot", "{r}", "--terminal"]]
+)
+def test_a_full_stdout_is_one_line(results_file, argv, dnnbench_command):
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(
+            [*dnnbench_command, *(a.format(r=results_file) for a in argv)],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == "dnnbench: error: stdout: cannot write (No space left on device)"
+
+
+def test_a_closed_stdout_is_one_line(results_file, dnnbench_command):
+    proc = subprocess.run(
+        ["sh", "-c", 'exec "$@" >&-', "sh", *dnnbench_command, "report", str(results_file)],
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "dnnbench: error: stdout is closed; redirect it (> file, > /dev/null) instead of closing it"
+    )
+
+
+# ---- a SIGTERM always ends the run with 143, even when Python drops its handler's exception
+
+
+LOSES_A_SIGTERM = """\
+import gc
+import os
+import signal
+
+import optax
+
+
+def _collecting(phase, info):
+    # A SIGTERM that lands while a garbage-collection callback runs (as JAX's does): the handler's
+    # exception is printed ("Exception ignored in ...") and dropped by Python.
+    if phase == "start":
+        gc.callbacks.remove(_collecting)
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(1000):  # the handler runs at the next bytecodes, inside this callback
+            pass
+
+
+gc.callbacks.append(_collecting)
+gc.collect()
+
+
+def make(learning_rate=0.01):
+    return optax.sgd(learning_rate)
+"""
+
+
+def test_class_3_a_sigterm_lost_in_a_gc_callback_still_ends_the_run_with_143(tmp_path, tiny, dnnbench_command):
+    (tmp_path / "opt.py").write_text(LOSES_A_SIGTERM)
+    out = tmp_path / "r.jsonl"
+    argv = ["optimizers", *tiny, "--optimizers", "opt.py:make", "--out", str(out)]
+    proc = subprocess.run([*dnnbench_command, *argv], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert "Exception ignored" in proc.stderr  # the handler's raise was lost, as in the issue
+    assert proc.returncode == 143, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "dnnbench: terminated (SIGTERM)"
+    assert not out.exists()  # noticed before anything was written
+    assert not (tmp_path / ".r.jsonl.lock").exists()
+
+
+# ---- SIGHUP ends a run like SIGTERM: one line, 129, finished trials kept, the lock released
+
+
+def test_class_14_sighup_is_handled_like_sigterm(tmp_path, tiny, dnnbench_command):
+    out = tmp_path / "r.jsonl"
+    argv = [*tiny, "--epochs", "5000", "--optimizers", "sgd,adam", "--workers", "1", "--out", str(out)]
+    proc = subprocess.Popen([*dnnbench_command, "optimizers", *argv], stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline and not (out.exists() and out.read_text()):
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be stopped"
+    proc.send_signal(signal.SIGHUP)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 129, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("dnnbench: terminated (SIGHUP); "), err
+    assert lines[0].endswith(f"of 2 trials written to {out}; --resume continues")
+    assert _rows(out)[0]["type"] == "header"
+    assert not (tmp_path / ".r.jsonl.lock").exists()
+
+
+# ---- --version
+
+
+def test_version(run):
+    from dnnbench import __version__
+
+    code, stdout, _ = run("--version")
+    assert code == 0 and stdout == f"dnnbench {__version__}\n"

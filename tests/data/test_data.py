@@ -3,6 +3,7 @@ npz rejected with a ``DataError`` that names the problem."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -282,3 +283,57 @@ def test_npy_file_is_data_error(tmp_path):
     np.save(path, np.zeros((3, 2), np.float32))
     with pytest.raises(DataError, match="npz"):
         sources.load_npz(path)
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _labelled(path: Path, stray: int | None = None, n_classes: int | None = None) -> Path:
+    rng = np.random.default_rng(0)
+    y_train = np.arange(90) % 3
+    if stray is not None:
+        y_train[5] = stray
+    extra = {} if n_classes is None else {"n_classes": np.array(n_classes)}
+    np.savez(
+        path,
+        x_train=rng.normal(size=(90, 4)).astype(np.float32),
+        y_train=y_train,
+        x_test=rng.normal(size=(12, 4)).astype(np.float32),
+        y_test=np.arange(12) % 3,
+        **extra,
+    )
+    return path
+
+
+@pytest.mark.parametrize("command", ["diagnose", "optimizers", "regularizers"])
+def test_a_stray_label_is_refused_and_the_class_count_is_said(tmp_path, command, run):
+    small = ["--hidden", "4", "--epochs", "1", "--batch-size", "30", "--seeds", "1"]
+    small += ["--methods", "none,l2"] if command == "regularizers" else []
+    code, _, err = run(command, "--data", _labelled(tmp_path / "d.npz", stray=99), *small)
+    assert code == 2
+    assert "labels run 0..99 but 96 of those 100 classes never occur in y_train (e.g. 3, 4, 5, 6, 7)" in err
+    assert "store n_classes=100 in the .npz" in err
+    code, _, err = run(command, "--data", _labelled(tmp_path / "ok.npz"), *small, "--out", tmp_path / "r.jsonl")
+    assert code == 0, err
+    assert f"{tmp_path / 'ok.npz'}: 3 classes (labels 0..2), 4 features" in err
+    assert _rows(tmp_path / "r.jsonl")[0]["data"]["n_classes"] == 3
+
+
+def test_a_declared_class_count_keeps_unused_classes(tmp_path, run):
+    code, _, err = run(
+        "diagnose",
+        "--data",
+        _labelled(tmp_path / "d.npz", stray=9, n_classes=12),
+        "--hidden",
+        "4",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "30",
+        "--json",
+    )
+    assert code == 0, err
+    assert "12 classes (labels 0..11)" in err
+    code, _, err = run("diagnose", "--data", _labelled(tmp_path / "e.npz", stray=9, n_classes=5), "-q")
+    assert code == 2 and "n_classes must be one integer >= the largest label + 1 (10), got 5" in err

@@ -377,3 +377,10 @@ def test_a_tune_experiment_searches_then_runs_its_finals_in_the_same_file(tmp_pa
         (o, c, s) for o in ("sgd", "adam") for c in ("default", "tuned") for s in (1, 2)
     }
     assert all(t["experiment"] == "fair" and "target" in t for t in finals)
+
+
+def test_class_14_a_suite_with_a_byte_order_mark_runs(tmp_path, run, tiny_suite):
+    suite = tmp_path / "s.toml"
+    suite.write_bytes(b"\xef\xbb\xbf" + tiny_suite.encode())
+    code, _, err = run("run", suite, "--out", tmp_path / "s.jsonl", "--json")
+    assert code == 0, err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -172,3 +173,18 @@ def test_clip_norm_and_weight_decay_sweep_is_one_executable_of_six_trials(tmp_pa
         width=8,
     )
     assert len({s.structure for s in specs}) == 1
+
+
+def test_class_11_a_key_that_is_a_knob_and_a_hyperparameter_follows_a_printed_rule(tmp_path, run, tiny):
+    (tmp_path / "opt.py").write_text(
+        "import optax\n\ndef make(learning_rate=0.01, warmup: float = 0.0):\n    return optax.sgd(learning_rate)\n"
+    )
+    spec = f"{tmp_path / 'opt.py'}:make"
+    code, stdout, err = run("sweep", *tiny, "--epochs", 2, "--optimizer", spec, "--vary", "warmup=0.1,0.2", "--json")
+    assert code == 0, err
+    assert f"--vary warmup varies the training option --warmup, not the hyperparameter 'warmup' of {spec}" in err
+    trials = [json.loads(line) for line in stdout.splitlines()][1:3]
+    assert [t["config"]["schedule"]["warmup"] for t in trials] == [0.1, 0.2]  # the knob, as said
+    # a schedule option beside a varied kind is for the kinds that use it: no conflict
+    code, _, err = run("sweep", *tiny, "--vary", "schedule=constant,cosine", "--decay-to", 0.5, "--json")
+    assert code == 0, err

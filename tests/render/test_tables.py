@@ -15,6 +15,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from dnnbench.cli import main
@@ -381,3 +382,141 @@ def test_help_documents_wide_and_columns():
         assert code == 0 and "--wide" in out and "--columns" in out, command
     code, out, _ = _run("diagnose", "--help")  # prints no table
     assert "--wide" not in out and "--columns" not in out
+
+
+# ---- bars show goodness; the sort column is shown
+
+
+@pytest.mark.parametrize("metric", ["val_loss", "val_acc", "train_loss"])
+def test_sensitivity_bars_are_tallest_at_the_best_rate(monkeypatch, metric, run, tiny):
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, err = run(
+        "lr-sensitivity",
+        *tiny,
+        "--epochs",
+        "2",
+        "--batch-size",
+        "20",
+        "--optimizers",
+        "sgd",
+        "--lr-min",
+        "1e-3",
+        "--lr-max",
+        "1",
+        "--points",
+        "5",
+        "--metric",
+        metric,
+    )
+    assert code == 0, err
+    row = next(line for line in out.splitlines() if line.startswith("│ sgd"))
+    cells = [c.strip() for c in row.strip("│").split("│")]
+    grid = [f"{lr:.3g}" for lr in np.logspace(-3, 0, 5)]
+    curve = cells[-1]
+    assert len(curve) == 5 and curve[grid.index(cells[1])] == "█", row
+    assert f"the taller the bar, the better the {metric}" in " ".join(out.split())
+
+
+@pytest.mark.parametrize(
+    ("sort", "header"), [("test_loss", "test loss"), ("best_val_acc", "best val acc"), ("test_acc", None)]
+)
+def test_sweep_shows_the_column_it_sorts_by(monkeypatch, sort, header, run, tiny):
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, err = run(
+        "sweep", *tiny, "--epochs", "2", "--batch-size", "20", "--vary", "lr=0.3,0.1,0.01", "--sort", sort
+    )
+    assert code == 0, err
+    lines = out.splitlines()
+    head = next(line for line in lines if line.startswith("┃ lr"))
+    headers = [c.strip() for c in head.strip("┃").split("┃")]
+    assert headers[1] == (header or "train acc")
+    column = headers.index(header or "test acc")
+    rows = [[c.strip() for c in line.strip("│").split("│")] for line in lines if line.startswith("│ 0.")]
+    values = [float(r[column]) for r in rows]
+    assert len(values) == 3 and values == sorted(values, reverse=not sort.endswith("loss"))
+
+
+# ---- comparison tables fit the terminal by dropping named columns, never by cutting numbers
+
+
+@pytest.mark.parametrize("columns", [80, 100, 120])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["optimizers", "--optimizers", "sgd,adam", "--seeds", "2"],
+        ["regularizers", "--methods", "none,l2", "--seeds", "1"],
+        ["run", "SUITE"],
+    ],
+)
+def test_tables_drop_named_columns_instead_of_cutting(tmp_path, monkeypatch, columns, argv, run, tiny, tiny_suite):
+    from dnnbench.render import tables as report
+
+    monkeypatch.setenv("COLUMNS", str(columns))
+    if argv[0] == "run":
+        suite = tmp_path / "s.toml"
+        suite.write_text(tiny_suite)
+        argv = ["run", suite, "--out", tmp_path / "s.jsonl", "-q"]
+    else:
+        argv = [*argv, *tiny]
+    code, out, err = run(*argv)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert all(len(line) <= columns for line in lines)
+    text = " ".join(out.split())
+    body = [line for line in lines if line.startswith("│")]
+    assert body and all("…" not in line and line.endswith("│") for line in body)  # nothing elided or cut
+    rows = [line for line in body if line.split("│")[1].strip()]  # a row's first line (not a wrapped one)
+    assert rows and all(" ok " in row and "underfitting" in row for row in rows)  # status and diagnosis
+    assert all(any(c.strip().startswith("0.") for c in row.split("│")) for row in rows)  # test acc
+    if "hidden to fit" in text:
+        hidden = text.split(f"hidden to fit {columns} columns: ")[1].split(" (a wider")[0].split(", ")
+        assert hidden and all(h in report.COMPARISON_DROP_ORDER for h in hidden)
+        for h in hidden:
+            assert f"┃ {h} ┃" not in out
+    else:
+        assert columns >= 100
+
+
+# ---- an early-stopped row shows its restored epoch
+
+
+def test_the_table_shows_the_restored_epoch_of_an_early_stopping_row():
+    from rich.console import Console
+
+    from dnnbench.analysis import stats
+    from dnnbench.config import Regularization, TrainConfig, TrialSpec
+    from dnnbench.render import tables as report
+    from dnnbench.results.rows import TrialResult
+
+    def trial(method: str, seed: int, best: int, ran: int) -> TrialResult:
+        reg = Regularization(early_stopping=method == "early_stopping")
+        return TrialResult(
+            id=f"{method}-{seed}",
+            spec=TrialSpec(seed=seed, train=TrainConfig(epochs=20), reg=reg, tags=(("regularizer", method),)),
+            status="ok",
+            metrics={"val_acc": 0.9, "best_val_acc": 0.95, "test_acc": 0.9},
+            history={},
+            best_epoch=best,
+            stopped_epoch=ran if ran < 20 else None,
+            diverged_epoch=None,
+            timing={"epochs_run": ran},
+        )
+
+    trials = [
+        trial("none", 0, 12, 20),
+        trial("none", 1, 14, 20),
+        trial("early_stopping", 0, 6, 11),
+        trial("early_stopping", 1, 8, 13),
+    ]
+    table = report.comparison_table(
+        stats.summarize(trials, lambda t: t.tags["regularizer"]),
+        title="t",
+        label_header="regularizer",
+        show_epochs=True,
+    )
+    console = Console(width=200, record=True)
+    console.print(table)
+    text = console.export_text()
+    assert "0.950±0.000 (13)" in next(line for line in text.splitlines() if "│ none" in line)
+    assert "0.950±0.000 (7 of 12)" in next(line for line in text.splitlines() if "│ early_stopping" in line)
+    assert "best val (epoch) of an early-stopping row: at the restored epoch (B of E run)" in text

@@ -175,3 +175,30 @@ def test_class_4_deeply_nested_results_lines_are_one_line(tmp_path, capsys):
     deep_header.write_text(lines(json.dumps(HEADER).replace("{}", '{"a": ' * 5000 + "1" + "}" * 5000), trial()))
     assert "header.jsonl:1: nested more than" in refused(["report", deep_header], capsys)
     assert not reading.too_deep(json.loads(base.read_text().splitlines()[1]))
+
+
+# ---- one rule for torn last lines
+
+
+def _torn(folder: Path, results_file: Path, where: str) -> Path:
+    lines = results_file.read_text().splitlines(keepends=True)
+    path = folder / f"torn-{where}.jsonl"
+    if where == "last":
+        path.write_text("".join(lines[:-1]) + lines[-1][: len(lines[-1]) // 2])
+    else:
+        path.write_text(lines[0] + lines[1][:20] + "\n" + "".join(lines[2:]))
+    return path
+
+
+@pytest.mark.parametrize("command", [["report"], ["export"], ["plot", "--terminal"], ["check"]])
+def test_a_torn_last_line_is_a_warning_everywhere(tmp_path, results_file, command, run):
+    path = _torn(tmp_path, results_file, "last")
+    extra = [results_file] if command == ["check"] else []
+    code, out, err = run(command[0], *extra, path, *command[1:])
+    assert code == 0, err
+    assert f"dnnbench: warning: {path}:4: torn last line (a run stopped mid-write) skipped" in err
+    if command == ["export"]:
+        assert len(out.splitlines()) == 3  # CSV header + both trials
+    middle = _torn(tmp_path, results_file, "middle")
+    code, _, err = run(command[0], *extra, middle, *command[1:])
+    assert code == 2 and f"{middle}:2: not valid JSON" in err

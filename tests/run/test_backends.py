@@ -9,8 +9,10 @@ Nothing here stops a cluster or process it did not start.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -284,3 +286,114 @@ def test_a_suite_chooses_its_backend_in_train(tmp_path):
     path.write_text('[train]\nepochs = 1\nbackend = "spark"\n\n[[experiment]]\nkind = "optimizers"\n')
     with pytest.raises(Exception, match=r"s\.toml:3: \[train\] .*unknown backend 'spark'"):
         suite.load(path)
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# ---- Ray addresses: one line within seconds, nothing written before the cluster answers, SIGTERM -> 143
+
+
+@pytest.fixture()
+def resumable(tmp_path, run, tiny) -> Path:
+    path = tmp_path / "r.jsonl"
+    code, _, err = run("diagnose", *tiny, "--out", path, "--json")
+    assert code == 0, err
+    return path
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed again on return: nothing listens there
+
+
+@pytest.mark.parametrize("where", ["option", "env"])
+def test_class_5_a_bad_or_unreachable_ray_address_is_one_line_and_writes_nothing(
+    tmp_path, resumable, where, monkeypatch, run, tiny
+):
+    pytest.importorskip("ray")
+    before = _sha(resumable)
+    for address, said in [
+        ("garbage", "is not a Ray address"),
+        (f"127.0.0.1:{_closed_port()}", "cannot reach the Ray cluster at 127.0.0.1:"),
+    ]:
+        given = ["--ray-address", address] if where == "option" else []
+        if where == "env":
+            monkeypatch.setenv("RAY_ADDRESS", address)
+        for out, extra in [(tmp_path / "new.jsonl", []), (resumable, ["--resume"])]:
+            start = time.monotonic()
+            code, _, err = run("diagnose", *tiny, "--backend", "ray", *given, "--out", out, *extra)
+            assert code == 2, err
+            lines = err.strip().splitlines()
+            assert len(lines) == 1 and said in lines[0] and "Traceback" not in err, err
+            assert ("--ray-address" if where == "option" else "$RAY_ADDRESS") in lines[0] or said.startswith("is not")
+            assert time.monotonic() - start < 60
+        assert not (tmp_path / "new.jsonl").exists()
+        assert _sha(resumable) == before
+
+
+def test_class_5_token_auth_is_used_when_a_token_is_at_hand(tmp_path, monkeypatch):
+    pytest.importorskip("ray")
+    from dnnbench.run.backends import ray as ray_backend
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        monkeypatch.setenv(name, "")  # restored after the test, whatever _use_token_auth sets
+        monkeypatch.delenv(name)
+    assert ray_backend._use_token_auth() is False and "RAY_AUTH_MODE" not in os.environ
+    missing = ray_backend._cannot_join("h:1", RuntimeError("InvalidAuthToken: token is missing"), token=False)
+    assert "requires token authentication and no token was found" in str(missing)
+    assert "~/.ray/auth_token" in str(missing) and "$RAY_AUTH_TOKEN" in str(missing)
+    (tmp_path / ".ray").mkdir()
+    (tmp_path / ".ray" / "auth_token").write_text("0" * 32)
+    assert ray_backend._use_token_auth() is True and os.environ["RAY_AUTH_MODE"] == "token"
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # said explicitly: respected
+    assert ray_backend._use_token_auth() is False
+    wrong = ray_backend._cannot_join("h:1", RuntimeError("Unauthenticated"), token=True)
+    assert "refused this machine's token" in str(wrong)
+
+
+SILENT = """\
+import socket, sys, time
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(64)
+print(s.getsockname()[1], flush=True)
+held = []
+s.settimeout(0.5)
+while True:  # accepts, never answers: a port where no Ray cluster speaks
+    try:
+        held.append(s.accept()[0])
+        print("connected", flush=True)
+    except socket.timeout:
+        pass
+"""
+
+
+def test_class_5_sigterm_while_waiting_for_a_cluster_exits_143_and_writes_nothing(tmp_path, tiny, dnnbench_command):
+    pytest.importorskip("ray")
+    (tmp_path / "silent.py").write_text(SILENT)
+    server = subprocess.Popen([sys.executable, "silent.py"], stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+    proc = None
+    try:
+        port = int(server.stdout.readline())
+        out = tmp_path / "r.jsonl"
+        argv = ["diagnose", *tiny, "--backend", "ray", "--ray-address", f"127.0.0.1:{port}", "--out", str(out)]
+        proc = subprocess.Popen([*dnnbench_command, *argv], stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+        ready, _, _ = select.select([server.stdout], [], [], 30)  # dnnbench is at the address: waiting
+        assert ready and server.stdout.readline().strip() == "connected"
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=90)
+        assert proc.returncode == 143, err
+        assert err.strip().splitlines()[-1] == "dnnbench: terminated (SIGTERM)"
+        assert not out.exists() and not (tmp_path / ".r.jsonl.lock").exists()
+    finally:
+        for started in (proc, server):
+            if started is not None and started.poll() is None:
+                started.kill()
+                started.wait()

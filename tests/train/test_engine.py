@@ -286,3 +286,33 @@ def test_training_metrics_use_the_first_train_eval_samples_in_test_mode():
     direct = engine.evaluate(out.graphdef, engine.trial_params(out, 0), data.x_train[:50], data.y_train[:50])
     assert direct["acc"] == acc
     assert direct["loss"] == pytest.approx(out.history["train_loss"][-1, 0], rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["diagnose", "--augment-shift", "8"],
+        ["regularizers", "--methods", "augment", "--augment-shift", "100"],
+        ["sweep", "--vary", "augment_shift=1,9"],
+    ],
+)
+def test_a_shift_as_large_as_the_images_is_refused(argv, run):
+    code, _, err = run(*argv, "--hidden", "8", "--epochs", "1", "-q")
+    assert code == 2
+    assert err.strip() == (
+        f"dnnbench: error: augment shift {max(8, *[int(v) for v in argv[-1].split('=')[-1].split(',')])}"
+        " pixels is not smaller than the 8x8 images; use at most 7"
+    )
+
+
+def test_class_14_an_unusable_compile_cache_is_said_once(tmp_path, monkeypatch, run, tiny):
+    cache = tmp_path / "a-file"
+    cache.write_text("")
+    monkeypatch.setenv("DNNBENCH_COMPILE_CACHE", str(cache))
+    code, _, err = run("tune", *tiny, "--optimizers", "sgd", "--budget", 2, "--seeds", 1, "--json")  # two stages
+    assert code == 0, err
+    said = [line for line in err.splitlines() if "DNNBENCH_COMPILE_CACHE" in line]
+    assert said == [
+        f"dnnbench: warning: $DNNBENCH_COMPILE_CACHE {cache}: cannot be made a folder (File exists); "
+        "compiled programs are not cached"
+    ]

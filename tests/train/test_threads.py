@@ -124,3 +124,17 @@ def test_a_process_refuses_other_threads_than_xla_started_with(xla_started, star
         threads.use(asked)
     assert str(refused.value) == message
     assert os.environ[threads.ENV] == "7"  # nothing asked for
+
+
+def test_class_14_more_threads_than_cores_are_clamped_with_a_notice(tmp_path, tiny, dnnbench_command):
+    env = {**os.environ, "DNNBENCH_THREADS": "1000"}
+    argv = ["diagnose", *tiny, "--json"]
+    proc = subprocess.run(
+        [*dnnbench_command, *argv], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    threads = json.loads(proc.stdout.splitlines()[0])["config"]["threads"]
+    assert threads == len(os.sched_getaffinity(0)) < 1000
+    assert f"1000 XLA threads asked (--threads or $DNNBENCH_THREADS), but XLA runs {threads} in this process" in (
+        proc.stderr
+    )

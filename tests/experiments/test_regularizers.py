@@ -1,31 +1,19 @@
-"""Issue 14: user data untouched unless asked, and the regularizers comparison on any data.
-
-Each run is tiny (hidden 8, one epoch, one seed, batch 20): the tests are about what was applied to
-the data and which methods ran, not about accuracy.
-"""
+"""The regularizers comparison (``experiments/regularizers.py``): user data untouched unless asked,
+every method on any data (augment is shift + noise on images, noise on feature vectors), explicit
+strengths kept. Each run is tiny: the tests are about what was applied and which methods ran."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from dnnbench.cli import main
-
 SMALL = ["--hidden", "8", "--epochs", "1", "--seeds", "1", "--batch-size", "20", "-q"]
 SYNTHETIC = "synthetic:train=200,test=50,features=8,classes=3"
 ALL_METHODS = ["none", "l1", "l2", "dropout", "early_stopping", "augment", "all"]
-
-
-def _run(*argv: object) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
+SMALL_REG = ["--dataset", SYNTHETIC, "--hidden", "8", "--epochs", "1", "--seeds", "1", "--json", "-q"]
 
 
 def _npz(path: Path, shape: tuple[int, ...], n_train: int = 120, n_test: int = 40, classes: int = 3) -> Path:
@@ -43,10 +31,10 @@ def _npz(path: Path, shape: tuple[int, ...], n_train: int = 120, n_test: int = 4
     return path
 
 
-def _regularizers(tmp_path: Path, *argv: object) -> tuple[str, dict, list[dict]]:
+def _regularizers(run, tmp_path: Path, *argv: object) -> tuple[str, dict, list[dict]]:
     """Run ``dnnbench regularizers`` with ``argv``: its stdout, results header and trial rows."""
     out = tmp_path / "r.jsonl"
-    code, stdout, err = _run("regularizers", *SMALL, *argv, "--out", out, "--force")
+    code, stdout, err = run("regularizers", *SMALL, *argv, "--out", out, "--force")
     assert code == 0, err
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     return stdout, lines[0], [r for r in lines if r["type"] == "trial"]
@@ -57,11 +45,36 @@ def _applied(header: dict) -> tuple[float, float]:
     return header["config"]["data"]["label_noise"], header["config"]["reg"]["train_fraction"]
 
 
-# ---- 2. user data is never altered unless asked
+# ---- explicit values are kept (--lr and --hidden: tests/optim)
 
 
-def test_the_digits_demo_keeps_its_noise_and_fraction_and_says_so(tmp_path):
-    stdout, header, rows = _regularizers(tmp_path, "--methods", "none")
+@pytest.mark.parametrize(
+    ("option", "method", "field"), [("--l2", "l2", "l2"), ("--dropout", "dropout", "dropout"), ("--l1", "l1", "l1")]
+)
+def test_an_explicit_zero_strength_is_kept(option, method, field, run):
+    code, out, err = run("regularizers", *SMALL_REG, option, "0", "--methods", method)
+    assert code == 0, err
+    header, trial = (json.loads(line) for line in out.splitlines()[:2])
+    assert header["config"]["strengths"][field] == 0.0
+    assert trial["config"]["regularization"][field] == 0.0
+
+
+def test_regularizers_help_shows_the_real_defaults_and_methods_twice_is_an_error(run):
+    code, out, _ = run("regularizers", "--help")
+    assert code == 0
+    text = " ".join(out.split())
+    for option, default in (("--l1", "0.0001"), ("--l2", "0.001"), ("--dropout", "0.5")):
+        assert f"{option} <float>" in text and f"[default: {default}]" in text.split(f"{option} <float>")[1][:200]
+    for methods, words in (("l2,l2", "--methods names l2 more than once"), ("l2,,l1", "has an empty name")):
+        code, _, err = run("regularizers", *SMALL_REG, "--methods", methods)
+        assert code == 2 and words in err
+
+
+# ---- user data is never altered unless asked
+
+
+def test_the_digits_demo_keeps_its_noise_and_fraction_and_says_so(tmp_path, run):
+    stdout, header, rows = _regularizers(run, tmp_path, "--methods", "none")
     assert _applied(header) == (0.2, 0.5)
     assert rows[0]["config"]["regularization"]["train_fraction"] == 0.5
     flat = " ".join(stdout.split())  # the note wraps to the terminal
@@ -73,13 +86,13 @@ def test_the_digits_demo_keeps_its_noise_and_fraction_and_says_so(tmp_path):
 
 
 @pytest.mark.parametrize("data", ["synthetic", "npz"])
-def test_other_data_are_used_as_given_unless_asked(tmp_path, data):
+def test_other_data_are_used_as_given_unless_asked(tmp_path, data, run):
     source = ["--dataset", SYNTHETIC] if data == "synthetic" else ["--data", _npz(tmp_path / "signals.npz", (40,))]
-    stdout, header, _ = _regularizers(tmp_path, *source, "--methods", "none")
+    stdout, header, _ = _regularizers(run, tmp_path, *source, "--methods", "none")
     assert _applied(header) == (0.0, 1.0)
     assert "as given (no label noise, the full training set)." in " ".join(stdout.split())  # wrapped to the terminal
     stdout, header, _ = _regularizers(
-        tmp_path, *source, "--methods", "none", "--label-noise", "0.1", "--train-fraction", "0.5"
+        run, tmp_path, *source, "--methods", "none", "--label-noise", "0.1", "--train-fraction", "0.5"
     )
     assert _applied(header) == (0.1, 0.5)
     assert "with 0.1 of its training labels replaced by a wrong class and training on a 0.5 fraction" in " ".join(
@@ -88,16 +101,16 @@ def test_other_data_are_used_as_given_unless_asked(tmp_path, data):
     assert "demo" not in " ".join(stdout.split()).split("Regularizers")[0]
 
 
-def test_explicit_values_on_digits_are_kept_too(tmp_path):
-    stdout, header, _ = _regularizers(tmp_path, "--methods", "none", "--label-noise", "0", "--train-fraction", "1")
+def test_explicit_values_on_digits_are_kept_too(tmp_path, run):
+    stdout, header, _ = _regularizers(run, tmp_path, "--methods", "none", "--label-noise", "0", "--train-fraction", "1")
     assert _applied(header) == (0.0, 1.0)
     assert " ".join(stdout.split()).startswith(
         "Training data: digits as given (no label noise, the full training set)."
     )
 
 
-def test_help_says_the_demo_defaults_are_for_digits_only():
-    code, stdout, _ = _run("regularizers", "--help")
+def test_help_says_the_demo_defaults_are_for_digits_only(run):
+    code, stdout, _ = run("regularizers", "--help")
     assert code == 0
     text = " ".join(stdout.split())
     assert "On the bundled digits demo only" in text
@@ -107,20 +120,20 @@ def test_help_says_the_demo_defaults_are_for_digits_only():
     )
 
 
-# ---- 3. regularizers on any data: augment is shift + noise on images, noise on feature vectors
+# ---- regularizers on any data: augment is shift + noise on images, noise on feature vectors
 
 
 @pytest.mark.parametrize(
     ("data", "image"), [("digits", True), ("mnist-shaped", True), ("signals", False), ("synthetic", False)]
 )
-def test_every_default_method_runs_on_any_data(tmp_path, data, image):
+def test_every_default_method_runs_on_any_data(tmp_path, data, image, run):
     source = {
         "digits": [],
         "synthetic": ["--dataset", SYNTHETIC],
         "mnist-shaped": ["--data", _npz(tmp_path / "m.npz", (28, 28))],
         "signals": ["--data", _npz(tmp_path / "s.npz", (40,))],
     }[data]
-    stdout, header, rows = _regularizers(tmp_path, *source)
+    stdout, header, rows = _regularizers(run, tmp_path, *source)
     assert [r["regularizer"] for r in rows] == ALL_METHODS
     assert all(r["status"] == "ok" for r in rows)
     augment = next(r for r in rows if r["regularizer"] == "augment")["config"]["regularization"]
@@ -133,71 +146,16 @@ def test_every_default_method_runs_on_any_data(tmp_path, data, image):
     assert caption in stdout
 
 
-def test_an_explicit_shift_on_feature_vectors_is_an_error(tmp_path):
+def test_an_explicit_shift_on_feature_vectors_is_an_error(tmp_path, run):
     signals = _npz(tmp_path / "s.npz", (40,))
-    code, _, err = _run("regularizers", *SMALL, "--data", signals, "--augment-shift", "1")
+    code, _, err = run("regularizers", *SMALL, "--data", signals, "--augment-shift", "1")
     assert code == 2
     assert err.strip() == (
         f"dnnbench: error: augment shift 1 needs image data, and {signals} holds feature vectors; "
         "leave --augment-shift out (augment is then noise only)"
     )
-    code, _, err = _run("regularizers", *SMALL, "--dataset", SYNTHETIC, "--augment-shift", "2", "--methods", "all")
+    code, _, err = run("regularizers", *SMALL, "--dataset", SYNTHETIC, "--augment-shift", "2", "--methods", "all")
     assert code == 2 and "augment shift 2 needs image data" in err
     # Without augment among the methods the shift is unused: no error.
-    code, _, err = _run("regularizers", *SMALL, "--data", signals, "--augment-shift", "1", "--methods", "l2")
+    code, _, err = run("regularizers", *SMALL, "--data", signals, "--augment-shift", "1", "--methods", "l2")
     assert code == 0, err
-
-
-# ---- 5. an early-stopped row shows its restored epoch
-
-
-def test_the_table_shows_the_restored_epoch_of_an_early_stopping_row():
-    from rich.console import Console
-
-    from dnnbench.analysis import stats
-    from dnnbench.config import Regularization, TrainConfig, TrialSpec
-    from dnnbench.render import tables as report
-    from dnnbench.results.rows import TrialResult
-
-    def trial(method: str, seed: int, best: int, ran: int) -> TrialResult:
-        reg = Regularization(early_stopping=method == "early_stopping")
-        return TrialResult(
-            id=f"{method}-{seed}",
-            spec=TrialSpec(seed=seed, train=TrainConfig(epochs=20), reg=reg, tags=(("regularizer", method),)),
-            status="ok",
-            metrics={"val_acc": 0.9, "best_val_acc": 0.95, "test_acc": 0.9},
-            history={},
-            best_epoch=best,
-            stopped_epoch=ran if ran < 20 else None,
-            diverged_epoch=None,
-            timing={"epochs_run": ran},
-        )
-
-    trials = [
-        trial("none", 0, 12, 20),
-        trial("none", 1, 14, 20),
-        trial("early_stopping", 0, 6, 11),
-        trial("early_stopping", 1, 8, 13),
-    ]
-    table = report.comparison_table(
-        stats.summarize(trials, lambda t: t.tags["regularizer"]),
-        title="t",
-        label_header="regularizer",
-        show_epochs=True,
-    )
-    console = Console(width=200, record=True)
-    console.print(table)
-    text = console.export_text()
-    assert "0.950±0.000 (13)" in next(line for line in text.splitlines() if "│ none" in line)
-    assert "0.950±0.000 (7 of 12)" in next(line for line in text.splitlines() if "│ early_stopping" in line)
-    assert "best val (epoch) of an early-stopping row: at the restored epoch (B of E run)" in text
-
-
-# ---- 6. small things
-
-
-def test_version():
-    from dnnbench import __version__
-
-    code, stdout, _ = _run("--version")
-    assert code == 0 and stdout == f"dnnbench {__version__}\n"
