@@ -47,11 +47,13 @@ def test_the_digits_split_is_kept_and_read_back_without_scikit_learn(tmp_path):
     (kept,) = (tmp_path / "digits").glob("split-sklearn-*.npz")
     again = sources.load_digits(str(tmp_path))  # read back
     for got in (first, again):
-        for a, b in zip((got.x_train, got.y_train, got.x_test, got.y_test), (x_train, y_train, x_test, y_test)):
+        arrays = (got.x_train, got.y_train, got.x_test, got.y_test)
+        for a, b in zip(arrays, (x_train, y_train, x_test, y_test), strict=True):
             np.testing.assert_array_equal(a, b)
             assert a.dtype == b.dtype
     # a second process reads the kept split and never imports scikit-learn (1.9 s of start-up)
-    probe = "import sys; from dnnbench.data import sources; sources.load_digits(sys.argv[1]); print('sklearn' in sys.modules)"
+    probe = "import sys; from dnnbench.data import sources; sources.load_digits(sys.argv[1])"
+    probe += "; print('sklearn' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
     kept.write_bytes(b"not an npz")  # a damaged file is made again, not trusted
