@@ -102,3 +102,24 @@ def test_ctrl_c_stops_the_workers_and_keeps_what_finished(ds):
         runner.execute(runner.Run(specs, workers=1 + 1, backend=POOL), ds, on_result=kept.append, on_epoch=interrupt)
     assert 1 <= len(kept) < len(specs)
     assert [r.spec for r in kept] == list(specs[: len(kept)])  # in group order, nothing skipped
+
+
+def test_the_default_backend_pools_processes_for_many_programs_and_threads_for_a_few(ds):
+    from dnnbench.run.backends import local
+
+    specs = comparison(optimizers=("sgd",), seeds=(0,))
+    many, few = [specs] * (backends.PROCESSES_FROM * 2 + 1), [specs] * (backends.PROCESSES_FROM * 2)
+    for programs, kind in ((many, processes.ProcessExecution), (few, local.LocalExecution)):
+        execution = backends.start(backends.Settings(), programs, ds, workers=2)
+        try:
+            assert type(execution) is kind
+        finally:
+            execution.stop()
+            execution.close()
+    # one worker has nothing to share: threads whatever the count
+    execution = backends.start(backends.Settings(), many, ds, workers=1)
+    try:
+        assert type(execution) is local.LocalExecution
+    finally:
+        execution.stop()
+        execution.close()

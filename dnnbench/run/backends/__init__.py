@@ -8,9 +8,13 @@ outcome back as it finishes, in any order. The runner writes rows in group order
   programs at once, each worker with its own XLA of ``--threads`` threads;
 - ``threads`` (``backends.local``): threads of this process, one XLA client whose executions run on
   their calling threads (synchronous dispatch, see ``train.threads``);
-- ``local`` (the default): ``threads``. Measured on 2 cores (docs/performance.md), the pool trained
-  the MNIST-sized comparison no faster than threads, so it is there to choose, not the default.
-  The numbers are the same on each;
+- ``local`` (the default): ``processes`` for a run of many programs (more than
+  ``PROCESSES_FROM`` per worker), else ``threads``. Threads share one interpreter, so tracing and
+  lowering each program (Python, under the GIL) take turns, and one XLA client's small pool: a run
+  of many small programs kept 1.2 of 2 cores busy (``tune`` of 4 optimizers on digits: threads
+  80.1 s, processes 55.1 s). A few programs do not pay for starting the pool (the main job, 5
+  programs: threads 8.2-8.5 s, processes 9.0-9.5 s; figures in docs/performance.md). The numbers
+  are the same on each;
 - ``ray`` (``backends.ray``): one Ray task per program on a Ray cluster (``--backend ray``).
 """
 
@@ -59,6 +63,10 @@ def session(settings: Settings) -> contextlib.AbstractContextManager[None]:
     return contextlib.nullcontext()
 
 
+#: ``local`` trains in worker processes from this many programs per worker on (see the docstring).
+PROCESSES_FROM = 3
+
+
 def start(
     settings: Settings,
     programs: Sequence[Sequence[TrialSpec]],
@@ -76,7 +84,8 @@ def start(
         import dnnbench.run.backends.ray as ray
 
         return ray.start(settings, programs, data, on_group=on_group, on_epoch=on_epoch, on_status=on_status)
-    if settings.backend == "processes" and workers > 1 and len(programs) > 1 and _main_can_be_reimported():
+    pool = settings.backend == "processes" or (settings.backend == "local" and len(programs) > PROCESSES_FROM * workers)
+    if pool and workers > 1 and len(programs) > 1 and _main_can_be_reimported():
         import dnnbench.run.backends.processes as processes
 
         return processes.ProcessExecution(programs, data, workers, on_group, on_epoch)
