@@ -303,23 +303,27 @@ def resumable(tmp_path, run, tiny) -> Path:
     return path
 
 
-def _closed_port() -> int:
+@pytest.fixture
+def closed_port():
+    """A port nothing listens on for the whole test: bound here but never listening (connections
+    are refused), so no other process -- a Ray cluster of another test starting meanwhile -- can
+    take it, as it could a port closed right away."""
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]  # closed again on return: nothing listens there
+        yield s.getsockname()[1]
 
 
 @pytest.mark.parametrize("where", ["option", "env"])
 def test_class_5_a_bad_or_unreachable_ray_address_is_one_line_and_writes_nothing(
-    tmp_path, resumable, where, monkeypatch, run, tiny
+    tmp_path, resumable, where, monkeypatch, run, tiny, closed_port
 ):
     pytest.importorskip("ray")
     before = _sha(resumable)
     for address, said in [
         ("garbage", "is not a Ray address"),
-        (f"127.0.0.1:{_closed_port()}", "cannot reach the Ray cluster at 127.0.0.1:"),
+        (f"127.0.0.1:{closed_port}", "cannot reach the Ray cluster at 127.0.0.1:"),
     ]:
         given = ["--ray-address", address] if where == "option" else []
         if where == "env":
