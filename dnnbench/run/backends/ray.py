@@ -276,7 +276,8 @@ def session(settings: Settings) -> Iterator[None]:
 def connect(settings: Settings) -> bool:
     """Join ``--ray-address``, else ``$RAY_ADDRESS``, else a cluster started on this machine (``ray
     start``), else start a local one with this machine's cores. True when this call connected
-    (and ``close`` must disconnect); False when Ray was already initialised (tests, the Python API).
+    (and ``close`` must disconnect); False when Ray was already initialised (tests, the Python API):
+    that connection is used, once a given address has passed its check.
 
     An address is checked first: one that is not an address, or where nothing answers, is an
     ``InputError`` within seconds (Ray itself retries for minutes). A cluster started with
@@ -287,13 +288,14 @@ def connect(settings: Settings) -> bool:
     ``ray.init`` installs its own SIGTERM handler (``sys.exit(15)``); dnnbench's stop handlers are
     put back, so that a SIGTERM still ends the run with 143 and keeps what finished."""
     ray = import_ray()
-    if ray.is_initialized():
-        return False
-    quiet: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
     option, address = "--ray-address", settings.ray_address
     if not address:
         option, address = "$RAY_ADDRESS", os.environ.get("RAY_ADDRESS")
+    # checked even where Ray is initialised already: a wrong address is the user's error either way
     address = _checked_address(option, address) if address else None
+    if ray.is_initialized():
+        return False
+    quiet: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
     with warnings.catch_warnings(), _own_stop_handlers():
         # Ray starts its processes by fork + exec: JAX's fork warning does not apply
         warnings.filterwarnings("ignore", r"os\.fork\(\) was called", RuntimeWarning)
