@@ -59,12 +59,14 @@ class _Programs(NamedTuple):
 
 
 _EXECUTABLES: dict[tuple, Any] = {}
+_AXES: dict[tuple, tuple[Any]] = {}  # a program shape's TrialState vmap axes (see _state_axes)
 #: How many executables were compiled in this process (tests assert a second call adds none).
 compile_count = 0
 
 
 def clear_cache() -> None:
     _EXECUTABLES.clear()
+    _AXES.clear()
     _DEVICE_CACHE.clear()
 
 
@@ -136,6 +138,12 @@ def _use_compile_cache() -> None:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
+#: Seconds this thread spent building executables (tracing, lowering, compiling): what a group's
+#: ``compile_s`` reports, so a group that waited for another's identical executable reports ~0,
+#: not the wait.
+_BUILDING = threading.local()
+
+
 def _compiled(key: tuple, build: Callable[[], Any]) -> Any:
     """The cached executable for ``key``, built once even when threads ask at the same time."""
     global compile_count
@@ -144,10 +152,19 @@ def _compiled(key: tuple, build: Callable[[], Any]) -> Any:
         lock = _KEY_LOCKS.setdefault(key, threading.Lock())
     with lock:
         if key not in _EXECUTABLES:
+            start = time.perf_counter()
             _EXECUTABLES[key] = build()
+            _BUILDING.seconds = getattr(_BUILDING, "seconds", 0.0) + time.perf_counter() - start
             with _GUARD:
                 compile_count += 1
         return _EXECUTABLES[key]
+
+
+def _building_seconds(call: Callable[[], Any]) -> tuple[Any, float]:
+    """``call()`` and the seconds it spent building executables in this thread."""
+    before = getattr(_BUILDING, "seconds", 0.0)
+    out = call()
+    return out, getattr(_BUILDING, "seconds", 0.0) - before
 
 
 def _trial_shardings(n_trials: int) -> tuple[Any, Any, int] | None:
@@ -189,7 +206,16 @@ def _programs(
     )
     init_fn, epoch_fn, graphdef = core.make_trial_fns(plan)
     params_shape = jax.eval_shape(jax.vmap(init_params_fn), numbers.seed)
-    axes = _state_axes(init_fn, epoch_fn, params_shape, numbers, data) if n > 1 and not shardings else 0
+    axes = 0
+    if n > 1 and not shardings:  # traced once per program shape, like the executables
+        axes_key = ("axes", plan, n, shapes)
+        with _GUARD:
+            known = _AXES.get(axes_key)
+        if known is None:
+            known = (_state_axes(init_fn, epoch_fn, params_shape, numbers, data),)
+            with _GUARD:
+                _AXES[axes_key] = known
+        axes = known[0]
     init = _compiled(
         ("init", plan, n, devices),
         lambda: jax.jit(jax.vmap(init_fn, out_axes=axes), **on).lower(params_shape, numbers).compile(once),
@@ -413,15 +439,15 @@ def _setup(specs: tuple[TrialSpec, ...], data: Dataset) -> _Group:
 
 
 def prepare(specs: Sequence[TrialSpec], data: Dataset) -> float:
-    """Compile a group's programs ahead of training (or find them cached); seconds spent.
+    """Compile a group's programs ahead of training (or find them cached); the seconds this call
+    spent building them (about 0 where another group built the same executables).
 
     The runner calls it for every group at once from a few threads: XLA compiles outside the
     GIL, so the compile time of a comparison is shared between the cores.
     """
-    start = time.perf_counter()
     group = _setup(tuple(specs), data)
-    _programs(group.plan, group.numbers, group.data, group.shardings)
-    return time.perf_counter() - start
+    _, seconds = _building_seconds(lambda: _programs(group.plan, group.numbers, group.data, group.shardings))
+    return seconds
 
 
 def train_group(
@@ -439,9 +465,8 @@ def train_group(
     plan, device_data, numbers, shardings, n_real = _setup(specs, data)
     structure, sizes = plan.structure, plan.sizes
 
-    compile_start = time.perf_counter()
-    programs = _programs(plan, numbers, device_data, shardings)
-    compile_s += time.perf_counter() - compile_start
+    programs, built = _building_seconds(lambda: _programs(plan, numbers, device_data, shardings))
+    compile_s += built
 
     train_start = time.perf_counter()
     state = programs.init(programs.init_params(numbers.seed), numbers)

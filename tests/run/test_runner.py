@@ -90,6 +90,10 @@ def test_equal_parts_of_a_split_group_compile_once(ds):
     assert runner.chunks_of(runner.Run(group, workers=3), ds)[0] == [[0, 1], [2, 3], [4, 5], [6, 7]]
     assert engine.compile_count - before == 3  # weight init, optimizer init, epoch: shared by the 4 programs
     assert [t.spec.seed for t in trials] == list(range(8)) and all(t.status == "ok" for t in trials)
+    # a program reports the time it spent building executables, not its wait for another's: with 4
+    # programs sharing 3 executables, at least one built none (it used to report the wait)
+    compile_s = [t.timing["compile_s"] for t in trials]
+    assert min(compile_s) == 0.0 and max(compile_s) > 0.2
 
 
 def test_results_come_back_in_group_order_whatever_finishes_first(ds, monkeypatch):
