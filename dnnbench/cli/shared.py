@@ -157,9 +157,10 @@ class SharedOptions:
         str,
         option(
             BACKEND,
-            "Where the compiled programs train: local (threads of this process) | processes (a pool of worker "
-            "processes, one XLA each) | threads (the same as local) | ray (one Ray task per "
-            "program on a Ray cluster; pip install 'dnnbench[ray]'). The numbers are the same on each.",
+            "Where the compiled programs train: local (processes for a run of many programs, else threads) | "
+            "processes (a pool of worker processes, one XLA each) | threads (threads of this process) | ray "
+            "(one Ray task per program on a Ray cluster; pip install 'dnnbench[ray]'). The numbers are the same "
+            "on each.",
             "--backend",
         ),
     ] = "local"

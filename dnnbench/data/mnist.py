@@ -132,12 +132,19 @@ def _read_stamps(ds_dir: Path) -> dict:
 
 
 def _write_stamps(ds_dir: Path, stamps: dict) -> None:
-    tmp = ds_dir / f"{STAMP_NAME}.{os.getpid()}.tmp"
+    # A read-only shared folder: hashing again next time beats failing now.
+    write_quietly(ds_dir / STAMP_NAME, json.dumps(stamps, indent=1).encode())
+
+
+def write_quietly(path: Path, data: bytes) -> None:
+    """A cache file, whole or not at all (a temporary file renamed into place); where the folder
+    cannot be written, nothing: the cache only saves the next run some work."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(json.dumps(stamps, indent=1))
-        os.replace(tmp, ds_dir / STAMP_NAME)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
     except OSError:
-        # A read-only shared folder: hashing again next time beats failing now.
         with contextlib.suppress(OSError):
             tmp.unlink()
 

@@ -6,6 +6,7 @@ user files happens here and raises ``DataError`` naming the file and the problem
 
 from __future__ import annotations
 
+import io
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,13 +100,14 @@ def load_digits(data_dir: str | None = None) -> RawData:
     importing scikit-learn costs more than the rest of a digits run's start-up (1.9 s of 10 s on
     the 2-core machine); the file holds exactly what scikit-learn's split gives.
     """
+    info = CATALOG["digits"]
     cache = _digits_cache(data_dir)
     if cache is not None and cache.is_file():
         try:
             with np.load(cache) as f:
                 x_train, y_train, x_test, y_test = (f[key] for key in _DIGITS_KEYS)
-            if [len(a) for a in (x_train, y_train, x_test, y_test)] == [1437, 1437, 360, 360]:
-                return RawData("digits", x_train, y_train, x_test, y_test, 10, (8, 8), CATALOG["digits"]["source"])
+            if [len(x_train), len(y_train), len(x_test), len(y_test)] == [info["train"]] * 2 + [info["test"]] * 2:
+                return RawData("digits", x_train, y_train, x_test, y_test, 10, (8, 8), info["source"])
         except (OSError, ValueError, KeyError, zipfile.BadZipFile):
             pass  # unreadable: made again below
     from sklearn.datasets import load_digits as sk_load_digits
@@ -116,8 +118,12 @@ def load_digits(data_dir: str | None = None) -> RawData:
     y = bunch.target.astype(np.int32)
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.2, random_state=0, stratify=y)
     if cache is not None:
-        _write_npz(cache, dict(zip(_DIGITS_KEYS, (x_train, y_train, x_test, y_test), strict=True)))
-    return RawData("digits", x_train, y_train, x_test, y_test, 10, (8, 8), CATALOG["digits"]["source"])
+        from dnnbench.data.mnist import write_quietly
+
+        npz = io.BytesIO()
+        np.savez(npz, **dict(zip(_DIGITS_KEYS, (x_train, y_train, x_test, y_test), strict=True)))
+        write_quietly(cache, npz.getvalue())
+    return RawData("digits", x_train, y_train, x_test, y_test, 10, (8, 8), info["source"])
 
 
 _DIGITS_KEYS = ("x_train", "y_train", "x_test", "y_test")  # RawData's order
@@ -134,26 +140,6 @@ def _digits_cache(data_dir: str | None) -> Path | None:
         return Path(data_dir or default_data_dir()).expanduser() / "digits" / f"split-sklearn-{version}.npz"
     except (metadata.PackageNotFoundError, OSError, RuntimeError):
         return None
-
-
-def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write ``arrays`` to ``path`` whole or not at all (a temporary file renamed into place); a
-    directory that cannot be written only costs the next run the slow path."""
-    import os
-    import tempfile
-
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.part")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub reads **kwds as allow_pickle
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    except OSError:
-        pass
 
 
 def load_synthetic(train: int = 2000, test: int = 500, features: int = 64, classes: int = 10, seed: int = 0) -> RawData:

@@ -7,6 +7,7 @@ grows while a long run goes on).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import traceback
@@ -101,13 +102,9 @@ def group_by_structure(
 
 def near_equal(members: list[int], parts: int) -> list[list[int]]:
     """``members`` cut into ``parts`` contiguous chunks whose sizes differ by at most one, bigger
-    first: at most two program shapes, hence at most two compiles (16 trials under a cap of 10 are
-    8 + 8, one executable, rather than 10 + 6, two)."""
-    size, extra = divmod(len(members), parts)
-    bounds = [0]
-    for k in range(parts):
-        bounds.append(bounds[-1] + size + (1 if k < extra else 0))
-    return [members[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    first (``numpy.array_split``): at most two program shapes, hence at most two compiles (16 trials
+    under a cap of 10 are 8 + 8, one executable, rather than 10 + 6, two)."""
+    return [[int(i) for i in chunk] for chunk in np.array_split(members, parts)]
 
 
 def balance(chunks: list[list[int]], workers: int) -> list[list[int]]:
@@ -244,12 +241,10 @@ def execute(
                 next_group += 1
     except BaseException:
         finished.update(execution.stop())  # groups that finished meanwhile are kept, in order
-        try:
+        with contextlib.suppress(Exception):  # e.g. the output that failed fails again: the first error is the news
             for g in sorted(finished):
                 if g not in emitted:
                     emit(g)
-        except Exception:  # noqa: S110 -- e.g. the output that failed fails again: the first error is the news
-            pass
         raise
     finally:
         execution.close()

@@ -11,6 +11,7 @@ structure and shapes, so a second group of the same shape does not compile again
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import threading
@@ -59,14 +60,12 @@ class _Programs(NamedTuple):
 
 
 _EXECUTABLES: dict[tuple, Any] = {}
-_AXES: dict[tuple, tuple[Any]] = {}  # a program shape's TrialState vmap axes (see _state_axes)
 #: How many executables were compiled in this process (tests assert a second call adds none).
 compile_count = 0
 
 
 def clear_cache() -> None:
     _EXECUTABLES.clear()
-    _AXES.clear()
     _DEVICE_CACHE.clear()
 
 
@@ -205,30 +204,27 @@ def _programs(
         model_key + (devices,), lambda: jax.jit(jax.vmap(init_params_fn), **on).lower(numbers.seed).compile(once)
     )
     init_fn, epoch_fn, graphdef = core.make_trial_fns(plan)
-    params_shape = jax.eval_shape(jax.vmap(init_params_fn), numbers.seed)
-    axes = 0
-    if n > 1 and not shardings:  # traced once per program shape, like the executables
-        axes_key = ("axes", plan, n, shapes)
-        with _GUARD:
-            known = _AXES.get(axes_key)
-        if known is None:
-            known = (_state_axes(init_fn, epoch_fn, params_shape, numbers, data),)
-            with _GUARD:
-                _AXES[axes_key] = known
-        axes = known[0]
+
+    @functools.cache
+    def traced() -> tuple[Any, Any, Any]:
+        """(weights' shapes, the state's vmap axes, the state's shapes): traced only when an
+        executable below is built, not when both come from the cache."""
+        params_shape = jax.eval_shape(jax.vmap(init_params_fn), numbers.seed)
+        axes = _state_axes(init_fn, epoch_fn, params_shape, numbers, data) if n > 1 and not shardings else 0
+        return params_shape, axes, jax.eval_shape(jax.vmap(init_fn, out_axes=axes), params_shape, numbers)
+
     init = _compiled(
         ("init", plan, n, devices),
-        lambda: jax.jit(jax.vmap(init_fn, out_axes=axes), **on).lower(params_shape, numbers).compile(once),
+        lambda: jax.jit(jax.vmap(init_fn, out_axes=traced()[1]), **on).lower(traced()[0], numbers).compile(once),
     )
-    state_shape = jax.eval_shape(jax.vmap(init_fn, out_axes=axes), params_shape, numbers)
     epoch_on: dict[str, Any] = (
         {"in_shardings": (trials, trials, replicated), "out_shardings": (trials, trials)} if shardings else {}
     )
     epoch = _compiled(
         ("epoch", plan, n, shapes, devices, opt_key),
         lambda: (
-            jax.jit(_over_trials(epoch_fn, n, axes), donate_argnums=0, **epoch_on)
-            .lower(state_shape, numbers, data)
+            jax.jit(_over_trials(epoch_fn, n, traced()[1]), donate_argnums=0, **epoch_on)
+            .lower(traced()[2], numbers, data)
             .compile(options)
         ),
     )

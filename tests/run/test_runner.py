@@ -324,13 +324,18 @@ def test_an_output_that_fails_reports_its_first_error_not_the_next_one(ds, monke
     from dnnbench.errors import OutputError
 
     train_group = engine.train_group
+    second_done = threading.Event()
 
-    def slow_first(group, *args, **kwargs):
+    def first_last(group, *args, **kwargs):
         if group[0].optimizer == "sgd":
-            time.sleep(1.0)  # the second group has finished when the first is written
-        return train_group(group, *args, **kwargs)
+            second_done.wait(120)  # the second group has finished when the first is written
+            return train_group(group, *args, **kwargs)
+        try:
+            return train_group(group, *args, **kwargs)
+        finally:
+            second_done.set()
 
-    monkeypatch.setattr(engine, "train_group", slow_first)
+    monkeypatch.setattr(engine, "train_group", first_last)
     calls = []
 
     def on_result(trial):
