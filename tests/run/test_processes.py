@@ -10,7 +10,7 @@ import pytest
 
 from dnnbench.config import ModelConfig, TrainConfig, TrialSpec
 from dnnbench.data import sources, split
-from dnnbench.run import backends, runner
+from dnnbench.run import backends, runner, schedule
 from dnnbench.run.backends import processes
 
 TRAIN = TrainConfig(epochs=2, batch_size=20)
@@ -62,7 +62,7 @@ def test_every_program_reports_its_start_and_each_epoch_in_order(ds):
 def test_programs_are_handed_out_longest_first(ds):
     short = TrialSpec(optimizer="sgd", model=ModelConfig(hidden=(8,)), train=TRAIN)
     long = dataclasses.replace(short, model=ModelConfig(hidden=(64, 64)))
-    costs = [processes.program_cost([s], ds) for s in (short, long)]
+    costs = [schedule.program_cost([s], ds) for s in (short, long)]
     assert costs[1] > costs[0]
 
 
@@ -111,7 +111,7 @@ def test_the_default_backend_pools_processes_for_many_programs_and_threads_for_a
     from dnnbench.run.backends import local
 
     specs = comparison(optimizers=("sgd",), seeds=(0,))
-    many, few = [specs] * (backends.PROCESSES_FROM * 2 + 1), [specs] * (backends.PROCESSES_FROM * 2)
+    many, few = [specs] * (schedule.PROCESSES_FROM * 2 + 1), [specs] * (schedule.PROCESSES_FROM * 2)
     for programs, kind in ((many, processes.ProcessExecution), (few, local.LocalExecution)):
         execution = backends.start(backends.Settings(), programs, ds, workers=2)
         try:

@@ -39,6 +39,7 @@ import numpy as np
 
 from dnnbench.config import TrialSpec
 from dnnbench.data import Dataset
+from dnnbench.run import schedule
 from dnnbench.run.backends.base import OnThisMachine, Outcome, Stopped, program_outcome
 
 _ARRAYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
@@ -93,15 +94,6 @@ def _train_program(program: int, specs: list[TrialSpec]) -> Outcome:
 # --- the driver side -------------------------------------------------------------------------------
 
 
-def program_cost(specs: Sequence[TrialSpec], data: Dataset) -> float:
-    """A program's work, to hand the longest out first: trials x epochs x weights x samples."""
-    from dnnbench.train.models import weight_count
-
-    spec = specs[0]
-    weights = weight_count(data.n_features, spec.model.hidden, data.n_classes)
-    return float(len(specs) * spec.train.epochs * weights * len(data.y_train))
-
-
 def _shared_dir() -> Path:
     shm = Path("/dev/shm")
     base = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
@@ -121,7 +113,7 @@ class ProcessExecution(OnThisMachine):
             np.save(self.data_dir / f"{name}.npy", np.ascontiguousarray(getattr(data, name)))
         self.meta = {"name": data.name, "n_classes": data.n_classes, "image_shape": data.image_shape}
         self.meta["source"] = data.source
-        costs = [program_cost(specs, data) for specs in self.programs]
+        costs = [schedule.program_cost(specs, data) for specs in self.programs]
         self.order = sorted(range(len(self.programs)), key=lambda g: -costs[g])  # longest first
         self.running: dict[int, int] = {}  # program -> worker pid, from the workers' events
         self.started: set[int] = set()
