@@ -6,7 +6,8 @@ rate, optimizer hyperparameters, seed, L1/L2, dropout rate, noise, patience) is 
 leading trial axis and the pure per-trial functions in ``dnnbench.train.step`` are ``jax.vmap``-ed over
 it. One epoch -- shuffle, every minibatch as a ``lax.scan`` step, evaluation on train/val/test,
 early-stopping bookkeeping -- is one call of one compiled executable. Executables are cached by
-structure and shapes, so a second group of the same shape does not compile again.
+structure and shapes, so a second group of the same shape does not compile again; a later process
+loads them from disk (``executables``) instead of tracing them again.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from dnnbench.config import TrialSpec
 from dnnbench.data import Dataset, with_train_fraction
 from dnnbench.errors import InputError
 from dnnbench.optim import schedules
+from dnnbench.train import executables, threads
 from dnnbench.train import step as core
-from dnnbench.train import threads
 from dnnbench.train.models import weight_count
 
 #: Rows per evaluation chunk: bounds the activations held at once when evaluating big sets.
@@ -62,6 +63,8 @@ class _Programs(NamedTuple):
 _EXECUTABLES: dict[tuple, Any] = {}
 #: How many executables were compiled in this process (tests assert a second call adds none).
 compile_count = 0
+#: How many were loaded from the executable store instead (``executables``): not compiles.
+loaded_count = 0
 
 
 def clear_cache() -> None:
@@ -72,8 +75,9 @@ def clear_cache() -> None:
 _GUARD = threading.Lock()
 _KEY_LOCKS: dict[tuple, threading.Lock] = {}
 
-#: ``$DNNBENCH_COMPILE_CACHE``: where compiled programs persist between runs (a directory), or
-#: ``off``. Default: ``<user cache>/dnnbench/xla``.
+#: ``$DNNBENCH_COMPILE_CACHE``: where compiled programs persist between runs (a directory: JAX's
+#: compilation cache, and ``executables``' store in a folder of it), or ``off``. Default:
+#: ``<user cache>/dnnbench/xla``.
 COMPILE_CACHE_ENV = "DNNBENCH_COMPILE_CACHE"
 _cache_checked = False
 
@@ -143,19 +147,31 @@ def _use_compile_cache() -> None:
 _BUILDING = threading.local()
 
 
-def _compiled(key: tuple, build: Callable[[], Any]) -> Any:
-    """The cached executable for ``key``, built once even when threads ask at the same time."""
-    global compile_count
+def _compiled(key: tuple, build: Callable[[], Any], optimizer: str | None = None) -> Any:
+    """The cached executable for ``key``, built once even when threads ask at the same time: from
+    memory, else from the executable store on disk, else ``build()`` (and stored). ``optimizer``:
+    the spec whose code the program runs, which decides whether it may be stored."""
+    global compile_count, loaded_count
     _use_compile_cache()
     with _GUARD:
         lock = _KEY_LOCKS.setdefault(key, threading.Lock())
     with lock:
         if key not in _EXECUTABLES:
             start = time.perf_counter()
-            _EXECUTABLES[key] = build()
+            found = executables.entry(compile_cache_dir(), key, optimizer)
+            executable = executables.load(found)
+            loaded = executable is not None
+            if not loaded:
+                executable = build()
+                executables.save(found, executable)
+            _EXECUTABLES[key] = executable
+            # a load counts as building time too: it is what this group waited for its programs
             _BUILDING.seconds = getattr(_BUILDING, "seconds", 0.0) + time.perf_counter() - start
             with _GUARD:
-                compile_count += 1
+                if loaded:
+                    loaded_count += 1
+                else:
+                    compile_count += 1
         return _EXECUTABLES[key]
 
 
@@ -200,8 +216,10 @@ def _programs(
     # bit-identical weights; a run of it takes 8-9 ms either way).
     once = _FAST_COMPILE if jax.default_backend() == "cpu" else {}
     init_params_fn = core.make_init_params(plan)
+    once_key = tuple(sorted(once.items()))
     init_params = _compiled(
-        model_key + (devices,), lambda: jax.jit(jax.vmap(init_params_fn), **on).lower(numbers.seed).compile(once)
+        model_key + (devices, once_key),
+        lambda: jax.jit(jax.vmap(init_params_fn), **on).lower(numbers.seed).compile(once),
     )
     init_fn, epoch_fn, graphdef = core.make_trial_fns(plan)
 
@@ -213,9 +231,11 @@ def _programs(
         axes = _state_axes(init_fn, epoch_fn, params_shape, numbers, data) if n > 1 and not shardings else 0
         return params_shape, axes, jax.eval_shape(jax.vmap(init_fn, out_axes=axes), params_shape, numbers)
 
+    optimizer = plan.structure.optimizer
     init = _compiled(
-        ("init", plan, n, devices),
+        ("init", plan, n, devices, once_key),
         lambda: jax.jit(jax.vmap(init_fn, out_axes=traced()[1]), **on).lower(traced()[0], numbers).compile(once),
+        optimizer,
     )
     epoch_on: dict[str, Any] = (
         {"in_shardings": (trials, trials, replicated), "out_shardings": (trials, trials)} if shardings else {}
@@ -227,6 +247,7 @@ def _programs(
             .lower(traced()[2], numbers, data)
             .compile(options)
         ),
+        optimizer,
     )
     return _Programs(init_params, init, epoch, graphdef)
 
