@@ -110,8 +110,8 @@ class SharedOptions:
         int | None,
         option(
             TRAIN,
-            "Compiled programs trained at once (default: CPU cores / --threads, as many as memory holds; 1 on a "
-            "GPU). Never changes a number.",
+            "Compiled programs trained at once (default: CPU cores / --threads, as many as memory holds, one more "
+            "in worker processes where that evens out the run's end; 1 on a GPU). Never changes a number.",
         ),
     ] = None
     hp: Annotated[
@@ -157,7 +157,8 @@ class SharedOptions:
         str,
         option(
             BACKEND,
-            "Where the compiled programs train: local (processes for a run of many programs, else threads) | "
+            "Where the compiled programs train: local (processes for a run of much training or many programs, "
+            "else threads) | "
             "processes (a pool of worker processes, one XLA each) | threads (threads of this process) | ray "
             "(one Ray task per program on a Ray cluster; pip install 'dnnbench[ray]'). The numbers are the same "
             "on each.",

@@ -216,7 +216,9 @@ def _probe(tmp_path, setting: str) -> tuple[dict, str]:
     import subprocess
     import sys
 
-    env = {**os.environ, "DNNBENCH_COMPILE_CACHE": setting}
+    # JAX's cache alone: the executable store (train.executables) would load the training programs
+    # before JAX's cache is asked, and this probe counts JAX's hits
+    env = {**os.environ, "DNNBENCH_COMPILE_CACHE": setting, "DNNBENCH_EXECUTABLES": "off"}
     env.pop("JAX_COMPILATION_CACHE_DIR", None)
     proc = subprocess.run(
         [sys.executable, "-c", _CACHE_PROBE], env=env, capture_output=True, text=True, cwd=tmp_path, timeout=300
