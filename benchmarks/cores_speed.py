@@ -6,8 +6,6 @@ as a user runs it, in a fresh process each time (start-up, data, compile and tra
 the compile cache off), against:
 
 - the default with the compile cache filled by an untimed run before (a second run of the command);
-- ``--backend processes --workers <cores>``: the worker pool without the extra worker the default
-  takes where it evens out the run's end (``dnnbench.run.schedule``);
 - ``--backend threads``: the same programs on threads of one process (the path before issue 20);
 - ``--workers 1 --threads 1``: one program at a time on one core (the N-core scaling reference);
 - Keras 3 on JAX, the recipe's code, the same five optimizers one after another (``peers.py``);
@@ -106,7 +104,6 @@ def main() -> None:
         configs: dict[str, tuple[list[str], dict[str, str]]] = {
             "default": (job, off),
             "default, compile cache filled": (job, warm),
-            f"--backend processes --workers {cores}": ([*job, "--backend", "processes", "--workers", str(cores)], off),
             "--backend threads": ([*job, "--backend", "threads"], off),
             "--workers 1 --threads 1": ([*job, "--workers", "1", "--threads", "1"], off),
         }

@@ -110,8 +110,8 @@ class SharedOptions:
         int | None,
         option(
             TRAIN,
-            "Compiled programs trained at once (default: CPU cores / --threads, as many as memory holds, one more "
-            "in worker processes where that evens out the run's end; 1 on a GPU). Never changes a number.",
+            "Compiled programs trained at once (default: CPU cores / --threads, as many as memory holds; 1 on a "
+            "GPU). Never changes a number.",
         ),
     ] = None
     hp: Annotated[

@@ -23,7 +23,7 @@ from dnnbench.config import DataConfig, TrialSpec
 from dnnbench.data import Dataset
 from dnnbench.errors import InputError
 from dnnbench.results import rows as results
-from dnnbench.run import backends, schedule
+from dnnbench.run import backends
 from dnnbench.train import engine
 from dnnbench.train.models import weight_count
 
@@ -229,18 +229,8 @@ def execute(
             if on_result:
                 on_result(out[i])
 
-    # Where --workers was not given, the backend may train one program more at once than the cores
-    # where that evens out the run's end (``schedule.balanced_workers``), as far as memory allows.
-    most = None if run.workers else memory_bounded(workers + schedule.EXTRA_WORKERS, groups, run.specs, data)
     execution = backends.start(
-        run.backend,
-        group_specs,
-        data,
-        workers=workers,
-        most_workers=most,
-        on_group=on_group,
-        on_epoch=on_epoch,
-        on_status=on_status,
+        run.backend, group_specs, data, workers=workers, on_group=on_group, on_epoch=on_epoch, on_status=on_status
     )
     try:
         next_group = 0  # results go out in group order: a results file's rows do not depend on timing

@@ -9,8 +9,8 @@ outcome back as it finishes, in any order. The runner writes rows in group order
 - ``threads`` (``backends.local``): threads of this process, one XLA client whose executions run on
   their calling threads (synchronous dispatch, see ``train.threads``);
 - ``local`` (the default): ``processes`` for a run of much training or of many programs, else
-  ``threads``, with one worker more than the cores where that evens out the run's end (the rules
-  and their measurements: ``dnnbench.run.schedule``). The numbers are the same on each;
+  ``threads`` (the rules and their measurements: ``dnnbench.run.schedule``). The numbers are the
+  same on each;
 - ``ray`` (``backends.ray``): one Ray task per program on a Ray cluster (``--backend ray``).
 """
 
@@ -66,31 +66,23 @@ def start(
     data: Any,
     *,
     workers: int,
-    most_workers: int | None = None,
     on_group: GroupCallback | None = None,
     on_epoch: EpochCallback | None = None,
     on_status: StatusCallback | None = None,
 ) -> Execution:
     """Start training ``programs`` (each a compiled program's trials) on ``data``. ``on_status``
     (programs queued / running / finished, nodes in use) is called by the Ray backend only: the
-    local backend's running programs are its progress bars.
-
-    ``workers``: programs at once (``--workers``, else one per ``--threads`` cores). ``most_workers``
-    (the memory's bound, given where ``--workers`` was not): the local backend may then train one
-    program more at once in worker processes where that shortens the run (``schedule``)."""
+    local backend's running programs are its progress bars."""
     if settings.backend == "ray":
         import dnnbench.run.backends.ray as ray
 
         return ray.start(settings, programs, data, on_group=on_group, on_epoch=on_epoch, on_status=on_status)
     costs = [schedule.program_cost(specs, data) for specs in programs]
-    local_pool = settings.backend == "local" and schedule.wants_processes(costs, workers)
-    if (settings.backend == "processes" or local_pool) and _main_can_be_reimported():
-        if most_workers is not None:
-            workers = schedule.balanced_workers(costs, workers, most_workers)
-        if workers > 1 and len(programs) > 1:
-            import dnnbench.run.backends.processes as processes
+    pool = settings.backend == "processes" or (settings.backend == "local" and schedule.wants_processes(costs, workers))
+    if pool and workers > 1 and len(programs) > 1 and _main_can_be_reimported():
+        import dnnbench.run.backends.processes as processes
 
-            return processes.ProcessExecution(programs, data, workers, on_group, on_epoch)
+        return processes.ProcessExecution(programs, data, workers, on_group, on_epoch)
     import dnnbench.run.backends.local as local
 
     return local.LocalExecution(programs, data, workers, on_group, on_epoch)
