@@ -8,7 +8,6 @@ import pytest
 from dnnbench.config import ModelConfig, TrainConfig, TrialSpec
 from dnnbench.data import sources, split
 from dnnbench.run import backends, schedule
-from dnnbench.run.backends import local, processes
 
 
 @pytest.fixture(scope="module")
@@ -32,22 +31,17 @@ def test_much_training_or_many_programs_go_to_processes_little_of_either_to_thre
     assert not schedule.wants_processes([second] * 5, workers=1)  # one worker has nothing to share
 
 
-def test_the_default_backend_trains_much_training_in_processes_one_worker_per_core(ds, monkeypatch):
-    monkeypatch.setattr(schedule, "CORE_FLOPS", 1.0)  # every program counts as long
+def test_the_default_backend_trains_much_training_in_processes_little_in_threads(ds, monkeypatch):
     specs = [
         [TrialSpec(optimizer=o, model=ModelConfig(hidden=(16,)), train=TrainConfig(epochs=1, batch_size=20))]
         for o in ("sgd", "momentum", "adagrad", "rmsprop", "adam")
     ]
-    pooled = backends.start(backends.Settings(), specs, ds, workers=2)
-    try:
-        assert type(pooled) is processes.ProcessExecution and pooled.workers == 2
-    finally:
-        pooled.stop()
-        pooled.close()
-    monkeypatch.setattr(schedule, "CORE_FLOPS", 1e30)  # little training: threads
-    threads = backends.start(backends.Settings(), specs, ds, workers=2)
-    try:
-        assert type(threads) is local.LocalExecution
-    finally:
-        threads.stop()
-        threads.close()
+    local, pool, threads = backends.Settings(), backends.Settings("processes"), backends.Settings("threads")
+    monkeypatch.setattr(schedule, "CORE_FLOPS", 1.0)  # every program counts as long
+    assert backends.trains_in(local, specs, ds, workers=2) == "processes"
+    assert backends.trains_in(local, specs, ds, workers=1) == "threads"  # one worker: nothing to share
+    assert backends.trains_in(threads, specs, ds, workers=2) == "threads"
+    monkeypatch.setattr(schedule, "CORE_FLOPS", 1e30)  # little training
+    assert backends.trains_in(local, specs, ds, workers=2) == "threads"
+    assert backends.trains_in(pool, specs, ds, workers=2) == "processes"  # as asked
+    assert backends.trains_in(pool, specs[:1], ds, workers=2) == "threads"  # one program: no pool

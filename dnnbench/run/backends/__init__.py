@@ -77,15 +77,25 @@ def start(
         import dnnbench.run.backends.ray as ray
 
         return ray.start(settings, programs, data, on_group=on_group, on_epoch=on_epoch, on_status=on_status)
-    costs = [schedule.program_cost(specs, data) for specs in programs]
-    pool = settings.backend == "processes" or (settings.backend == "local" and schedule.wants_processes(costs, workers))
-    if pool and workers > 1 and len(programs) > 1 and _main_can_be_reimported():
+    if trains_in(settings, programs, data, workers) == "processes":
         import dnnbench.run.backends.processes as processes
 
         return processes.ProcessExecution(programs, data, workers, on_group, on_epoch)
     import dnnbench.run.backends.local as local
 
     return local.LocalExecution(programs, data, workers, on_group, on_epoch)
+
+
+def trains_in(settings: Settings, programs: Sequence[Sequence[TrialSpec]], data: Any, workers: int) -> str:
+    """Where ``start`` trains ``programs`` off a Ray cluster: ``"processes"`` or ``"threads"``
+    (``local`` chooses by ``schedule.wants_processes``; a pool needs two workers and two programs)."""
+    if settings.backend == "threads" or workers < 2 or len(programs) < 2:
+        return "threads"
+    if settings.backend == "local":
+        costs = [schedule.program_cost(specs, data) for specs in programs]
+        if not schedule.wants_processes(costs, workers):
+            return "threads"
+    return "processes" if _main_can_be_reimported() else "threads"
 
 
 def _main_can_be_reimported() -> bool:
