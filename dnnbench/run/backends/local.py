@@ -1,9 +1,10 @@
 """The local backend: a run's programs on threads of this process.
 
 Programs compile ahead on a few threads and train ``workers`` at a time (threads: XLA runs
-outside the GIL). ``on_group`` and ``on_epoch`` are called from the worker threads, one at a
-time. A program's numbers do not depend on what runs beside it. On ``stop`` the workers stop at
-their next epoch.
+outside the GIL, but their larger kernels take turns on the process's one pool of ``--threads``
+XLA threads, so a run of much training goes to worker processes: ``run.schedule``). ``on_group``
+and ``on_epoch`` are called from the worker threads, one at a time. A program's numbers do not
+depend on what runs beside it. On ``stop`` the workers stop at their next epoch.
 """
 
 from __future__ import annotations
