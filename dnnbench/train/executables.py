@@ -116,9 +116,21 @@ def optimizer_code(spec: str) -> str | None:
     if kind in ("builtin", "optax"):
         return ""
     if kind == "file":
-        # the path too: the file's classes (a state NamedTuple) pickle under a module named by it
-        return f"{origin['path']} sha256={origin['sha256']}"
+        # the path too: the file's classes (a state NamedTuple) pickle under a module named by it;
+        # the modules beside it too: the file may import one (deeper imports are not followed)
+        return f"{origin['path']} sha256={origin['sha256']} beside={_folder_digest(Path(origin['path']))}"
     return None
+
+
+def _folder_digest(path: Path) -> str:
+    """SHA-256 of the ``.py`` files in ``path``'s folder (names and contents), "" where unreadable."""
+    digest = hashlib.sha256()
+    try:
+        for sibling in sorted(path.resolve().parent.glob("*.py")):
+            digest.update(sibling.name.encode() + b"\0" + sibling.read_bytes() + b"\0")
+    except OSError:
+        return ""
+    return digest.hexdigest()
 
 
 def _jax_config() -> str:

@@ -199,7 +199,11 @@ def test_a_user_optimizer_file_is_known_by_its_content(tmp_path):
     assert before is not None and identity(TrialSpec(optimizer=f"lookahead({path}:make_lion)")) is not None
     path.write_text(source.read_text() + "\n# changed\n")
     optim._resolve.cache_clear()  # a new process reads the file again; this one cached it
-    assert identity(spec) != before
+    changed = identity(spec)
+    assert changed != before
+    # a module beside it, which the file may import, is part of its code too
+    (tmp_path / "helpers.py").write_text("SCALE = 2.0\n")
+    assert identity(spec) != changed
 
 
 def test_an_optimizer_whose_code_is_not_hashed_is_not_stored(ds, tmp_path, monkeypatch):
