@@ -1,7 +1,8 @@
-"""Where a run's programs train on this machine: on threads of this process or in worker processes,
-and how many at once. Nothing here changes a number: the plan (which trials form each program) is
-``runner.chunks_of``'s, the same on every machine, and every program trains on ``--threads`` XLA
-threads wherever it runs. Figures behind each rule: docs/performance.md (issue 20).
+"""Where a run's programs train on this machine: on threads of this process or in worker processes
+(how many at once stays ``runner.chunks_of``'s: one per ``--threads`` cores). Nothing here changes a
+number: the plan (which trials form each program) is the run's, the same on every machine, and
+every program trains on ``--threads`` XLA threads wherever it runs. Figures behind each rule:
+docs/performance.md (issue 20).
 
 Two measurements decide it (2026-12-06, the 2-core development machine, ``--threads 1``):
 
