@@ -113,12 +113,22 @@ def compile_cache_problem() -> str | None:
 
 
 def _use_compile_cache() -> None:
-    """Turn on JAX's persistent compilation cache, once, before the first compile.
+    """Turn on JAX's persistent compilation cache, once, before the first compile, where the
+    executable store (``executables``) is not in use.
 
     A second run of the same command loads its programs from disk instead of compiling them
     (figures: docs/performance.md). An unwritable directory leaves the cache off rather than warn
     on every compile; a cache directory the user gave JAX itself (``JAX_COMPILATION_CACHE_DIR``)
     is left as it is.
+
+    Where the store is in use (on a CPU, unless ``$DNNBENCH_EXECUTABLES=off``), JAX's cache stays
+    off: an executable JAX loads from its cache cannot be stored again (jaxlib 0.10.2 writes it
+    without its compiled kernels, and the entry fails when it runs: "Function ... not found"), so
+    after any change to dnnbench (a new store identity, the same programs) the store would have
+    been filled from JAX's cache with entries that fail. Off, a store miss compiles afresh. It
+    costs little: the programs the store does not keep (JAX's small helpers) took 0.1-0.2 s to
+    compile in a warm main job. Optimizers from a module or plugin, which the store does not keep,
+    then compile in every run.
     """
     global _cache_checked
     with _GUARD:
@@ -134,7 +144,7 @@ def _use_compile_cache() -> None:
             path.mkdir(parents=True, exist_ok=True)
         except OSError:
             return
-        if not os.access(path, os.W_OK):
+        if not os.access(path, os.W_OK) or executables.in_use(path):
             return
         jax.config.update("jax_compilation_cache_dir", str(path))
         # Every program: ours compile in 0.5-4 s, JAX's default threshold (1 s) would skip some.
@@ -162,8 +172,9 @@ def _compiled(key: tuple, build: Callable[[], Any], optimizer: str | None = None
             executable = executables.load(found)
             loaded = executable is not None
             if not loaded:
-                executable = build()
-                executables.save(found, executable)
+                executable, from_jax_cache = executables.built(build)
+                if not from_jax_cache:  # (``_use_compile_cache``): it would be stored without its kernels
+                    executables.save(found, executable)
             _EXECUTABLES[key] = executable
             # a load counts as building time too: it is what this group waited for its programs
             _BUILDING.seconds = getattr(_BUILDING, "seconds", 0.0) + time.perf_counter() - start

@@ -27,6 +27,8 @@ import pickle
 import platform
 import re
 import tempfile
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +44,8 @@ ENV = "DNNBENCH_EXECUTABLES"
 OFF = ("0", "off", "false", "no", "none")
 FOLDER = "executables"  # inside the compile cache's folder: the same switch, the same place
 #: The file format: this line, the body's SHA-256 in hex and a newline, then the body (a pickle).
-_MAGIC = b"dnnbench-executable 1\n"
+#: Version 2: version 1 could hold executables stored from JAX's cache, without their kernels (``built``).
+_MAGIC = b"dnnbench-executable 2\n"
 _HEAD = len(_MAGIC) + 64 + 1
 #: A repr holding an object's address (``<function f at 0x7f...>``) differs between processes: such
 #: a key names no entry another process could find, and could name a wrong one after address reuse.
@@ -62,6 +65,12 @@ def folder(root: Path | None) -> Path | None:
     return path if os.access(path, os.W_OK | os.X_OK) else None
 
 
+def in_use(root: Path | None) -> bool:
+    """Whether the store keeps executables under the compile cache's ``root`` (on a CPU, where it
+    is not off and its folder can be written)."""
+    return jax.default_backend() == "cpu" and folder(root) is not None
+
+
 def entry(root: Path | None, key: tuple, optimizer: str | None = None) -> tuple[Path, str] | None:
     """The file that holds the executable of the engine's ``key`` and the identity it is stored
     under; None where the store is off or the executable cannot be named safely. ``optimizer``:
@@ -71,9 +80,9 @@ def entry(root: Path | None, key: tuple, optimizer: str | None = None) -> tuple[
     the process when it runs (seen on CPU with jaxlib 0.10.2, which ``_devices`` avoids), and
     other backends are untested.
     """
-    where = folder(root) if jax.default_backend() == "cpu" else None
-    if where is None:
+    if not in_use(root):
         return None
+    where = root / FOLDER  # type: ignore[operator]  # in_use: root is a folder
     text = identity(key, optimizer)
     if text is None:
         return None
@@ -174,6 +183,32 @@ def source_digest() -> str:
     for path in sorted(package.rglob("*.py")):
         digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
+
+
+#: How many executables JAX has loaded from its persistent compilation cache in this thread.
+_JAX_CACHE = threading.local()
+
+
+def _count_jax_cache_hit(event: str, **_: Any) -> None:
+    if event == "/jax/compilation_cache/cache_hits":  # recorded by the thread that compiles
+        _JAX_CACHE.hits = getattr(_JAX_CACHE, "hits", 0) + 1
+
+
+jax.monitoring.register_event_listener(_count_jax_cache_hit)
+
+
+def built(build: Callable[[], Any]) -> tuple[Any, bool]:
+    """``build()`` and whether JAX loaded its executable from JAX's persistent compilation cache.
+
+    Such an executable must not be stored: with jaxlib 0.10.2 a CPU executable that was itself
+    deserialized serializes without its compiled kernels, and the entry fails when it runs
+    ("NOT_FOUND: Function wrapped_broadcast.1 not found"). dnnbench leaves JAX's cache off while
+    the store is in use (``engine._use_compile_cache``), so this happens only where the user turned
+    JAX's cache on (``JAX_COMPILATION_CACHE_DIR``).
+    """
+    before = getattr(_JAX_CACHE, "hits", 0)
+    executable = build()
+    return executable, getattr(_JAX_CACHE, "hits", 0) > before
 
 
 def load(found: tuple[Path, str] | None) -> Any:

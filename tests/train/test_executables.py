@@ -137,6 +137,48 @@ def test_another_process_finds_the_same_entries(cold, tmp_path):
         np.testing.assert_array_equal(np.asarray(got, np.float32), np.asarray(want))
 
 
+def _process_run(cache: Path, **env: str) -> dict:
+    """``_WARM_PROCESS`` in a new process with the compile cache at ``cache`` (and ``env``)."""
+    full = {**os.environ, engine.COMPILE_CACHE_ENV: str(cache), **env}
+    if "JAX_COMPILATION_CACHE_DIR" not in env:
+        full.pop("JAX_COMPILATION_CACHE_DIR", None)
+    proc = subprocess.run([sys.executable, "-c", _WARM_PROCESS], env=full, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_after_a_change_to_dnnbench_the_store_fills_with_programs_that_run(tmp_path):
+    """A change to dnnbench's code gives every program a new identity while its executable stays
+    the same: the store misses. Had JAX's own cache been on beside it, JAX would have loaded the
+    executable from there, and stored again it lost its kernels (jaxlib 0.10.2: the next run's
+    every trial failed with "Function ... not found"). Here the store alone keeps programs."""
+    cache = tmp_path / "xla"
+    cold = _process_run(cache)
+    shutil.rmtree(cache / executables.FOLDER)  # what a new identity amounts to: no entry found
+    refilled = _process_run(cache)
+    warm = _process_run(cache)  # exit 0: its programs ran
+    assert [p.name for p in cache.iterdir()] == [executables.FOLDER]  # nothing of JAX's cache
+    assert (refilled["compiled"], refilled["loaded"]) == (PROGRAMS, 0)
+    assert (warm["compiled"], warm["loaded"]) == (0, PROGRAMS)
+    assert warm["history"] == refilled["history"] == cold["history"]
+    assert warm["params"] == cold["params"]
+
+
+def test_an_executable_jax_loaded_from_its_own_cache_is_not_stored(tmp_path):
+    """Where the user turned JAX's cache on themselves, a program JAX loads from it runs, and the
+    store keeps only the ones compiled afresh."""
+    jax_cache = {"JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax"), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+    cache = tmp_path / "xla"
+    cold = _process_run(cache, **jax_cache)
+    assert len(list((tmp_path / "jax").iterdir())) >= PROGRAMS
+    shutil.rmtree(cache / executables.FOLDER)
+    from_jax = _process_run(cache, **jax_cache)
+    assert not (cache / executables.FOLDER).exists() or entries(cache) == []
+    again = _process_run(cache, **jax_cache)
+    assert again["history"] == from_jax["history"] == cold["history"]
+    assert again["params"] == cold["params"]
+
+
 def test_a_damaged_entry_is_built_again_and_overwritten(cold, ds, tmp_path, monkeypatch):
     first, cache = cold
     shutil.copytree(cache, tmp_path / "cache")
