@@ -20,10 +20,18 @@ Two measurements decide it (2026-12-06, the 2-core development machine, ``--thre
   off; 95-97 s of CPU against 80-83 s: XLA's threads of three processes compete for two cores),
   and 41.2-44.1 s against 43.2-44.0 s with the cache filled. So the workers stay one per
   ``--threads`` cores.
+
+And one way to even out the end of a run in the pool: **a program's epochs may train in two
+workers**, its first epochs at the start of the run, its last ones (``engine.Progress`` handed
+over) at the end, where a worker would otherwise idle beside the last program (McNaughton's
+wrap-around rule, at epoch boundaries). Five MNIST-sized programs of 3 epochs on 2 workers: 8
+epochs' time instead of 9. Each epoch is the same call in either worker, so the same numbers.
 """
 
 from __future__ import annotations
 
+import heapq
+from collections import deque
 from collections.abc import Sequence
 
 from dnnbench.config import TrialSpec
@@ -66,3 +74,66 @@ def wants_processes(costs: Sequence[float], workers: int) -> bool:
     if workers < 2 or len(costs) < 2:
         return False
     return len(costs) > PROCESSES_FROM * workers or sum(costs) / CORE_FLOPS >= PROCESSES_FROM_SECONDS
+
+
+#: What handing a program's last epochs to another worker costs, in FLOP of training: that worker
+#: loads its executables from the store (~0.2 s) or, with the compile cache off, compiles them
+#: (~2 s for an MNIST-sized program); one second of a core is the middle.
+RESUME_FLOP = CORE_FLOPS * 1.0
+
+
+def order(costs: Sequence[float], first: dict[int, int]) -> list[int]:
+    """The order the pool is handed programs: those whose first epochs train apart (``first``)
+    first, then the others; each longest first, so that the last program to start is short."""
+    by_cost = sorted(range(len(costs)), key=lambda g: -costs[g])
+    return [g for g in by_cost if g in first] + [g for g in by_cost if g not in first]
+
+
+def finish_time(costs: Sequence[float], epochs: Sequence[int], workers: int, first: dict[int, int]) -> float:
+    """When ``workers`` would finish the programs (``costs`` in FLOP, ``epochs`` each) taken in
+    ``order`` from one queue, program ``g`` of ``first`` training ``first[g]`` epochs, its others
+    queued at the end once those are done (a ``RESUME_FLOP`` more). In FLOP of one core."""
+    queue = deque((g, first.get(g, epochs[g]), g in first) for g in order(costs, first))
+    later: list[tuple[float, int, int]] = []  # (ready at, program, epochs left): the second parts
+    free = [0.0] * workers  # when each worker is free next (a heap)
+    end = 0.0
+    while queue or later:
+        now = heapq.heappop(free)
+        if not queue and later[0][0] > now:
+            now = later[0][0]  # idle until a first part ends
+        while later and later[0][0] <= now:  # queued at the end, in the order they became ready
+            ready, g, left = heapq.heappop(later)
+            queue.append((g, left, False))
+        g, n, is_first = queue.popleft()
+        done = now + n * costs[g] / epochs[g] + (0.0 if is_first or g not in first else RESUME_FLOP)
+        if is_first:
+            heapq.heappush(later, (done, g, epochs[g] - n))
+        heapq.heappush(free, done)
+        end = max(end, done)
+    return end
+
+
+def first_epochs(costs: Sequence[float], epochs: Sequence[int], workers: int) -> dict[int, int]:
+    """Programs whose epochs train in two workers, and how many epochs the first one trains: the
+    splits (at most ``workers - 1``, each among the last programs to start) that most shorten the
+    run by ``finish_time``, chosen one at a time while each saves at least 2% of it. Empty where
+    every worker has a program to the end anyway."""
+    if workers < 2 or len(costs) <= workers:
+        return {}
+    first: dict[int, int] = {}
+    best = finish_time(costs, epochs, workers, first)
+    tail = order(costs, {})[-workers:]  # the programs that start last: where a worker idles after
+    for _ in range(workers - 1):
+        tries = [
+            ({**first, g: k}, finish_time(costs, epochs, workers, {**first, g: k}))
+            for g in tail
+            if g not in first
+            for k in range(1, epochs[g])
+        ]
+        if not tries:
+            break
+        split, time = min(tries, key=lambda t: t[1])
+        if time > 0.98 * best:
+            break
+        first, best = split, time
+    return first

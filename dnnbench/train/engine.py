@@ -53,6 +53,20 @@ class GroupOutput:
     samples_seen: int  # training samples processed per trial
 
 
+@dataclass(frozen=True, eq=False)
+class Progress:
+    """A group part-way through its epochs, on the host: what ``train_part`` hands back when told
+    to stop early, and resumes from, in this process or another (a worker process of the pool).
+    The epochs trained from it are the very calls one ``train_group`` would have made, so the
+    numbers are the same bit for bit."""
+
+    epochs_done: int
+    state: list[np.ndarray]  # the TrialState's leaves, in its tree's order
+    rows: tuple[dict[str, np.ndarray], ...]  # each epoch's metrics so far
+    compile_s: float
+    train_s: float
+
+
 class _Programs(NamedTuple):
     init_params: Any
     init: Any
@@ -489,6 +503,27 @@ def train_group(
 
     ``compile_s``: compile time already spent on this group by ``prepare`` (reported with it).
     """
+    output = train_part(specs, data, on_epoch=on_epoch, compile_s=compile_s)
+    assert isinstance(output, GroupOutput)  # no ``until``: it trains to the end
+    return output
+
+
+def train_part(
+    specs: Sequence[TrialSpec],
+    data: Dataset,
+    *,
+    on_epoch: Callable[[int, dict[str, np.ndarray]], None] | None = None,
+    compile_s: float = 0.0,
+    start: Progress | None = None,
+    until: int | None = None,
+) -> GroupOutput | Progress:
+    """``train_group``, from ``start`` (a ``Progress`` this group handed back before) and, with
+    ``until``, only until that many epochs are done: then the group's ``Progress``, unless it
+    ended first (its last epoch, or early stopping stopped every trial), which is its output.
+
+    A worker process can train a program's first epochs and another its last (the process pool
+    evens out the end of a run this way: ``run.schedule.first_epochs``).
+    """
     specs = tuple(specs)
     plan, device_data, numbers, shardings, n_real = _setup(specs, data)
     structure, sizes = plan.structure, plan.sizes
@@ -498,16 +533,30 @@ def train_group(
 
     train_start = time.perf_counter()
     state = programs.init(programs.init_params(numbers.seed), numbers)
-    epochs = structure.train.epochs
     rows: list[dict[str, np.ndarray]] = []
-    for epoch in range(epochs):
+    first, train_s = 0, 0.0
+    if start is not None:
+        if shardings:
+            raise ValueError("a group trained on several devices cannot resume from a Progress")
+        # the same tree as a fresh state (init runs in milliseconds), the leaves of the one handed back
+        state = jax.tree.unflatten(jax.tree.structure(state), [jnp.asarray(leaf) for leaf in start.state])
+        rows, first = list(start.rows), start.epochs_done
+        compile_s, train_s = compile_s + start.compile_s, start.train_s
+    epochs = structure.train.epochs
+    stop_at = epochs if until is None else min(until, epochs)
+    ended = False
+    for epoch in range(first, stop_at):
         state, metrics = programs.epoch(state, numbers, device_data)
         host = _as_means(jax.tree.map(lambda a: a[:n_real], jax.device_get(metrics)), sizes)
         rows.append(host)
         if on_epoch is not None:
             on_epoch(epoch, host)
         if plan.uses_early_stopping and bool(np.all(jax.device_get(state.stopped))):
+            ended = True
             break
+    if not ended and stop_at < epochs:
+        leaves = [np.asarray(leaf) for leaf in jax.device_get(jax.tree.leaves(state))]
+        return Progress(stop_at, leaves, tuple(rows), compile_s, train_s + time.perf_counter() - train_start)
     # the weights the optimizer means to be evaluated (schedule-free's x, lookahead's slow weights)
     final_params = state.params if state.eval_params is None else state.eval_params
     if plan.uses_early_stopping:  # early-stopping trials end with their best epoch's weights
@@ -516,7 +565,7 @@ def train_group(
         )
         final_params = jax.tree.map(restore, state.best_params, final_params)
     jax.block_until_ready(final_params)
-    train_s = time.perf_counter() - train_start
+    train_s += time.perf_counter() - train_start
 
     history = {name: np.stack([row[name] for row in rows]) for name in rows[0]}
     stopped = np.asarray(jax.device_get(state.stop_epoch))[:n_real]

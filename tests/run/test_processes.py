@@ -66,6 +66,40 @@ def test_programs_are_handed_out_longest_first(ds):
     assert costs[1] > costs[0]
 
 
+def test_a_program_split_between_two_workers_gives_the_same_rows_and_progress_once(ds, monkeypatch):
+    """Three equal programs of three epochs on two workers: one trains its first epochs at the
+    start and its last at the end, in whichever worker is free (an ``engine.Progress`` between).
+    Programs this small are split only when handing over is free (here by hand: it costs about a
+    second, more than they train)."""
+    specs = tuple(
+        dataclasses.replace(s, train=TrainConfig(epochs=3, batch_size=20))
+        for s in comparison(("sgd", "momentum", "adam"), seeds=(0,))
+    )
+    costs = [schedule.program_cost([s], ds) for s in specs]
+    assert schedule.first_epochs(costs, [3, 3, 3], 2) == {}  # handing over would cost more than it saves
+    monkeypatch.setattr(schedule, "RESUME_FLOP", 0.0)
+    assert len(schedule.first_epochs(costs, [3, 3, 3], 2)) == 1  # the plan splits one
+    handed_over = []
+    resume = processes.ProcessExecution._resume
+    monkeypatch.setattr(
+        processes.ProcessExecution,
+        "_resume",
+        lambda self, g, progress: (handed_over.append(progress), resume(self, g, progress)),
+    )
+    started, epochs = [], {}
+    pooled = runner.execute(
+        runner.Run(specs, workers=2, backend=POOL),
+        ds,
+        on_group=lambda g, n, members: started.append(g),
+        on_epoch=lambda g, epoch, metrics: epochs.setdefault(g, []).append(epoch),
+    )
+    assert sorted(started) == [0, 1, 2]  # each program's start once, the split one's too
+    assert epochs == {g: [0, 1, 2] for g in range(3)}
+    assert [p.epochs_done for p in handed_over] in ([1], [2])  # one program's first epochs came back
+    _same_rows(pooled, runner.execute(runner.Run(specs, workers=2, backend=THREADS), ds))
+    assert [r.status for r in pooled] == ["ok"] * 3
+
+
 DIES_IN_A_WORKER = """
 import multiprocessing, os, signal
 import optax

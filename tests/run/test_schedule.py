@@ -45,3 +45,35 @@ def test_the_default_backend_trains_much_training_in_processes_little_in_threads
     assert backends.trains_in(local, specs, ds, workers=2) == "threads"
     assert backends.trains_in(pool, specs, ds, workers=2) == "processes"  # as asked
     assert backends.trains_in(pool, specs[:1], ds, workers=2) == "threads"  # one program: no pool
+
+
+EPOCH = 1e12  # FLOP of one epoch: handing a program over (``RESUME_FLOP``) is small beside it
+
+
+@pytest.mark.parametrize(
+    ("programs", "workers", "split", "without", "with_split"),
+    [
+        (5, 2, 1, 9, 8),  # two, two, then one alone: its first epochs go first instead
+        (3, 2, 1, 6, 5),
+        (4, 2, 0, 6, 6),  # every worker busy to the end already
+        (2, 2, 0, 3, 3),  # no more programs than workers
+        (64, 2, 0, 96, 96),
+    ],
+)
+def test_a_program_is_split_between_two_workers_only_where_a_worker_would_idle(
+    programs, workers, split, without, with_split
+):
+    costs, epochs = [3 * EPOCH] * programs, [3] * programs
+    first = schedule.first_epochs(costs, epochs, workers)
+    assert len(first) == split
+    assert schedule.finish_time(costs, epochs, workers, {}) == without * EPOCH
+    # (handing over adds its cost where it is on the way: not here, the other worker ends later)
+    finish = schedule.finish_time(costs, epochs, workers, first)
+    assert with_split * EPOCH <= finish <= with_split * EPOCH + split * schedule.RESUME_FLOP
+    order = schedule.order(costs, first)
+    assert sorted(order) == list(range(programs)) and set(order[: len(first)]) == set(first)
+
+
+def test_programs_too_small_to_hand_over_are_not_split():
+    costs = [schedule.RESUME_FLOP] * 5  # an epoch costs a third of handing over
+    assert schedule.first_epochs(costs, [3] * 5, 2) == {}

@@ -108,6 +108,38 @@ def test_step_counters_stay_per_trial_where_trials_can_differ(ds):
     assert _state_axes([spec("adam", 0.01, 0), spec("adam", 0.02, 1)], ds) != 0
 
 
+@pytest.mark.parametrize(
+    "members",
+    [
+        (spec("sgd", 0.1, 0), spec("sgd", 0.05, 1)),
+        (spec("optax.contrib.schedule_free_adamw", 0.01, 0),),  # evaluated at other weights than it trains
+        (spec("sgd", 0.1, 0, reg=Regularization(early_stopping=True, patience=1, dropout=0.2)),),
+    ],
+    ids=["sgd", "schedule-free", "early-stopping"],
+)
+def test_a_group_trained_in_parts_gives_the_numbers_of_one_call(ds, members):
+    """What a worker hands another (``Progress``, pickled as between processes) resumes the very
+    calls one ``train_group`` makes: the same history and weights, bit for bit."""
+    import pickle
+
+    members = tuple(dataclasses.replace(m, train=TrainConfig(epochs=4, batch_size=20)) for m in members)
+    whole = engine.train_group(members, ds)
+    part = engine.train_part(members, ds, until=1)
+    assert isinstance(part, engine.Progress) and part.epochs_done == 1 and len(part.rows) == 1
+    part = engine.train_part(members, ds, start=pickle.loads(pickle.dumps(part)), until=3)
+    assert isinstance(part, engine.Progress) and part.epochs_done == 3
+    parts = engine.train_part(members, ds, start=pickle.loads(pickle.dumps(part)))
+    assert isinstance(parts, engine.GroupOutput)
+    assert parts.history.keys() == whole.history.keys()
+    for name, values in whole.history.items():
+        np.testing.assert_array_equal(parts.history[name], values, err_msg=name)
+    for a, b in zip(jax.tree.leaves(whole.params), jax.tree.leaves(parts.params), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    np.testing.assert_array_equal(parts.best_epoch, whole.best_epoch)
+    np.testing.assert_array_equal(parts.stopped_epoch, whole.stopped_epoch)
+    assert parts.samples_seen == whole.samples_seen
+
+
 def test_same_seed_gives_identical_histories(ds, group):
     again = engine.train_group(GROUP, ds)
     for name, values in group.history.items():

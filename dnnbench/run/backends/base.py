@@ -93,14 +93,19 @@ def program_outcome(
     data: Any,
     on_epoch: Callable[[int, dict[str, np.ndarray]], None] | None,
     compile_s: float = 0.0,
+    start: Any = None,
+    until: int | None = None,
 ) -> Outcome:
     """Train one program (``engine.train_group``): its output, or the exception that failed it with
     ``.report`` (a short traceback), so that its trials become error rows and the other programs'
-    are kept. Bad input (``DnnbenchError``) and ``Stopped`` are raised: they end the run."""
+    are kept. Bad input (``DnnbenchError``) and ``Stopped`` are raised: they end the run.
+
+    ``start`` / ``until``: train only part of its epochs (``engine.train_part``); an
+    ``engine.Progress`` comes back where it did not end."""
     from dnnbench.train import engine  # JAX starts where a program trains, not where backends are picked
 
     try:
-        return engine.train_group(specs, data, on_epoch=on_epoch, compile_s=compile_s)
+        return engine.train_part(specs, data, on_epoch=on_epoch, compile_s=compile_s, start=start, until=until)
     except (DnnbenchError, Stopped):
         raise
     except Exception as exc:  # noqa: BLE001 -- one failing program must not sink the others

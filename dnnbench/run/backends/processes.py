@@ -11,7 +11,9 @@ processes keep ``workers x threads`` cores busy.
 - The dataset is written once to shared memory (``/dev/shm`` where there is one) as ``.npy`` files
   that each worker memory-maps read-only: nothing is pickled per program.
 - Programs are handed out longest first (trials x epochs x weights x samples) so that the last
-  program to finish is a short one.
+  program to finish is a short one; where a worker would still idle beside the last program, one
+  program's first epochs train at the start of the run and its last ones, handed over as an
+  ``engine.Progress``, at the end (``schedule.first_epochs``): the same calls, the same numbers.
 - Workers compile their own executables (the persistent compile cache, when on, is shared through
   the environment), report each program's start and epochs on a queue that a driver thread turns
   into ``on_group`` / ``on_epoch`` calls, and stop at their next epoch once the run stops.
@@ -41,6 +43,7 @@ from dnnbench.config import TrialSpec
 from dnnbench.data import Dataset
 from dnnbench.run import schedule
 from dnnbench.run.backends.base import OnThisMachine, Outcome, Stopped, program_outcome
+from dnnbench.train import engine
 
 _ARRAYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 
@@ -67,25 +70,32 @@ def _init_worker(data_dir: str, meta: dict[str, Any], events: Any, stop: Any) ->
     _worker.update(data=Dataset(**arrays, **meta), events=events, stop=stop)
 
 
-def _train_program(program: int, specs: list[TrialSpec]) -> Outcome:
+def _train_program(program: int, specs: list[TrialSpec], start: Any = None, until: int | None = None) -> Outcome:
     """Train one program in a worker; its output (parameters as NumPy arrays) or the exception that
-    failed it, with ``.report``. Bad input (``DnnbenchError``) is raised: it stops the run."""
+    failed it, with ``.report``. Bad input (``DnnbenchError``) is raised: it stops the run.
+
+    ``start`` / ``until``: only some of its epochs (``engine.train_part``); then an
+    ``engine.Progress`` comes back unless the program ended."""
     import jax
 
     from dnnbench.run.backends.ray import _portable
+    from dnnbench.train import engine
 
     events, stop = _worker["events"], _worker["stop"]
-    events.put(("start", program, os.getpid()))
+    events.put(("start" if start is None else "resume", program, os.getpid()))
 
     def each_epoch(epoch: int, metrics: dict[str, np.ndarray]) -> None:
         if stop.is_set():
             raise Stopped
         events.put(("epoch", program, epoch, metrics))
 
+    output: Outcome = None
     try:
-        output = program_outcome(specs, _worker["data"], each_epoch)
-    finally:
-        events.put(("end", program, os.getpid()))
+        output = program_outcome(specs, _worker["data"], each_epoch, start=start, until=until)
+    finally:  # "end" once the program ended (its epochs shown before its row); "paused" after a part
+        events.put(("paused" if isinstance(output, engine.Progress) else "end", program, os.getpid()))
+    if isinstance(output, engine.Progress):
+        return output
     if isinstance(output, Exception):
         return _portable(output)
     return dataclasses.replace(output, params=jax.device_get(output.params))
@@ -114,7 +124,10 @@ class ProcessExecution(OnThisMachine):
         self.meta = {"name": data.name, "n_classes": data.n_classes, "image_shape": data.image_shape}
         self.meta["source"] = data.source
         costs = [schedule.program_cost(specs, data) for specs in self.programs]
-        self.order = sorted(range(len(self.programs)), key=lambda g: -costs[g])  # longest first
+        epochs = [specs[0].train.epochs for specs in self.programs]
+        #: programs whose first epochs train apart, and how many (their others follow in any worker)
+        self.first = schedule.first_epochs(costs, epochs, self.workers)
+        self.order = schedule.order(costs, self.first)  # those first, then longest first
         self.running: dict[int, int] = {}  # program -> worker pid, from the workers' events
         self.started: set[int] = set()
         self.ended: set[int] = set()
@@ -142,7 +155,13 @@ class ProcessExecution(OnThisMachine):
             self.pool.shutdown(wait=False, cancel_futures=True)
         self.pool = self._new_pool(workers or self.workers)
         for g in groups:
-            self.pending[self.pool.submit(_train_program, g, self.programs[g])] = g
+            until = self.first.get(g) if workers is None else None  # a program run alone runs whole
+            self.pending[self.pool.submit(_train_program, g, self.programs[g], None, until)] = g
+
+    def _resume(self, g: int, progress: engine.Progress) -> None:
+        """Queue program ``g``'s last epochs behind everything else (any worker takes them)."""
+        assert self.pool is not None
+        self.pending[self.pool.submit(_train_program, g, self.programs[g], progress)] = g
 
     # progress ---------------------------------------------------------------------------------
 
@@ -169,9 +188,11 @@ class ProcessExecution(OnThisMachine):
             self.started.add(g)
             if self.on_group is not None:
                 self.on_group(g, len(self.programs), self.programs[g])
+        elif kind == "resume":
+            self.running[g] = item[2]
         elif kind == "epoch" and self.on_epoch is not None:
             self.on_epoch(g, item[2], item[3])
-        elif kind == "end":
+        elif kind in ("end", "paused"):
             self.running.pop(g, None)
 
     def _await_end(self, g: int) -> None:
@@ -194,6 +215,10 @@ class ProcessExecution(OnThisMachine):
                     outcome = future.result()  # a DnnbenchError (bad input) stops the run
                 except BrokenProcessPool:
                     broken.append(g)
+                    continue
+                if isinstance(outcome, engine.Progress):  # its first epochs: the rest at the end
+                    if not self.stopping.is_set():
+                        self._resume(g, outcome)
                     continue
                 self._await_end(g)
                 self.yielded.add(g)
@@ -247,7 +272,8 @@ class ProcessExecution(OnThisMachine):
             if future.done() and not future.cancelled() and g not in self.yielded:
                 with contextlib.suppress(BaseException):
                     outcome = future.result()
-                    kept[g] = outcome
+                    if not isinstance(outcome, engine.Progress):  # part-trained: no rows (resume trains it again)
+                        kept[g] = outcome
         self.pending.clear()
         return kept
 
