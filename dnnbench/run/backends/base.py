@@ -105,6 +105,8 @@ def program_outcome(
     from dnnbench.train import engine  # JAX starts where a program trains, not where backends are picked
 
     try:
+        if start is None and until is None:
+            return engine.train_group(specs, data, on_epoch=on_epoch, compile_s=compile_s)
         return engine.train_part(specs, data, on_epoch=on_epoch, compile_s=compile_s, start=start, until=until)
     except (DnnbenchError, Stopped):
         raise
