@@ -8,6 +8,7 @@ the compile cache off), against:
 - the default with the compile cache filled by an untimed run before (a second run of the command);
 - ``--backend threads``: the same programs on threads of one process (the path before issue 20);
 - ``--workers 1 --threads 1``: one program at a time on one core (the N-core scaling reference);
+- with ``--ray``, ``--backend ray``: a local Ray cluster started by the run, one task per program;
 - Keras 3 on JAX, the recipe's code, the same five optimizers one after another (``peers.py``);
 - the machine's floor: the run's FLOPs (training + evaluation) at the matmul peak of
   ``speed.matmul_floor`` with one stream per core.
@@ -89,6 +90,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-keras", action="store_true", help="skip the Keras-JAX suite")
+    parser.add_argument(
+        "--ray",
+        action="store_true",
+        help="also --backend ray (a local cluster started by each run; its CPU is not counted: Ray's "
+        "processes are not this script's children)",
+    )
     parser.add_argument("--out", type=Path, default=HERE / "cores_speed.json")
     args = parser.parse_args()
     cores = len(os.sched_getaffinity(0))
@@ -107,6 +114,8 @@ def main() -> None:
             "--backend threads": ([*job, "--backend", "threads"], off),
             "--workers 1 --threads 1": ([*job, "--workers", "1", "--threads", "1"], off),
         }
+        if args.ray:
+            configs["--backend ray"] = ([*job, "--backend", "ray"], off)
         if not args.no_keras:
             script = KERAS.format(here=str(HERE), data=str(data), epochs=EPOCHS)
             configs["Keras 3 (JAX)"] = ([sys.executable, "-c", script], {"KERAS_BACKEND": "jax"})
