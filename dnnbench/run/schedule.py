@@ -33,6 +33,7 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import Sequence
+from typing import Any
 
 from dnnbench.config import TrialSpec
 from dnnbench.data import Dataset
@@ -114,26 +115,46 @@ def finish_time(costs: Sequence[float], epochs: Sequence[int], workers: int, fir
 
 
 def first_epochs(costs: Sequence[float], epochs: Sequence[int], workers: int) -> dict[int, int]:
-    """Programs whose epochs train in two workers, and how many epochs the first one trains: the
-    splits (at most ``workers - 1``, each among the last programs to start) that most shorten the
-    run by ``finish_time``, chosen one at a time while each saves at least 2% of it. Empty where
-    every worker has a program to the end anyway."""
+    """Programs whose epochs train in two workers, and how many epochs the first one trains.
+
+    McNaughton's rule splits the programs that would start last; here they are the last ``m``
+    programs to start (``m`` < ``workers``), each split at the same fraction of its epochs, and the
+    ``m`` and fraction that ``finish_time`` finds shortest win, if they save at least 2% of the run
+    (empty where every worker has a program to the end anyway). Several at once: on 8 workers, 12
+    programs of 3 epochs finish in 5 epochs' time instead of 6, where no single split helps."""
     if workers < 2 or len(costs) <= workers:
         return {}
-    first: dict[int, int] = {}
-    best = finish_time(costs, epochs, workers, first)
-    tail = order(costs, {})[-workers:]  # the programs that start last: where a worker idles after
-    for _ in range(workers - 1):
-        tries = [
-            ({**first, g: k}, finish_time(costs, epochs, workers, {**first, g: k}))
-            for g in tail
-            if g not in first
-            for k in range(1, epochs[g])
-        ]
-        if not tries:
+    best_first: dict[int, int] = {}
+    best = finish_time(costs, epochs, workers, best_first)
+    last_to_start = [g for g in order(costs, {}) if epochs[g] > 1]
+    for m in _some(range(1, min(workers, len(last_to_start) + 1))):
+        split = last_to_start[-m:]
+        fractions = {i / epochs[g] for g in split for i in range(1, epochs[g])}
+        for fraction in _some(sorted(fractions)):
+            first = {g: max(1, min(epochs[g] - 1, round(fraction * epochs[g]))) for g in split}
+            time = finish_time(costs, epochs, workers, first)
+            if time < best:
+                best_first, best = first, time
+    # then each split program's own point, or one more split, one at a time while that helps
+    # (McNaughton's points are staggered: 4 programs on 3 workers finish in 4 epochs' time so,
+    # in 5 at one fraction)
+    for _ in range(2):
+        improved = False
+        for g in list(best_first) + [g for g in last_to_start[-workers:] if g not in best_first]:
+            for k in _some(range(1, epochs[g])):
+                first = {**best_first, g: k}
+                time = finish_time(costs, epochs, workers, first)
+                if time < best:
+                    best_first, best, improved = first, time, True
+        if not improved:
             break
-        split, time = min(tries, key=lambda t: t[1])
-        if time > 0.98 * best:
-            break
-        first, best = split, time
-    return first
+    no_split = finish_time(costs, epochs, workers, {})
+    return best_first if best <= 0.98 * no_split else {}
+
+
+def _some(values: Sequence[Any], most: int = 16) -> list[Any]:
+    """At most ``most`` of ``values``, evenly spread (the search stays quick on 64 workers and
+    100 epochs: a few hundred simulated queues)."""
+    if len(values) <= most:
+        return list(values)
+    return [values[round(i * (len(values) - 1) / (most - 1))] for i in range(most)]

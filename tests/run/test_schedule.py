@@ -58,6 +58,9 @@ EPOCH = 1e12  # FLOP of one epoch: handing a program over (``RESUME_FLOP``) is s
         (4, 2, 0, 6, 6),  # every worker busy to the end already
         (2, 2, 0, 3, 3),  # no more programs than workers
         (64, 2, 0, 96, 96),
+        (4, 3, 2, 6, 4),  # two split, at staggered points (McNaughton's)
+        (12, 8, 4, 6, 5),  # four split at once, where no single split helps
+        (14, 8, 0, 6, 6),  # 42 epochs on 8 workers need 6 epochs' time anyway
     ],
 )
 def test_a_program_is_split_between_two_workers_only_where_a_worker_would_idle(
