@@ -11,8 +11,8 @@ processes keep ``workers x threads`` cores busy.
 - The dataset is written once to shared memory (``/dev/shm`` where there is one) as ``.npy`` files
   that each worker memory-maps read-only: nothing is pickled per program.
 - Programs are handed out longest first (trials x epochs x weights x samples) so that the last
-  program to finish is a short one; where a worker would still idle beside the last program, one
-  program's first epochs train at the start of the run and its last ones, handed over as an
+  program to finish is a short one; where a worker would still idle beside the last programs, some
+  programs' first epochs train at the start of the run and their last ones, handed over as an
   ``engine.Progress``, at the end (``schedule.first_epochs``): the same calls, the same numbers.
 - Workers compile their own executables (the persistent compile cache, when on, is shared through
   the environment), report each program's start and epochs on a queue that a driver thread turns
