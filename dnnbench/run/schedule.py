@@ -127,7 +127,7 @@ def first_epochs(costs: Sequence[float], epochs: Sequence[int], workers: int) ->
     if workers < 2 or len(costs) <= workers:
         return {}
     best_first: dict[int, int] = {}
-    best = finish_time(costs, epochs, workers, best_first)
+    best = no_split = finish_time(costs, epochs, workers, best_first)
     last_to_start = [g for g in order(costs, {}) if epochs[g] > 1]
     for m in _some(range(1, min(workers, len(last_to_start) + 1))):
         split = last_to_start[-m:]
@@ -150,7 +150,6 @@ def first_epochs(costs: Sequence[float], epochs: Sequence[int], workers: int) ->
                     best_first, best, improved = first, time, True
         if not improved:
             break
-    no_split = finish_time(costs, epochs, workers, {})
     return best_first if best <= 0.98 * no_split else {}
 
 

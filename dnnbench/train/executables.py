@@ -80,9 +80,9 @@ def entry(root: Path | None, key: tuple, optimizer: str | None = None) -> tuple[
     the process when it runs (seen on CPU with jaxlib 0.10.2, which ``_devices`` avoids), and
     other backends are untested.
     """
-    if not in_use(root):
+    where = folder(root) if jax.default_backend() == "cpu" else None
+    if where is None:
         return None
-    where = root / FOLDER  # type: ignore[operator]  # in_use: root is a folder
     text = identity(key, optimizer)
     if text is None:
         return None

@@ -79,7 +79,6 @@ def _train_program(program: int, specs: list[TrialSpec], start: Any = None, unti
     import jax
 
     from dnnbench.run.backends.ray import _portable
-    from dnnbench.train import engine
 
     events, stop = _worker["events"], _worker["stop"]
     events.put(("start" if start is None else "resume", program, os.getpid()))
