@@ -2,6 +2,6 @@
 
 import sys
 
-from dnnbench.cli import main
+from dnnbench.cli import run
 
-sys.exit(main())
+sys.exit(run())

@@ -8,6 +8,7 @@ line on stderr and an exit code (``main``).
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sys
@@ -75,6 +76,18 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def run() -> int:
+    """The ``dnnbench`` program: ``main``, then an exit that skips the garbage collector's last
+    passes over the process's objects (JAX's traced and compiled programs): 0.3-0.4 s at the end of
+    every command that trained, measured on the 2-core machine; 0.05 s frozen. Atexit handlers and
+    the flushing of files still run. Not in ``main``, which tests and scripts call in their own
+    processes, where the collector must keep working."""
+    code = main()
+    gc.disable()
+    gc.freeze()
+    return code
 
 
 #: The signals that stop a run: Ctrl-C (exit 130), SIGTERM (143) and SIGHUP (129, a closed terminal).
@@ -154,4 +167,4 @@ def _main(argv: list[str] | None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

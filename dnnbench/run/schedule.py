@@ -10,8 +10,9 @@ Two measurements decide it (2026-12-06, the 2-core development machine, ``--thre
   threads per process, and its larger kernels (random bits, transcendental loops, the training
   step's) run on that pool: two MNIST-sized programs on two threads took 9.4 s for what each does
   alone in 3.8-4.6 s, while two worker processes trained side by side at 3.4 s per epoch each
-  (3.2 s alone). Threads still win a run of little training, which does not pay for starting
-  the pool (spawning workers that import JAX: ~2-3 s).
+  (3.2 s alone). Two digits programs of the main job took 1.50-1.55 s on two threads for 0.75-0.85 s
+  each alone (2026-12-07). Threads still win a run of little training: the driver trains alone
+  until a worker process has started (it imports JAX: about a second of a core).
 - **No more programs at once than cores.** Three MNIST-sized Adam programs as processes on 2 cores
   kept the throughput of two within 2% in their steady epochs (4 lost 30%: their working sets no
   longer share the 32 MB cache), so a third worker looked like a way to even out the end of a run
@@ -42,10 +43,13 @@ from dnnbench.data import Dataset
 #: MLP on one XLA thread ran at 57-63 GFLOP/s; digits' small layers run slower, so estimates err low).
 CORE_FLOPS = 5e10
 
-#: A local run whose programs would keep one core busy this many seconds or more trains in worker
-#: processes: starting the pool (~2-3 s) then costs less than the second core gains (the main job,
-#: ~4 s of training, stays on threads: 8.2-8.5 s there, 9.0-9.5 s in processes).
-PROCESSES_FROM_SECONDS = 10.0
+#: A local run whose programs would keep one core busy this many seconds or more (estimated at
+#: ``CORE_FLOPS``) trains in worker processes. The driver is one of the workers and trains from the
+#: start, so the pool costs only the time until a worker process has started (about a second) on a
+#: core that would idle: the main job (5 digits programs, 6.5 s estimated, 4 s trained) took
+#: 4.3-5.0 s in processes against 5.2-6.1 s on threads, whole processes with the store filled
+#: (2026-12-07, alternating). Below this, the run is over about when a worker would be ready.
+PROCESSES_FROM_SECONDS = 2.0
 
 #: A local run of more than this many programs per worker trains in worker processes whatever its
 #: size: tracing and lowering each program is Python under one GIL on threads (``tune`` of 4
@@ -83,6 +87,18 @@ def wants_processes(costs: Sequence[float], workers: int) -> bool:
 RESUME_FLOP = CORE_FLOPS * 1.0
 
 
+#: How late a worker process starts training after the driver, in FLOP of training: it is spawned
+#: and imports JAX and dnnbench (0.9-1.0 s of a core measured on the 2-core machine) while the
+#: driver, one of the workers (``backends.processes``), trains already.
+WORKER_START_FLOP = CORE_FLOPS * 1.0
+
+
+def worker_starts(workers: int, driver_trains: bool) -> list[float]:
+    """When each of ``workers`` starts training, in FLOP: the driver at once, worker processes
+    ``WORKER_START_FLOP`` later."""
+    return [0.0 if driver_trains and w == 0 else WORKER_START_FLOP for w in range(workers)]
+
+
 def order(costs: Sequence[float], first: dict[int, int]) -> list[int]:
     """The order the pool is handed programs: those whose first epochs train apart (``first``)
     first, then the others; each longest first, so that the last program to start is short."""
@@ -90,13 +106,20 @@ def order(costs: Sequence[float], first: dict[int, int]) -> list[int]:
     return [g for g in by_cost if g in first] + [g for g in by_cost if g not in first]
 
 
-def finish_time(costs: Sequence[float], epochs: Sequence[int], workers: int, first: dict[int, int]) -> float:
+def finish_time(
+    costs: Sequence[float],
+    epochs: Sequence[int],
+    workers: int,
+    first: dict[int, int],
+    starts: Sequence[float] = (),
+) -> float:
     """When ``workers`` would finish the programs (``costs`` in FLOP, ``epochs`` each) taken in
     ``order`` from one queue, program ``g`` of ``first`` training ``first[g]`` epochs, its others
-    queued at the end once those are done (a ``RESUME_FLOP`` more). In FLOP of one core."""
+    queued at the end once those are done (a ``RESUME_FLOP`` more). In FLOP of one core, from when
+    the first worker starts; ``starts``: when each worker starts (default: all at once)."""
     queue = deque((g, first.get(g, epochs[g]), g in first) for g in order(costs, first))
     later: list[tuple[float, int, int]] = []  # (ready at, program, epochs left): the second parts
-    free = [0.0] * workers  # when each worker is free next (a heap)
+    free = sorted(starts) if starts else [0.0] * workers  # when each worker is free next (a heap)
     end = 0.0
     while queue or later:
         now = heapq.heappop(free)
@@ -114,8 +137,11 @@ def finish_time(costs: Sequence[float], epochs: Sequence[int], workers: int, fir
     return end
 
 
-def first_epochs(costs: Sequence[float], epochs: Sequence[int], workers: int) -> dict[int, int]:
+def first_epochs(
+    costs: Sequence[float], epochs: Sequence[int], workers: int, starts: Sequence[float] = ()
+) -> dict[int, int]:
     """Programs whose epochs train in two workers, and how many epochs the first one trains.
+    ``starts``: when each worker starts, in FLOP (``worker_starts``; default: all at once).
 
     McNaughton's rule splits the programs that would start last; here they are the last ``m``
     programs to start (``m`` < ``workers``), each split at the same fraction of its epochs, and the
@@ -127,14 +153,14 @@ def first_epochs(costs: Sequence[float], epochs: Sequence[int], workers: int) ->
     if workers < 2 or len(costs) <= workers:
         return {}
     best_first: dict[int, int] = {}
-    best = no_split = finish_time(costs, epochs, workers, best_first)
+    best = no_split = finish_time(costs, epochs, workers, best_first, starts)
     last_to_start = [g for g in order(costs, {}) if epochs[g] > 1]
     for m in _some(range(1, min(workers, len(last_to_start) + 1))):
         split = last_to_start[-m:]
         fractions = {i / epochs[g] for g in split for i in range(1, epochs[g])}
         for fraction in _some(sorted(fractions)):
             first = {g: max(1, min(epochs[g] - 1, round(fraction * epochs[g]))) for g in split}
-            time = finish_time(costs, epochs, workers, first)
+            time = finish_time(costs, epochs, workers, first, starts)
             if time < best:
                 best_first, best = first, time
     # then each split program's own point, or one more split, one at a time while that helps
@@ -145,7 +171,7 @@ def first_epochs(costs: Sequence[float], epochs: Sequence[int], workers: int) ->
         for g in list(best_first) + [g for g in last_to_start[-workers:] if g not in best_first]:
             for k in _some(range(1, epochs[g])):
                 first = {**best_first, g: k}
-                time = finish_time(costs, epochs, workers, first)
+                time = finish_time(costs, epochs, workers, first, starts)
                 if time < best:
                     best_first, best, improved = first, time, True
         if not improved:

@@ -4,6 +4,7 @@ progress, a dead worker as an error row (never a hang), and Ctrl-C keeping what 
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from dnnbench.config import ModelConfig, TrainConfig, TrialSpec
 from dnnbench.data import sources, split
 from dnnbench.run import backends, runner, schedule
 from dnnbench.run.backends import processes
+from dnnbench.train import engine
 
 TRAIN = TrainConfig(epochs=2, batch_size=20)
 POOL, THREADS = backends.Settings("processes"), backends.Settings("threads")
@@ -78,6 +80,7 @@ def test_a_program_split_between_two_workers_gives_the_same_rows_and_progress_on
     costs = [schedule.program_cost([s], ds) for s in specs]
     assert schedule.first_epochs(costs, [3, 3, 3], 2) == {}  # handing over would cost more than it saves
     monkeypatch.setattr(schedule, "RESUME_FLOP", 0.0)
+    monkeypatch.setattr(schedule, "WORKER_START_FLOP", 0.0)  # the driver's head start: none here
     assert len(schedule.first_epochs(costs, [3, 3, 3], 2)) == 1  # the plan splits one
     handed_over = []
     resume = processes.ProcessExecution._resume
@@ -100,6 +103,61 @@ def test_a_program_split_between_two_workers_gives_the_same_rows_and_progress_on
     assert [r.status for r in pooled] == ["ok"] * 3
 
 
+WAITS_IN_THE_DRIVER = """
+import multiprocessing, time
+from pathlib import Path
+import optax
+
+FLAG = Path(__file__).with_suffix(".started")
+
+def make(learning_rate=0.1):
+    if multiprocessing.current_process().name == "MainProcess":
+        deadline = time.monotonic() + 120
+        while not FLAG.exists() and time.monotonic() < deadline:  # until a worker has a program
+            time.sleep(0.05)
+    else:
+        FLAG.touch()
+    return optax.sgd(learning_rate)
+"""
+
+
+def test_the_driver_trains_beside_the_worker_processes(ds, tmp_path, monkeypatch):
+    """With two workers the driver is one of them: it takes the first program at once, and the
+    worker process, once started, the other (here the driver waits for it, so that both train).
+    The rows are those of the threads, bit for bit."""
+    path = tmp_path / "waits.py"
+    path.write_text(WAITS_IN_THE_DRIVER)
+    specs = tuple(
+        TrialSpec(optimizer=f"{path}:make", seed=seed, model=ModelConfig(hidden=(16,)), train=TRAIN) for seed in (0, 1)
+    )
+    programs = [[specs[0]], [specs[1]]]
+    started: dict[int, int] = {}
+    handle = processes.ProcessExecution._handle
+    monkeypatch.setattr(
+        processes.ProcessExecution,
+        "_handle",
+        lambda self, kind, g, item: (
+            started.setdefault(g, item[2]) if kind == "start" else None,
+            handle(self, kind, g, item),
+        ),
+    )
+    execution = processes.ProcessExecution(programs, ds, 2)
+    try:
+        outcomes = dict(execution.finished())
+    finally:
+        execution.stop()
+        execution.close()
+    assert sorted(outcomes) == [0, 1]
+    assert os.getpid() in started.values()  # the driver trained one
+    assert len(set(started.values())) == 2  # and a worker process the other
+    assert all(isinstance(o, engine.GroupOutput) for o in outcomes.values())
+    path.with_suffix(".started").unlink()
+    _same_rows(
+        runner.execute(runner.Run(specs, workers=2, backend=POOL), ds),
+        runner.execute(runner.Run(specs, workers=2, backend=THREADS), ds),
+    )
+
+
 DIES_IN_A_WORKER = """
 import multiprocessing, os, signal
 import optax
@@ -111,7 +169,8 @@ def make(learning_rate=0.1, *, die=False):
 """
 
 
-def test_a_dead_worker_fails_only_its_program_and_the_run_goes_on(ds, tmp_path):
+def test_a_dead_worker_fails_only_its_program_and_the_run_goes_on(ds, tmp_path, monkeypatch):
+    monkeypatch.setattr(processes, "TRAIN_IN_DRIVER", False)  # the killer must land in a worker process
     path = tmp_path / "killer.py"
     path.write_text(DIES_IN_A_WORKER)
     good = comparison(("sgd", "adam"), seeds=(0,))

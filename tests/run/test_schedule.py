@@ -77,6 +77,18 @@ def test_a_program_is_split_between_two_workers_only_where_a_worker_would_idle(
     assert sorted(order) == list(range(programs)) and set(order[: len(first)]) == set(first)
 
 
+def test_a_driver_that_starts_first_takes_up_the_slack_a_split_would():
+    """The driver trains from the start, a worker process a program's time later: three programs of
+    three epochs end at six epochs' time without a split (three with equal starts need one)."""
+    costs, epochs = [3 * EPOCH] * 3, [3] * 3
+    starts = [0.0, 3 * EPOCH]
+    assert schedule.finish_time(costs, epochs, 2, {}, starts) == 6 * EPOCH
+    assert schedule.first_epochs(costs, epochs, 2, starts) == {}
+    assert len(schedule.first_epochs(costs, epochs, 2)) == 1
+    assert schedule.worker_starts(3, driver_trains=True) == [0.0] + [schedule.WORKER_START_FLOP] * 2
+    assert schedule.worker_starts(2, driver_trains=False) == [schedule.WORKER_START_FLOP] * 2
+
+
 def test_programs_too_small_to_hand_over_are_not_split():
     costs = [schedule.RESUME_FLOP] * 5  # an epoch costs a third of handing over
     assert schedule.first_epochs(costs, [3] * 5, 2) == {}
