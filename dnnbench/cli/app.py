@@ -83,7 +83,13 @@ def run() -> int:
     passes over the process's objects (JAX's traced and compiled programs): 0.3-0.4 s at the end of
     every command that trained, measured on the 2-core machine; 0.05 s frozen. Atexit handlers and
     the flushing of files still run. Not in ``main``, which tests and scripts call in their own
-    processes, where the collector must keep working."""
+    processes, where the collector must keep working.
+
+    It also lets training commands spawn their worker processes before JAX is imported
+    (``run.pool``), which in-process callers of ``main`` do not."""
+    from dnnbench.run import pool
+
+    pool.EARLY = True
     code = main()
     gc.disable()
     gc.freeze()

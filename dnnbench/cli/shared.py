@@ -256,26 +256,38 @@ def shared_options(
         from dnnbench.train import threads
 
         threads.use(values.pop("threads"))  # before anything starts JAX
-        from dnnbench.cli.output import Output
-        from dnnbench.experiments import options
-        from dnnbench.render.layout import FIT, TableLayout
+        from dnnbench.run import pool
 
-        layout = TableLayout.from_options(values.pop("wide"), values.pop("columns")) if tables else FIT
-        output = _taken(values, Output, layout=layout)
-        varied = {str(item).partition("=")[0].strip() for item in values.get("vary") or ()}  # sweep's --vary
-        job = options.job_from_cli(
-            data=_taken(values, options.DataOptions),
-            model=_taken(values, options.ModelOptions),
-            train=_taken(values, options.TrainOptions),
-            reg=_taken(values, options.RegOptions),
-            schedule_varied="schedule" in varied,
-        )
-        with streams.rows_only(output.json):  # user code's prints go to stderr, not into the rows
-            fail_on_errored(command(job=job, output=output, **values))
+        if values["backend"] in ("local", "processes"):  # may train in worker processes: spawn them now
+            pool.start_early(values["workers"] or pool.default_workers())
+        try:
+            _run_command(command, tables, values)
+        finally:
+            pool.end()  # unless the run adopted them
 
     typer_command.__signature__ = inspect.Signature(own + shared)  # type: ignore[attr-defined]
     typer_command.__annotations__ = {p.name: p.annotation for p in own + shared}  # what Typer evaluates
     return typer_command
+
+
+def _run_command(command: Callable[..., object], tables: bool, values: dict[str, Any]) -> None:
+    """The shared options' values as typed groups, then the command."""
+    from dnnbench.cli.output import Output
+    from dnnbench.experiments import options
+    from dnnbench.render.layout import FIT, TableLayout
+
+    layout = TableLayout.from_options(values.pop("wide"), values.pop("columns")) if tables else FIT
+    output = _taken(values, Output, layout=layout)
+    varied = {str(item).partition("=")[0].strip() for item in values.get("vary") or ()}  # sweep's --vary
+    job = options.job_from_cli(
+        data=_taken(values, options.DataOptions),
+        model=_taken(values, options.ModelOptions),
+        train=_taken(values, options.TrainOptions),
+        reg=_taken(values, options.RegOptions),
+        schedule_varied="schedule" in varied,
+    )
+    with streams.rows_only(output.json):  # user code's prints go to stderr, not into the rows
+        fail_on_errored(command(job=job, output=output, **values))
 
 
 def _taken(values: dict[str, Any], group: type[Group], **given: Any) -> Group:

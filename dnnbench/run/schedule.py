@@ -87,16 +87,18 @@ def wants_processes(costs: Sequence[float], workers: int) -> bool:
 RESUME_FLOP = CORE_FLOPS * 1.0
 
 
-#: How late a worker process starts training after the driver, in FLOP of training: it is spawned
-#: and imports JAX and dnnbench (0.9-1.0 s of a core measured on the 2-core machine) while the
-#: driver, one of the workers (``backends.processes``), trains already.
-WORKER_START_FLOP = CORE_FLOPS * 1.0
+#: How long a worker process takes to start, in seconds: it is spawned and imports JAX and dnnbench
+#: (0.9-1.0 s of a core measured on the 2-core machine). The driver, one of the workers
+#: (``backends.processes``), trains meanwhile.
+WORKER_START_SECONDS = 1.0
 
 
-def worker_starts(workers: int, driver_trains: bool) -> list[float]:
-    """When each of ``workers`` starts training, in FLOP: the driver at once, worker processes
-    ``WORKER_START_FLOP`` later."""
-    return [0.0 if driver_trains and w == 0 else WORKER_START_FLOP for w in range(workers)]
+def worker_starts(workers: int, driver_trains: bool, spawned_ago: float = 0.0) -> list[float]:
+    """When each of ``workers`` starts training, in FLOP of one core: the driver at once, worker
+    processes once started (``WORKER_START_SECONDS`` after they were spawned, ``spawned_ago``
+    seconds ago where they were spawned early: ``run.pool``)."""
+    later = max(0.0, WORKER_START_SECONDS - spawned_ago) * CORE_FLOPS
+    return [0.0 if driver_trains and w == 0 else later for w in range(workers)]
 
 
 def order(costs: Sequence[float], first: dict[int, int]) -> list[int]:
@@ -137,6 +139,13 @@ def finish_time(
     return end
 
 
+#: The least share of a run's time a split must save to be taken. The costs are estimates: the main
+#: job's five digits programs on two workers that start together would save 4% on paper by
+#: splitting one, and took 4.6-5.1 s so against 3.9-4.7 s unsplit (2026-12-07): handing over cost
+#: more than estimated (0.3 s) and the programs were less equal than their FLOP.
+SPLIT_SAVING = 0.05
+
+
 def first_epochs(
     costs: Sequence[float], epochs: Sequence[int], workers: int, starts: Sequence[float] = ()
 ) -> dict[int, int]:
@@ -147,7 +156,7 @@ def first_epochs(
     programs to start (``m`` < ``workers``), each split at the same fraction of its epochs, and the
     ``m`` and fraction that ``finish_time`` finds shortest win; then each split point, or one more
     split, is moved while that helps (McNaughton's points are staggered). Taken if it saves at
-    least 2% of the run: empty where every worker has a program to the end anyway. Several at once:
+    least ``SPLIT_SAVING`` of the run: empty where every worker has a program to the end anyway. Several at once:
     on 8 workers, 12 programs of 3 epochs finish in 5 epochs' time instead of 6, where no single
     split helps."""
     if workers < 2 or len(costs) <= workers:
@@ -176,7 +185,7 @@ def first_epochs(
                     best_first, best, improved = first, time, True
         if not improved:
             break
-    return best_first if best <= 0.98 * no_split else {}
+    return best_first if best <= (1.0 - SPLIT_SAVING) * no_split else {}
 
 
 def _some(values: Sequence[Any], most: int = 16) -> list[Any]:

@@ -11,7 +11,7 @@ import pytest
 
 from dnnbench.config import ModelConfig, TrainConfig, TrialSpec
 from dnnbench.data import sources, split
-from dnnbench.run import backends, runner, schedule
+from dnnbench.run import backends, pool, runner, schedule
 from dnnbench.run.backends import processes
 from dnnbench.train import engine
 
@@ -80,7 +80,7 @@ def test_a_program_split_between_two_workers_gives_the_same_rows_and_progress_on
     costs = [schedule.program_cost([s], ds) for s in specs]
     assert schedule.first_epochs(costs, [3, 3, 3], 2) == {}  # handing over would cost more than it saves
     monkeypatch.setattr(schedule, "RESUME_FLOP", 0.0)
-    monkeypatch.setattr(schedule, "WORKER_START_FLOP", 0.0)  # the driver's head start: none here
+    monkeypatch.setattr(schedule, "WORKER_START_SECONDS", 0.0)  # the driver's head start: none here
     assert len(schedule.first_epochs(costs, [3, 3, 3], 2)) == 1  # the plan splits one
     handed_over = []
     resume = processes.ProcessExecution._resume
@@ -104,18 +104,18 @@ def test_a_program_split_between_two_workers_gives_the_same_rows_and_progress_on
 
 
 WAITS_IN_THE_DRIVER = """
-import multiprocessing, time
+import multiprocessing, threading, time
 from pathlib import Path
 import optax
 
 FLAG = Path(__file__).with_suffix(".started")
 
 def make(learning_rate=0.1):
-    if multiprocessing.current_process().name == "MainProcess":
+    if threading.current_thread().name == "dnnbench-driver":  # the driver's worker, building its program
         deadline = time.monotonic() + 120
-        while not FLAG.exists() and time.monotonic() < deadline:  # until a worker has a program
+        while not FLAG.exists() and time.monotonic() < deadline:  # until a worker process has one
             time.sleep(0.05)
-    else:
+    elif multiprocessing.current_process().name != "MainProcess":
         FLAG.touch()
     return optax.sgd(learning_rate)
 """
@@ -170,7 +170,7 @@ def make(learning_rate=0.1, *, die=False):
 
 
 def test_a_dead_worker_fails_only_its_program_and_the_run_goes_on(ds, tmp_path, monkeypatch):
-    monkeypatch.setattr(processes, "TRAIN_IN_DRIVER", False)  # the killer must land in a worker process
+    monkeypatch.setattr(pool, "DRIVER_TRAINS", False)  # the killer must land in a worker process
     path = tmp_path / "killer.py"
     path.write_text(DIES_IN_A_WORKER)
     good = comparison(("sgd", "adam"), seeds=(0,))

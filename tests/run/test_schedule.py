@@ -85,8 +85,11 @@ def test_a_driver_that_starts_first_takes_up_the_slack_a_split_would():
     assert schedule.finish_time(costs, epochs, 2, {}, starts) == 6 * EPOCH
     assert schedule.first_epochs(costs, epochs, 2, starts) == {}
     assert len(schedule.first_epochs(costs, epochs, 2)) == 1
-    assert schedule.worker_starts(3, driver_trains=True) == [0.0] + [schedule.WORKER_START_FLOP] * 2
-    assert schedule.worker_starts(2, driver_trains=False) == [schedule.WORKER_START_FLOP] * 2
+    later = schedule.WORKER_START_SECONDS * schedule.CORE_FLOPS
+    assert schedule.worker_starts(3, driver_trains=True) == [0.0, later, later]
+    assert schedule.worker_starts(2, driver_trains=False) == [later, later]
+    # spawned early (before the driver imported JAX): started by the time the plan is made
+    assert schedule.worker_starts(2, driver_trains=True, spawned_ago=schedule.WORKER_START_SECONDS) == [0.0, 0.0]
 
 
 def test_programs_too_small_to_hand_over_are_not_split():

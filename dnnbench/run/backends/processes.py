@@ -6,7 +6,7 @@ idle. Worker processes each start XLA with ``--threads`` threads (``dnnbench.tra
 program's numbers are the ones it would get anywhere else with that many threads, and ``workers``
 processes keep ``workers x threads`` cores busy.
 
-- **The driver is one of the ``workers``** (``TRAIN_IN_DRIVER``): its XLA, started with the same
+- **The driver is one of the ``workers``** (``pool.DRIVER_TRAINS``): its XLA, started with the same
   ``--threads``, and its data are ready when the run begins, so one thread of it trains programs from
   the run's first second while the ``workers - 1`` worker processes start (spawned, each importing
   JAX: about a second of a core). Each process takes a program only once it has started, so no
@@ -28,16 +28,13 @@ processes keep ``workers x threads`` cores busy.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import dataclasses
-import gc
-import multiprocessing
 import os
 import shutil
-import signal
 import tempfile
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -49,15 +46,11 @@ import numpy as np
 
 from dnnbench.config import TrialSpec
 from dnnbench.data import Dataset
-from dnnbench.run import schedule
+from dnnbench.run import pool, schedule
 from dnnbench.run.backends.base import OnThisMachine, Outcome, Stopped, program_outcome
 from dnnbench.train import engine
 
 _ARRAYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
-
-#: Whether the driver trains programs too, as one of the run's workers (see the module's docstring).
-#: The tests of a dying worker turn it off, so that their program cannot land in the driver.
-TRAIN_IN_DRIVER = True
 
 
 class WorkerDied(RuntimeError):
@@ -66,45 +59,41 @@ class WorkerDied(RuntimeError):
 
 # --- the worker side -------------------------------------------------------------------------------
 
-_worker: dict[str, Any] = {}  # this worker's dataset, event queue and stop flag (set by _init_worker)
 
-
-def _init_worker(data_dir: str, meta: dict[str, Any], events: Any, stop: Any) -> None:
-    """Runs once in each new worker: XLA starts here with the driver's ``--threads`` (inherited
-    through ``$DNNBENCH_THREADS``), and the dataset is memory-mapped, not copied."""
+def _run_data(data: tuple[str, dict[str, Any]]) -> Dataset:
+    """In a worker: the run's dataset, memory-mapped from the files the driver wrote (not copied),
+    and XLA started with the driver's ``--threads`` (inherited through ``$DNNBENCH_THREADS``): both
+    at the run's first program in this worker (``pool.initialize`` only imported JAX)."""
     from dnnbench import optim  # noqa: F401 -- starts XLA sized by dnnbench.train.threads
 
-    # Ctrl-C reaches the whole process group: the driver alone handles it, and stops the workers
-    # through ``stop`` at their next epoch, so what finished meanwhile is kept.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # A worker that ends skips the garbage collector's last passes over JAX's objects (as the
-    # ``dnnbench`` program does, ``cli.app.run``): 0.33 s of every run's end measured, 0.01 s frozen.
-    atexit.register(_freeze_objects)
-
-    arrays = {name: np.load(Path(data_dir) / f"{name}.npy", mmap_mode="r") for name in _ARRAYS}
-    _worker.update(data=Dataset(**arrays, **meta), events=events, stop=stop)
+    data_dir, meta = data
+    if pool.context.get("data_dir") != data_dir:
+        arrays = {name: np.load(Path(data_dir) / f"{name}.npy", mmap_mode="r") for name in _ARRAYS}
+        pool.context.update(data_dir=data_dir, data=Dataset(**arrays, **meta))
+    return pool.context["data"]
 
 
-def _freeze_objects() -> None:
-    gc.disable()
-    gc.freeze()
-
-
-def _started() -> int:
-    """A worker's first task: it returns once the worker has started (``_init_worker`` ran)."""
+def _started(data: tuple[str, dict[str, Any]]) -> int:
+    """A worker's first task of a run: it returns once the worker has started (imported JAX,
+    started XLA, mapped the data)."""
+    _run_data(data)
     return os.getpid()
 
 
 def _train_program(
-    program: int,
-    specs: list[TrialSpec],
-    start: Any = None,
-    until: int | None = None,
-    context: dict[str, Any] | None = None,
+    program: int, specs: list[TrialSpec], start: Any, until: int | None, data: tuple[str, dict[str, Any]]
 ) -> Outcome:
-    """Train one program in a worker (or, with ``context``, in the driver); its output (parameters
-    as NumPy arrays) or the exception that failed it, with ``.report``. Bad input
-    (``DnnbenchError``) is raised: it stops the run.
+    """Train one program in a worker (``_train``) on the run's ``data`` (the driver's files)."""
+    return _train(program, specs, start, until, _run_data(data), pool.context["events"], pool.context["stop"])
+
+
+def _train(
+    program: int, specs: list[TrialSpec], start: Any, until: int | None, data: Dataset, events: Any, stop: Any
+) -> Outcome:
+    """Train one program, in a worker or the driver; its output (parameters as NumPy arrays) or the
+    exception that failed it, with ``.report``. Bad input (``DnnbenchError``) is raised: it stops
+    the run. Its start, epochs and end go to ``events``; it stops at its next epoch once ``stop``
+    is set.
 
     ``start`` / ``until``: only some of its epochs (``engine.train_part``); then an
     ``engine.Progress`` comes back unless the program ended."""
@@ -112,8 +101,6 @@ def _train_program(
 
     from dnnbench.run.backends.ray import _portable
 
-    context = _worker if context is None else context
-    events, stop = context["events"], context["stop"]
     events.put(("start" if start is None else "resume", program, os.getpid()))
 
     def each_epoch(epoch: int, metrics: dict[str, np.ndarray]) -> None:
@@ -123,7 +110,7 @@ def _train_program(
 
     output: Outcome = None
     try:
-        output = program_outcome(specs, context["data"], each_epoch, start=start, until=until)
+        output = program_outcome(specs, data, each_epoch, start=start, until=until)
     finally:  # "end" once the program ended (its epochs shown before its row); "paused" after a part
         events.put(("paused" if isinstance(output, engine.Progress) else "end", program, os.getpid()))
     if isinstance(output, engine.Progress):
@@ -156,25 +143,27 @@ class ProcessExecution(OnThisMachine):
     """``backends.Execution`` on the driver and a pool of spawned worker processes.
 
     Each worker is a slot: a thread of the driver that takes the next queued task and trains it,
-    in the driver (``TRAIN_IN_DRIVER``) or through the pool in its worker process; a process slot
+    in the driver (``pool.DRIVER_TRAINS``) or through the pool in its worker process; a process slot
     takes its first task once its worker has started. The queue, not the pool, decides the order.
     """
 
     def begin(self, data: Dataset, workers: int) -> None:
         self.workers = max(1, min(workers, len(self.programs)))
         self.data = data
-        self.context = multiprocessing.get_context("spawn")
-        self.events = self.context.Queue()
-        self.stopping = self.context.Event()
+        self.processes = self.workers - (1 if pool.DRIVER_TRAINS else 0)  # worker processes
+        # the pool spawned before JAX was imported (``pool.start_early``), else a new one
+        workers_pool = pool.adopt(self.processes) or pool.spawn(max(1, self.processes))
+        self.events, self.stopping = workers_pool.events, workers_pool.stop
         self.data_dir = _shared_dir()
         for name in _ARRAYS:
             np.save(self.data_dir / f"{name}.npy", np.ascontiguousarray(getattr(data, name)))
-        self.meta = {"name": data.name, "n_classes": data.n_classes, "image_shape": data.image_shape}
-        self.meta["source"] = data.source
+        meta = {"name": data.name, "n_classes": data.n_classes, "image_shape": data.image_shape, "source": data.source}
+        self.data_ref = (str(self.data_dir), meta)  # what a worker maps the dataset from
         costs = [schedule.program_cost(specs, data) for specs in self.programs]
         epochs = [specs[0].train.epochs for specs in self.programs]
         #: programs whose first epochs train apart, and how many (their others follow in any worker)
-        starts = schedule.worker_starts(self.workers, TRAIN_IN_DRIVER)
+        spawned_ago = time.monotonic() - workers_pool.spawned
+        starts = schedule.worker_starts(self.workers, pool.DRIVER_TRAINS, spawned_ago)
         self.first = schedule.first_epochs(costs, epochs, self.workers, starts)
         self.order = schedule.order(costs, self.first)  # those first, then longest first
         self.ended: set[int] = set()
@@ -193,9 +182,12 @@ class ProcessExecution(OnThisMachine):
         self.listener.start()
         for g in self.order:
             self._enqueue(g, None, self.first.get(g))
-        if TRAIN_IN_DRIVER:
+        if pool.DRIVER_TRAINS:
             self._add_slot(self._driver_slot, "driver")
-        self._start_pool()
+        if self.processes >= 1:
+            self._start_slots(workers_pool.executor)
+        else:
+            pool.terminate(workers_pool)
 
     # the queue and the slots ------------------------------------------------------------------
 
@@ -206,14 +198,14 @@ class ProcessExecution(OnThisMachine):
             self.queue.append(_Task(g, start, until, future))
             self.tasks.notify()
 
-    def _next_task(self, pool: ProcessPoolExecutor | None = None) -> _Task | None:
+    def _next_task(self, executor: ProcessPoolExecutor | None = None) -> _Task | None:
         """The next queued task for a slot (waits for one); None once the run stops or closes, or
         for a process slot whose pool broke or was replaced."""
         with self.tasks:
             while True:
                 if self.stopping.is_set() or self.closing:
                     return None
-                if pool is not None and (pool is not self.pool or pool is self.broken):
+                if executor is not None and (executor is not self.pool or executor is self.broken):
                     return None
                 while self.queue:
                     task = self.queue.popleft()
@@ -227,55 +219,48 @@ class ProcessExecution(OnThisMachine):
         self.slots.append(slot)
 
     def _driver_slot(self) -> None:
-        context = {"data": self.data, "events": self.events, "stop": self.stopping}
         while (task := self._next_task()) is not None:
+            specs = self.programs[task.program]
             try:
                 task.future.set_result(
-                    _train_program(task.program, self.programs[task.program], task.start, task.until, context)
+                    _train(task.program, specs, task.start, task.until, self.data, self.events, self.stopping)
                 )
             except BaseException as exc:  # noqa: BLE001 -- Stopped, bad input: the driver's finished() raises it
                 task.future.set_exception(exc)
 
-    def _process_slot(self, pool: ProcessPoolExecutor) -> None:
+    def _process_slot(self, executor: ProcessPoolExecutor) -> None:
         try:
-            pool.submit(_started).result()  # the worker has imported JAX and mapped the data
+            executor.submit(_started, self.data_ref).result()  # its worker has started
             started = True
         except BaseException:  # noqa: BLE001 -- it died starting (or the run ended first): see below
             started = False
-        while (task := self._next_task(pool)) is not None:
+        while (task := self._next_task(executor)) is not None:
             try:
                 if not started:
                     raise BrokenProcessPool("a worker process died as it started")
-                trained = pool.submit(_train_program, task.program, self.programs[task.program], task.start, task.until)
+                specs = self.programs[task.program]
+                trained = executor.submit(_train_program, task.program, specs, task.start, task.until, self.data_ref)
                 task.future.set_result(trained.result())
             except BaseException as exc:  # noqa: BLE001 -- handed to the driver's finished()
                 if isinstance(exc, BrokenProcessPool):
                     with self.tasks:
-                        self.broken = pool
+                        self.broken = executor
                 task.future.set_exception(exc)
 
-    def _new_pool(self, workers: int) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=self.context,
-            initializer=_init_worker,
-            initargs=(str(self.data_dir), self.meta, self.events, self.stopping),
-        )
-
-    def _start_pool(self) -> None:
-        """A fresh pool of the workers that are processes, and a slot for each (the old pool's
-        slots end)."""
-        processes = self.workers - (1 if TRAIN_IN_DRIVER else 0)
-        if processes < 1:
-            return
-        old, pool = self.pool, self._new_pool(processes)
+    def _start_slots(self, executor: ProcessPoolExecutor) -> None:
+        """Make ``executor`` the run's pool, with a slot for each worker process (the slots of the
+        pool it replaces end)."""
         with self.tasks:
-            self.pool = pool
+            old, self.pool = self.pool, executor
             self.tasks.notify_all()
         if old is not None:
             old.shutdown(wait=False, cancel_futures=True)
-        for _ in range(processes):
-            self._add_slot(self._process_slot, "worker", pool)
+        for _ in range(self.processes):
+            self._add_slot(self._process_slot, "worker", executor)
+
+    def _spawn(self, workers: int) -> ProcessPoolExecutor:
+        """A new pool for this run (its workers report to the run's queue, stop with the run)."""
+        return pool.spawn(workers, self.events, self.stopping).executor
 
     def _resume(self, g: int, progress: engine.Progress) -> None:
         """Queue program ``g``'s last epochs behind everything else (any worker takes them)."""
@@ -345,9 +330,9 @@ class ProcessExecution(OnThisMachine):
         for g in sorted(broken):
             if self.stopping.is_set():
                 return
-            self.solo = self._new_pool(1)
+            self.solo = self._spawn(1)
             try:
-                outcome = self.solo.submit(_train_program, g, self.programs[g]).result()
+                outcome = self.solo.submit(_train_program, g, self.programs[g], None, None, self.data_ref).result()
             except BrokenProcessPool:
                 outcome = WorkerDied(
                     "the worker process training this program died (killed, or out of memory); it died again "
@@ -361,7 +346,8 @@ class ProcessExecution(OnThisMachine):
                 self.solo = None
             self.yielded.add(g)
             yield g, outcome
-        self._start_pool()
+        if self.processes >= 1:
+            self._start_slots(self._spawn(self.processes))
 
     def stop(self) -> dict[int, Outcome]:
         self.stopping.set()  # running programs stop at their next epoch
@@ -369,8 +355,9 @@ class ProcessExecution(OnThisMachine):
             queued = list(self.queue)
             self.queue.clear()
             self.tasks.notify_all()
-        for task in queued:
-            task.future.cancel()
+        for task in queued:  # cancelled, and waiters told (what an executor does with a future it drops)
+            if task.future.cancel():
+                task.future.set_running_or_notify_cancel()
         kept: dict[int, Outcome] = {}
         if self.pending:
             wait(list(self.pending), timeout=60)
@@ -387,9 +374,9 @@ class ProcessExecution(OnThisMachine):
         with self.tasks:
             self.closing = True
             self.tasks.notify_all()
-        for pool in (self.pool, self.solo):
-            if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=True)
+        for executor in (self.pool, self.solo):
+            if executor is not None:
+                executor.shutdown(wait=True, cancel_futures=True)
         self.pool = self.solo = None
         for slot in self.slots:
             slot.join()
