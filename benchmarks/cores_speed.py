@@ -23,6 +23,7 @@ the machine hits all alike; figures are medians with the range. Run it on a quie
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import resource
@@ -117,6 +118,8 @@ def main() -> None:
         if args.ray:
             configs["--backend ray"] = ([*job, "--backend", "ray"], off)
         if not args.no_keras:
+            if importlib.util.find_spec("keras") is None:  # peers.keras_suite would skip, in 0.4 s "timed"
+                sys.exit("cores_speed: keras is not installed: pip install -e '.[bench]', or pass --no-keras")
             script = KERAS.format(here=str(HERE), data=str(data), epochs=EPOCHS)
             configs["Keras 3 (JAX)"] = ([sys.executable, "-c", script], {"KERAS_BACKEND": "jax"})
         walls: dict[str, list[float]] = {name: [] for name in configs}
