@@ -72,8 +72,7 @@ def default_workers() -> int:
     lower)."""
     from dnnbench.train import threads
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cores // threads.requested())
+    return max(1, threads.cores() // threads.requested())
 
 
 # --- spawned early -----------------------------------------------------------------------------

@@ -156,9 +156,9 @@ def first_epochs(
     programs to start (``m`` < ``workers``), each split at the same fraction of its epochs, and the
     ``m`` and fraction that ``finish_time`` finds shortest win; then each split point, or one more
     split, is moved while that helps (McNaughton's points are staggered). Taken if it saves at
-    least ``SPLIT_SAVING`` of the run: empty where every worker has a program to the end anyway. Several at once:
-    on 8 workers, 12 programs of 3 epochs finish in 5 epochs' time instead of 6, where no single
-    split helps."""
+    least ``SPLIT_SAVING`` of the run: empty where every worker has a program to the end anyway.
+    Several at once: on 8 workers, 12 programs of 3 epochs finish in 5 epochs' time instead of 6,
+    where no single split helps."""
     if workers < 2 or len(costs) <= workers:
         return {}
     best_first: dict[int, int] = {}

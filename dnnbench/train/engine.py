@@ -328,7 +328,7 @@ def concurrency() -> int:
     it where memory cannot hold that many programs (``runner.memory_bounded``)."""
     if jax.default_backend() != "cpu":
         return 1
-    return max(1, cores() // (threads.current() or 1))
+    return max(1, threads.cores() // (threads.current() or 1))
 
 
 #: On a CPU a run is planned as at least this many programs where its groups can be cut into equal
@@ -343,11 +343,6 @@ def plan_programs() -> int:
     device, so the plan does not depend on the core count. A GPU trains one program at a time;
     there the vmapped trial axis fills the device, so groups stay whole."""
     return PLAN_PROGRAMS_CPU if jax.default_backend() == "cpu" else 1
-
-
-def cores() -> int:
-    """The CPU cores this process may run on (its affinity where the OS tells it)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _over_trials(epoch_fn: Callable, n: int, state_axes: Any = 0) -> Callable:

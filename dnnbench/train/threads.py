@@ -76,6 +76,11 @@ def ensure() -> int | None:
     return _started[0]
 
 
+def cores() -> int:
+    """The CPU cores this process may run on (its affinity where the OS tells it)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def use(threads: int | None) -> None:
     """Ask for ``threads`` in this process (``--threads``), before XLA starts; an error once it
     started with another number."""

@@ -187,7 +187,7 @@ def test_default_concurrency_is_one_program_per_threads_cores_on_cpu(monkeypatch
     from dnnbench.train import threads as xla_threads
 
     monkeypatch.setattr(engine.jax, "default_backend", lambda: backend)
-    monkeypatch.setattr(engine, "cores", lambda: cores)
+    monkeypatch.setattr(xla_threads, "cores", lambda: cores)
     monkeypatch.setattr(xla_threads, "current", lambda: threads)
     assert engine.concurrency() == programs
 

@@ -18,7 +18,7 @@ import numpy as np
 from dnnbench.config import TrialSpec
 from dnnbench.data import Dataset
 from dnnbench.run.backends.base import OnThisMachine, Outcome, Stopped, program_outcome
-from dnnbench.train import engine
+from dnnbench.train import engine, threads
 
 
 class LocalExecution(OnThisMachine):
@@ -28,7 +28,7 @@ class LocalExecution(OnThisMachine):
         self.data = data
         self.stopping = threading.Event()
         self.compiler = ThreadPoolExecutor(
-            max_workers=min(len(self.programs), engine.cores(), 4), thread_name_prefix="compile"
+            max_workers=min(len(self.programs), threads.cores(), 4), thread_name_prefix="compile"
         )
         self.trainer = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="train")
         self.futures: dict[Future, int] = {}

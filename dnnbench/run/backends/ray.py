@@ -315,9 +315,7 @@ def _init(ray: Any, address: str | None, quiet: dict[str, Any]) -> bool:
     try:
         ray.init(address="auto", **quiet)
     except ConnectionError:  # no cluster on this machine: one for this run
-        from dnnbench.train import engine
-
-        ray.init(address="local", num_cpus=engine.cores(), **quiet)  # "local": never a stale `ray start` address
+        ray.init(address="local", num_cpus=xla_threads.cores(), **quiet)  # "local": never a stale `ray start` address
     return True
 
 
