@@ -4,6 +4,7 @@ use it, ended (not waited for) otherwise; its workers start no XLA until a run g
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 import pytest
@@ -29,8 +30,13 @@ def _processes(executor) -> list:
     return list(executor._processes.values())  # the pool's own record (what pool.terminate ends)
 
 
-def _ended(process) -> bool:
-    process.join(timeout=30)  # (the pool's own thread may be the one that reaps it)
+def _ended(process, within: float = 30.0) -> bool:
+    """Whether ``process`` ends within ``within`` seconds. Polled, not joined: the pool's own thread
+    may reap the process first, and until that thread has recorded the exit code this thread's
+    ``waitpid`` finds no child and ``join`` returns with ``exitcode`` still None (a CI failure)."""
+    deadline = time.monotonic() + within
+    while process.exitcode is None and time.monotonic() < deadline:
+        time.sleep(0.05)
     return process.exitcode is not None
 
 
