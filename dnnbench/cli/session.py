@@ -175,7 +175,8 @@ def _execute(
     # the header records effective values: the worker count used, not None for "the default"
     plan, workers = runner.chunks_of(run, data)
     # trials per compiled program, and XLA's threads: both decide a trial's last bits
-    effective = {"workers": workers, "plan": [len(chunk) for chunk in plan], "threads": xla_threads.current()}
+    threads = runner.program_threads(run, plan)  # --threads auto: the cores shared out between them
+    effective = {"workers": workers, "plan": [len(chunk) for chunk in plan], "threads": threads}
     head = results.header({**job.describe(), **effective, **(extra_config or {})}, data.describe())
     known: Collection[str] = {t.id for t in earlier}
     if later is not None:  # the second stage's plan, and what a resumed file may hold of it: checked now
@@ -207,8 +208,8 @@ def _execute(
     sinks: list[results.ResultsWriter] = []
     check_stop()  # a stop whose raise Python dropped (in a garbage-collection callback) ends the run here
     _say_once(engine.compile_cache_problem())
-    asked, threads = xla_threads.requested(), xla_threads.current()
-    if threads is not None and asked > threads:  # a pool is at most as large as the cores
+    asked = xla_threads.requested()
+    if threads is not None and asked > threads and not xla_threads.is_auto():  # at most one per core
         _say_once(
             f"{asked} XLA threads asked (--threads or ${xla_threads.ENV}), but XLA runs {threads} in this "
             f"process (at most one per core it may use); the header records {threads}"
@@ -249,7 +250,12 @@ def _execute(
                 else {}
             )  # none: a Ray run then needs no progress actor
             trained = runner.execute(
-                todo_run, data, on_result=on_result, groups=[[position[i] for i in chunk] for chunk in pending], **watch
+                todo_run,
+                data,
+                on_result=on_result,
+                groups=[[position[i] for i in chunk] for chunk in pending],
+                threads=threads,
+                **watch,
             )
             check_stop()
         except KeyboardInterrupt as exc:

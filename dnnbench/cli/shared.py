@@ -58,13 +58,15 @@ RayAddress = Annotated[
     ),
 ]
 Threads = Annotated[
-    int | None,
+    str | None,
     option(
         TRAIN,
         "XLA's CPU threads per program (default 1, or $DNNBENCH_THREADS): the same number gives the same "
         "numbers on any machine and backend (Ray tasks declare that many CPUs); more speeds up a run of "
-        "one large program.",
+        "one large program. auto: the cores shared out between the run's programs (all of them for one "
+        "program), recorded in the header; the numbers then depend on the machine's cores.",
         show_default=False,
+        metavar="<N|auto>",
     ),
 ]
 
@@ -258,7 +260,8 @@ def shared_options(
         threads.use(values.pop("threads"))  # before anything starts JAX
         from dnnbench.run import pool
 
-        if values["backend"] in ("local", "processes"):  # may train in worker processes: spawn them now
+        # may train in worker processes: spawn them now (with --threads auto, how many is known later)
+        if values["backend"] in ("local", "processes") and not threads.is_auto():
             pool.start_early(values["workers"] or pool.default_workers())
         try:
             _run_command(command, tables, values)

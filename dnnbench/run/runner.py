@@ -133,9 +133,9 @@ def balance(chunks: list[list[int]], workers: int) -> list[list[int]]:
     return out
 
 
-def chunks_of(run: Run, data: Dataset) -> tuple[list[list[int]], int]:
+def chunks_of(run: Run, data: Dataset, threads: int | None = None) -> tuple[list[list[int]], int]:
     """How ``run`` trains on ``data``: the indices of each compiled program's trials, and how many
-    programs train at once.
+    programs train at once, each with ``threads`` XLA threads (default: ``program_threads``).
 
     The plan is a function of the run alone -- its trials, their structures, ``--max-parallel``
     and the kind of device -- never of ``--workers`` or the core count: a trial's numbers depend
@@ -144,8 +144,15 @@ def chunks_of(run: Run, data: Dataset) -> tuple[list[list[int]], int]:
     many of the programs train at once.
     """
     plan = group_by_structure(run.specs, run.max_parallel, data.n_features, data.n_classes, engine.plan_programs())
-    workers = run.workers or memory_bounded(engine.concurrency(), plan, run.specs, data)
+    threads = threads or program_threads(run, plan)
+    workers = run.workers or memory_bounded(engine.concurrency(threads), plan, run.specs, data)
     return plan, workers
+
+
+def program_threads(run: Run, plan: Sequence[Sequence[int]]) -> int | None:
+    """The XLA threads each program of ``plan`` trains with (``backends.program_threads``): what
+    the header records, since they decide a trial's last bits."""
+    return backends.program_threads(run.backend, len(plan))
 
 
 def memory_bounded(workers: int, plan: Sequence[Sequence[int]], specs: Sequence[TrialSpec], data: Dataset) -> int:
@@ -193,19 +200,22 @@ def execute(
     on_group: Callable[[int, int, Sequence[TrialSpec]], None] | None = None,
     on_status: backends.StatusCallback | None = None,
     groups: Sequence[Sequence[int]] | None = None,
+    threads: int | None = None,
 ) -> list[results.TrialResult]:
     """Train every trial of ``run`` on ``data``; results in the order of ``run.specs``.
 
     ``groups``: the indices of each compiled program's trials, when they must be as another run
-    had them (resume); by default ``chunks_of(run, data)``. The plan is made here, once; the
-    backend (``run.backend``: local threads or a Ray cluster) only trains its programs and hands
-    each back as it finishes. ``on_group``, ``on_epoch`` and ``on_status`` (on a cluster) are
-    called one at a time (from the backend's threads); ``on_result`` from the calling thread, group by group, in
-    group order
-    whatever finishes first. On Ctrl-C or an error the backend stops, the groups that finished
-    meanwhile are emitted, and the exception propagates.
+    had them (resume); by default ``chunks_of(run, data)``. ``threads``: each program's XLA
+    threads, when they must be another run's (its header's); by default ``program_threads``. The
+    plan is made here, once; the backend (``run.backend``: local threads or a Ray cluster) only
+    trains its programs and hands each back as it finishes. ``on_group``, ``on_epoch`` and
+    ``on_status`` (on a cluster) are called one at a time (from the backend's threads);
+    ``on_result`` from the calling thread, group by group, in group order whatever finishes first.
+    On Ctrl-C or an error the backend stops, the groups that finished meanwhile are emitted, and
+    the exception propagates.
     """
-    planned, workers = chunks_of(run, data)
+    planned, workers = chunks_of(run, data, threads)
+    threads = threads or program_threads(run, planned)
     groups = [list(g) for g in groups] if groups is not None else planned
     thresholds = run.thresholds
     if run.data.label_noise > 0:  # wrong labels cap the reachable training accuracy
@@ -230,7 +240,14 @@ def execute(
                 on_result(out[i])
 
     execution = backends.start(
-        run.backend, group_specs, data, workers=workers, on_group=on_group, on_epoch=on_epoch, on_status=on_status
+        run.backend,
+        group_specs,
+        data,
+        workers=workers,
+        threads=threads,
+        on_group=on_group,
+        on_epoch=on_epoch,
+        on_status=on_status,
     )
     try:
         next_group = 0  # results go out in group order: a results file's rows do not depend on timing

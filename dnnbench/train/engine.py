@@ -325,14 +325,15 @@ def _compiler_options(plan: core.Plan, n_trials: int) -> dict[str, Any]:
     return _FAST_COMPILE if work < FAST_COMPILE_FLOP else {}
 
 
-def concurrency() -> int:
+def concurrency(program_threads: int | None = None) -> int:
     """How many compiled programs the runner trains at once by default: one per ``--threads``
-    cores on a CPU (each worker process runs XLA on that many threads), one on a GPU, whose stream
-    runs one program at a time (there the vmapped trial axis fills the device). The runner lowers
-    it where memory cannot hold that many programs (``runner.memory_bounded``)."""
+    cores on a CPU (each worker process runs XLA on that many threads; ``program_threads`` where a
+    run's programs have another number than this process, ``--threads auto``), one on a GPU, whose
+    stream runs one program at a time (there the vmapped trial axis fills the device). The runner
+    lowers it where memory cannot hold that many programs (``runner.memory_bounded``)."""
     if jax.default_backend() != "cpu":
         return 1
-    return max(1, threads.cores() // (threads.current() or 1))
+    return max(1, threads.cores() // (program_threads or threads.current() or 1))
 
 
 #: On a CPU a run is planned as at least this many programs where its groups can be cut into equal

@@ -12,6 +12,13 @@ threads that the OS places freely. Runs with the same ``threads`` on the same ki
 same numbers on any machine and backend; parallelism comes from programs training at once
 (``--workers``, Ray tasks). More threads speed up a run of a single large program.
 
+``--threads auto`` gives each program of a run cores / programs threads (at least one): all of
+them to a run of one program, one each where there are as many programs as cores. The numbers are
+then those of any run with that many threads, which the header records, so they depend on the
+machine's cores; the default stays 1. The driver then starts XLA on every core (it trains a run of
+one program itself), and worker processes train the programs of a run of several
+(``run.backends.program_threads``).
+
 Linux only (``sched_setaffinity``); elsewhere XLA keeps its own pool size, and headers say
 ``threads: null``. Started by importing ``dnnbench.optim`` (every path that trains imports it
 before JAX computes anything); once JAX has started, the size is fixed for the process.
@@ -26,24 +33,51 @@ from dnnbench.errors import InputError
 
 DEFAULT = 1
 ENV = "DNNBENCH_THREADS"
+AUTO = "auto"  # cores / programs per program, decided once a run's plan is known
 _started: list[int | None] = []  # [threads] once this process started XLA (None: not sized by us)
 
 
 def requested() -> int:
-    """``$DNNBENCH_THREADS``, else ``DEFAULT``."""
+    """``$DNNBENCH_THREADS``, else ``DEFAULT``; with ``auto``, every core (the driver's XLA)."""
     text = os.environ.get(ENV, "").strip()
     if not text:
         return DEFAULT
+    if text.lower() == AUTO:
+        return cores()
     try:
         value = int(text)
     except ValueError:
-        raise InputError(f"${ENV} must be a positive integer, got {text!r}") from None
+        raise InputError(f"${ENV} must be a positive integer or {AUTO}, got {text!r}") from None
     return check(value)
+
+
+def is_auto() -> bool:
+    """Whether ``--threads auto`` (or ``$DNNBENCH_THREADS=auto``) was asked for."""
+    return os.environ.get(ENV, "").strip().lower() == AUTO
+
+
+def for_programs(programs: int) -> int:
+    """``--threads auto``'s threads per program for a run of ``programs`` programs: the cores
+    shared out, at least one each."""
+    return max(1, cores() // max(1, programs))
 
 
 def check(value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(f"threads must be a positive integer, got {value!r}")
+        raise InputError(f"threads must be a positive integer or {AUTO}, got {value!r}")
+    return value
+
+
+def parse(text: str | int) -> int | str:
+    """``--threads``' value: a positive integer, or ``auto``."""
+    if isinstance(text, str) and text.strip().lower() == AUTO:
+        return AUTO
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise InputError(f"--threads must be a positive integer or {AUTO}, got {text!r}") from None
+    if value < 1:
+        raise InputError(f"--threads must be a positive integer or {AUTO}, got {value}")
     return value
 
 
@@ -81,12 +115,15 @@ def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def use(threads: int | None) -> None:
-    """Ask for ``threads`` in this process (``--threads``), before XLA starts; an error once it
-    started with another number."""
+def use(threads: int | str | None) -> None:
+    """Ask for ``threads`` (``--threads``: a number or ``auto``) in this process, before XLA starts;
+    an error once it started with another number."""
     if threads is None:
         return
-    check(threads)
+    threads = parse(threads) if isinstance(threads, str) else check(threads)
+    if threads == AUTO:  # each program's threads are decided with the plan: any XLA here will do
+        os.environ[ENV] = AUTO
+        return
     # what ensure() would have made of it: a pool is at most as large as the cores
     if _started and _started[0] is not None and _started[0] != min(threads, len(os.sched_getaffinity(0))):
         raise InputError(

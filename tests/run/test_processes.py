@@ -219,3 +219,31 @@ def test_the_default_backend_pools_processes_for_many_programs_and_threads_for_a
     finally:
         execution.stop()
         execution.close()
+
+
+def test_programs_with_other_threads_than_the_driver_train_in_worker_processes_only(ds, monkeypatch):
+    """``--threads auto`` can give a run's programs another thread count than the driver's XLA runs:
+    the driver then trains none of them, and every worker process starts XLA with theirs."""
+    from dnnbench.train import threads
+
+    theirs = (threads.current() or 1) + 1
+    started: dict[int, int] = {}
+    handle = processes.ProcessExecution._handle
+    monkeypatch.setattr(
+        processes.ProcessExecution,
+        "_handle",
+        lambda self, kind, g, item: (
+            started.setdefault(g, item[2]) if kind == "start" else None,
+            handle(self, kind, g, item),
+        ),
+    )
+    execution = processes.ProcessExecution([[s] for s in comparison(seeds=(0,))[:3]], ds, 2, threads=theirs)
+    try:
+        outcomes = dict(execution.finished())
+        assert execution.pool is not None
+        assert execution.pool.submit(threads.current).result() == min(theirs, threads.cores())
+    finally:
+        execution.stop()
+        execution.close()
+    assert sorted(outcomes) == [0, 1, 2] and all(isinstance(o, engine.GroupOutput) for o in outcomes.values())
+    assert os.getpid() not in started.values() and len(set(started.values())) == 2  # two worker processes

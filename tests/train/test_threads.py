@@ -61,8 +61,9 @@ def test_threads_is_recorded_and_the_environment_sets_it_like_the_option():
 @pytest.mark.parametrize(
     "argv, env, message",
     [
-        (["--threads", "0"], {}, "threads must be a positive integer, got 0"),
-        ([], {"DNNBENCH_THREADS": "many"}, "$DNNBENCH_THREADS must be a positive integer, got 'many'"),
+        (["--threads", "0"], {}, "--threads must be a positive integer or auto, got 0"),
+        (["--threads", "most"], {}, "--threads must be a positive integer or auto, got 'most'"),
+        ([], {"DNNBENCH_THREADS": "many"}, "$DNNBENCH_THREADS must be a positive integer or auto, got 'many'"),
     ],
 )
 def test_a_bad_thread_count_is_one_line_and_exit_2(argv, env, message, tmp_path):
@@ -70,6 +71,58 @@ def test_a_bad_thread_count_is_one_line_and_exit_2(argv, env, message, tmp_path)
     got = dnnbench(["diagnose", "--epochs", "1", "--hidden", "8", *argv, "--out", str(out)], env=env)
     assert (got.returncode, got.stderr, got.stdout) == (2, f"dnnbench: error: {message}\n", "")
     assert not out.exists()
+
+
+@pytest.mark.skipif(len(CORES) < 2, reason="needs two cores to share out")
+def test_auto_gives_a_run_of_one_program_every_core_with_the_numbers_of_that_count():
+    one = ["diagnose", "--optimizer", "adam", "--epochs", "2", "--hidden", "500,500", "--json", "--quiet"]
+    auto, every = dnnbench([*one, "--threads", "auto"]), dnnbench([*one, "--threads", str(len(CORES))])
+    assert auto.returncode == every.returncode == 0, auto.stderr + every.stderr
+    (head_auto, rows_auto), (head_every, rows_every) = trials(auto.stdout), trials(every.stdout)
+    assert head_auto["config"]["threads"] == head_every["config"]["threads"] == len(CORES)
+    assert len(rows_auto) == 1 and rows_auto == rows_every
+
+
+@pytest.mark.skipif(len(CORES) < 2, reason="needs two cores to share out")
+def test_auto_gives_programs_as_many_as_the_cores_one_thread_each_with_the_numbers_of_one():
+    """Two programs on two cores: one thread each, trained in two worker processes (the driver's XLA
+    runs on every core), with the rows of ``--threads 1``. On N cores: N // 2 threads each."""
+    each = max(1, len(CORES) // 2)
+    auto, fixed = dnnbench([*RUN, "--threads", "auto"]), dnnbench([*RUN, "--threads", str(each)])
+    assert auto.returncode == fixed.returncode == 0, auto.stderr + fixed.stderr
+    (head_auto, rows_auto), (head_fixed, rows_fixed) = trials(auto.stdout), trials(fixed.stdout)
+    assert head_auto["config"]["threads"] == head_fixed["config"]["threads"] == each
+    assert len(rows_auto) == 2 and rows_auto == rows_fixed
+
+
+def test_auto_shares_the_cores_out_between_the_programs(xla_started):
+    threads = xla_started(1, 16)
+    threads.use("Auto")
+    assert threads.is_auto() and os.environ[threads.ENV] == "auto"
+    assert threads.requested() == 16  # a fresh process's XLA: every core, to train a run of one program
+    assert [threads.for_programs(n) for n in (1, 2, 5, 16, 40)] == [16, 8, 3, 1, 1]
+
+
+def test_auto_gives_each_program_its_share_where_processes_train_them_else_this_xla(xla_started, monkeypatch):
+    from dnnbench.run import backends
+
+    threads = xla_started(2, 16)
+    monkeypatch.setattr(backends, "_main_can_be_reimported", lambda: True)
+    assert backends.program_threads(backends.Settings("local"), 5) == 2  # not asked for: XLA's own
+    threads.use("auto")
+    assert [backends.program_threads(backends.Settings(b), 5) for b in ("local", "processes", "threads")] == [3, 3, 2]
+    monkeypatch.setattr(backends, "_main_can_be_reimported", lambda: False)  # no worker processes possible
+    assert backends.program_threads(backends.Settings("local"), 5) == 2
+
+
+def test_auto_is_refused_on_ray_whose_nodes_differ_in_cores(monkeypatch):
+    from dnnbench.errors import InputError
+    from dnnbench.run import backends
+    from dnnbench.train import threads
+
+    monkeypatch.setenv(threads.ENV, "auto")
+    with pytest.raises(InputError, match=r"--threads auto is for runs on this machine; .* --threads N"):
+        backends.session(backends.Settings("ray"))
 
 
 def test_resume_refuses_other_threads_than_the_file_was_written_with(tmp_path: Path):

@@ -6,11 +6,12 @@ idle. Worker processes each start XLA with ``--threads`` threads (``dnnbench.tra
 program's numbers are the ones it would get anywhere else with that many threads, and ``workers``
 processes keep ``workers x threads`` cores busy.
 
-- **The driver is one of the ``workers``** (``pool.DRIVER_TRAINS``): its XLA, started with the same
-  ``--threads``, and its data are ready when the run begins, so one thread of it trains programs from
-  the run's first second while the ``workers - 1`` worker processes start (spawned, each importing
-  JAX: about a second of a core). Each process takes a program only once it has started, so no
-  program waits in a process that is still importing while the driver could train it.
+- **The driver is one of the ``workers``** (``pool.DRIVER_TRAINS``) where its XLA runs the run's
+  threads per program (always, but with ``--threads auto``): that XLA and its data are ready when
+  the run begins, so one thread of it trains programs from the run's first second while the
+  ``workers - 1`` worker processes start (spawned, each importing JAX: about a second of a core).
+  Each process takes a program only once it has started, so no program waits in a process that is
+  still importing while the driver could train it.
 - The pool of worker processes is started once per run with the ``spawn`` method (forking a process
   that runs JAX can deadlock).
 - The dataset is written once to shared memory (``/dev/shm`` where there is one) as ``.npy`` files
@@ -49,6 +50,7 @@ from dnnbench.data import Dataset
 from dnnbench.run import pool, schedule
 from dnnbench.run.backends.base import OnThisMachine, Outcome, Stopped, program_outcome
 from dnnbench.train import engine
+from dnnbench.train import threads as xla_threads
 
 _ARRAYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 
@@ -62,7 +64,8 @@ class WorkerDied(RuntimeError):
 
 def _run_data(data: tuple[str, dict[str, Any]]) -> Dataset:
     """In a worker: the run's dataset, memory-mapped from the files the driver wrote (not copied),
-    and XLA started with the driver's ``--threads`` (inherited through ``$DNNBENCH_THREADS``): both
+    and XLA started with the run's threads per program (``$DNNBENCH_THREADS``: the driver's
+    ``--threads``, or what ``--threads auto`` gave the programs, set by ``pool.initialize``): both
     at the run's first program in this worker (``pool.initialize`` only imported JAX)."""
     from dnnbench import optim  # noqa: F401 -- starts XLA sized by dnnbench.train.threads
 
@@ -147,12 +150,20 @@ class ProcessExecution(OnThisMachine):
     takes its first task once its worker has started. The queue, not the pool, decides the order.
     """
 
+    def __init__(self, *args: Any, threads: int | None = None, **kwargs: Any) -> None:
+        #: each program's XLA threads; the driver trains too only where its own XLA has as many
+        self.threads = xla_threads.current() if threads is None else threads
+        self.driver_trains = pool.DRIVER_TRAINS and self.threads == xla_threads.current()
+        super().__init__(*args, **kwargs)
+
     def begin(self, data: Dataset, workers: int) -> None:
         self.workers = max(1, min(workers, len(self.programs)))
         self.data = data
-        self.processes = self.workers - (1 if pool.DRIVER_TRAINS else 0)  # worker processes
-        # the pool spawned before JAX was imported (``pool.start_early``), else a new one
-        workers_pool = pool.adopt(self.processes) or pool.spawn(max(1, self.processes))
+        self.processes = self.workers - (1 if self.driver_trains else 0)  # worker processes
+        # the pool spawned before JAX was imported (``pool.start_early``, with the driver's threads),
+        # else a new one whose workers start XLA with the programs' threads
+        early = pool.adopt(self.processes) if self.threads == xla_threads.current() else None
+        workers_pool = early or pool.spawn(max(1, self.processes), threads=self.threads)
         self.events, self.stopping = workers_pool.events, workers_pool.stop
         self.data_dir = _shared_dir()
         for name in _ARRAYS:
@@ -163,7 +174,7 @@ class ProcessExecution(OnThisMachine):
         epochs = [specs[0].train.epochs for specs in self.programs]
         #: programs whose first epochs train apart, and how many (their others follow in any worker)
         spawned_ago = time.monotonic() - workers_pool.spawned
-        starts = schedule.worker_starts(self.workers, pool.DRIVER_TRAINS, spawned_ago)
+        starts = schedule.worker_starts(self.workers, self.driver_trains, spawned_ago)
         self.first = schedule.first_epochs(costs, epochs, self.workers, starts)
         self.order = schedule.order(costs, self.first)  # those first, then longest first
         self.ended: set[int] = set()
@@ -182,7 +193,7 @@ class ProcessExecution(OnThisMachine):
         self.listener.start()
         for g in self.order:
             self._enqueue(g, None, self.first.get(g))
-        if pool.DRIVER_TRAINS:
+        if self.driver_trains:
             self._add_slot(self._driver_slot, "driver")
         if self.processes >= 1:
             self._start_slots(workers_pool.executor)
@@ -260,7 +271,7 @@ class ProcessExecution(OnThisMachine):
 
     def _spawn(self, workers: int) -> ProcessPoolExecutor:
         """A new pool for this run (its workers report to the run's queue, stop with the run)."""
-        return pool.spawn(workers, self.events, self.stopping).executor
+        return pool.spawn(workers, self.events, self.stopping, self.threads).executor
 
     def _resume(self, g: int, progress: engine.Progress) -> None:
         """Queue program ``g``'s last epochs behind everything else (any worker takes them)."""
