@@ -260,8 +260,7 @@ def shared_options(
         threads.use(values.pop("threads"))  # before anything starts JAX
         from dnnbench.run import pool
 
-        # may train in worker processes: spawn them now (with --threads auto, how many is known later)
-        if values["backend"] in ("local", "processes") and not threads.is_auto():
+        if values["backend"] in ("local", "processes"):  # may train in worker processes: spawn them now
             pool.start_early(values["workers"] or pool.default_workers())
         try:
             _run_command(command, tables, values)

@@ -53,16 +53,15 @@ class Pool:
     spawned: float = field(default_factory=time.monotonic)  # when (its processes start as tasks arrive)
 
 
-def spawn(workers: int, events: Any = None, stop: Any = None, threads: int | None = None) -> Pool:
+def spawn(workers: int, events: Any = None, stop: Any = None) -> Pool:
     """A pool of up to ``workers`` processes (spawned, never forked: forking a process that runs JAX
     can deadlock), started as tasks arrive; each runs ``initialize`` first. ``events`` / ``stop``:
-    those of an earlier pool of the same run, else new ones. ``threads``: the XLA threads its
-    workers start with (default: the driver's ``--threads``, inherited)."""
+    those of an earlier pool of the same run, else new ones."""
     context = multiprocessing.get_context("spawn")
     events = context.Queue() if events is None else events
     stop = context.Event() if stop is None else stop
     executor = ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=initialize, initargs=(events, stop, threads)
+        max_workers=workers, mp_context=context, initializer=initialize, initargs=(events, stop)
     )
     return Pool(executor, events, stop, workers)
 
@@ -133,15 +132,14 @@ def terminate(pool: Pool) -> None:
 context: dict[str, Any] = {}
 
 
-def initialize(events: Any, stop: Any, threads: int | None = None) -> None:
+def initialize(events: Any, stop: Any) -> None:
     """Runs once in each new worker: the imports that take its start-up time (about a second of a
-    core), without starting XLA; ``threads``: the XLA threads it will start with, where they are
-    not the driver's (``--threads auto``). Set here, before a task's unpickling imports
-    ``dnnbench.optim``, which starts XLA."""
-    if threads is not None:
-        from dnnbench.train import threads as xla_threads  # no JAX
+    core), without starting XLA: that waits for the run's first task, which says how many threads
+    its programs have (``backends.processes``; importing ``dnnbench.optim`` as a task is unpickled
+    would otherwise start it with the driver's ``--threads``)."""
+    from dnnbench.train import threads  # no JAX
 
-        os.environ[xla_threads.ENV] = str(threads)
+    threads.defer()
     # Ctrl-C reaches the whole process group: the driver alone handles it, and stops the workers
     # through ``stop`` at their next epoch, so what finished meanwhile is kept.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -15,9 +15,10 @@ same numbers on any machine and backend; parallelism comes from programs trainin
 ``--threads auto`` gives each program of a run cores / programs threads (at least one): all of
 them to a run of one program, one each where there are as many programs as cores. The numbers are
 then those of any run with that many threads, which the header records, so they depend on the
-machine's cores; the default stays 1. The driver then starts XLA on every core (it trains a run of
-one program itself), and worker processes train the programs of a run of several
-(``run.backends.program_threads``).
+machine's cores; the default stays 1. The driver's own XLA keeps ``DEFAULT``: where the share is
+one thread it trains as usual, else worker processes train the programs
+(``run.backends.program_threads``). A worker process of the pool defers its XLA (``defer``) until
+a run's first task tells it the programs' threads (``start``).
 
 Linux only (``sched_setaffinity``); elsewhere XLA keeps its own pool size, and headers say
 ``threads: null``. Started by importing ``dnnbench.optim`` (every path that trains imports it
@@ -35,15 +36,15 @@ DEFAULT = 1
 ENV = "DNNBENCH_THREADS"
 AUTO = "auto"  # cores / programs per program, decided once a run's plan is known
 _started: list[int | None] = []  # [threads] once this process started XLA (None: not sized by us)
+_deferred: list[bool] = []  # [True] in a pool worker until a run tells it its threads (``start``)
 
 
 def requested() -> int:
-    """``$DNNBENCH_THREADS``, else ``DEFAULT``; with ``auto``, every core (the driver's XLA)."""
+    """``$DNNBENCH_THREADS``, else ``DEFAULT``; with ``auto``, ``DEFAULT`` (this process's own XLA:
+    each program's share is decided with the plan)."""
     text = os.environ.get(ENV, "").strip()
-    if not text:
+    if not text or text.lower() == AUTO:
         return DEFAULT
-    if text.lower() == AUTO:
-        return cores()
     try:
         value = int(text)
     except ValueError:
@@ -81,11 +82,32 @@ def parse(text: str | int) -> int | str:
     return value
 
 
+def defer() -> None:
+    """In a worker process spawned before its run's plan (``run.pool``): start no XLA (``ensure``
+    does nothing) until ``start`` gives the threads of the programs it will train."""
+    _deferred.append(True)
+
+
+def start(threads: int | None) -> int | None:
+    """In a worker process: start XLA with ``threads`` (None: ``requested()``), once; the threads
+    it has. An error if it already runs another number (a worker serves one run's programs)."""
+    if threads is not None and not _started:
+        os.environ[ENV] = str(threads)
+    _deferred.clear()
+    have = ensure()
+    if threads is not None and have is not None and have != min(threads, cores()):
+        raise RuntimeError(f"this worker's XLA runs {have} threads, its run's programs {threads}")
+    return have
+
+
 def ensure() -> int | None:
-    """Start XLA with ``requested()`` threads unless it started already; the threads it has
-    (None: JAX was started before dnnbench could size it, or the OS cannot pin)."""
+    """Start XLA with ``requested()`` threads unless it started already (or waits for ``start``);
+    the threads it has (None: JAX was started before dnnbench could size it, or the OS cannot pin,
+    or not yet)."""
     if _started:
         return _started[0]
+    if _deferred:
+        return None
     threads = requested()
     import jax
     from jax._src import xla_bridge  # no public "has JAX started?" (jax.extend.backend has none)

@@ -13,7 +13,7 @@ from dnnbench.config import ModelConfig, TrainConfig, TrialSpec
 from dnnbench.data import sources, split
 from dnnbench.run import pool
 from dnnbench.run.backends import processes
-from dnnbench.train import engine
+from dnnbench.train import engine, threads
 
 #: Evaluated in a worker: whether its XLA client has started (a builtin, so that it pickles).
 XLA_STARTED = "__import__('jax._src.xla_bridge', fromlist=['_']).backends_are_initialized()"
@@ -53,6 +53,22 @@ def test_a_pool_spawned_early_imports_jax_but_starts_no_xla(early):
     try:
         assert spawned.executor.submit(eval, XLA_STARTED).result() is False
         assert len({spawned.executor.submit(os.getpid).result() for _ in range(8)} - {os.getpid()}) >= 1
+    finally:
+        pool.terminate(spawned)
+
+
+def test_a_worker_starts_no_xla_as_a_task_imports_dnnbench_until_told_its_threads(early):
+    """``dnnbench.optim`` starts XLA as it is imported, and unpickling a run's task imports it: in a
+    pool worker it waits (``threads.defer``) for the run's first task, which gives the programs'
+    threads (``--threads auto`` may give them another number than the driver's)."""
+    pool.start_early(2)
+    spawned = pool.adopt(1)
+    assert spawned is not None
+    try:
+        imported = "(__import__('dnnbench.optim'), " + XLA_STARTED + ")[1]"
+        assert spawned.executor.submit(eval, imported).result() is False
+        assert spawned.executor.submit(threads.start, 2).result() == min(2, threads.cores())
+        assert spawned.executor.submit(threads.current).result() == min(2, threads.cores())
     finally:
         pool.terminate(spawned)
 

@@ -75,6 +75,8 @@ def test_a_bad_thread_count_is_one_line_and_exit_2(argv, env, message, tmp_path)
 
 @pytest.mark.skipif(len(CORES) < 2, reason="needs two cores to share out")
 def test_auto_gives_a_run_of_one_program_every_core_with_the_numbers_of_that_count():
+    """Trained in a worker process whose XLA runs every core; the same bits as the driver's own
+    XLA started with that many (``--threads N``)."""
     one = ["diagnose", "--optimizer", "adam", "--epochs", "2", "--hidden", "500,500", "--json", "--quiet"]
     auto, every = dnnbench([*one, "--threads", "auto"]), dnnbench([*one, "--threads", str(len(CORES))])
     assert auto.returncode == every.returncode == 0, auto.stderr + every.stderr
@@ -85,8 +87,8 @@ def test_auto_gives_a_run_of_one_program_every_core_with_the_numbers_of_that_cou
 
 @pytest.mark.skipif(len(CORES) < 2, reason="needs two cores to share out")
 def test_auto_gives_programs_as_many_as_the_cores_one_thread_each_with_the_numbers_of_one():
-    """Two programs on two cores: one thread each, trained in two worker processes (the driver's XLA
-    runs on every core), with the rows of ``--threads 1``. On N cores: N // 2 threads each."""
+    """Two programs on two cores: one thread each, as the default trains them (the driver and a
+    worker process), with the rows of ``--threads 1``. On N cores: N // 2 threads each."""
     each = max(1, len(CORES) // 2)
     auto, fixed = dnnbench([*RUN, "--threads", "auto"]), dnnbench([*RUN, "--threads", str(each)])
     assert auto.returncode == fixed.returncode == 0, auto.stderr + fixed.stderr
@@ -99,7 +101,7 @@ def test_auto_shares_the_cores_out_between_the_programs(xla_started):
     threads = xla_started(1, 16)
     threads.use("Auto")
     assert threads.is_auto() and os.environ[threads.ENV] == "auto"
-    assert threads.requested() == 16  # a fresh process's XLA: every core, to train a run of one program
+    assert threads.requested() == 1  # this process's own XLA: the default (the programs get their share)
     assert [threads.for_programs(n) for n in (1, 2, 5, 16, 40)] == [16, 8, 3, 1, 1]
 
 

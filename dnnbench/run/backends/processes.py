@@ -7,9 +7,10 @@ program's numbers are the ones it would get anywhere else with that many threads
 processes keep ``workers x threads`` cores busy.
 
 - **The driver is one of the ``workers``** (``pool.DRIVER_TRAINS``) where its XLA runs the run's
-  threads per program (always, but with ``--threads auto``): that XLA and its data are ready when
-  the run begins, so one thread of it trains programs from the run's first second while the
-  ``workers - 1`` worker processes start (spawned, each importing JAX: about a second of a core).
+  threads per program (always, but under ``--threads auto`` with a share of more than one): that
+  XLA and its data are ready when the run begins, so one thread of it trains programs from the
+  run's first second while the ``workers - 1`` worker processes start (spawned, each importing JAX:
+  about a second of a core).
   Each process takes a program only once it has started, so no program waits in a process that is
   still importing while the driver could train it.
 - The pool of worker processes is started once per run with the ``spawn`` method (forking a process
@@ -62,21 +63,20 @@ class WorkerDied(RuntimeError):
 # --- the worker side -------------------------------------------------------------------------------
 
 
-def _run_data(data: tuple[str, dict[str, Any]]) -> Dataset:
+def _run_data(data: tuple[str, dict[str, Any], int | None]) -> Dataset:
     """In a worker: the run's dataset, memory-mapped from the files the driver wrote (not copied),
-    and XLA started with the run's threads per program (``$DNNBENCH_THREADS``: the driver's
-    ``--threads``, or what ``--threads auto`` gave the programs, set by ``pool.initialize``): both
-    at the run's first program in this worker (``pool.initialize`` only imported JAX)."""
-    from dnnbench import optim  # noqa: F401 -- starts XLA sized by dnnbench.train.threads
-
-    data_dir, meta = data
+    and XLA started with the run's threads per program (the driver's ``--threads``, or what
+    ``--threads auto`` gave the programs): both at the run's first task in this worker
+    (``pool.initialize`` only imported JAX, and deferred XLA until now)."""
+    data_dir, meta, threads = data
+    xla_threads.start(threads)
     if pool.context.get("data_dir") != data_dir:
         arrays = {name: np.load(Path(data_dir) / f"{name}.npy", mmap_mode="r") for name in _ARRAYS}
         pool.context.update(data_dir=data_dir, data=Dataset(**arrays, **meta))
     return pool.context["data"]
 
 
-def _started(data: tuple[str, dict[str, Any]]) -> int:
+def _started(data: tuple[str, dict[str, Any], int | None]) -> int:
     """A worker's first task of a run: it returns once the worker has started (imported JAX,
     started XLA, mapped the data)."""
     _run_data(data)
@@ -84,7 +84,7 @@ def _started(data: tuple[str, dict[str, Any]]) -> int:
 
 
 def _train_program(
-    program: int, specs: list[TrialSpec], start: Any, until: int | None, data: tuple[str, dict[str, Any]]
+    program: int, specs: list[TrialSpec], start: Any, until: int | None, data: tuple[str, dict[str, Any], int | None]
 ) -> Outcome:
     """Train one program in a worker (``_train``) on the run's ``data`` (the driver's files)."""
     return _train(program, specs, start, until, _run_data(data), pool.context["events"], pool.context["stop"])
@@ -160,16 +160,16 @@ class ProcessExecution(OnThisMachine):
         self.workers = max(1, min(workers, len(self.programs)))
         self.data = data
         self.processes = self.workers - (1 if self.driver_trains else 0)  # worker processes
-        # the pool spawned before JAX was imported (``pool.start_early``, with the driver's threads),
-        # else a new one whose workers start XLA with the programs' threads
-        early = pool.adopt(self.processes) if self.threads == xla_threads.current() else None
-        workers_pool = early or pool.spawn(max(1, self.processes), threads=self.threads)
+        # the pool spawned before JAX was imported (``pool.start_early``), else a new one; either way
+        # its workers start XLA at their first task, with the programs' threads (``data_ref``)
+        workers_pool = pool.adopt(self.processes) or pool.spawn(max(1, self.processes))
         self.events, self.stopping = workers_pool.events, workers_pool.stop
         self.data_dir = _shared_dir()
         for name in _ARRAYS:
             np.save(self.data_dir / f"{name}.npy", np.ascontiguousarray(getattr(data, name)))
         meta = {"name": data.name, "n_classes": data.n_classes, "image_shape": data.image_shape, "source": data.source}
-        self.data_ref = (str(self.data_dir), meta)  # what a worker maps the dataset from
+        # what a worker maps the dataset from, and its XLA's threads
+        self.data_ref = (str(self.data_dir), meta, self.threads)
         costs = [schedule.program_cost(specs, data) for specs in self.programs]
         epochs = [specs[0].train.epochs for specs in self.programs]
         #: programs whose first epochs train apart, and how many (their others follow in any worker)
@@ -271,7 +271,7 @@ class ProcessExecution(OnThisMachine):
 
     def _spawn(self, workers: int) -> ProcessPoolExecutor:
         """A new pool for this run (its workers report to the run's queue, stop with the run)."""
-        return pool.spawn(workers, self.events, self.stopping, self.threads).executor
+        return pool.spawn(workers, self.events, self.stopping).executor
 
     def _resume(self, g: int, progress: engine.Progress) -> None:
         """Queue program ``g``'s last epochs behind everything else (any worker takes them)."""
