@@ -1,5 +1,6 @@
 """What does ``--threads 1`` (the default: the same numbers on any machine) cost against XLA's
-threads = every core (the old default)?
+threads = every core (the old default), and what does ``--threads auto`` (the cores shared out
+between a run's programs) give back?
 
 Two workloads, each a fresh ``dnnbench`` process per run (XLA's pools are sized once per
 process), alternating the thread counts so that a drift of the machine hits both alike:
@@ -10,6 +11,8 @@ process), alternating the thread counts so that a drift of the machine hits both
    where only XLA's own threads can use a second core.
 
 Wall time of the whole process (start-up and compilation included; the compile cache is off).
+``auto`` gives the main job's five programs one thread each (on up to 9 cores) and the one
+program every core, so on a 2-core machine it should match the faster of the other two.
 Run it on a quiet machine:
 
     .venv/bin/python benchmarks/threads_speed.py --repeats 3
@@ -38,11 +41,11 @@ WORKLOADS = {
 }
 
 
-def wall(argv: list[str], threads: int) -> float:
+def wall(argv: list[str], threads: str) -> float:
     env = {**os.environ, "DNNBENCH_COMPILE_CACHE": "off"}
     start = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "dnnbench", *argv, "--threads", str(threads)],
+        [sys.executable, "-m", "dnnbench", *argv, "--threads", threads],
         env=env,
         check=True,
         stdout=subprocess.DEVNULL,
@@ -57,17 +60,16 @@ def main() -> None:
     args = parser.parse_args()
     cores = len(os.sched_getaffinity(0))
     figures: dict[str, dict[str, list[float]]] = {}
+    settings = ("1", str(cores), "auto") if cores > 1 else ("1", "auto")
     for name, argv in WORKLOADS.items():
-        times: dict[str, list[float]] = {"1": [], str(cores): []}
+        times: dict[str, list[float]] = {threads: [] for threads in settings}
         for _ in range(args.repeats):
-            for threads in (1, cores):
-                times[str(threads)].append(round(wall(argv, threads), 2))
+            for threads in settings:
+                times[threads].append(round(wall(argv, threads), 2))
         figures[name] = times
-        ratios = [a / b for a, b in zip(times["1"], times[str(cores)], strict=True)]
-        print(
-            f"{name}: --threads 1 {times['1']} s, --threads {cores} {times[str(cores)]} s, "
-            f"ratio 1/{cores} threads {min(ratios):.2f}-{max(ratios):.2f}"
-        )
+        said = ", ".join(f"--threads {threads} {times[threads]} s" for threads in settings)
+        ratios = {other: [a / b for a, b in zip(times["1"], times[other], strict=True)] for other in settings[1:]}
+        print(f"{name}: {said}; " + ", ".join(f"1/{o} {min(r):.2f}-{max(r):.2f}" for o, r in ratios.items()))
     Path(__file__).with_suffix(".json").write_text(json.dumps({"cores": cores, **figures}, indent=2) + "\n")
 
 
