@@ -7,8 +7,9 @@ on cores the driver leaves idle, and ``backends.processes`` adopts them (``adopt
 trains on threads ends them unused (``end``). Figures: docs/performance.md.
 
 A worker imports JAX, Flax and Optax as it starts (``initialize``) but starts no XLA client until it
-is given a run's first program (``backends.processes``): one that is never used never touches a
-device.
+is given a run's first program (``backends.processes``), which says with how many threads: one that
+is never used never touches a device, and an early worker serves a run whatever its programs'
+threads (``--threads auto``).
 
 Only the ``dnnbench`` program spawns workers early (``cli.app.run`` sets ``EARLY``): a process that
 calls ``main`` itself, such as the test suite, would pay for workers it mostly never uses.
