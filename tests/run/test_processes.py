@@ -24,6 +24,22 @@ def ds():
     return split(sources.load_synthetic(train=200, test=50, features=8, classes=3), 0.1)
 
 
+@pytest.fixture()
+def started(monkeypatch) -> dict[int, int]:
+    """The pid of the process each program started in (from the workers' "start" events)."""
+    pids: dict[int, int] = {}
+    handle = processes.ProcessExecution._handle
+    monkeypatch.setattr(
+        processes.ProcessExecution,
+        "_handle",
+        lambda self, kind, g, item: (
+            pids.setdefault(g, item[2]) if kind == "start" else None,
+            handle(self, kind, g, item),
+        ),
+    )
+    return pids
+
+
 def comparison(optimizers=("sgd", "momentum", "adagrad", "adam"), seeds=(0, 1)) -> tuple[TrialSpec, ...]:
     return tuple(
         TrialSpec(optimizer=o, seed=s, model=ModelConfig(hidden=(16,)), train=TRAIN) for o in optimizers for s in seeds
@@ -121,7 +137,7 @@ def make(learning_rate=0.1):
 """
 
 
-def test_the_driver_trains_beside_the_worker_processes(ds, tmp_path, monkeypatch):
+def test_the_driver_trains_beside_the_worker_processes(ds, tmp_path, started):
     """With two workers the driver is one of them: it takes the first program at once, and the
     worker process, once started, the other (here the driver waits for it, so that both train).
     The rows are those of the threads, bit for bit."""
@@ -131,16 +147,6 @@ def test_the_driver_trains_beside_the_worker_processes(ds, tmp_path, monkeypatch
         TrialSpec(optimizer=f"{path}:make", seed=seed, model=ModelConfig(hidden=(16,)), train=TRAIN) for seed in (0, 1)
     )
     programs = [[specs[0]], [specs[1]]]
-    started: dict[int, int] = {}
-    handle = processes.ProcessExecution._handle
-    monkeypatch.setattr(
-        processes.ProcessExecution,
-        "_handle",
-        lambda self, kind, g, item: (
-            started.setdefault(g, item[2]) if kind == "start" else None,
-            handle(self, kind, g, item),
-        ),
-    )
     execution = processes.ProcessExecution(programs, ds, 2)
     try:
         outcomes = dict(execution.finished())
@@ -221,22 +227,12 @@ def test_the_default_backend_pools_processes_for_many_programs_and_threads_for_a
         execution.close()
 
 
-def test_programs_with_other_threads_than_the_driver_train_in_worker_processes_only(ds, monkeypatch):
+def test_programs_with_other_threads_than_the_driver_train_in_worker_processes_only(ds, started):
     """``--threads auto`` can give a run's programs another thread count than the driver's XLA runs:
     the driver then trains none of them, and every worker process starts XLA with theirs."""
     from dnnbench.train import threads
 
     theirs = (threads.current() or 1) + 1
-    started: dict[int, int] = {}
-    handle = processes.ProcessExecution._handle
-    monkeypatch.setattr(
-        processes.ProcessExecution,
-        "_handle",
-        lambda self, kind, g, item: (
-            started.setdefault(g, item[2]) if kind == "start" else None,
-            handle(self, kind, g, item),
-        ),
-    )
     execution = processes.ProcessExecution([[s] for s in comparison(seeds=(0,))[:3]], ds, 2, threads=theirs)
     try:
         outcomes = dict(execution.finished())
