@@ -108,6 +108,29 @@ def compile_cache_dir() -> Path | None:
     return Path(platformdirs.user_cache_dir("dnnbench")) / "xla"
 
 
+#: Where the processes of one run share the executables they build while the persistent cache is
+#: off (``share_executables``): a folder of the run's shared data, removed with it.
+_RUN_STORE: Path | None = None
+
+
+def share_executables(folder: Path | None) -> None:
+    """Keep this process's executables in ``folder`` (``executables``' store, under it) while the
+    persistent compilation cache is off; None: no longer.
+
+    ``backends.processes`` gives its run's data folder to the driver and to every worker: a program
+    that two processes train (its first epochs in one, its last in another) or the weight init that
+    each process needs is then compiled once per run, not once per process, and nothing outlives
+    the run. With the persistent cache on, its store already does this (and more).
+    """
+    global _RUN_STORE
+    _RUN_STORE = folder
+
+
+def _store_root() -> Path | None:
+    """The folder the executable store is kept under: the persistent cache's, else the run's."""
+    return compile_cache_dir() or _RUN_STORE
+
+
 def compile_cache_problem() -> str | None:
     """Why the persistent compilation cache cannot be used (a file, a folder that cannot be made or
     written), as a line to say once; None when it can, or is off. ``_use_compile_cache`` then
@@ -182,7 +205,7 @@ def _compiled(key: tuple, build: Callable[[], Any], optimizer: str | None = None
     with lock:
         if key not in _EXECUTABLES:
             start = time.perf_counter()
-            found = executables.entry(compile_cache_dir(), key, optimizer)
+            found = executables.entry(_store_root(), key, optimizer)
             executable = executables.load(found)
             loaded = executable is not None
             if not loaded:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -117,6 +118,26 @@ def test_a_program_split_between_two_workers_gives_the_same_rows_and_progress_on
     assert [p.epochs_done for p in handed_over] in ([1], [2])  # one program's first epochs came back
     _same_rows(pooled, runner.execute(runner.Run(specs, workers=2, backend=THREADS), ds))
     assert [r.status for r in pooled] == ["ok"] * 3
+
+
+def test_with_the_cache_off_the_runs_processes_share_executables_in_its_folder(ds, monkeypatch):
+    """The run's data folder holds the executables its processes built (each compiled once per run
+    where another process finds it), and goes with them; the driver shares nothing afterwards."""
+    monkeypatch.setenv(engine.COMPILE_CACHE_ENV, "off")
+    monkeypatch.setattr(engine, "_EXECUTABLES", {})  # the driver builds as a new process would
+    removed: dict[Path, list[str]] = {}
+    remove = processes.shutil.rmtree
+
+    def rmtree(path, **kwargs):
+        removed[Path(path)] = sorted(p.suffix for p in Path(path).glob("executables/*"))
+        remove(path, **kwargs)
+
+    monkeypatch.setattr(processes.shutil, "rmtree", rmtree)
+    pooled = runner.execute(runner.Run(comparison(("sgd", "adam"), seeds=(0,)), workers=2, backend=POOL), ds)
+    assert [r.status for r in pooled] == ["ok", "ok"]
+    assert list(removed.values()) == [[".bin"] * 5]  # the weight init, each program's optimizer init and epoch
+    assert not any(folder.exists() for folder in removed)
+    assert engine._RUN_STORE is None
 
 
 WAITS_IN_THE_DRIVER = """

@@ -258,6 +258,32 @@ def test_an_optimizer_whose_code_is_not_hashed_is_not_stored(ds, tmp_path, monke
     assert executables.identity(("epoch", object()), None) is None  # an address in the key
 
 
+def test_with_the_cache_off_a_runs_folder_is_shared_and_then_nothing_is(ds, tmp_path, monkeypatch):
+    """``share_executables``: what one process of a run built, another loads (the same bits);
+    once the run ends, the cache being off stores nothing again."""
+    monkeypatch.setattr(engine, "_RUN_STORE", None)
+    engine.share_executables(tmp_path / "run")
+    first, compiled, loaded = train(GROUP, ds, "off", monkeypatch)
+    assert (compiled, loaded) == (PROGRAMS, 0)
+    assert len(entries(tmp_path / "run")) == PROGRAMS
+    again, compiled, loaded = train(GROUP, ds, "off", monkeypatch)  # another process of the run
+    assert (compiled, loaded) == (0, PROGRAMS)
+    assert_identical(first, again)
+    engine.share_executables(None)
+    shutil.rmtree(tmp_path / "run")
+    _, compiled, loaded = train(GROUP, ds, "off", monkeypatch)
+    assert (compiled, loaded) == (PROGRAMS, 0)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_persistent_store_comes_before_a_runs_folder(ds, tmp_path, monkeypatch):
+    monkeypatch.setattr(engine, "_RUN_STORE", None)
+    engine.share_executables(tmp_path / "run")
+    train(GROUP[:1], ds, tmp_path / "cache", monkeypatch)
+    assert len(entries(tmp_path / "cache")) == PROGRAMS
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("setting", ["off", "store-off", "a-file"])
 def test_off_writes_nothing_and_an_unusable_folder_is_skipped(ds, tmp_path, monkeypatch, setting):
     blocker = tmp_path / "a-file"

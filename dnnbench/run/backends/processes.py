@@ -21,9 +21,12 @@ processes keep ``workers x threads`` cores busy.
   program to finish is a short one; where a worker would still idle beside the last programs, some
   programs' first epochs train at the start of the run and their last ones, handed over as an
   ``engine.Progress``, at the end (``schedule.first_epochs``): the same calls, the same numbers.
-- Workers compile their own executables (the persistent compile cache, when on, is shared through
-  the environment), report each program's start and epochs on a queue that a driver thread turns
-  into ``on_group`` / ``on_epoch`` calls, and stop at their next epoch once the run stops.
+- Workers compile their own executables and share them through the executable store: the
+  persistent compile cache's, or, with that off, one in the run's data folder, so that a program
+  whose epochs train in two workers, or the weight init every worker needs, is compiled once per
+  run where another worker has already built it. They report each program's start and epochs on
+  a queue that a driver thread turns into ``on_group`` / ``on_epoch`` calls, and stop at their
+  next epoch once the run stops.
 - A worker that dies (killed, out of memory) fails only the programs it was training: they become
   ``error`` rows; programs that had not started go to a fresh pool. Nothing waits forever.
 """
@@ -71,6 +74,7 @@ def _run_data(data: tuple[str, dict[str, Any], int | None]) -> Dataset:
     data_dir, meta, threads = data
     xla_threads.start(threads)
     if pool.context.get("data_dir") != data_dir:
+        engine.share_executables(Path(data_dir))  # with the compile cache off: the run's processes share them
         arrays = {name: np.load(Path(data_dir) / f"{name}.npy", mmap_mode="r") for name in _ARRAYS}
         pool.context.update(data_dir=data_dir, data=Dataset(**arrays, **meta))
     return pool.context["data"]
@@ -165,6 +169,7 @@ class ProcessExecution(OnThisMachine):
         workers_pool = pool.adopt(self.processes) or pool.spawn(max(1, self.processes))
         self.events, self.stopping = workers_pool.events, workers_pool.stop
         self.data_dir = _shared_dir()
+        engine.share_executables(self.data_dir)  # the workers too (``_run_data``): each program compiled once
         for name in _ARRAYS:
             np.save(self.data_dir / f"{name}.npy", np.ascontiguousarray(getattr(data, name)))
         meta = {"name": data.name, "n_classes": data.n_classes, "image_shape": data.image_shape, "source": data.source}
@@ -393,4 +398,5 @@ class ProcessExecution(OnThisMachine):
             slot.join()
         self.events.put(None)
         self.listener.join(timeout=5)
+        engine.share_executables(None)
         shutil.rmtree(self.data_dir, ignore_errors=True)
