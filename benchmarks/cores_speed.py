@@ -5,6 +5,8 @@ The run of issue 20: ``dnnbench optimizers --data mnist_sized.npz --epochs 3 --v
 as a user runs it, in a fresh process each time (start-up, data, compile and training included;
 the compile cache off), against:
 
+- the default with an empty compile cache (a user's first run: what it builds it keeps, and a
+  program whose epochs train in two workers is compiled once);
 - the default with the compile cache filled by an untimed run before (a second run of the command);
 - ``--backend threads``: the same programs on threads of one process (the path before issue 20);
 - ``--workers 1 --threads 1``: one program at a time on one core (the N-core scaling reference);
@@ -18,6 +20,7 @@ filled by the run before. Each configuration runs ``--repeats`` times, alternati
 the machine hits all alike; figures are medians with the range. Run it on a quiet machine:
 
     .venv/bin/python benchmarks/cores_speed.py --repeats 3
+    .venv/bin/python benchmarks/cores_speed.py --repeats 3 --only default,keras   # the targets' figures
 """
 
 from __future__ import annotations
@@ -97,6 +100,12 @@ def main() -> None:
         help="also --backend ray (a local cluster started by each run; its CPU is not counted: Ray's "
         "processes are not this script's children)",
     )
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated configurations to time, by the start of their names (e.g. 'default,keras'; "
+        "'main' for the main job); --workers 1 --threads 1 is always timed (the scaling reference)",
+    )
     parser.add_argument("--out", type=Path, default=HERE / "cores_speed.json")
     args = parser.parse_args()
     cores = len(os.sched_getaffinity(0))
@@ -111,6 +120,7 @@ def main() -> None:
         subprocess.run(job, env={**os.environ, **warm}, check=True, stdout=subprocess.DEVNULL)
         configs: dict[str, tuple[list[str], dict[str, str]]] = {
             "default": (job, off),
+            "default, compile cache empty": (job, {}),  # a new folder each time: see below
             "default, compile cache filled": (job, warm),
             "--backend threads": ([*job, "--backend", "threads"], off),
             "--workers 1 --threads 1": ([*job, "--workers", "1", "--threads", "1"], off),
@@ -122,10 +132,19 @@ def main() -> None:
                 sys.exit("cores_speed: keras is not installed: pip install -e '.[bench]', or pass --no-keras")
             script = KERAS.format(here=str(HERE), data=str(data), epochs=EPOCHS)
             configs["Keras 3 (JAX)"] = ([sys.executable, "-c", script], {"KERAS_BACKEND": "jax"})
+        wanted = [w.strip().lower() for w in args.only.split(",") if w.strip()]
+        if wanted:
+            configs = {
+                name: config
+                for name, config in configs.items()
+                if name == "--workers 1 --threads 1" or any(name.lower().startswith(w) for w in wanted)
+            }
         walls: dict[str, list[float]] = {name: [] for name in configs}
         cpus: dict[str, list[float]] = {name: [] for name in configs}
-        for _ in range(args.repeats):
+        for r in range(args.repeats):
             for name, (argv, env) in configs.items():
+                if name == "default, compile cache empty":
+                    env = {"DNNBENCH_COMPILE_CACHE": str(Path(tmp) / f"empty-cache{r}")}
                 wall, cpu = timed(argv, env)
                 walls[name].append(wall)
                 cpus[name].append(cpu)
@@ -133,7 +152,7 @@ def main() -> None:
         gflops = floor_gflops(cores)
         floor_s = run_flop() / (gflops * 1e9)
         main_job: dict[str, list[float]] = {"cache off": [], "cache cold": [], "cache warm": []}
-        for r in range(args.repeats):
+        for r in range(args.repeats if not wanted or "main" in wanted else 0):
             cache = Path(tmp) / f"cache{r}"
             main_job["cache off"].append(timed([*dnnbench, "optimizers", "--quiet"], off)[0])
             main_job["cache cold"].append(
@@ -161,9 +180,11 @@ def main() -> None:
             "pct_of_floor": round(100 * floor_s / wall, 1),
             "vs_workers1_threads1": round(wall / base, 3),
         }
-    if "Keras 3 (JAX)" in configs:
+    if "Keras 3 (JAX)" in configs:  # each configuration of dnnbench against Keras, medians
         keras = statistics.median(walls["Keras 3 (JAX)"])
-        result["default_vs_keras"] = round(statistics.median(walls["default"]) / keras, 3)
+        result["vs_keras"] = {
+            name: round(statistics.median(walls[name]) / keras, 3) for name in configs if name != "Keras 3 (JAX)"
+        }
     result["scaling_target"] = round(1 / cores + 0.1, 3)
     result["main_job"] = {name: summary(values) for name, values in main_job.items()}
     args.out.write_text(json.dumps(result, indent=2) + "\n")
