@@ -186,7 +186,7 @@ def main() -> None:
             name: round(statistics.median(walls[name]) / keras, 3) for name in configs if name != "Keras 3 (JAX)"
         }
     result["scaling_target"] = round(1 / cores + 0.1, 3)
-    result["main_job"] = {name: summary(values) for name, values in main_job.items()}
+    result["main_job"] = {name: summary(values) for name, values in main_job.items() if values}
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
