@@ -117,10 +117,11 @@ def share_executables(folder: Path | None) -> None:
     """Keep this process's executables in ``folder`` (``executables``' store, under it) while the
     persistent compilation cache is off; None: no longer.
 
-    ``backends.processes`` gives its run's data folder to the driver and to every worker: a program
-    that two processes train (its first epochs in one, its last in another) or the weight init that
-    each process needs is then compiled once per run, not once per process, and nothing outlives
-    the run. With the persistent cache on, its store already does this (and more).
+    ``backends.processes`` gives its run's data folder to the driver and to every worker: what one
+    process needs after another built it (a program's last epochs handed to another worker, the
+    weight init for a worker that starts after the driver built it) is then loaded, not compiled
+    again, and nothing outlives the run (two processes that build the same executable at once
+    still both compile it). With the persistent cache on, its store already does this (and more).
     """
     global _RUN_STORE
     _RUN_STORE = folder

@@ -4,7 +4,9 @@ progress, a dead worker as an error row (never a hang), and Ctrl-C keeping what 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -137,6 +139,31 @@ def test_with_the_cache_off_the_runs_processes_share_executables_in_its_folder(d
     assert [r.status for r in pooled] == ["ok", "ok"]
     assert list(removed.values()) == [[".bin"] * 5]  # the weight init, each program's optimizer init and epoch
     assert not any(folder.exists() for folder in removed)
+    assert engine._RUN_STORE is None
+
+
+def test_a_run_whose_data_cannot_be_written_leaves_nothing_behind(ds, tmp_path, monkeypatch):
+    """/dev/shm full: the error reaches the caller (the CLI's one line), with no folder, no pool and
+    no shared executables left of the run."""
+    monkeypatch.setattr(processes, "_shared_dir", lambda: Path(tempfile.mkdtemp(dir=tmp_path)))
+    written = []
+
+    def save(path, array):
+        if written:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        written.append(path)
+        with open(path, "wb") as f:
+            np.lib.format.write_array(f, array)
+
+    monkeypatch.setattr(processes.np, "save", save)
+    terminated = []
+    terminate = pool.terminate
+    monkeypatch.setattr(pool, "terminate", lambda p: (terminated.append(p), terminate(p)))
+    with pytest.raises(OSError, match="No space left"):
+        runner.execute(runner.Run(comparison(seeds=(0,)), workers=2, backend=POOL), ds)
+    assert len(written) == 1
+    assert list(tmp_path.iterdir()) == []
+    assert len(terminated) == 1
     assert engine._RUN_STORE is None
 
 

@@ -22,9 +22,9 @@ processes keep ``workers x threads`` cores busy.
   programs' first epochs train at the start of the run and their last ones, handed over as an
   ``engine.Progress``, at the end (``schedule.first_epochs``): the same calls, the same numbers.
 - Workers compile their own executables and share them through the executable store: the
-  persistent compile cache's, or, with that off, one in the run's data folder, so that a program
-  whose epochs train in two workers, or the weight init every worker needs, is compiled once per
-  run where another worker has already built it. They report each program's start and epochs on
+  persistent compile cache's, or, with that off, one in the run's data folder, so that what a
+  worker needs after another built it (a program whose last epochs it trains) is loaded, not
+  compiled again. They report each program's start and epochs on
   a queue that a driver thread turns into ``on_group`` / ``on_epoch`` calls, and stop at their
   next epoch once the run stops.
 - A worker that dies (killed, out of memory) fails only the programs it was training: they become
@@ -169,9 +169,14 @@ class ProcessExecution(OnThisMachine):
         workers_pool = pool.adopt(self.processes) or pool.spawn(max(1, self.processes))
         self.events, self.stopping = workers_pool.events, workers_pool.stop
         self.data_dir = _shared_dir()
+        try:
+            for name in _ARRAYS:
+                np.save(self.data_dir / f"{name}.npy", np.ascontiguousarray(getattr(data, name)))
+        except BaseException:  # /dev/shm full, Ctrl-C: the run never began, so nothing of it stays
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+            pool.terminate(workers_pool)
+            raise
         engine.share_executables(self.data_dir)  # the workers too (``_run_data``): each program compiled once
-        for name in _ARRAYS:
-            np.save(self.data_dir / f"{name}.npy", np.ascontiguousarray(getattr(data, name)))
         meta = {"name": data.name, "n_classes": data.n_classes, "image_shape": data.image_shape, "source": data.source}
         # what a worker maps the dataset from, and its XLA's threads
         self.data_ref = (str(self.data_dir), meta, self.threads)
