@@ -14,7 +14,8 @@ against the code it was stated for, both run in one session, alternating:
   before, as after any first run); **warm**: the cache the cold run filled (every later run).
   Each version has a cache folder of its own (``XDG_CACHE_HOME``).
 
-Prints medians, ranges and the ratios (this checkout / the other), writes JSON. On a quiet machine:
+Prints medians, minima and maxima, and the ratios (this checkout / the other), writes JSON. On a
+quiet machine:
 
     .venv/bin/python benchmarks/startup_speed.py --against 737cac6 --repeats 4
 """
@@ -26,12 +27,13 @@ import json
 import os
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from cores_speed import summary  # this folder is on sys.path: the script's own
 
 ROOT = Path(__file__).resolve().parent.parent
 JOB = ["optimizers", "--quiet"]
@@ -60,10 +62,6 @@ def timed(root: Path, cache: Path, cwd: Path) -> float:
     start = time.perf_counter()
     subprocess.run([*command(root), *JOB], env=env, cwd=cwd, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - start
-
-
-def summary(values: list[float]) -> dict[str, object]:
-    return {"median": round(statistics.median(values), 2), "range": [round(min(values), 2), round(max(values), 2)]}
 
 
 def git(*args: str) -> str:

@@ -176,7 +176,7 @@ class ProcessExecution(OnThisMachine):
             shutil.rmtree(self.data_dir, ignore_errors=True)
             pool.terminate(workers_pool)
             raise
-        engine.share_executables(self.data_dir)  # the workers too (``_run_data``): each program compiled once
+        engine.share_executables(self.data_dir)  # the workers too (``_run_data``): what one built, others load
         meta = {"name": data.name, "n_classes": data.n_classes, "image_shape": data.image_shape, "source": data.source}
         # what a worker maps the dataset from, and its XLA's threads
         self.data_ref = (str(self.data_dir), meta, self.threads)
