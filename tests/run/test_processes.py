@@ -7,6 +7,7 @@ import dataclasses
 import errno
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -234,6 +235,41 @@ def test_a_dead_worker_fails_only_its_program_and_the_run_goes_on(ds, tmp_path, 
     rows = runner.execute(runner.Run((*good, killer), workers=2, backend=POOL), ds)
     assert [r.status for r in rows] == ["ok", "ok", "error"]
     assert "worker process" in rows[2].extra["error"]
+    _same_rows(rows[:2], runner.execute(runner.Run(good, workers=2, backend=THREADS), ds))
+
+
+DIES_HOLDING_THE_EVENTS_LOCK = """
+import multiprocessing, os, signal
+import optax
+
+def make(learning_rate=0.1, *, die=False):
+    if die and multiprocessing.current_process().name != "MainProcess":
+        from dnnbench.run import pool
+        pool.context["events"]._wlock.acquire()  # as if killed while it sends an event
+        os.kill(os.getpid(), signal.SIGKILL)
+    return optax.sgd(learning_rate)
+"""
+
+
+def test_a_worker_that_dies_holding_its_queues_lock_does_not_hang_the_run(ds, tmp_path, monkeypatch):
+    """The pools that retry its programs report on queues of their own: the old one's write lock is
+    never released (it hung the run: the retried programs' workers could not send, nor exit)."""
+    monkeypatch.setattr(pool, "DRIVER_TRAINS", False)
+    path = tmp_path / "killer.py"
+    path.write_text(DIES_HOLDING_THE_EVENTS_LOCK)
+    good = comparison(("sgd", "adam"), seeds=(0,))
+    killer = TrialSpec(
+        optimizer=f"{path}:make", hyperparams=(("die", True),), model=ModelConfig(hidden=(16,)), train=TRAIN
+    )
+    rows: list = []
+    run = threading.Thread(
+        target=lambda: rows.extend(runner.execute(runner.Run((*good, killer), workers=2, backend=POOL), ds)),
+        daemon=True,
+    )
+    run.start()
+    run.join(timeout=300)  # a hang fails here instead of holding up the suite
+    assert not run.is_alive()
+    assert [r.status for r in rows] == ["ok", "ok", "error"]
     _same_rows(rows[:2], runner.execute(runner.Run(good, workers=2, backend=THREADS), ds))
 
 

@@ -41,7 +41,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -136,6 +136,13 @@ def _shared_dir() -> Path:
     return Path(tempfile.mkdtemp(prefix="dnnbench-data-", dir=base))
 
 
+class _Direct(NamedTuple):
+    """Where the driver's own training sends its events: straight to the execution (``put``), not
+    through a queue whose write lock a worker process could die holding."""
+
+    put: Callable[[tuple], None]
+
+
 class _Task(NamedTuple):
     """A program (or, with ``start`` / ``until``, some of its epochs) waiting for a worker; its
     outcome arrives on ``future`` wherever it trains."""
@@ -199,8 +206,11 @@ class ProcessExecution(OnThisMachine):
         self.solo: ProcessPoolExecutor | None = None  # a pool of one, for a program run again alone
         self.slots: list[threading.Thread] = []
         self.pending: dict[Future, int] = {}
-        self.listener = threading.Thread(target=self._listen, name="dnnbench-events", daemon=True)
-        self.listener.start()
+        #: each pool's event queue and the thread that reads it; the queues of pools that broke
+        self.listeners: list[tuple[Any, threading.Thread]] = []
+        self.poisoned: set[int] = set()
+        self.events_of: dict[ProcessPoolExecutor, Any] = {workers_pool.executor: self.events}
+        self._listen_to(self.events)
         for g in self.order:
             self._enqueue(g, None, self.first.get(g))
         if self.driver_trains:
@@ -240,11 +250,12 @@ class ProcessExecution(OnThisMachine):
         self.slots.append(slot)
 
     def _driver_slot(self) -> None:
+        here = _Direct(self._dispatch)  # the driver's events go straight to the callbacks
         while (task := self._next_task()) is not None:
             specs = self.programs[task.program]
             try:
                 task.future.set_result(
-                    _train(task.program, specs, task.start, task.until, self.data, self.events, self.stopping)
+                    _train(task.program, specs, task.start, task.until, self.data, here, self.stopping)
                 )
             except BaseException as exc:  # noqa: BLE001 -- Stopped, bad input: the driver's finished() raises it
                 task.future.set_exception(exc)
@@ -266,6 +277,7 @@ class ProcessExecution(OnThisMachine):
                 if isinstance(exc, BrokenProcessPool):
                     with self.tasks:
                         self.broken = executor
+                    self._broke(executor)
                 task.future.set_exception(exc)
 
     def _start_slots(self, executor: ProcessPoolExecutor) -> None:
@@ -280,8 +292,19 @@ class ProcessExecution(OnThisMachine):
             self._add_slot(self._process_slot, "worker", executor)
 
     def _spawn(self, workers: int) -> ProcessPoolExecutor:
-        """A new pool for this run (its workers report to the run's queue, stop with the run)."""
-        return pool.spawn(workers, self.events, self.stopping).executor
+        """A new pool for this run, after a worker died: its workers stop with the run, and report
+        on a queue of their own, since the dead worker may have died holding the old queue's write
+        lock (a process killed while it sends an event), which would block every other writer."""
+        spawned = pool.spawn(workers, None, self.stopping)
+        self.events_of[spawned.executor] = spawned.events
+        self._listen_to(spawned.events)
+        return spawned.executor
+
+    def _broke(self, executor: ProcessPoolExecutor) -> None:
+        """``executor`` broke (a worker died): its queue is never written to, nor waited for, again."""
+        events = self.events_of.get(executor)
+        if events is not None:
+            self.poisoned.add(id(events))
 
     def _resume(self, g: int, progress: engine.Progress) -> None:
         """Queue program ``g``'s last epochs behind everything else (any worker takes them)."""
@@ -289,22 +312,32 @@ class ProcessExecution(OnThisMachine):
 
     # progress ---------------------------------------------------------------------------------
 
-    def _listen(self) -> None:
-        """Turn the workers' events into ``on_group`` / ``on_epoch`` calls, one at a time."""
+    def _listen_to(self, events: Any) -> None:
+        listener = threading.Thread(target=self._listen, args=(events,), name="dnnbench-events", daemon=True)
+        listener.start()
+        self.listeners.append((events, listener))
+
+    def _listen(self, events: Any) -> None:
+        """Turn a pool's events into ``on_group`` / ``on_epoch`` calls (``_dispatch``)."""
         while True:
-            item = self.events.get()
+            item = events.get()
             if item is None:
                 return
-            kind, g = item[0], item[1]
-            with self.lock:
-                try:
-                    self._handle(kind, g, item)
-                except BaseException as exc:  # noqa: BLE001 -- e.g. Ctrl-C in a callback: the driver raises it
-                    self.failure = self.failure or exc
-                finally:
-                    if kind == "end":
-                        self.ended.add(g)
-                        self.ended_changed.notify_all()
+            self._dispatch(item)
+
+    def _dispatch(self, item: tuple) -> None:
+        """One event, from a pool's queue or from the driver's own training (which calls this
+        directly, never through a queue a worker shares), turned into a callback, one at a time."""
+        kind, g = item[0], item[1]
+        with self.lock:
+            try:
+                self._handle(kind, g, item)
+            except BaseException as exc:  # noqa: BLE001 -- e.g. Ctrl-C in a callback: the driver raises it
+                self.failure = self.failure or exc
+            finally:
+                if kind == "end":
+                    self.ended.add(g)
+                    self.ended_changed.notify_all()
 
     def _handle(self, kind: str, g: int, item: tuple) -> None:
         if kind == "start" and self.on_group is not None:
@@ -355,6 +388,7 @@ class ProcessExecution(OnThisMachine):
             try:
                 outcome = self.solo.submit(_train_program, g, self.programs[g], None, None, self.data_ref).result()
             except BrokenProcessPool:
+                self._broke(self.solo)
                 outcome = WorkerDied(
                     "the worker process training this program died (killed, or out of memory); it died again "
                     "when run alone"
@@ -401,7 +435,11 @@ class ProcessExecution(OnThisMachine):
         self.pool = self.solo = None
         for slot in self.slots:
             slot.join()
-        self.events.put(None)
-        self.listener.join(timeout=5)
+        for events, listener in self.listeners:
+            if id(events) in self.poisoned:  # its listener waits on it for ever (a daemon thread)
+                continue
+            events.cancel_join_thread()  # whatever happens to this sentinel, never wait for it at exit
+            events.put(None)
+            listener.join(timeout=5)
         engine.share_executables(None)
         shutil.rmtree(self.data_dir, ignore_errors=True)
