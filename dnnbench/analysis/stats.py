@@ -193,13 +193,15 @@ class Paired:
 def bootstrap_ci(diffs: Sequence[float], *, resamples: int = 4000, seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap 95% interval of the mean of ``diffs`` (``scipy.stats.bootstrap``, fixed
     seed: the same differences give the same interval)."""
-    import scipy.stats
-
     x = np.asarray(diffs, float)
     if x.size == 0:
         return (math.nan, math.nan)
     if x.size == 1 or np.all(x == x[0]):
         return (float(x[0]), float(x[0]))
+    # imported only here: a run of one seed (the main job, --json) never resamples, and SciPy's
+    # import took 0.6 s at the end of every such run (2-core machine, py-spy)
+    import scipy.stats
+
     found = scipy.stats.bootstrap(
         (x,), np.mean, n_resamples=resamples, method="percentile", random_state=np.random.default_rng(seed)
     )
