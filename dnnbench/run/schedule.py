@@ -22,11 +22,12 @@ Two measurements decide it (2026-12-06, the 2-core development machine, ``--thre
   and 41.2-44.1 s against 43.2-44.0 s with the cache filled. So the workers stay one per
   ``--threads`` cores.
 
-And one way to even out the end of a run in the pool: **a program's epochs may train in two
-workers**, its first epochs at the start of the run, its last ones (``engine.Progress`` handed
+And one way to even out the end of a run in the pool: **a program's steps may train in two
+workers**, its first steps at the start of the run, its last ones (``engine.Progress`` handed
 over) at the end, where a worker would otherwise idle beside the last program (McNaughton's
-wrap-around rule, at epoch boundaries). Five MNIST-sized programs of 3 epochs on 2 workers: 8
-epochs' time instead of 9. Each epoch is the same call in either worker, so the same numbers.
+wrap-around rule, at any step, inside an epoch too). Five MNIST-sized programs of 3 epochs on 2
+workers: 7.5 epochs' time (9 unsplit, 8 at epoch boundaries). Each step is the same loop body in
+either worker, so the same numbers.
 """
 
 from __future__ import annotations
@@ -72,6 +73,14 @@ def program_cost(specs: Sequence[TrialSpec], data: Dataset) -> float:
     return float(len(specs) * spec.train.epochs * per_epoch)
 
 
+def steps_per_epoch(specs: Sequence[TrialSpec], data: Dataset) -> int:
+    """A program's training steps per epoch (its trials share the batch size and training share)."""
+    from dnnbench.data import with_train_fraction
+
+    spec = specs[0]
+    return len(with_train_fraction(data, spec.structure.train_fraction).y_train) // spec.train.batch_size
+
+
 def wants_processes(costs: Sequence[float], workers: int) -> bool:
     """Whether the local backend trains these programs in worker processes (see the module's
     docstring): when there is a second core to gain and either the training or the number of
@@ -102,7 +111,7 @@ def worker_starts(workers: int, driver_trains: bool, spawned_ago: float = 0.0) -
 
 
 def order(costs: Sequence[float], first: dict[int, int]) -> list[int]:
-    """The order the pool is handed programs: those whose first epochs train apart (``first``)
+    """The order the pool is handed programs: those whose first steps train apart (``first``)
     first, then the others; each longest first, so that the last program to start is short."""
     by_cost = sorted(range(len(costs)), key=lambda g: -costs[g])
     return [g for g in by_cost if g in first] + [g for g in by_cost if g not in first]
@@ -110,17 +119,18 @@ def order(costs: Sequence[float], first: dict[int, int]) -> list[int]:
 
 def finish_time(
     costs: Sequence[float],
-    epochs: Sequence[int],
+    steps: Sequence[int],
     workers: int,
     first: dict[int, int],
     starts: Sequence[float] = (),
 ) -> float:
-    """When ``workers`` would finish the programs (``costs`` in FLOP, ``epochs`` each) taken in
-    ``order`` from one queue, program ``g`` of ``first`` training ``first[g]`` epochs, its others
-    queued at the end once those are done (a ``RESUME_FLOP`` more). In FLOP of one core, from when
-    the first worker starts; ``starts``: when each worker starts (default: all at once)."""
-    queue = deque((g, first.get(g, epochs[g]), g in first) for g in order(costs, first))
-    later: list[tuple[float, int, int]] = []  # (ready at, program, epochs left): the second parts
+    """When ``workers`` would finish the programs (``costs`` in FLOP, ``steps`` training steps
+    each) taken in ``order`` from one queue, program ``g`` of ``first`` training its first
+    ``first[g]`` steps, its others queued at the end once those are done (a ``RESUME_FLOP``
+    more). In FLOP of one core, from when the first worker starts; ``starts``: when each worker
+    starts (default: all at once)."""
+    queue = deque((g, first.get(g, steps[g]), g in first) for g in order(costs, first))
+    later: list[tuple[float, int, int]] = []  # (ready at, program, steps left): the second parts
     free = sorted(starts) if starts else [0.0] * workers  # when each worker is free next (a heap)
     end = 0.0
     while queue or later:
@@ -131,9 +141,9 @@ def finish_time(
             ready, g, left = heapq.heappop(later)
             queue.append((g, left, False))
         g, n, is_first = queue.popleft()
-        done = now + n * costs[g] / epochs[g] + (0.0 if is_first or g not in first else RESUME_FLOP)
+        done = now + n * costs[g] / steps[g] + (0.0 if is_first or g not in first else RESUME_FLOP)
         if is_first:
-            heapq.heappush(later, (done, g, epochs[g] - n))
+            heapq.heappush(later, (done, g, steps[g] - n))
         heapq.heappush(free, done)
         end = max(end, done)
     return end
@@ -146,23 +156,75 @@ def finish_time(
 SPLIT_SAVING = 0.05
 
 
-def first_epochs(
-    costs: Sequence[float], epochs: Sequence[int], workers: int, starts: Sequence[float] = ()
+def first_steps(
+    costs: Sequence[float],
+    epochs: Sequence[int],
+    steps_per_epoch: Sequence[int],
+    workers: int,
+    starts: Sequence[float] = (),
 ) -> dict[int, int]:
-    """Programs whose epochs train in two workers, and how many epochs the first one trains.
-    ``starts``: when each worker starts, in FLOP (``worker_starts``; default: all at once).
+    """Programs whose steps train in two workers, and how many steps (counted from the program's
+    first) the first one trains. ``starts``: when each worker starts, in FLOP (``worker_starts``;
+    default: all at once).
 
-    McNaughton's rule splits the programs that would start last; here they are the last ``m``
-    programs to start (``m`` < ``workers``), each split at the same fraction of its epochs, and the
-    ``m`` and fraction that ``finish_time`` finds shortest win; then each split point, or one more
-    split, is moved while that helps (McNaughton's points are staggered). Taken if it saves at
-    least ``SPLIT_SAVING`` of the run: empty where every worker has a program to the end anyway.
-    Several at once: on 8 workers, 12 programs of 3 epochs finish in 5 epochs' time instead of 6,
-    where no single split helps."""
+    McNaughton's rule splits the programs that would start last: first at epoch boundaries
+    (``_first_epochs``), then each split point is moved step by step, inside an epoch too
+    (``engine.train_part``), while that helps, and the last programs to start that were not split
+    are tried split too. Five programs of three epochs on two workers so end together, in 7.5
+    epochs' time, where epoch boundaries left one worker alone for a whole epoch (8; 9 unsplit).
+    Taken if it saves at least ``SPLIT_SAVING`` of the run: empty where every worker has a
+    program to the end anyway."""
     if workers < 2 or len(costs) <= workers:
         return {}
+    steps = [e * s for e, s in zip(epochs, steps_per_epoch, strict=True)]
+    no_split = finish_time(costs, steps, workers, {}, starts)
+    first = {g: k * steps_per_epoch[g] for g, k in _first_epochs(costs, epochs, workers, starts).items()}
+    best = finish_time(costs, steps, workers, first, starts)
+    last_to_start = [g for g in order(costs, {}) if steps[g] > 1]
+    for _ in range(2):
+        improved = False
+        for g in list(first) + [g for g in last_to_start[-workers:] if g not in first]:
+            if g not in first:  # one more split: a coarse pass over its steps first
+                for k in _some(range(1, steps[g])):
+                    time = finish_time(costs, steps, workers, {**first, g: k}, starts)
+                    if _shorter(time, best):
+                        first, best, improved = {**first, g: k}, time, True
+                if g not in first:
+                    continue
+            stride = max(1, steps_per_epoch[g] // 2)
+            while stride >= 1:  # halving: the finish time is piecewise linear in the split point
+                moved = False
+                for k in (first[g] - stride, first[g] + stride):
+                    if 1 <= k < steps[g]:
+                        time = finish_time(costs, steps, workers, {**first, g: k}, starts)
+                        if _shorter(time, best):
+                            first, best, moved, improved = {**first, g: k}, time, True, True
+                if not moved:
+                    stride //= 2
+        if not improved:
+            break
+    return first if best <= (1.0 - SPLIT_SAVING) * no_split else {}
+
+
+def _shorter(time: float, best: float) -> bool:
+    """``time`` shorter than ``best`` by more than the rounding of summing a queue's parts (a split
+    that gains nothing is not taken for the last bits of a float)."""
+    return time < best * (1.0 - 1e-9)
+
+
+def _first_epochs(
+    costs: Sequence[float], epochs: Sequence[int], workers: int, starts: Sequence[float] = ()
+) -> dict[int, int]:
+    """Programs whose epochs train in two workers, and how many epochs the first one trains, at
+    epoch boundaries (``first_steps`` then moves the points inside epochs).
+
+    Here the programs McNaughton's rule splits are the last ``m`` to start (``m`` < ``workers``),
+    each split at the same fraction of its epochs, and the ``m`` and fraction that
+    ``finish_time`` finds shortest win; then each split point, or one more split, is moved while
+    that helps (McNaughton's points are staggered). Several at once: on 8 workers, 12 programs of
+    3 epochs finish in 5 epochs' time instead of 6, where no single split helps."""
     best_first: dict[int, int] = {}
-    best = no_split = finish_time(costs, epochs, workers, best_first, starts)
+    best = finish_time(costs, epochs, workers, best_first, starts)
     last_to_start = [g for g in order(costs, {}) if epochs[g] > 1]
     for m in _some(range(1, min(workers, len(last_to_start) + 1))):
         split = last_to_start[-m:]
@@ -185,7 +247,7 @@ def first_epochs(
                     best_first, best, improved = first, time, True
         if not improved:
             break
-    return best_first if best <= (1.0 - SPLIT_SAVING) * no_split else {}
+    return best_first
 
 
 def _some(values: Sequence[Any], most: int = 16) -> list[Any]:

@@ -1,1 +1,1 @@
-"""The numeric core: models, the training step, the jit/vmap/scan engine and XLA's threads."""
+"""The numeric core: models, the training step, the jit/vmap engine and XLA's threads."""

@@ -1,11 +1,12 @@
-"""The engine: the ONE place where jit, vmap, scan and device placement happen.
+"""The engine: the ONE place where jit, vmap and device placement happen.
 
 A *group* is a list of trials with the same ``Structure`` (optimizer kind, model shape, batch
 size, epochs, ...). The group trains as one compiled program: every per-trial number (learning
 rate, optimizer hyperparameters, seed, L1/L2, dropout rate, noise, patience) is an array with a
 leading trial axis and the pure per-trial functions in ``dnnbench.train.step`` are ``jax.vmap``-ed over
-it. One epoch -- shuffle, every minibatch as a ``lax.scan`` step, evaluation on train/val/test,
-early-stopping bookkeeping -- is one call of one compiled executable. Executables are cached by
+it. One epoch -- shuffle, every minibatch a step of one compiled loop, evaluation on train/val/test,
+early-stopping bookkeeping -- is one call of one compiled executable (which also trains part of an
+epoch where two worker processes share one: ``step``'s ``epoch``). Executables are cached by
 structure and shapes, so a second group of the same shape does not compile again; a later process
 loads them from disk (``executables``) instead of tracing them again.
 """
@@ -57,14 +58,19 @@ class GroupOutput:
 class Progress:
     """A group part-way through its epochs, on the host: what ``train_part`` hands back when told
     to stop early, and resumes from, in this process or another (a worker process of the pool).
-    The epochs trained from it are the very calls one ``train_group`` would have made, so the
+    The steps trained from it are the very loop bodies one ``train_group`` would have run, so the
     numbers are the same bit for bit."""
 
     epochs_done: int
+    steps_into_epoch: int  # steps of the next epoch already trained (0 at an epoch's end)
     state: list[np.ndarray]  # the TrialState's leaves, in its tree's order
     rows: tuple[dict[str, np.ndarray], ...]  # each epoch's metrics so far
     compile_s: float
     train_s: float
+
+
+#: The shape of ``step``'s ``epoch`` argument ``part``: the first and the end step of the call.
+_PART = jax.ShapeDtypeStruct((2,), jnp.int32)
 
 
 class _Programs(NamedTuple):
@@ -287,13 +293,15 @@ def _programs(
         optimizer,
     )
     epoch_on: dict[str, Any] = (
-        {"in_shardings": (trials, trials, replicated), "out_shardings": (trials, trials)} if shardings else {}
+        {"in_shardings": (trials, trials, replicated, replicated), "out_shardings": (trials, trials)}
+        if shardings
+        else {}
     )
     epoch = _compiled(
         ("epoch", plan, n, shapes, devices, opt_key),
         lambda: (
             jax.jit(_over_trials(epoch_fn, n, traced()[1]), donate_argnums=0, **epoch_on)
-            .lower(traced()[2], numbers, data)
+            .lower(traced()[2], numbers, data, _PART)
             .compile(options)
         ),
         optimizer,
@@ -323,7 +331,9 @@ def _state_axes(init_fn: Callable, epoch_fn: Callable, params_shape: Any, number
     axes = jax.tree.map(lambda _: 0, state)._replace(opt_state=opt_axes)
     try:
         shared = jax.eval_shape(jax.vmap(init_fn, out_axes=axes), params_shape, numbers)
-        jax.eval_shape(jax.vmap(epoch_fn, in_axes=(axes, 0, None), out_axes=(axes, 0)), shared, numbers, data)
+        jax.eval_shape(
+            jax.vmap(epoch_fn, in_axes=(axes, 0, None, None), out_axes=(axes, 0)), shared, numbers, data, _PART
+        )
     except ValueError:  # a counter is per trial after all
         return 0
     return axes
@@ -381,11 +391,11 @@ def _over_trials(epoch_fn: Callable, n: int, state_axes: Any = 0) -> Callable:
     than plain ones (figures: docs/performance.md); same numbers. ``state_axes``: see ``_state_axes``.
     """
     if n > 1:
-        return jax.vmap(epoch_fn, in_axes=(state_axes, 0, None), out_axes=(state_axes, 0))
+        return jax.vmap(epoch_fn, in_axes=(state_axes, 0, None, None), out_axes=(state_axes, 0))
 
-    def single(state: Any, numbers: Any, data: Any) -> Any:
+    def single(state: Any, numbers: Any, data: Any, part: Any) -> Any:
         squeeze = lambda tree: jax.tree.map(lambda leaf: leaf[0], tree)  # noqa: E731
-        out = epoch_fn(squeeze(state), squeeze(numbers), data)
+        out = epoch_fn(squeeze(state), squeeze(numbers), data, part)
         return jax.tree.map(lambda leaf: leaf[None], out)
 
     return single
@@ -528,7 +538,7 @@ def train_group(
     ``compile_s``: compile time already spent on this group by ``prepare`` (reported with it).
     """
     output = train_part(specs, data, on_epoch=on_epoch, compile_s=compile_s)
-    assert isinstance(output, GroupOutput)  # no ``until``: it trains to the end
+    assert isinstance(output, GroupOutput)  # no ``until_step``: it trains to the end
     return output
 
 
@@ -539,14 +549,15 @@ def train_part(
     on_epoch: Callable[[int, dict[str, np.ndarray]], None] | None = None,
     compile_s: float = 0.0,
     start: Progress | None = None,
-    until: int | None = None,
+    until_step: int | None = None,
 ) -> GroupOutput | Progress:
     """``train_group``, from ``start`` (a ``Progress`` this group handed back before) and, with
-    ``until``, only until that many epochs are done: then the group's ``Progress``, unless it
+    ``until_step``, only until that many training steps are done (counted from its first epoch's
+    first step; it may be part-way through an epoch): then the group's ``Progress``, unless it
     ended first (its last epoch, or early stopping stopped every trial), which is its output.
 
-    A worker process can train a program's first epochs and another its last (the process pool
-    evens out the end of a run this way: ``run.schedule.first_epochs``).
+    A worker process can train a program's first steps and another its last (the process pool
+    evens out the end of a run this way: ``run.schedule.first_steps``).
     """
     specs = tuple(specs)
     plan, device_data, numbers, shardings, n_real = _setup(specs, data)
@@ -558,19 +569,34 @@ def train_part(
     train_start = time.perf_counter()
     state = programs.init(programs.init_params(numbers.seed), numbers)
     rows: list[dict[str, np.ndarray]] = []
-    first, train_s = 0, 0.0
+    done, train_s = 0, 0.0  # steps trained
+    steps = sizes.n_train // structure.train.batch_size
     if start is not None:
         if shardings:
             raise ValueError("a group trained on several devices cannot resume from a Progress")
         # the same tree as a fresh state (init runs in milliseconds), the leaves of the one handed back
         state = jax.tree.unflatten(jax.tree.structure(state), [jnp.asarray(leaf) for leaf in start.state])
-        rows, first = list(start.rows), start.epochs_done
+        rows, done = list(start.rows), start.epochs_done * steps + start.steps_into_epoch
         compile_s, train_s = compile_s + start.compile_s, start.train_s
     epochs = structure.train.epochs
-    stop_at = epochs if until is None else min(until, epochs)
+    stop_at = epochs * steps if until_step is None else min(until_step, epochs * steps)
+
+    def part(first: int, end: int) -> jax.Array:
+        """The steps of one call (``step``'s ``epoch``), where the program's inputs are."""
+        bounds = np.asarray([first, end], np.int32)
+        return jax.device_put(bounds, shardings[1]) if shardings else jnp.asarray(bounds)
+
+    whole = part(0, steps)
     ended = False
-    for epoch in range(first, stop_at):
-        state, metrics = programs.epoch(state, numbers, device_data)
+    while done < stop_at:
+        epoch, into = divmod(done, steps)
+        end = min(steps, stop_at - epoch * steps)
+        state, metrics = programs.epoch(
+            state, numbers, device_data, whole if (into, end) == (0, steps) else part(into, end)
+        )
+        done = epoch * steps + end
+        if end < steps:  # part of an epoch: its metrics come from the call that ends it
+            break
         host = _as_means(jax.tree.map(lambda a: a[:n_real], jax.device_get(metrics)), sizes)
         rows.append(host)
         if on_epoch is not None:
@@ -578,9 +604,11 @@ def train_part(
         if plan.uses_early_stopping and bool(np.all(jax.device_get(state.stopped))):
             ended = True
             break
-    if not ended and stop_at < epochs:
+    if not ended and stop_at < epochs * steps:
         leaves = [np.asarray(leaf) for leaf in jax.device_get(jax.tree.leaves(state))]
-        return Progress(stop_at, leaves, tuple(rows), compile_s, train_s + time.perf_counter() - train_start)
+        return Progress(
+            done // steps, done % steps, leaves, tuple(rows), compile_s, train_s + time.perf_counter() - train_start
+        )
     # the weights the optimizer means to be evaluated (schedule-free's x, lookahead's slow weights)
     final_params = state.params if state.eval_params is None else state.eval_params
     if plan.uses_early_stopping:  # early-stopping trials end with their best epoch's weights

@@ -103,6 +103,10 @@ class TrialState(NamedTuple):
     stopped: jax.Array
     stop_epoch: jax.Array
     epoch: jax.Array
+    # Each step's loss and layer gradient norms in the epoch under way: a call that trains only
+    # some of an epoch's steps (``epoch``'s ``part``) leaves its steps' here for the call that ends it.
+    step_losses: jax.Array
+    step_norms: jax.Array
 
 
 def _model(plan: Plan, key: jax.Array | int) -> MLP:
@@ -224,6 +228,7 @@ def make_trial_fns(plan: Plan):
     keeps_eval_point = opt.eval_params is not None
     batch = st.train.batch_size
     steps = sizes.n_train // batch
+    n_layers = len(st.model.hidden) + 1
     total_steps = steps * st.train.epochs
 
     def lr_factor(step: jax.Array, nums: Numbers) -> jax.Array:
@@ -250,6 +255,8 @@ def make_trial_fns(plan: Plan):
             jnp.bool_(False),
             jnp.int32(-1),
             jnp.int32(0),
+            jnp.zeros((steps,), jnp.float32),
+            jnp.zeros((steps, n_layers), jnp.float32),
         )
 
     def objective(params: Any, xb: jax.Array, yb: jax.Array, nums: Numbers, key: jax.Array):
@@ -281,7 +288,19 @@ def make_trial_fns(plan: Plan):
             chunk=chunk_of(n, x.shape[0]),
         )
 
-    def epoch(state: TrialState, nums: Numbers, data: DeviceData) -> tuple[TrialState, dict[str, jax.Array]]:
+    def epoch(
+        state: TrialState, nums: Numbers, data: DeviceData, part: jax.Array
+    ) -> tuple[TrialState, dict[str, jax.Array]]:
+        """Steps ``part[0]`` to ``part[1]`` (exclusive) of the epoch under way; the epoch ends, with
+        its evaluation and early-stopping bookkeeping, where ``part[1]`` is its last step.
+
+        ``part`` is an argument, not a constant, so that one executable trains a whole epoch
+        (``[0, steps]``, every epoch of a run but one) and the two halves of an epoch that two
+        worker processes share (``run.schedule``): each step is the same loop body either way,
+        so the same numbers. A call that does not end its epoch evaluates too (its metrics are
+        not used): a branch would put the evaluation in another computation, whose fusions
+        XLA may choose differently.
+        """
         base = jax.random.key(nums.seed)
         order = jax.random.permutation(
             jax.random.fold_in(jax.random.fold_in(base, _SHUFFLE), state.epoch), sizes.n_train
@@ -315,9 +334,22 @@ def make_trial_fns(plan: Plan):
             norms = jnp.stack([jnp.linalg.norm(k) for k in layer_kernels(grads)])
             return (new_params, new_opt), (loss, norms)
 
-        (params, opt_state), (losses, norms) = jax.lax.scan(
-            train_step, (state.params, state.opt_state), (jnp.arange(steps), batches)
-        )
+        def loop_body(i, carry):
+            params, opt_state, losses, norms = carry
+            (params, opt_state), (loss, norm) = train_step((params, opt_state), (i, batches[i]))
+            return params, opt_state, losses.at[i].set(loss), norms.at[i].set(norm)
+
+        # A loop with bounds known only when it runs (``part``): one executable for a whole epoch
+        # and any part of one. Measured against the ``lax.scan`` over the epoch it replaced: the
+        # same weights, gradients and evaluations bit for bit; a single trial's step losses too,
+        # a vmapped group's step losses in their last bit only (the loop keeps them trial-major,
+        # where the scan stacked them step-major, and each step's loss is reduced into that
+        # buffer). A ``lax.cond`` skipping the steps outside ``part`` in a scan kept the stacking
+        # but changed the training's numbers (XLA fuses a branch apart).
+        start, stop = part[0], part[1]
+        carry = (state.params, state.opt_state, state.step_losses, state.step_norms)
+        params, opt_state, losses, norms = jax.lax.fori_loop(start, stop, loop_body, carry)
+        ends = stop == steps  # this call ends the epoch: its bookkeeping counts
         m = {}
         # Every metric, the monitor and the restored weights are at the optimizer's evaluation
         # point (schedule-free's x, lookahead's slow weights), which is the trained weights for most.
@@ -338,12 +370,12 @@ def make_trial_fns(plan: Plan):
         improved = score < state.best_score - nums.min_delta
         if sizes.n_val == 0:  # nothing to monitor: the last epoch is the best one
             improved = jnp.bool_(True)
-        improved = improved & ~state.stopped
+        improved = improved & ~state.stopped & ends
         best_params = state.best_params
         if plan.uses_early_stopping:
             best_params = jax.tree.map(lambda b, p: jnp.where(improved, p, b), state.best_params, point)
-        bad = jnp.where(improved, 0, state.bad_epochs + 1)
-        stop_now = (nums.early_stopping > 0) & (bad >= nums.patience) & ~state.stopped
+        bad = jnp.where(ends, jnp.where(improved, 0, state.bad_epochs + 1), state.bad_epochs)
+        stop_now = (nums.early_stopping > 0) & (bad >= nums.patience) & ~state.stopped & ends
         new_state = TrialState(
             params=params,
             opt_state=opt_state,
@@ -354,7 +386,9 @@ def make_trial_fns(plan: Plan):
             bad_epochs=bad,
             stopped=state.stopped | stop_now,
             stop_epoch=jnp.where(stop_now, state.epoch, state.stop_epoch),
-            epoch=state.epoch + 1,
+            epoch=state.epoch + ends.astype(jnp.int32),
+            step_losses=losses,
+            step_norms=norms,
         )
         return new_state, m
 

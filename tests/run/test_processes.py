@@ -89,19 +89,22 @@ def test_programs_are_handed_out_longest_first(ds):
 
 
 def test_a_program_split_between_two_workers_gives_the_same_rows_and_progress_once(ds, monkeypatch):
-    """Three equal programs of three epochs on two workers: one trains its first epochs at the
-    start and its last at the end, in whichever worker is free (an ``engine.Progress`` between).
-    Programs this small are split only when handing over is free (here by hand: it costs about a
-    second, more than they train)."""
+    """Three equal programs of three epochs on two workers: one trains its first steps at the
+    start and its last at the end, in whichever worker is free (an ``engine.Progress`` between,
+    here inside its second epoch). Programs this small are split only when handing over is free
+    (here by hand: it costs about a second, more than they train)."""
     specs = tuple(
         dataclasses.replace(s, train=TrainConfig(epochs=3, batch_size=20))
         for s in comparison(("sgd", "momentum", "adam"), seeds=(0,))
     )
     costs = [schedule.program_cost([s], ds) for s in specs]
-    assert schedule.first_epochs(costs, [3, 3, 3], 2) == {}  # handing over would cost more than it saves
+    steps = [schedule.steps_per_epoch([s], ds) for s in specs]
+    assert steps == [len(ds.y_train) // 20] * 3
+    assert schedule.first_steps(costs, [3, 3, 3], steps, 2) == {}  # handing over would cost more than it saves
     monkeypatch.setattr(schedule, "RESUME_FLOP", 0.0)
     monkeypatch.setattr(schedule, "WORKER_START_SECONDS", 0.0)  # the driver's head start: none here
-    assert len(schedule.first_epochs(costs, [3, 3, 3], 2)) == 1  # the plan splits one
+    (split,) = schedule.first_steps(costs, [3, 3, 3], steps, 2).values()  # the plan splits one
+    assert abs(split - 3 * steps[0] / 2) <= 1 and split % steps[0]  # half its steps: inside an epoch
     handed_over = []
     resume = processes.ProcessExecution._resume
     monkeypatch.setattr(
@@ -118,7 +121,8 @@ def test_a_program_split_between_two_workers_gives_the_same_rows_and_progress_on
     )
     assert sorted(started) == [0, 1, 2]  # each program's start once, the split one's too
     assert epochs == {g: [0, 1, 2] for g in range(3)}
-    assert [p.epochs_done for p in handed_over] in ([1], [2])  # one program's first epochs came back
+    # one program's first half came back, part-way through its second epoch
+    assert [(p.epochs_done, p.steps_into_epoch) for p in handed_over] == [divmod(split, steps[0])]
     _same_rows(pooled, runner.execute(runner.Run(specs, workers=2, backend=THREADS), ds))
     assert [r.status for r in pooled] == ["ok"] * 3
 

@@ -53,28 +53,42 @@ EPOCH = 1e12  # FLOP of one epoch: handing a program over (``RESUME_FLOP``) is s
 @pytest.mark.parametrize(
     ("programs", "workers", "split", "without", "with_split"),
     [
-        (5, 2, 1, 9, 8),  # two, two, then one alone: its first epochs go first instead
-        (3, 2, 1, 6, 5),
+        (5, 2, 1, 9, 7.5),  # two, two, then one alone: half of its steps go first instead
+        (3, 2, 1, 6, 4.5),
         (4, 2, 0, 6, 6),  # every worker busy to the end already
         (2, 2, 0, 3, 3),  # no more programs than workers
         (64, 2, 0, 96, 96),
         (4, 3, 2, 6, 4),  # two split, at staggered points (McNaughton's)
-        (12, 8, 4, 6, 5),  # four split at once, where no single split helps
-        (14, 8, 0, 6, 6),  # 42 epochs on 8 workers need 6 epochs' time anyway
+        (12, 8, 4, 6, 5),  # four split at once, where no single split helps (McNaughton's bound: 4.5)
+        (14, 8, 0, 6, 6),  # none found (McNaughton's bound is 5.25: the search splits the last to start)
     ],
 )
 def test_a_program_is_split_between_two_workers_only_where_a_worker_would_idle(
     programs, workers, split, without, with_split
 ):
-    costs, epochs = [3 * EPOCH] * programs, [3] * programs
-    first = schedule.first_epochs(costs, epochs, workers)
+    """Programs of 3 epochs of 10 steps: a split may fall inside an epoch (5 on 2 workers: 7.5
+    epochs' time; at epoch boundaries 8)."""
+    costs, steps = [3 * EPOCH] * programs, [30] * programs
+    first = schedule.first_steps(costs, [3] * programs, [10] * programs, workers)
     assert len(first) == split
-    assert schedule.finish_time(costs, epochs, workers, {}) == without * EPOCH
+    assert all(0 < k < 30 for k in first.values())
+    assert schedule.finish_time(costs, steps, workers, {}) == without * EPOCH
     # (handing over adds its cost where it is on the way: not here, the other worker ends later)
-    finish = schedule.finish_time(costs, epochs, workers, first)
+    finish = schedule.finish_time(costs, steps, workers, first)
     assert with_split * EPOCH <= finish <= with_split * EPOCH + split * schedule.RESUME_FLOP
     order = schedule.order(costs, first)
     assert sorted(order) == list(range(programs)) and set(order[: len(first)]) == set(first)
+
+
+def test_a_split_inside_an_epoch_where_epoch_boundaries_cannot_balance():
+    """Five programs of one epoch on two workers: no split at an epoch boundary exists, one in the
+    middle of the last program's epoch ends both workers together."""
+    costs = [EPOCH] * 5
+    first = schedule.first_steps(costs, [1] * 5, [600] * 5, 2)
+    (split,) = first.values()
+    assert 300 <= split < 600  # about half (the second half also pays for handing over)
+    assert schedule.finish_time(costs, [600] * 5, 2, {}) == 3 * EPOCH
+    assert schedule.finish_time(costs, [600] * 5, 2, first) <= 2.5 * EPOCH + schedule.RESUME_FLOP
 
 
 def test_a_driver_that_starts_first_takes_up_the_slack_a_split_would():
@@ -83,8 +97,8 @@ def test_a_driver_that_starts_first_takes_up_the_slack_a_split_would():
     costs, epochs = [3 * EPOCH] * 3, [3] * 3
     starts = [0.0, 3 * EPOCH]
     assert schedule.finish_time(costs, epochs, 2, {}, starts) == 6 * EPOCH
-    assert schedule.first_epochs(costs, epochs, 2, starts) == {}
-    assert len(schedule.first_epochs(costs, epochs, 2)) == 1
+    assert schedule.first_steps(costs, epochs, [1] * 3, 2, starts) == {}
+    assert len(schedule.first_steps(costs, epochs, [1] * 3, 2)) == 1
     later = schedule.WORKER_START_SECONDS * schedule.CORE_FLOPS
     assert schedule.worker_starts(3, driver_trains=True) == [0.0, later, later]
     assert schedule.worker_starts(2, driver_trains=False) == [later, later]
@@ -94,4 +108,4 @@ def test_a_driver_that_starts_first_takes_up_the_slack_a_split_would():
 
 def test_programs_too_small_to_hand_over_are_not_split():
     costs = [schedule.RESUME_FLOP] * 5  # an epoch costs a third of handing over
-    assert schedule.first_epochs(costs, [3] * 5, 2) == {}
+    assert schedule.first_steps(costs, [3] * 5, [10] * 5, 2) == {}

@@ -119,15 +119,22 @@ def test_step_counters_stay_per_trial_where_trials_can_differ(ds):
 )
 def test_a_group_trained_in_parts_gives_the_numbers_of_one_call(ds, members):
     """What a worker hands another (``Progress``, pickled as between processes) resumes the very
-    calls one ``train_group`` makes: the same history and weights, bit for bit."""
+    steps one ``train_group`` trains, at an epoch's end or inside one: the same history and
+    weights, bit for bit."""
     import pickle
 
     members = tuple(dataclasses.replace(m, train=TrainConfig(epochs=4, batch_size=20)) for m in members)
+    steps = len(ds.y_train) // 20
+    assert steps > 4
     whole = engine.train_group(members, ds)
-    part = engine.train_part(members, ds, until=1)
-    assert isinstance(part, engine.Progress) and part.epochs_done == 1 and len(part.rows) == 1
-    part = engine.train_part(members, ds, start=pickle.loads(pickle.dumps(part)), until=3)
-    assert isinstance(part, engine.Progress) and part.epochs_done == 3
+    part = engine.train_part(members, ds, until_step=steps // 2)  # inside the first epoch
+    assert isinstance(part, engine.Progress) and (part.epochs_done, part.steps_into_epoch) == (0, steps // 2)
+    assert part.rows == ()  # an epoch's metrics come with the call that ends it
+    part = engine.train_part(members, ds, start=pickle.loads(pickle.dumps(part)), until_step=steps)
+    assert isinstance(part, engine.Progress) and (part.epochs_done, part.steps_into_epoch) == (1, 0)
+    assert len(part.rows) == 1
+    part = engine.train_part(members, ds, start=pickle.loads(pickle.dumps(part)), until_step=2 * steps + 3)
+    assert isinstance(part, engine.Progress) and (part.epochs_done, part.steps_into_epoch) == (2, 3)
     parts = engine.train_part(members, ds, start=pickle.loads(pickle.dumps(part)))
     assert isinstance(parts, engine.GroupOutput)
     assert parts.history.keys() == whole.history.keys()

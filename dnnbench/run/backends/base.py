@@ -94,20 +94,22 @@ def program_outcome(
     on_epoch: Callable[[int, dict[str, np.ndarray]], None] | None,
     compile_s: float = 0.0,
     start: Any = None,
-    until: int | None = None,
+    until_step: int | None = None,
 ) -> Outcome:
     """Train one program (``engine.train_group``): its output, or the exception that failed it with
     ``.report`` (a short traceback), so that its trials become error rows and the other programs'
     are kept. Bad input (``DnnbenchError``) and ``Stopped`` are raised: they end the run.
 
-    ``start`` / ``until``: train only part of its epochs (``engine.train_part``); an
+    ``start`` / ``until_step``: train only part of its steps (``engine.train_part``); an
     ``engine.Progress`` comes back where it did not end."""
     from dnnbench.train import engine  # JAX starts where a program trains, not where backends are picked
 
     try:
-        if start is None and until is None:
+        if start is None and until_step is None:
             return engine.train_group(specs, data, on_epoch=on_epoch, compile_s=compile_s)
-        return engine.train_part(specs, data, on_epoch=on_epoch, compile_s=compile_s, start=start, until=until)
+        return engine.train_part(
+            specs, data, on_epoch=on_epoch, compile_s=compile_s, start=start, until_step=until_step
+        )
     except (DnnbenchError, Stopped):
         raise
     except Exception as exc:  # noqa: BLE001 -- one failing program must not sink the others

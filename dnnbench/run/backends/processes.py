@@ -19,8 +19,9 @@ processes keep ``workers x threads`` cores busy.
   that each worker memory-maps read-only: nothing is pickled per program.
 - Programs are handed out longest first (trials x epochs x weights x samples) so that the last
   program to finish is a short one; where a worker would still idle beside the last programs, some
-  programs' first epochs train at the start of the run and their last ones, handed over as an
-  ``engine.Progress``, at the end (``schedule.first_epochs``): the same calls, the same numbers.
+  programs' first steps train at the start of the run and their last ones, handed over as an
+  ``engine.Progress``, at the end (``schedule.first_steps``; a split may fall inside an epoch): the
+  same loop bodies, the same numbers.
 - Workers compile their own executables and share them through the executable store: the
   persistent compile cache's, or, with that off, one in the run's data folder, so that what a
   worker needs after another built it (a program whose last epochs it trains) is loaded, not
@@ -88,21 +89,25 @@ def _started(data: tuple[str, dict[str, Any], int | None]) -> int:
 
 
 def _train_program(
-    program: int, specs: list[TrialSpec], start: Any, until: int | None, data: tuple[str, dict[str, Any], int | None]
+    program: int,
+    specs: list[TrialSpec],
+    start: Any,
+    until_step: int | None,
+    data: tuple[str, dict[str, Any], int | None],
 ) -> Outcome:
     """Train one program in a worker (``_train``) on the run's ``data`` (the driver's files)."""
-    return _train(program, specs, start, until, _run_data(data), pool.context["events"], pool.context["stop"])
+    return _train(program, specs, start, until_step, _run_data(data), pool.context["events"], pool.context["stop"])
 
 
 def _train(
-    program: int, specs: list[TrialSpec], start: Any, until: int | None, data: Dataset, events: Any, stop: Any
+    program: int, specs: list[TrialSpec], start: Any, until_step: int | None, data: Dataset, events: Any, stop: Any
 ) -> Outcome:
     """Train one program, in a worker or the driver; its output (parameters as NumPy arrays) or the
     exception that failed it, with ``.report``. Bad input (``DnnbenchError``) is raised: it stops
     the run. Its start, epochs and end go to ``events``; it stops at its next epoch once ``stop``
     is set.
 
-    ``start`` / ``until``: only some of its epochs (``engine.train_part``); then an
+    ``start`` / ``until_step``: only some of its steps (``engine.train_part``); then an
     ``engine.Progress`` comes back unless the program ended."""
     import jax
 
@@ -117,7 +122,7 @@ def _train(
 
     output: Outcome = None
     try:
-        output = program_outcome(specs, data, each_epoch, start=start, until=until)
+        output = program_outcome(specs, data, each_epoch, start=start, until_step=until_step)
     finally:  # "end" once the program ended (its epochs shown before its row); "paused" after a part
         events.put(("paused" if isinstance(output, engine.Progress) else "end", program, os.getpid()))
     if isinstance(output, engine.Progress):
@@ -144,12 +149,12 @@ class _Direct(NamedTuple):
 
 
 class _Task(NamedTuple):
-    """A program (or, with ``start`` / ``until``, some of its epochs) waiting for a worker; its
+    """A program (or, with ``start`` / ``until_step``, some of its steps) waiting for a worker; its
     outcome arrives on ``future`` wherever it trains."""
 
     program: int
     start: engine.Progress | None
-    until: int | None
+    until_step: int | None
     future: Future
 
 
@@ -189,10 +194,11 @@ class ProcessExecution(OnThisMachine):
         self.data_ref = (str(self.data_dir), meta, self.threads)
         costs = [schedule.program_cost(specs, data) for specs in self.programs]
         epochs = [specs[0].train.epochs for specs in self.programs]
-        #: programs whose first epochs train apart, and how many (their others follow in any worker)
+        steps = [schedule.steps_per_epoch(specs, data) for specs in self.programs]
+        #: programs whose first steps train apart, and how many (their others follow in any worker)
         spawned_ago = time.monotonic() - workers_pool.spawned
         starts = schedule.worker_starts(self.workers, self.driver_trains, spawned_ago)
-        self.first = schedule.first_epochs(costs, epochs, self.workers, starts)
+        self.first = schedule.first_steps(costs, epochs, steps, self.workers, starts)
         self.order = schedule.order(costs, self.first)  # those first, then longest first
         self.ended: set[int] = set()
         self.failure: BaseException | None = None
@@ -222,11 +228,11 @@ class ProcessExecution(OnThisMachine):
 
     # the queue and the slots ------------------------------------------------------------------
 
-    def _enqueue(self, g: int, start: engine.Progress | None, until: int | None) -> None:
+    def _enqueue(self, g: int, start: engine.Progress | None, until_step: int | None) -> None:
         future: Future = Future()
         self.pending[future] = g
         with self.tasks:
-            self.queue.append(_Task(g, start, until, future))
+            self.queue.append(_Task(g, start, until_step, future))
             self.tasks.notify()
 
     def _next_task(self, executor: ProcessPoolExecutor | None = None) -> _Task | None:
@@ -255,7 +261,7 @@ class ProcessExecution(OnThisMachine):
             specs = self.programs[task.program]
             try:
                 task.future.set_result(
-                    _train(task.program, specs, task.start, task.until, self.data, here, self.stopping)
+                    _train(task.program, specs, task.start, task.until_step, self.data, here, self.stopping)
                 )
             except BaseException as exc:  # noqa: BLE001 -- Stopped, bad input: the driver's finished() raises it
                 task.future.set_exception(exc)
@@ -271,7 +277,9 @@ class ProcessExecution(OnThisMachine):
                 if not started:
                     raise BrokenProcessPool("a worker process died as it started")
                 specs = self.programs[task.program]
-                trained = executor.submit(_train_program, task.program, specs, task.start, task.until, self.data_ref)
+                trained = executor.submit(
+                    _train_program, task.program, specs, task.start, task.until_step, self.data_ref
+                )
                 task.future.set_result(trained.result())
             except BaseException as exc:  # noqa: BLE001 -- handed to the driver's finished()
                 if isinstance(exc, BrokenProcessPool):
@@ -307,7 +315,7 @@ class ProcessExecution(OnThisMachine):
             self.poisoned.add(id(events))
 
     def _resume(self, g: int, progress: engine.Progress) -> None:
-        """Queue program ``g``'s last epochs behind everything else (any worker takes them)."""
+        """Queue program ``g``'s last steps behind everything else (any worker takes them)."""
         self._enqueue(g, progress, None)
 
     # progress ---------------------------------------------------------------------------------
