@@ -1,8 +1,9 @@
 """Pure per-trial numerics: init, one training epoch, evaluation. No jit or vmap here.
 
-``make_trial_fns(plan)`` returns ``init(numbers) -> TrialState`` and
-``epoch(state, numbers, data) -> (state, metrics)`` for ONE trial; the engine vmaps and compiles
-them. Randomness is explicit and paired: a trial's keys derive from its seed alone, so for one
+``make_trial_fns(plan)`` returns ``init(params, numbers) -> TrialState`` and
+``epoch(state, numbers, data, part) -> (state, metrics)`` (the epoch's steps ``part[0]`` to
+``part[1]``: all of them but where two workers share an epoch) for ONE trial; the engine vmaps and
+compiles them. Randomness is explicit and paired: a trial's keys derive from its seed alone, so for one
 seed every optimizer / regularizer starts from the same weights and sees the same batch order.
 """
 
