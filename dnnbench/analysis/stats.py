@@ -198,8 +198,8 @@ def bootstrap_ci(diffs: Sequence[float], *, resamples: int = 4000, seed: int = 0
         return (math.nan, math.nan)
     if x.size == 1 or np.all(x == x[0]):
         return (float(x[0]), float(x[0]))
-    # imported only here: a run of one seed (the main job, --json) never resamples, and SciPy's
-    # import took 0.6 s at the end of every such run (2-core machine, py-spy)
+    # imported only here: a summary of one seed never resamples, and SciPy's import took 0.6 s at
+    # the end of every --json run of one seed (2-core machine, py-spy)
     import scipy.stats
 
     found = scipy.stats.bootstrap(

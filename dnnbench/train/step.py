@@ -229,7 +229,6 @@ def make_trial_fns(plan: Plan):
     keeps_eval_point = opt.eval_params is not None
     batch = st.train.batch_size
     steps = sizes.n_train // batch
-    n_layers = len(st.model.hidden) + 1
     total_steps = steps * st.train.epochs
 
     def lr_factor(step: jax.Array, nums: Numbers) -> jax.Array:
@@ -257,7 +256,7 @@ def make_trial_fns(plan: Plan):
             jnp.int32(-1),
             jnp.int32(0),
             jnp.zeros((steps,), jnp.float32),
-            jnp.zeros((steps, n_layers), jnp.float32),
+            jnp.zeros((steps, len(layer_kernels(params))), jnp.float32),  # as ``train_step``'s norms
         )
 
     def objective(params: Any, xb: jax.Array, yb: jax.Array, nums: Numbers, key: jax.Array):
